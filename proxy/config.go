@@ -1,0 +1,114 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Upstream TLS modes, as in libpq's sslmode (verify-ca is treated as verify-full).
+const (
+	SSLDisable    = "disable"
+	SSLPrefer     = "prefer"
+	SSLRequire    = "require"
+	SSLVerifyFull = "verify-full"
+)
+
+// Limits. Each is a Config field; these are the defaults.
+const (
+	// DefaultMaxMessageBytes is the largest message accepted from either side:
+	// PostgreSQL's own limit for a message (PQ_LARGE_MESSAGE_LIMIT, 1 GB - 1,
+	// src/include/libpq/libpq.h). Messages are streamed, never buffered whole.
+	DefaultMaxMessageBytes = 1<<30 - 1
+	// maxStartupPacketLen is PostgreSQL's MAX_STARTUP_PACKET_LENGTH
+	// (src/include/libpq/pqcomm.h).
+	maxStartupPacketLen = 10000
+	// maxAuthMessageLen bounds messages of the authentication exchange, which
+	// the proxy reads whole (PG_MAX_AUTH_TOKEN_LENGTH is 65535).
+	maxAuthMessageLen = 1 << 20
+	// DefaultMaxSQLBytes is how much of a statement's text the tracker keeps.
+	DefaultMaxSQLBytes = 64 << 10
+	// DefaultMaxStatements bounds the prepared statements (and portals) the
+	// tracker remembers per connection.
+	DefaultMaxStatements = 10000
+	// DefaultMaxPending bounds the client messages awaiting a server reply.
+	DefaultMaxPending = 100000
+)
+
+// Config configures a Server. Zero values take the defaults above.
+type Config struct {
+	// Upstream is the PostgreSQL server's host:port.
+	Upstream string
+	// UpstreamSSLMode is one of SSLDisable (default), SSLPrefer, SSLRequire,
+	// SSLVerifyFull.
+	UpstreamSSLMode string
+	// UpstreamTLS is the client TLS configuration for the upstream side; for
+	// SSLVerifyFull it must carry RootCAs (nil means the system pool) and the
+	// ServerName defaults to the upstream host.
+	UpstreamTLS *tls.Config
+	// TLS, when set, lets clients negotiate TLS with the proxy (SSLRequest or
+	// direct TLS with ALPN "postgresql"). Nil answers SSLRequest with 'N'.
+	TLS *tls.Config
+
+	// MaxConnections bounds concurrent client connections (0: unlimited).
+	MaxConnections int
+	// ConnectTimeout bounds dialing the upstream and the TLS handshakes.
+	ConnectTimeout time.Duration
+	// MaxMessageBytes rejects larger messages with 08P01.
+	MaxMessageBytes int
+	// MaxSQLBytes, MaxStatements, MaxPending bound the tracker (see the defaults).
+	MaxSQLBytes   int
+	MaxStatements int
+	MaxPending    int
+
+	// Events receives one Execution per executed statement. The proxy never
+	// blocks on it: when it is full the event is dropped and counted in
+	// Stats.EventsDropped. Nil disables tracking.
+	Events chan<- *Execution
+
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock (time.Now when nil); tests may replace it.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() error {
+	if c.Upstream == "" {
+		return errors.New("upstream address is required")
+	}
+	switch c.UpstreamSSLMode {
+	case "":
+		c.UpstreamSSLMode = SSLDisable
+	case SSLDisable, SSLPrefer, SSLRequire, SSLVerifyFull:
+	case "verify-ca":
+		c.UpstreamSSLMode = SSLVerifyFull
+	case "allow":
+		c.UpstreamSSLMode = SSLPrefer
+	default:
+		return fmt.Errorf("upstream sslmode %q: want disable, prefer, require or verify-full", c.UpstreamSSLMode)
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.MaxSQLBytes <= 0 {
+		c.MaxSQLBytes = DefaultMaxSQLBytes
+	}
+	if c.MaxStatements <= 0 {
+		c.MaxStatements = DefaultMaxStatements
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}

@@ -1,0 +1,71 @@
+package proxy
+
+import "time"
+
+// ConnInfo identifies one client connection. It is shared, read-only, by every
+// Execution of that connection: the tracker fills it from the startup packet and
+// never changes it after the first Execution is emitted.
+type ConnInfo struct {
+	ID              uint64 `json:"id"`
+	ClientAddr      string `json:"client_addr"`
+	User            string `json:"user"`
+	Database        string `json:"database"`
+	ApplicationName string `json:"application_name"`
+}
+
+// Execution is one statement executed by the server: the contract between the
+// protocol tracker (live proxy or offline replay) and the analyzer.
+//
+// It never holds parameter values: ParamsHash is a hash of the bound values, so
+// that two executions with the same values can be told apart from two with
+// different values without keeping either.
+type Execution struct {
+	Conn *ConnInfo // never nil; shared by all executions of a connection
+
+	// Start is when the server began the statement as far as the wire shows:
+	// when the message that ran it was sent, or, in a pipeline, when the
+	// previous statement on the connection completed, whichever is later.
+	Start time.Time
+	// End is when its CommandComplete, EmptyQueryResponse, PortalSuspended or
+	// ErrorResponse arrived.
+	End time.Time
+
+	// SQL is the statement text as the client sent it. For a simple query with
+	// several statements it is the whole text and StatementIndex tells which one
+	// this is (0-based); the fingerprint package splits the text.
+	SQL            string
+	StatementIndex int
+	// Truncated is set when the SQL text was longer than the tracker keeps.
+	Truncated bool
+
+	// Protocol is "simple" or "extended".
+	Protocol string
+	// Prepared is the statement name for a named prepared statement, "" for
+	// unnamed statements and simple queries.
+	Prepared string
+	// ParamsHash is a 64-bit FNV-1a hash over the bound parameter formats and
+	// values (0 when there are no parameters). Values themselves are never kept.
+	ParamsHash uint64
+	// NumParams is the number of bound parameters.
+	NumParams int
+
+	// Command is the CommandComplete tag's command word (SELECT, INSERT, ...),
+	// empty when the statement failed.
+	Command string
+	// Rows is the row count from the CommandComplete tag, or the number of
+	// DataRow messages for a suspended portal; -1 when the tag has none.
+	Rows int64
+	// SQLState is the error code when the statement failed, "" otherwise.
+	SQLState string
+	// InTransaction is true when the statement ran inside an explicit
+	// transaction block (the ReadyForQuery status before or after it was 'T'
+	// or 'E', or it was itself BEGIN/COMMIT/ROLLBACK).
+	InTransaction bool
+	// TxEnd is true when the connection returned to idle (ReadyForQuery 'I')
+	// right after this statement while it had been in a transaction block: the
+	// detector closes its window there.
+	TxEnd bool
+}
+
+// Duration is End - Start.
+func (e *Execution) Duration() time.Duration { return e.End.Sub(e.Start) }
