@@ -2,27 +2,50 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net"
+	"sync"
+	"sync/atomic"
+	"time"
 )
 
-// Stats are the server's counters, read with atomic loads.
+// Stats are the server's counters since it was created.
 type Stats struct {
 	ConnsAccepted   uint64 // client connections accepted
 	ConnsRejected   uint64 // refused by MaxConnections or shutdown
 	ConnsActive     int64  // client connections open now
-	ConnErrors      uint64 // connections that ended with an error
+	ConnErrors      uint64 // connections that ended with an error other than a clean close
 	UpstreamErrors  uint64 // failed upstream dials or TLS handshakes
 	ProtocolErrors  uint64 // connections ended by a ProtocolError
+	Cancels         uint64 // CancelRequests forwarded
 	BytesFromClient uint64
 	BytesFromServer uint64
 	Events          uint64 // executions handed to Config.Events
 	EventsDropped   uint64 // executions dropped because Events was full
 }
 
+// stats is the live, atomically updated form of Stats.
+type stats struct {
+	connsAccepted, connsRejected, connErrors, upstreamErrors, protocolErrors, cancels atomic.Uint64
+	connsActive                                                                       atomic.Int64
+	bytesFromClient, bytesFromServer, events, eventsDropped                           atomic.Uint64
+}
+
 // Server is the proxy. Create it with New, run it with Serve, stop it with
-// Shutdown.
+// Shutdown. Each client connection is handled by one goroutine that owns both
+// sockets and, once the session is established, two pumps (client→server and
+// server→client); the handler waits for both before it returns.
 type Server struct {
-	cfg Config
+	cfg   Config
+	stats stats
+	ids   atomic.Uint64
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{} // guarded by mu
+	conns     map[*conn]struct{}        // guarded by mu
+	shutdown  bool                      // guarded by mu
+	wg        sync.WaitGroup            // one per connection handler
+	done      chan struct{}             // closed by Shutdown; never sent on
 }
 
 // New checks cfg and returns a Server.
@@ -30,20 +53,154 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg}, nil
+	return &Server{
+		cfg:       cfg,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+		done:      make(chan struct{}),
+	}, nil
 }
 
-// Serve accepts connections on ln until Shutdown; it returns nil after
-// Shutdown and the accept error otherwise.
-func (s *Server) Serve(ln net.Listener) error { panic("TODO") }
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("proxy: server closed")
 
-// Shutdown stops accepting, waits for open connections to end until ctx is
-// done, then closes the rest. It returns ctx.Err() when it had to force.
-func (s *Server) Shutdown(ctx context.Context) error { panic("TODO") }
+// Serve accepts connections on ln until Shutdown; it returns ErrServerClosed
+// after Shutdown and the accept error otherwise. It closes ln.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-s.done:
+				return ErrServerClosed
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.cfg.Logger.Warn("accept failed; retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.stats.connsAccepted.Add(1)
+		c := s.newConn(nc)
+		s.mu.Lock()
+		if s.shutdown {
+			s.mu.Unlock()
+			s.stats.connsRejected.Add(1)
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		active := s.stats.connsActive.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				s.stats.connsActive.Add(-1)
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+			}()
+			c.serve(s.cfg.MaxConnections > 0 && active > int64(s.cfg.MaxConnections))
+		}()
+	}
+}
+
+// Shutdown stops accepting, lets connections finish what is in flight until
+// ctx is done (a connection that is idle between transactions is closed at
+// once, with the FATAL 57P01 PostgreSQL sends at shutdown), then closes the
+// rest. It returns ctx.Err() when it had to force connections closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.shutdown {
+		s.shutdown = true
+		close(s.done)
+	}
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+
+	finished := make(chan struct{})
+	go func() { s.wg.Wait(); close(finished) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		for c := range s.conns {
+			c.closeIfIdle()
+		}
+		s.mu.Unlock()
+		select {
+		case <-finished:
+			return nil
+		case <-ctx.Done():
+			s.mu.Lock()
+			for c := range s.conns {
+				c.forceClose()
+			}
+			s.mu.Unlock()
+			<-finished
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
 
 // Stats returns a snapshot of the counters.
-func (s *Server) Stats() Stats { panic("TODO") }
+func (s *Server) Stats() Stats {
+	return Stats{
+		ConnsAccepted:   s.stats.connsAccepted.Load(),
+		ConnsRejected:   s.stats.connsRejected.Load(),
+		ConnsActive:     s.stats.connsActive.Load(),
+		ConnErrors:      s.stats.connErrors.Load(),
+		UpstreamErrors:  s.stats.upstreamErrors.Load(),
+		ProtocolErrors:  s.stats.protocolErrors.Load(),
+		Cancels:         s.stats.cancels.Load(),
+		BytesFromClient: s.stats.bytesFromClient.Load(),
+		BytesFromServer: s.stats.bytesFromServer.Load(),
+		Events:          s.stats.events.Load(),
+		EventsDropped:   s.stats.eventsDropped.Load(),
+	}
+}
 
-// CheckUpstream dials the upstream (with TLS as configured) and reports
-// whether it answered; it is what /readyz asks.
-func (s *Server) CheckUpstream(ctx context.Context) error { panic("TODO") }
+// CheckUpstream reports whether the upstream accepts TCP connections and,
+// when the SSL mode asks for it, completes a TLS handshake. It sends no
+// startup packet, so the server logs nothing for it.
+func (s *Server) CheckUpstream(ctx context.Context) error {
+	nc, err := s.dialUpstream(ctx)
+	if err != nil {
+		return err
+	}
+	return nc.Close()
+}
+
+// emit hands e to the events channel without ever blocking.
+func (s *Server) emit(e *Execution) {
+	select {
+	case s.cfg.Events <- e:
+		s.stats.events.Add(1)
+	default:
+		s.stats.eventsDropped.Add(1)
+	}
+}

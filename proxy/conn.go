@@ -1,0 +1,538 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// relayBufSize is the read size of each pump: one read, then one write of
+// what was read.
+const relayBufSize = 32 << 10
+
+// conn is one client connection and, once dialed, its upstream connection.
+// The handler goroutine (serve) owns both sockets; in the relay phase it runs
+// the client→server pump itself and one more goroutine runs server→client.
+type conn struct {
+	s   *Server
+	id  uint64
+	log *slog.Logger
+	raw net.Conn // the accepted socket; closing it ends the client side
+
+	cr io.Reader // reads from the client (buffered or TLS); owned by the client pump
+	cw net.Conn  // writes to the client; writers hold wmu
+	sr io.Reader // reads from the server (buffered); owned by the server pump
+	sw net.Conn  // the upstream socket; only the client pump writes to it
+
+	clientTLS   bool
+	upstreamTLS bool
+	replication bool
+
+	wmu sync.Mutex // serializes writes to cw (server pump, fatal notices)
+
+	tmu     sync.Mutex // guards tracker
+	tracker *Tracker   // set once the relay starts; nil before
+
+	upstream  atomic.Pointer[net.Conn] // set once dialed, for forceClose
+	closed    atomic.Bool
+	closeOnce sync.Once
+}
+
+func (s *Server) newConn(nc net.Conn) *conn {
+	id := s.ids.Add(1)
+	return &conn{s: s, id: id, raw: nc, log: s.cfg.Logger.With("conn", id)}
+}
+
+// bufConn reads through a bufio.Reader so bytes peeked before a TLS
+// handshake reach it.
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// serve handles the connection to its end. overLimit rejects it (after the
+// startup packet, as PostgreSQL does) because MaxConnections is reached.
+func (c *conn) serve(overLimit bool) {
+	defer c.forceClose()
+	start := c.s.cfg.Now()
+	err := c.run(overLimit)
+	var pe *ProtocolError
+	switch {
+	case err == nil, c.closed.Load() && !errors.As(err, &pe), isClosedErr(err):
+		c.log.Debug("connection closed", "duration", c.s.cfg.Now().Sub(start))
+	case errors.As(err, &pe):
+		c.s.stats.protocolErrors.Add(1)
+		c.log.Warn("connection ended: protocol violation", "err", pe)
+	default:
+		c.s.stats.connErrors.Add(1)
+		c.log.Info("connection ended with error", "err", err)
+	}
+}
+
+func isClosedErr(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// fatal sends a FATAL ErrorResponse to the client (best effort).
+func (c *conn) fatal(code, msg string) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.cw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = c.cw.Write(errorResponse(code, msg))
+}
+
+func (c *conn) run(overLimit bool) error {
+	cfg := &c.s.cfg
+	br := bufio.NewReaderSize(c.raw, relayBufSize)
+	c.cr, c.cw = br, c.raw
+	_ = c.raw.SetDeadline(time.Now().Add(cfg.ConnectTimeout))
+
+	pkt, err := c.negotiate(br)
+	if err != nil {
+		var pe *ProtocolError
+		if errors.As(err, &pe) {
+			c.fatal(stateProtocolViolation, pe.Msg)
+		}
+		return err
+	}
+	if pkt == nil { // CancelRequest, handled
+		return nil
+	}
+	_ = c.raw.SetDeadline(time.Time{})
+
+	info := &ConnInfo{ID: c.id, ClientAddr: hostOf(c.raw.RemoteAddr())}
+	version := binary.BigEndian.Uint32(pkt[4:8])
+	if version>>16 == 3 {
+		p := startupParams(pkt)
+		info.User, info.Database, info.ApplicationName = p["user"], p["database"], p["application_name"]
+		if info.Database == "" {
+			info.Database = info.User
+		}
+		switch strings.ToLower(p["replication"]) {
+		case "", "false", "off", "no", "0":
+		default:
+			c.replication = true
+		}
+	}
+	c.log = c.log.With("user", info.User, "database", info.Database)
+
+	if overLimit {
+		c.s.stats.connsRejected.Add(1)
+		c.fatal(stateTooManyConnections, fmt.Sprintf("sorry, too many clients already (nplus1 --max-connections=%d)", cfg.MaxConnections))
+		return nil
+	}
+	select {
+	case <-c.s.done:
+		c.s.stats.connsRejected.Add(1)
+		c.fatal(stateAdminShutdown, "the nplus1 proxy is shutting down")
+		return nil
+	default:
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ConnectTimeout)
+	sc, err := c.s.dialUpstream(ctx)
+	cancel()
+	if err != nil {
+		c.s.stats.upstreamErrors.Add(1)
+		c.fatal(stateConnectionFailure, fmt.Sprintf("nplus1: cannot connect to upstream %s: %v", cfg.Upstream, err))
+		return fmt.Errorf("dial upstream %s: %w", cfg.Upstream, err)
+	}
+	c.upstream.Store(&sc)
+	if c.closed.Load() { // force-closed while dialing
+		sc.Close()
+		return net.ErrClosed
+	}
+	_, c.upstreamTLS = sc.(*tls.Conn)
+	c.sw = sc
+	c.sr = bufio.NewReaderSize(sc, relayBufSize)
+
+	if _, err := sc.Write(pkt); err != nil {
+		return fmt.Errorf("send startup packet upstream: %w", err)
+	}
+	ok, err := c.authenticate()
+	if err != nil || !ok {
+		return err
+	}
+	return c.relay(info)
+}
+
+func hostOf(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	return a.String()
+}
+
+// negotiate runs the startup phase: SSLRequest, GSSENCRequest, direct TLS and
+// CancelRequest, until the startup packet, which it returns unchanged. It
+// returns nil, nil when the connection was a CancelRequest.
+func (c *conn) negotiate(br *bufio.Reader) ([]byte, error) {
+	cfg := &c.s.cfg
+	var r io.Reader = br
+	for {
+		if !c.clientTLS && cfg.TLS != nil {
+			b, err := br.Peek(1)
+			if err != nil {
+				return nil, err
+			}
+			if b[0] == tlsHandshake {
+				tc := tls.Server(&bufConn{Conn: c.raw, r: br}, cfg.TLS)
+				if err := tc.Handshake(); err != nil {
+					return nil, fmt.Errorf("direct TLS handshake: %w", err)
+				}
+				if tc.ConnectionState().NegotiatedProtocol != "postgresql" {
+					return nil, errors.New("direct TLS connection without ALPN protocol \"postgresql\"")
+				}
+				c.clientTLS, c.cr, c.cw, r = true, tc, tc, tc
+				continue
+			}
+		}
+		pkt, err := readStartup(r)
+		if err != nil {
+			return nil, err
+		}
+		switch binary.BigEndian.Uint32(pkt[4:8]) {
+		case codeSSL:
+			if c.clientTLS {
+				return nil, &ProtocolError{Frontend: true, Msg: "SSLRequest on an encrypted connection"}
+			}
+			if cfg.TLS == nil {
+				if _, err := c.raw.Write([]byte{'N'}); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if br.Buffered() > 0 {
+				// Anything sent before the handshake would be treated as if it
+				// came over TLS (CVE-2021-23214): refuse, as PostgreSQL does.
+				return nil, &ProtocolError{Frontend: true, Msg: "received unencrypted data after SSL request"}
+			}
+			if _, err := c.raw.Write([]byte{'S'}); err != nil {
+				return nil, err
+			}
+			tc := tls.Server(c.raw, cfg.TLS)
+			if err := tc.Handshake(); err != nil {
+				return nil, fmt.Errorf("TLS handshake: %w", err)
+			}
+			c.clientTLS, c.cr, c.cw, r = true, tc, tc, tc
+		case codeGSSENC:
+			if c.clientTLS {
+				return nil, &ProtocolError{Frontend: true, Msg: "GSSENCRequest on an encrypted connection"}
+			}
+			if _, err := c.raw.Write([]byte{'N'}); err != nil {
+				return nil, err
+			}
+		case codeCancel:
+			return nil, c.forwardCancel(pkt)
+		default:
+			return pkt, nil
+		}
+	}
+}
+
+// forwardCancel sends a CancelRequest to the upstream unchanged. The proxy
+// relays sessions one to one, so the backend PID and key the client holds are
+// the server's own.
+func (c *conn) forwardCancel(pkt []byte) error {
+	c.s.stats.cancels.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ConnectTimeout)
+	defer cancel()
+	sc, err := c.s.dialUpstream(ctx)
+	if err != nil {
+		c.s.stats.upstreamErrors.Add(1)
+		return fmt.Errorf("forward cancel request: %w", err)
+	}
+	defer sc.Close()
+	if _, err := sc.Write(pkt); err != nil {
+		return fmt.Errorf("forward cancel request: %w", err)
+	}
+	// The server closes the connection once it has acted on the request;
+	// wait for that, as libpq does, so the cancel has landed before the
+	// client's connection closes.
+	_ = sc.SetReadDeadline(time.Now().Add(c.s.cfg.ConnectTimeout))
+	_, _ = io.Copy(io.Discard, sc)
+	c.log.Debug("cancel request forwarded")
+	return nil
+}
+
+// authenticate relays the authentication exchange message by message until
+// the server's first ReadyForQuery (true) or an ErrorResponse (false). It is
+// the one place the proxy changes bytes: AuthenticationSASL loses its
+// channel-binding mechanisms (see stripChannelBinding).
+func (c *conn) authenticate() (bool, error) {
+	withheld := false
+	for {
+		typ, msg, err := readMessage(c.sr, false)
+		if err != nil {
+			return false, fmt.Errorf("authentication: read from server: %w", err)
+		}
+		switch typ {
+		case 'R':
+			if len(msg) < 9 {
+				return false, &ProtocolError{Msg: "short Authentication message"}
+			}
+			code := binary.BigEndian.Uint32(msg[5:9])
+			if code == 10 {
+				var stripped bool
+				msg, stripped = stripChannelBinding(msg)
+				withheld = withheld || stripped
+			}
+			if _, err := c.cw.Write(msg); err != nil {
+				return false, err
+			}
+			switch code {
+			case 0, 12: // AuthenticationOk, SASLFinal: no reply
+				continue
+			}
+			ctyp, cmsg, err := readMessage(c.cr, true)
+			if err != nil {
+				if withheld && c.clientTLS && isClosedErr(err) {
+					c.log.Warn("client left during SCRAM authentication after the proxy withheld channel binding; " +
+						"nplus1 terminates TLS, so SCRAM-SHA-256-PLUS cannot work through it: connect with channel_binding=prefer or disable")
+				}
+				var pe *ProtocolError
+				if errors.As(err, &pe) {
+					c.fatal(stateProtocolViolation, pe.Msg)
+				}
+				return false, err
+			}
+			switch ctyp {
+			case 'p':
+			case 'X':
+				return false, nil
+			default:
+				err := &ProtocolError{Frontend: true, Msg: fmt.Sprintf("expected an authentication response, got message type %q", ctyp)}
+				c.fatal(stateProtocolViolation, err.Msg)
+				return false, err
+			}
+			if withheld && c.clientTLS && saslMechanism(cmsg) != "" && strings.HasSuffix(saslMechanism(cmsg), "-PLUS") {
+				c.fatal(stateInvalidAuthorization, "nplus1 terminates TLS, so SCRAM channel binding cannot reach the server: connect with channel_binding=prefer or disable")
+				return false, nil
+			}
+			if _, err := c.sw.Write(cmsg); err != nil {
+				return false, err
+			}
+		case 'E':
+			_, err := c.cw.Write(msg)
+			return false, err
+		case 'Z':
+			_, err := c.cw.Write(msg)
+			return err == nil, err
+		case 'v', 'S', 'K', 'N':
+			if _, err := c.cw.Write(msg); err != nil {
+				return false, err
+			}
+		default:
+			return false, &ProtocolError{Msg: fmt.Sprintf("unexpected message type %q during authentication", typ)}
+		}
+	}
+}
+
+// saslMechanism returns the mechanism name of a SASLInitialResponse ("" when
+// the message is not one).
+func saslMechanism(msg []byte) string {
+	if len(msg) < 6 {
+		return ""
+	}
+	name, _, ok := cstring(msg[5:])
+	if !ok || !strings.HasPrefix(name, "SCRAM-") {
+		return ""
+	}
+	return name
+}
+
+// relay runs the two pumps until either side ends.
+func (c *conn) relay(info *ConnInfo) error {
+	cfg := &c.s.cfg
+	var emit func(*Execution)
+	if cfg.Events != nil && !c.replication {
+		emit = c.s.emit
+	}
+	t := NewTracker(info, emit, TrackerOptions{
+		MaxMessageBytes: cfg.MaxMessageBytes,
+		MaxSQLBytes:     cfg.MaxSQLBytes,
+		MaxStatements:   cfg.MaxStatements,
+		MaxPending:      cfg.MaxPending,
+	})
+	c.tmu.Lock()
+	c.tracker = t
+	c.tmu.Unlock()
+
+	errc := make(chan error, 1)
+	go func() { errc <- c.pumpServer() }()
+	err := c.pumpClient()
+	c.forceClose() // unblocks the server pump
+	serr := <-errc
+	var pe *ProtocolError
+	if errors.As(serr, &pe) || (err == nil || isClosedErr(err)) && serr != nil && !isClosedErr(serr) {
+		return serr
+	}
+	return err
+}
+
+// pumpClient forwards the client's bytes to the server. The tracker sees
+// each chunk before it is written, so no reply can reach the tracker before
+// its request.
+func (c *conn) pumpClient() error {
+	buf := make([]byte, relayBufSize)
+	for {
+		n, rerr := c.cr.Read(buf)
+		if n > 0 {
+			c.s.stats.bytesFromClient.Add(uint64(n))
+			c.tmu.Lock()
+			terr := c.tracker.Frontend(buf[:n], c.s.cfg.Now())
+			c.tmu.Unlock()
+			if terr != nil {
+				var pe *ProtocolError
+				if errors.As(terr, &pe) {
+					c.fatal(stateProtocolViolation, pe.Msg)
+				}
+				return terr
+			}
+			if _, err := c.sw.Write(buf[:n]); err != nil {
+				return err
+			}
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				return nil
+			}
+			return rerr
+		}
+	}
+}
+
+// pumpServer forwards the server's bytes to the client.
+func (c *conn) pumpServer() error {
+	buf := make([]byte, relayBufSize)
+	for {
+		n, rerr := c.sr.Read(buf)
+		if n > 0 {
+			c.s.stats.bytesFromServer.Add(uint64(n))
+			c.tmu.Lock()
+			terr := c.tracker.Backend(buf[:n], c.s.cfg.Now())
+			c.tmu.Unlock()
+			if terr != nil {
+				// The server broke the protocol: nothing sensible can follow.
+				return terr
+			}
+			c.wmu.Lock()
+			_, err := c.cw.Write(buf[:n])
+			c.wmu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				return nil
+			}
+			return rerr
+		}
+	}
+}
+
+// closeIfIdle ends the connection when it is between transactions with
+// nothing in flight, telling the client why (used by Shutdown).
+func (c *conn) closeIfIdle() {
+	c.tmu.Lock()
+	idle := c.tracker != nil && trackerIdle(c.tracker)
+	c.tmu.Unlock()
+	if !idle {
+		return
+	}
+	c.fatal(stateAdminShutdown, "terminating connection because the nplus1 proxy is shutting down")
+	c.forceClose()
+}
+
+// forceClose closes both sockets; it is idempotent and unblocks both pumps.
+func (c *conn) forceClose() {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		c.raw.Close()
+		if sc := c.upstream.Load(); sc != nil {
+			(*sc).Close()
+		}
+	})
+}
+
+// dialUpstream connects to the upstream and negotiates TLS per the SSL mode.
+func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", s.cfg.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetKeepAlive(true)
+	}
+	if s.cfg.UpstreamSSLMode == SSLDisable {
+		return nc, nil
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+	}
+	var req [8]byte
+	binary.BigEndian.PutUint32(req[0:], 8)
+	binary.BigEndian.PutUint32(req[4:], codeSSL)
+	var resp [1]byte
+	if _, err := nc.Write(req[:]); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("send SSLRequest: %w", err)
+	}
+	if _, err := io.ReadFull(nc, resp[:]); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("read SSLRequest answer: %w", err)
+	}
+	switch resp[0] {
+	case 'S':
+	case 'N':
+		if s.cfg.UpstreamSSLMode == SSLPrefer {
+			_ = nc.SetDeadline(time.Time{})
+			return nc, nil
+		}
+		nc.Close()
+		return nil, fmt.Errorf("server does not support SSL, but upstream sslmode is %s", s.cfg.UpstreamSSLMode)
+	default:
+		nc.Close()
+		return nil, fmt.Errorf("unexpected answer %q to SSLRequest", resp[0])
+	}
+	tcfg := &tls.Config{}
+	if s.cfg.UpstreamTLS != nil {
+		tcfg = s.cfg.UpstreamTLS.Clone()
+	}
+	if s.cfg.UpstreamSSLMode == SSLVerifyFull {
+		if tcfg.ServerName == "" {
+			host, _, _ := net.SplitHostPort(s.cfg.Upstream)
+			tcfg.ServerName = host
+		}
+	} else {
+		tcfg.InsecureSkipVerify = true
+	}
+	tc := tls.Client(nc, tcfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return tc, nil
+}
+
+
+// trackerIdle reports whether the connection is between transactions with
+// nothing in flight.
+func trackerIdle(t *Tracker) bool { return false }

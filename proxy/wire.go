@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Startup-phase request codes (src/include/libpq/pqcomm.h).
+const (
+	codeCancel   = 80877102
+	codeSSL      = 80877103
+	codeGSSENC   = 80877104
+	tlsHandshake = 0x16 // first byte of a TLS record: direct TLS
+)
+
+// SQLSTATE codes the proxy itself reports.
+const (
+	stateProtocolViolation    = "08P01"
+	stateConnectionFailure    = "08006"
+	stateTooManyConnections   = "53300"
+	stateAdminShutdown        = "57P01"
+	stateInvalidAuthorization = "28000"
+)
+
+// readStartup reads one length-prefixed startup-phase packet (no type byte).
+func readStartup(r io.Reader) ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(hdr[:]))
+	if n < 8 || n > maxStartupPacketLen {
+		return nil, &ProtocolError{Frontend: true, Msg: fmt.Sprintf("invalid startup packet length %d", n)}
+	}
+	pkt := make([]byte, n)
+	copy(pkt, hdr[:])
+	if _, err := io.ReadFull(r, pkt[4:]); err != nil {
+		return nil, err
+	}
+	return pkt, nil
+}
+
+// readMessage reads one typed message whole (type byte, length, body): only
+// used during authentication, where messages are small.
+func readMessage(r io.Reader, frontend bool) (typ byte, msg []byte, err error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(binary.BigEndian.Uint32(hdr[1:]))
+	if n < 4 || n > maxAuthMessageLen {
+		return 0, nil, &ProtocolError{Frontend: frontend, Msg: fmt.Sprintf("invalid length %d for message type %q during authentication", n, hdr[0])}
+	}
+	msg = make([]byte, 1+n)
+	copy(msg, hdr[:])
+	if _, err := io.ReadFull(r, msg[5:]); err != nil {
+		return 0, nil, err
+	}
+	return hdr[0], msg, nil
+}
+
+// startupParams parses the key/value pairs of a protocol-3 startup packet.
+func startupParams(pkt []byte) map[string]string {
+	params := make(map[string]string)
+	b := pkt[8:]
+	for len(b) > 0 {
+		k, rest, ok := cstring(b)
+		if !ok || k == "" {
+			break
+		}
+		v, rest2, ok := cstring(rest)
+		if !ok {
+			break
+		}
+		params[k] = v
+		b = rest2
+	}
+	return params
+}
+
+func cstring(b []byte) (string, []byte, bool) {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i]), b[i+1:], true
+		}
+	}
+	return "", nil, false
+}
+
+// errorResponse encodes a FATAL ErrorResponse.
+func errorResponse(code, msg string) []byte {
+	e := &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: msg}
+	b, _ := e.Encode(nil)
+	return b
+}
+
+// stripChannelBinding removes SCRAM-SHA-256-PLUS (and any other -PLUS
+// mechanism) from an AuthenticationSASL message. Channel binding ties the
+// SCRAM exchange to the TLS session between client and server; the proxy
+// terminates TLS on both sides, so a bound exchange can never succeed through
+// it. Offering only the unbound mechanisms lets clients that prefer channel
+// binding (libpq's default) fall back. It returns the message unchanged, and
+// false, when there was nothing to remove.
+func stripChannelBinding(msg []byte) ([]byte, bool) {
+	// 'R' len(4) code(4)=10 then mechanism names, each NUL-terminated, then NUL.
+	body := msg[9:]
+	var kept [][]byte
+	removed := false
+	for len(body) > 0 && body[0] != 0 {
+		i := 0
+		for i < len(body) && body[i] != 0 {
+			i++
+		}
+		name := body[:i]
+		if len(name) > 5 && string(name[len(name)-5:]) == "-PLUS" {
+			removed = true
+		} else {
+			kept = append(kept, name)
+		}
+		if i == len(body) {
+			break
+		}
+		body = body[i+1:]
+	}
+	if !removed {
+		return msg, false
+	}
+	out := []byte{'R', 0, 0, 0, 0, 0, 0, 0, 10}
+	for _, k := range kept {
+		out = append(out, k...)
+		out = append(out, 0)
+	}
+	out = append(out, 0)
+	binary.BigEndian.PutUint32(out[1:], uint32(len(out)-1))
+	return out, true
+}
