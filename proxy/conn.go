@@ -377,11 +377,27 @@ func (c *conn) relay(info *ConnInfo) error {
 	err := c.pumpClient()
 	c.forceClose() // unblocks the server pump
 	serr := <-errc
+	c.tmu.Lock()
+	t.Close() // emits what was held for a ReadyForQuery that will not come
+	c.tmu.Unlock()
+	return firstReal(err, serr)
+}
+
+// firstReal picks the error that explains why a connection ended: a protocol
+// violation first, then any error that is not just a closed socket.
+func firstReal(errs ...error) error {
 	var pe *ProtocolError
-	if errors.As(serr, &pe) || (err == nil || isClosedErr(err)) && serr != nil && !isClosedErr(serr) {
-		return serr
+	for _, err := range errs {
+		if errors.As(err, &pe) {
+			return err
+		}
 	}
-	return err
+	for _, err := range errs {
+		if err != nil && !isClosedErr(err) {
+			return err
+		}
+	}
+	return nil
 }
 
 // pumpClient forwards the client's bytes to the server. The tracker sees
@@ -450,7 +466,7 @@ func (c *conn) pumpServer() error {
 // nothing in flight, telling the client why (used by Shutdown).
 func (c *conn) closeIfIdle() {
 	c.tmu.Lock()
-	idle := c.tracker != nil && trackerIdle(c.tracker)
+	idle := c.tracker != nil && c.tracker.Idle()
 	c.tmu.Unlock()
 	if !idle {
 		return
@@ -532,7 +548,3 @@ func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
 	return tc, nil
 }
 
-
-// trackerIdle reports whether the connection is between transactions with
-// nothing in flight.
-func trackerIdle(t *Tracker) bool { return false }

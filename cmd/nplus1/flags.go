@@ -1,0 +1,284 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// envPrefix starts the environment twin of every flag: --max-connections is
+// also NPLUS1_MAX_CONNECTIONS.
+const envPrefix = "NPLUS1_"
+
+// envName is the environment variable that sets the flag name.
+func envName(name string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// flagSet is a flag.FlagSet that also reads each flag from its environment
+// twin and from a YAML config file whose keys are the flag names. The command
+// line wins over the environment, which wins over the config file, which wins
+// over the default. Every command gets the common flags (--config,
+// --log-level, --log-format) for free.
+type flagSet struct {
+	fs     *flag.FlagSet
+	order  []string          // flag names in definition order, for help
+	common map[string]bool   // flags defined by newFlagSet, listed apart in help
+	origin map[string]string // name → where its value came from, after parse
+
+	config    *string
+	logLevel  *string
+	logFormat *string
+}
+
+// Log levels and formats the common flags accept.
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
+)
+
+func newFlagSet(command string) *flagSet {
+	f := &flagSet{
+		fs:     flag.NewFlagSet(command, flag.ContinueOnError),
+		common: make(map[string]bool),
+		origin: make(map[string]string),
+	}
+	f.fs.SetOutput(io.Discard) // errors are returned, help is printed by the caller
+	f.fs.Usage = func() {}
+	f.config = f.String("config", "", "read flag values from this YAML `FILE`; its keys are the flag names")
+	f.logLevel = f.Choice("log-level", "info", logLevels, "log level")
+	f.logFormat = f.Choice("log-format", "text", logFormats, "log format on stderr")
+	for _, name := range f.order {
+		f.common[name] = true
+	}
+	return f
+}
+
+// String defines a string flag.
+func (f *flagSet) String(name, value, usage string) *string {
+	f.add(name)
+	return f.fs.String(name, value, usage)
+}
+
+// Int defines an int flag.
+func (f *flagSet) Int(name string, value int, usage string) *int {
+	f.add(name)
+	return f.fs.Int(name, value, usage)
+}
+
+// Duration defines a time.Duration flag.
+func (f *flagSet) Duration(name string, value time.Duration, usage string) *time.Duration {
+	f.add(name)
+	return f.fs.Duration(name, value, usage)
+}
+
+// Bool defines a bool flag.
+func (f *flagSet) Bool(name string, value bool, usage string) *bool {
+	f.add(name)
+	return f.fs.Bool(name, value, usage)
+}
+
+// Choice defines a string flag that accepts only one of choices. The default
+// may be outside choices ("" meaning "not set").
+func (f *flagSet) Choice(name, value string, choices []string, usage string) *string {
+	p := new(string)
+	*p = value
+	f.Var(&choiceValue{p: p, choices: choices}, name, usage)
+	return p
+}
+
+// Var defines a flag with a custom value; value holds the default.
+func (f *flagSet) Var(value flag.Value, name, usage string) {
+	f.add(name)
+	f.fs.Var(value, name, usage)
+}
+
+func (f *flagSet) add(name string) {
+	if slices.Contains(f.order, name) {
+		panic("flag redefined: " + name)
+	}
+	f.order = append(f.order, name)
+}
+
+// parse sets the flags from args, then fills those still unset from getenv,
+// then from the config file named by --config or NPLUS1_CONFIG. It returns
+// the positional arguments, flag.ErrHelp for -h/--help, and a *usageError
+// naming the flag, variable or config key for anything wrong.
+func (f *flagSet) parse(args []string, getenv func(string) string) ([]string, error) {
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageErrorf("%v", dashes(err.Error()))
+	}
+	f.fs.Visit(func(fl *flag.Flag) { f.origin[fl.Name] = "--" + fl.Name })
+	for _, name := range f.order {
+		if _, set := f.origin[name]; set {
+			continue
+		}
+		env := envName(name)
+		v := getenv(env)
+		if v == "" {
+			continue // an empty variable counts as unset
+		}
+		if err := f.fs.Set(name, v); err != nil {
+			return nil, usageErrorf("invalid value %q for %s (--%s): %v", v, env, name, err)
+		}
+		f.origin[name] = env
+	}
+	if *f.config != "" {
+		if err := f.loadConfig(*f.config); err != nil {
+			return nil, err
+		}
+	}
+	return f.fs.Args(), nil
+}
+
+// loadConfig applies the values of a YAML config file to the flags that are
+// still unset.
+func (f *flagSet) loadConfig(file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return usageErrorf("config file (%s): %v", f.origin["config"], err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return usageErrorf("config file %s: %v", file, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil // empty file
+	}
+	m := doc.Content[0]
+	if m.Kind != yaml.MappingNode {
+		return usageErrorf("config file %s: want a mapping of flag names to values (line %d)", file, m.Line)
+	}
+	seen := make(map[string]bool)
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		name := k.Value
+		if !slices.Contains(f.order, name) || name == "config" {
+			return usageErrorf("config file %s: unknown key %q (line %d); keys are flag names: %s",
+				file, name, k.Line, strings.Join(f.configKeys(), ", "))
+		}
+		if seen[name] {
+			return usageErrorf("config file %s: key %q given twice (line %d)", file, name, k.Line)
+		}
+		seen[name] = true
+		if v.Kind != yaml.ScalarNode {
+			return usageErrorf("config file %s: key %q (line %d): want a single value", file, name, v.Line)
+		}
+		if _, set := f.origin[name]; set {
+			continue
+		}
+		val := v.Value
+		if v.Tag == "!!null" {
+			val = ""
+		}
+		if err := f.fs.Set(name, val); err != nil {
+			return usageErrorf("config file %s: invalid value %q for key %q (line %d): %v", file, val, name, v.Line, err)
+		}
+		f.origin[name] = "config file " + file
+	}
+	return nil
+}
+
+// configKeys are the keys a config file may hold.
+func (f *flagSet) configKeys() []string {
+	var keys []string
+	for _, name := range f.order {
+		if name != "config" {
+			keys = append(keys, name)
+		}
+	}
+	return keys
+}
+
+// errorf returns a *usageError about flag name that says where its value came
+// from: "--max-connections (from NPLUS1_MAX_CONNECTIONS): must be 0 or more".
+func (f *flagSet) errorf(name, format string, args ...any) error {
+	where := "--" + name
+	if o, ok := f.origin[name]; ok && o != where {
+		where += " (from " + o + ")"
+	}
+	return usageErrorf("%s: %s", where, fmt.Sprintf(format, args...))
+}
+
+// printDefaults writes the flags, their env twins and defaults, in
+// definition order, command flags first.
+func (f *flagSet) printDefaults(w io.Writer) {
+	var cmd, common []string
+	for _, name := range f.order {
+		if f.common[name] {
+			common = append(common, name)
+		} else {
+			cmd = append(cmd, name)
+		}
+	}
+	if len(cmd) > 0 {
+		fmt.Fprintln(w, "\nFlags:")
+		f.printFlags(w, cmd)
+	}
+	fmt.Fprintln(w, "\nCommon flags:")
+	f.printFlags(w, common)
+}
+
+func (f *flagSet) printFlags(w io.Writer, names []string) {
+	for _, name := range names {
+		fl := f.fs.Lookup(name)
+		arg, usage := flag.UnquoteUsage(fl)
+		if c, ok := fl.Value.(*choiceValue); ok {
+			arg = strings.Join(c.choices, "|")
+		}
+		line := "  --" + name
+		if arg != "" {
+			line += " " + arg
+		}
+		fmt.Fprintln(w, line)
+		for l := range strings.SplitSeq(usage, "\n") {
+			fmt.Fprintf(w, "        %s\n", l)
+		}
+		if fl.DefValue != "" && fl.DefValue != "0" && fl.DefValue != "false" {
+			fmt.Fprintf(w, "        default %s; ", fl.DefValue)
+		} else {
+			fmt.Fprint(w, "        ")
+		}
+		fmt.Fprintf(w, "env %s\n", envName(name))
+	}
+}
+
+// dashes rewrites the flag package's "-name" in its error messages to the
+// "--name" spelling the help text uses.
+func dashes(msg string) string {
+	for _, p := range []string{"defined: -", "argument: -", "for flag -", "for -"} {
+		msg = strings.Replace(msg, p, p+"-", 1)
+	}
+	return msg
+}
+
+// choiceValue is a string flag restricted to a list of values.
+type choiceValue struct {
+	p       *string
+	choices []string
+}
+
+func (v *choiceValue) String() string {
+	if v == nil || v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func (v *choiceValue) Set(s string) error {
+	if !slices.Contains(v.choices, s) {
+		return fmt.Errorf("want one of %s", strings.Join(v.choices, ", "))
+	}
+	*v.p = s
+	return nil
+}

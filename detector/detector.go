@@ -1,0 +1,395 @@
+package detector
+
+import (
+	"maps"
+	"strconv"
+	"time"
+
+	"github.com/nplus1/nplus1/fingerprint"
+	"github.com/nplus1/nplus1/proxy"
+)
+
+// Defaults for the zero fields of Config; doc.go says why these values.
+const (
+	DefaultIdleGap            = 100 * time.Millisecond
+	DefaultMaxWindow          = 5 * time.Second
+	DefaultNPlusOneThreshold  = 5
+	DefaultDuplicateThreshold = 3
+	DefaultUnpaginatedRows    = 1000
+	DefaultReportCooldown     = time.Minute
+	DefaultMaxGroups          = 4096
+	DefaultMaxWindowEvents    = 2000
+	DefaultMaxParamsPerShape  = 512
+	DefaultMaxSelectStar      = 10000
+)
+
+// Config holds the detector's knobs. A zero field takes its default.
+type Config struct {
+	// IdleGap ends a window when no statement of its group starts for this
+	// long after the previous one ended.
+	IdleGap time.Duration
+	// MaxWindow ends a window this long after its first statement started.
+	MaxWindow time.Duration
+
+	// NPlusOneThreshold is the number of executions, and of distinct
+	// parameter sets, that make a repeated SELECT an N+1.
+	NPlusOneThreshold int
+	// DuplicateThreshold is the number of executions with identical
+	// parameters that make a duplicate_query.
+	DuplicateThreshold int
+	// UnpaginatedRows is the row count from which a SELECT without LIMIT is
+	// unpaginated.
+	UnpaginatedRows int64
+
+	// ReportCooldown is how long, in event time, the same (kind, fingerprint,
+	// source) stays quiet per group key after it was reported. Negative:
+	// report every occurrence.
+	ReportCooldown time.Duration
+
+	// Ignore is the safelist.
+	Ignore []Ignore
+
+	// JudgeCatalogs also judges queries that read only system catalogs
+	// (pg_catalog, information_schema, pg_* tables). They are skipped by
+	// default: drivers and ORMs issue them and the application cannot fix them.
+	JudgeCatalogs bool
+
+	// MaxGroups bounds the group keys (connections, traces) remembered; the
+	// least recently active one is evicted, its open window closed first.
+	MaxGroups int
+	// MaxWindowEvents bounds the statements in one window; the window closes
+	// when it is reached and the next statement opens a new one.
+	MaxWindowEvents int
+	// MaxParamsPerShape bounds the distinct parameter sets tracked for one
+	// query shape in one window; further ones are counted, not kept.
+	MaxParamsPerShape int
+	// MaxSelectStar bounds the fingerprints remembered for select_star's
+	// once-per-fingerprint rule; the oldest is forgotten first.
+	MaxSelectStar int
+}
+
+func (c Config) withDefaults() Config {
+	setDur := func(p *time.Duration, v time.Duration) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	setInt := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	setDur(&c.IdleGap, DefaultIdleGap)
+	setDur(&c.MaxWindow, DefaultMaxWindow)
+	setInt(&c.NPlusOneThreshold, DefaultNPlusOneThreshold)
+	setInt(&c.DuplicateThreshold, DefaultDuplicateThreshold)
+	if c.UnpaginatedRows <= 0 {
+		c.UnpaginatedRows = DefaultUnpaginatedRows
+	}
+	if c.ReportCooldown == 0 {
+		c.ReportCooldown = DefaultReportCooldown
+	}
+	setInt(&c.MaxGroups, DefaultMaxGroups)
+	setInt(&c.MaxWindowEvents, DefaultMaxWindowEvents)
+	setInt(&c.MaxParamsPerShape, DefaultMaxParamsPerShape)
+	setInt(&c.MaxSelectStar, DefaultMaxSelectStar)
+	// The N+1 rule needs that many distinct parameter sets to be countable.
+	c.MaxParamsPerShape = max(c.MaxParamsPerShape, c.NPlusOneThreshold)
+	return c
+}
+
+// Event is one execution as the detector sees it: the proxy's Execution and
+// the fingerprint of its statement. The caller fills it from the
+// proxy.Execution and the fingerprint.Result of its SQL text.
+//
+// The detector keeps the Conn, Stmt and Tags pointers while the window is
+// open and never modifies what they point to; neither may the caller.
+type Event struct {
+	// Exec is the execution; nil events are counted and ignored.
+	Exec *proxy.Execution
+	// Stmt is the Exec.StatementIndex-th statement of the fingerprinted text;
+	// nil (or with Err set) when the text could not be fingerprinted: the
+	// execution then keeps its window open but is judged by no rule.
+	Stmt *fingerprint.Statement
+	// TraceID and Tags are the sqlcommenter values of the fingerprint.Result.
+	// A non-empty TraceID groups the execution by trace instead of by
+	// connection.
+	TraceID string
+	Tags    map[string]string
+}
+
+// Close reasons, the keys of Stats.WindowsClosed.
+const (
+	CloseTxEnd     = "tx_end"
+	CloseIdleGap   = "idle_gap"
+	CloseMaxWindow = "max_window"
+	CloseMaxEvents = "max_events"
+	CloseEvicted   = "evicted"
+	CloseFlush     = "flush"
+)
+
+func closeReasons() []string {
+	return []string{CloseTxEnd, CloseIdleGap, CloseMaxWindow, CloseMaxEvents, CloseEvicted, CloseFlush}
+}
+
+// Stats are the detector's counters, for the metrics exporter. Counters only
+// grow; WindowsOpen and Groups are gauges. Every map has a key for every kind
+// or reason, so exporters see zeros.
+type Stats struct {
+	// Events counts Observe calls with an Execution.
+	Events uint64
+	// Invalid counts Observe calls without one.
+	Invalid uint64
+	// Unfingerprinted counts executions without a usable Statement.
+	Unfingerprinted uint64
+	// Failed counts executions that ended in an error (not judged).
+	Failed uint64
+
+	// Found counts every occurrence of a finding by kind, before the
+	// safelist and the cooldown: Found = Reported + Suppressed + Ignored.
+	Found map[Kind]uint64
+	// Reported counts the findings returned to the caller.
+	Reported map[Kind]uint64
+	// Suppressed counts occurrences held back by the cooldown (or, for
+	// select_star, because the fingerprint was already reported).
+	Suppressed map[Kind]uint64
+	// Ignored counts occurrences dropped by the safelist.
+	Ignored map[Kind]uint64
+
+	// WindowsOpen is the number of windows open now.
+	WindowsOpen int
+	// WindowsClosed counts closed windows by reason (CloseTxEnd, ...).
+	WindowsClosed map[string]uint64
+	// Groups is the number of group keys remembered now (open windows and
+	// cooldown state).
+	Groups int
+	// GroupsEvicted counts groups dropped because MaxGroups was reached.
+	GroupsEvicted uint64
+	// ParamsDropped counts distinct parameter sets not tracked because a
+	// shape reached MaxParamsPerShape in its window.
+	ParamsDropped uint64
+	// SelectStarForgotten counts fingerprints dropped from select_star's
+	// memory because MaxSelectStar was reached.
+	SelectStarForgotten uint64
+}
+
+// Detector groups executions into windows and applies the rules when a
+// window closes. It is a pure function of the events and the times passed to
+// Advance: no wall clock, no goroutines.
+//
+// A Detector is not safe for concurrent use: one goroutine owns it and makes
+// every call.
+type Detector struct {
+	cfg Config
+
+	groups map[string]*group
+	oldest *group // least recently observed group; the LRU list's head
+	newest *group // its tail
+
+	star      map[uint64]*starSeen // select_star: fingerprints reported so far
+	starOrder []uint64             // insertion order of star, for eviction
+
+	stats Stats
+}
+
+// New returns a Detector with the configuration cfg (zero fields take the
+// defaults).
+func New(cfg Config) *Detector {
+	d := &Detector{
+		cfg:    cfg.withDefaults(),
+		groups: make(map[string]*group),
+		star:   make(map[uint64]*starSeen),
+		stats: Stats{
+			Found:         make(map[Kind]uint64),
+			Reported:      make(map[Kind]uint64),
+			Suppressed:    make(map[Kind]uint64),
+			Ignored:       make(map[Kind]uint64),
+			WindowsClosed: make(map[string]uint64),
+		},
+	}
+	for _, k := range Kinds() {
+		d.stats.Found[k] = 0
+		d.stats.Reported[k] = 0
+		d.stats.Suppressed[k] = 0
+		d.stats.Ignored[k] = 0
+	}
+	for _, r := range closeReasons() {
+		d.stats.WindowsClosed[r] = 0
+	}
+	return d
+}
+
+// Config returns the configuration in use, defaults filled in.
+func (d *Detector) Config() Config { return d.cfg }
+
+// Observe adds one execution to its group's window and returns the findings
+// that became reportable with it: those of a window it closed (the group's
+// previous window when the idle gap or MaxWindow had passed, its own window
+// at transaction end or at MaxWindowEvents, a window evicted to make room).
+func (d *Detector) Observe(ev Event) []Finding {
+	x := ev.Exec
+	if x == nil {
+		d.stats.Invalid++
+		return nil
+	}
+	d.stats.Events++
+	var out []Finding
+
+	key := groupKey(ev)
+	g := d.groups[key]
+	if g == nil {
+		if len(d.groups) >= d.cfg.MaxGroups {
+			out = d.evict(out)
+		}
+		g = &group{key: key, traceID: ev.TraceID}
+		d.groups[key] = g
+	} else {
+		d.unlink(g)
+	}
+	d.pushNewest(g)
+
+	start, end := x.Start, x.End
+	if start.IsZero() || end.Before(start) {
+		start = end
+	}
+	if w := g.win; w != nil {
+		switch {
+		case start.Sub(w.end) >= d.cfg.IdleGap:
+			out = d.close(out, g, CloseIdleGap)
+		case start.Sub(w.start) >= d.cfg.MaxWindow:
+			out = d.close(out, g, CloseMaxWindow)
+		}
+	}
+	if g.win == nil {
+		g.win = newWindow(start)
+		d.stats.WindowsOpen++
+	}
+	d.add(g.win, ev, start, end)
+	if end.After(g.lastSeen) {
+		g.lastSeen = end
+	}
+	switch {
+	case x.TxEnd:
+		out = d.close(out, g, CloseTxEnd)
+	case g.win.events >= d.cfg.MaxWindowEvents:
+		out = d.close(out, g, CloseMaxEvents)
+	}
+	return out
+}
+
+// Advance tells the detector that time now has come: it closes every window
+// whose idle gap or MaxWindow has passed by now and returns their findings,
+// and forgets groups with nothing left to remember. The live proxy calls it
+// from a ticker with the wall clock, a replay with the capture's clock; now
+// should not run ahead of the events still queued for Observe, or their
+// windows close early.
+func (d *Detector) Advance(now time.Time) []Finding {
+	var out []Finding
+	for g := d.oldest; g != nil; {
+		next := g.newer
+		if w := g.win; w != nil {
+			switch {
+			case now.Sub(w.end) >= d.cfg.IdleGap:
+				out = d.close(out, g, CloseIdleGap)
+			case now.Sub(w.start) >= d.cfg.MaxWindow:
+				out = d.close(out, g, CloseMaxWindow)
+			}
+		}
+		if g.win == nil && !d.remembers(g, now) {
+			d.drop(g)
+		}
+		g = next
+	}
+	return out
+}
+
+// Flush closes every open window, least recently active first, and returns
+// their findings: the end of a replay, or shutdown. Cooldown state is kept.
+func (d *Detector) Flush() []Finding {
+	var out []Finding
+	for g := d.oldest; g != nil; g = g.newer {
+		if g.win != nil {
+			out = d.close(out, g, CloseFlush)
+		}
+	}
+	return out
+}
+
+// ResetReported forgets what was already reported (cooldowns and
+// select_star's once-per-fingerprint memory), so the next occurrence of
+// anything is reported again: for "clear the findings" between the tests of
+// a suite. Open windows are kept.
+func (d *Detector) ResetReported() {
+	for _, g := range d.groups {
+		g.cooldown = nil
+	}
+	clear(d.star)
+	d.starOrder = d.starOrder[:0]
+}
+
+// Stats returns a copy of the counters.
+func (d *Detector) Stats() Stats {
+	s := d.stats
+	s.Groups = len(d.groups)
+	s.Found = maps.Clone(d.stats.Found)
+	s.Reported = maps.Clone(d.stats.Reported)
+	s.Suppressed = maps.Clone(d.stats.Suppressed)
+	s.Ignored = maps.Clone(d.stats.Ignored)
+	s.WindowsClosed = maps.Clone(d.stats.WindowsClosed)
+	return s
+}
+
+// groupKey is the trace id when there is one, else the connection.
+func groupKey(ev Event) string {
+	if ev.TraceID != "" {
+		return "t:" + ev.TraceID
+	}
+	var id uint64
+	if ev.Exec.Conn != nil {
+		id = ev.Exec.Conn.ID
+	}
+	return "c:" + strconv.FormatUint(id, 10)
+}
+
+// evict drops the least recently observed group, closing its window first.
+func (d *Detector) evict(out []Finding) []Finding {
+	g := d.oldest
+	if g == nil {
+		return out
+	}
+	if g.win != nil {
+		out = d.close(out, g, CloseEvicted)
+	}
+	d.drop(g)
+	d.stats.GroupsEvicted++
+	return out
+}
+
+func (d *Detector) drop(g *group) {
+	d.unlink(g)
+	delete(d.groups, g.key)
+}
+
+func (d *Detector) pushNewest(g *group) {
+	g.older, g.newer = d.newest, nil
+	if d.newest != nil {
+		d.newest.newer = g
+	} else {
+		d.oldest = g
+	}
+	d.newest = g
+}
+
+func (d *Detector) unlink(g *group) {
+	if g.older != nil {
+		g.older.newer = g.newer
+	} else if d.oldest == g {
+		d.oldest = g.newer
+	}
+	if g.newer != nil {
+		g.newer.older = g.older
+	} else if d.newest == g {
+		d.newest = g.older
+	}
+	g.older, g.newer = nil, nil
+}

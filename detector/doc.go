@@ -1,0 +1,126 @@
+// Package detector finds the query patterns nplus1 exists to report (N+1
+// loops, duplicate queries, unpaginated reads and SELECT *) in a stream of
+// executed statements, and turns them into Finding values that name the fix.
+//
+// # Input and output
+//
+// The caller builds an Event per proxy.Execution: the execution itself, the
+// fingerprint.Statement of its SQL (the Exec.StatementIndex-th statement of
+// the fingerprinted text) and the sqlcommenter trace id and tags of that text.
+// Observe takes one Event; Advance tells the detector the time; Flush closes
+// everything. Each returns the findings that became reportable, in a
+// deterministic order. The live proxy and the offline replay drive the same
+// code: the proxy calls Advance from a ticker with the wall clock, a replay
+// with the capture's clock, and Flush at the end.
+//
+// The detector is a pure function of the events and of the times handed to
+// Advance: it reads no clock, starts no goroutine, and the same events give
+// the same findings, byte for byte in JSON. A Detector is not safe for
+// concurrent use: one goroutine (the analyzer) owns it and makes every call,
+// Stats included.
+//
+// # Groups and windows
+//
+// Executions are grouped by the sqlcommenter trace id when the SQL carries a
+// traceparent (one web request, even across pooled connections), otherwise by
+// connection. Within a group, a window collects consecutive executions and
+// ends at whichever comes first:
+//
+//   - transaction end: the execution after which the connection went back to
+//     idle from a transaction block (Execution.TxEnd);
+//   - idle gap: no statement started for IdleGap after the previous one ended;
+//   - MaxWindow after the window's first statement started;
+//   - MaxWindowEvents executions (a memory bound, counted).
+//
+// The rules run when a window closes, so counts are final when reported; the
+// latency this adds is one idle gap.
+//
+// Defaults, and why:
+//
+//   - IdleGap 100ms. Inside an N+1 loop the gap between two queries is the
+//     client's work per iteration: well under a millisecond for an ORM that
+//     only maps rows, a few milliseconds for code that formats, validates or
+//     calls a cache. 100ms leaves 20 times that, so such a loop stays in one
+//     window. Separate requests on a pooled connection are spaced by the
+//     time between requests; from a developer clicking or a test suite
+//     pausing between calls that is well above 100ms, so they do not merge.
+//     Traffic dense enough to reuse one connection more often than every
+//     100ms can only be told apart with trace ids; sqlcommenter fixes that.
+//   - MaxWindow 5s: longer than any request a developer waits for, so a slow
+//     request is not cut in two, while a connection that is never idle for
+//     100ms (a busy pool) is still judged in bounded slices rather than
+//     merging unrelated requests forever. A longer loop is still caught: each
+//     slice of it is an N+1 of its own, and the cooldown reports it once.
+//   - NPlusOneThreshold 5, DuplicateThreshold 3, UnpaginatedRows 1000 and
+//     ReportCooldown 1 minute are the issue's defaults.
+//   - MaxGroups 4096, MaxWindowEvents 2000, MaxParamsPerShape 512: a window
+//     costs about 50 bytes per execution, so the worst case (every group
+//     with a full window at once) stays near 400 MB while normal traffic
+//     (tens of open windows of tens of statements) costs kilobytes. 2000
+//     executions are far more than any rule needs to be sure.
+//
+// # Rules
+//
+// Only SELECTs that succeeded and read a table are judged: SELECT 1 health
+// checks, SELECT now() or nextval() read none, and failed statements (a
+// SQLSTATE) do not count. Statements reading only system catalogs
+// (pg_catalog, information_schema, pg_*) are skipped unless
+// Config.JudgeCatalogs: drivers and ORMs issue them and the application cannot
+// change them. Every statement with a fingerprint, judged or not, can be the
+// source of an N+1.
+//
+// A parameter set is the hash of the bound values (Execution.ParamsHash,
+// extended protocol) combined with the hash of the literals in the text
+// (Statement.LiteralsHash, simple protocol or literals inlined by the client).
+//
+//   - n_plus_one: one shape ran at least NPlusOneThreshold times with at least
+//     that many distinct parameter sets (so 4 lookups are not flagged and 5
+//     are), in any order (A B A B counts). Walks over pages are not N+1s: a
+//     shape with a LIMIT is exempt when an execution used a constant OFFSET
+//     above zero, when it filters no column by equality (keyset pagination,
+//     WHERE id > $1 LIMIT n), or when every execution but the last returned
+//     the same number (2 or more) of rows and the last no more. The source is
+//     the nearest earlier statement of another shape that returned at least
+//     as many rows as the loop ran; a shape that itself repeats qualifies with
+//     its summed rows when the loop ran more often than it (nested loops:
+//     orders → items per order → product per item give two findings, items
+//     sourced by orders and products by items). When none qualifies the
+//     finding has no source and its suggestion says so. Severity warning;
+//     critical from 10 × NPlusOneThreshold executions or one second of summed
+//     server time.
+//   - duplicate_query: a shape with a parameter set that ran at least
+//     DuplicateThreshold times, when the shape is not an N+1 in that window
+//     (a loop that revisits some keys is one N+1, not an N+1 and a
+//     duplicate). Severity warning; critical from 10 × DuplicateThreshold.
+//   - unpaginated: a SELECT with no LIMIT/FETCH, not aggregate-only, that
+//     returned at least UnpaginatedRows rows; rows is the largest count seen.
+//     Severity warning; critical from 10 × UnpaginatedRows rows.
+//   - select_star: a SELECT whose top-level target list is * or t.*. It is
+//     reported once per fingerprint for the detector's life (bounded by
+//     MaxSelectStar), with severity info, or warning when the shape is also an
+//     N+1 or unpaginated in that window; a select_star first reported as info
+//     is reported again if it later turns warning.
+//
+// A batched lookup (= ANY($1), IN (...)), a JOIN and SELECT count(*) run once
+// and flag nothing, unless they return 1000 rows without a LIMIT.
+//
+// # Reporting
+//
+// A finding then passes the safelist (Config.Ignore, see ParseIgnore), then
+// the cooldown: the same (kind, fingerprint, source fingerprint) is reported
+// once per ReportCooldown of event time per group key, and the next report
+// carries in Occurrences how many windows showed it meanwhile. Stats counts
+// every occurrence, reported, suppressed or ignored. ResetReported forgets
+// the cooldowns, for a test suite that clears findings between tests.
+//
+// A Finding holds no literal value: queries are the fingerprint's normalized
+// text, suggestions are built from table and column names and counts.
+//
+// # Memory
+//
+// Every bound is a Config field with a default, and reaching it is counted in
+// Stats: MaxGroups (least recently active group evicted, its window closed and
+// judged first), MaxWindowEvents (window closed early), MaxParamsPerShape
+// (further parameter sets counted, not kept; distinct_params is then a lower
+// bound) and MaxSelectStar.
+package detector

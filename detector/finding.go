@@ -1,0 +1,150 @@
+package detector
+
+import (
+	"math"
+	"time"
+
+	"github.com/nplus1/nplus1/proxy"
+)
+
+// Kind names the rule behind a finding.
+type Kind string
+
+// The rules, in the order their findings are reported for one query shape.
+const (
+	// KindNPlusOne: one SELECT shape run at least NPlusOneThreshold times with
+	// at least that many distinct parameter sets in one window.
+	KindNPlusOne Kind = "n_plus_one"
+	// KindDuplicateQuery: one SELECT shape run at least DuplicateThreshold
+	// times with the same parameters in one window.
+	KindDuplicateQuery Kind = "duplicate_query"
+	// KindUnpaginated: a SELECT with no LIMIT/FETCH that returned at least
+	// UnpaginatedRows rows.
+	KindUnpaginated Kind = "unpaginated"
+	// KindSelectStar: a SELECT whose top-level target list is * or t.*.
+	KindSelectStar Kind = "select_star"
+)
+
+// Kinds returns every kind, in report order.
+func Kinds() []Kind {
+	return []Kind{KindNPlusOne, KindDuplicateQuery, KindUnpaginated, KindSelectStar}
+}
+
+// Severity says how loudly a finding should be shown.
+type Severity string
+
+// Severities, from quiet to loud.
+const (
+	SeverityInfo     Severity = "info"
+	SeverityWarning  Severity = "warning"
+	SeverityCritical Severity = "critical"
+)
+
+func (s Severity) rank() int {
+	switch s {
+	case SeverityInfo:
+		return 1
+	case SeverityWarning:
+		return 2
+	case SeverityCritical:
+		return 3
+	}
+	return 0
+}
+
+// Finding is one reported pattern: the value every sink (console, JSONL,
+// HTTP API, metrics) receives. Its JSON form is the documented finding
+// format; fields may be added, never renamed.
+//
+// A Finding never holds a literal value from a query or its parameters: Query
+// and Source.Query are the fingerprint's normalized text, Suggestion is built
+// from table and column names and counts only.
+type Finding struct {
+	// Time is the event time at which the finding was made: the end of the
+	// last statement of its window (not the wall clock, so replays give the
+	// same value).
+	Time     time.Time `json:"time"`
+	Kind     Kind      `json:"kind"`
+	Severity Severity  `json:"severity"`
+	// Fingerprint is the query shape's 64-bit fingerprint, 16 hex digits.
+	Fingerprint string `json:"fingerprint"`
+	// Query is the normalized (literal-free) text of the shape.
+	Query  string   `json:"query"`
+	Tables []string `json:"tables,omitempty"`
+	// Count is the number of executions the finding is about: all runs of the
+	// shape in the window (n_plus_one, select_star), the runs whose parameters
+	// repeated (duplicate_query), or the runs that returned too many rows
+	// (unpaginated).
+	Count int `json:"count"`
+	// DistinctParams is the number of distinct parameter sets among those
+	// executions (for duplicate_query: the number of parameter sets that
+	// repeated). It is a lower bound once Config.MaxParamsPerShape is reached.
+	DistinctParams int `json:"distinct_params,omitempty"`
+	// DurationMS is the summed server time of those executions.
+	DurationMS float64 `json:"duration_ms"`
+	// Rows is, for unpaginated, the largest row count one execution returned.
+	Rows int64 `json:"rows,omitempty"`
+
+	WindowStart time.Time `json:"window_start"`
+	WindowEnd   time.Time `json:"window_end"`
+
+	// ApplicationName repeats Connection.ApplicationName at the top level,
+	// where filters and dashboards look for it.
+	ApplicationName string     `json:"application_name,omitempty"`
+	Connection      Connection `json:"connection"`
+	// TraceID and Tags come from the sqlcommenter comment, when present.
+	TraceID string            `json:"trace_id,omitempty"`
+	Tags    map[string]string `json:"tags,omitempty"`
+
+	// Source is, for n_plus_one, the earlier query whose rows the loop
+	// walked; nil when no query in the window qualifies (Suggestion says so).
+	Source *Source `json:"source,omitempty"`
+
+	// Suggestion names the fix in one or two sentences.
+	Suggestion string `json:"suggestion"`
+
+	// Occurrences counts the windows of this group key that showed the same
+	// (kind, fingerprint, source) since it was last reported, this one
+	// included: 1 for a first report, more when a cooldown held some back.
+	// For select_star, which is reported once per fingerprint, it counts
+	// every window that showed it so far.
+	Occurrences int `json:"occurrences"`
+}
+
+// Source is the query an N+1 loop iterated over.
+type Source struct {
+	Fingerprint string `json:"fingerprint"`
+	Query       string `json:"query"`
+	// Rows is what the source returned: the row count of that execution, or
+	// the summed rows of all its executions when it is itself a repeated
+	// (nested) loop.
+	Rows int64 `json:"rows"`
+}
+
+// Connection identifies the client connection of the finding's first
+// execution.
+type Connection struct {
+	ID              uint64 `json:"id"`
+	ClientAddr      string `json:"client_addr"`
+	User            string `json:"user"`
+	Database        string `json:"database"`
+	ApplicationName string `json:"application_name"`
+}
+
+func connectionOf(c *proxy.ConnInfo) Connection {
+	if c == nil {
+		return Connection{}
+	}
+	return Connection{
+		ID:              c.ID,
+		ClientAddr:      c.ClientAddr,
+		User:            c.User,
+		Database:        c.Database,
+		ApplicationName: c.ApplicationName,
+	}
+}
+
+// millis converts a duration to milliseconds with microsecond precision.
+func millis(d time.Duration) float64 {
+	return math.Round(float64(d)/float64(time.Microsecond)) / 1000
+}

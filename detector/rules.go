@@ -1,0 +1,199 @@
+package detector
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/nplus1/nplus1/fingerprint"
+)
+
+// candidate is a finding before the safelist and the cooldown.
+type candidate struct {
+	finding Finding
+	id      uint64 // fingerprint ID
+	source  uint64 // source fingerprint ID, 0 when none
+}
+
+// evaluate applies the rules to a closed window. Findings come in the order
+// of each shape's first execution, and per shape n_plus_one or
+// duplicate_query, then unpaginated, then select_star: deterministic.
+func (d *Detector) evaluate(g *group, w *window) []candidate {
+	var out []candidate
+	for _, s := range w.shapes {
+		if !s.judged {
+			continue
+		}
+		facts := s.stmt.Facts
+		loud := false // in an N+1 or unpaginated: select_star gets louder
+
+		if s.count >= d.cfg.NPlusOneThreshold && len(s.params) >= d.cfg.NPlusOneThreshold && !s.paged() {
+			c := d.nPlusOne(g, w, s)
+			out = append(out, c)
+			loud = true
+		} else if c, ok := d.duplicate(g, w, s); ok {
+			out = append(out, c)
+		}
+
+		if !facts.HasLimit && !facts.AggregateOnly && s.maxRows >= d.cfg.UnpaginatedRows {
+			f := d.base(g, w, s, KindUnpaginated)
+			f.Count = s.bigCount
+			f.DurationMS = millis(s.bigDur)
+			f.Rows = s.maxRows
+			f.Severity = SeverityWarning
+			if s.maxRows >= 10*d.cfg.UnpaginatedRows {
+				f.Severity = SeverityCritical
+			}
+			f.Suggestion = suggestUnpaginated(s.maxRows)
+			out = append(out, candidate{finding: f, id: s.stmt.ID})
+			loud = true
+		}
+
+		if facts.SelectStar {
+			f := d.base(g, w, s, KindSelectStar)
+			f.Count = s.count
+			f.DurationMS = millis(s.dur)
+			f.Severity = SeverityInfo
+			if loud {
+				f.Severity = SeverityWarning
+			}
+			f.Suggestion = suggestSelectStar(s.stmt)
+			out = append(out, candidate{finding: f, id: s.stmt.ID})
+		}
+	}
+	return out
+}
+
+// base fills the fields every finding about shape s has.
+func (d *Detector) base(g *group, w *window, s *shape, kind Kind) Finding {
+	conn := connectionOf(s.conn)
+	return Finding{
+		Time:            w.end,
+		Kind:            kind,
+		Fingerprint:     hexOf(s.stmt),
+		Query:           s.stmt.Normalized,
+		Tables:          tablesOf(s.stmt),
+		WindowStart:     w.start,
+		WindowEnd:       w.end,
+		ApplicationName: conn.ApplicationName,
+		Connection:      conn,
+		TraceID:         g.traceID,
+		Tags:            maps.Clone(s.tags),
+	}
+}
+
+// paged reports whether the repeats of s look like someone walking pages of
+// one result (LIMIT n OFFSET k, keyset pagination) rather than an N+1: it has
+// a LIMIT and either an execution used a constant OFFSET > 0, or it filters
+// on no column by equality (WHERE id > $1 LIMIT n), or every execution but
+// the last returned the same number (≥ 2) of rows and the last no more.
+func (s *shape) paged() bool {
+	f := s.stmt.Facts
+	if !f.HasLimit {
+		return false
+	}
+	if s.offsetSeen || len(f.EqualityColumns) == 0 {
+		return true
+	}
+	return s.pageRows >= 2 && s.pageSteady && s.lastRows <= s.pageRows
+}
+
+func (d *Detector) nPlusOne(g *group, w *window, s *shape) candidate {
+	f := d.base(g, w, s, KindNPlusOne)
+	f.Count = s.count
+	f.DistinctParams = len(s.params)
+	f.DurationMS = millis(s.dur)
+	f.Severity = SeverityWarning
+	if s.count >= 10*d.cfg.NPlusOneThreshold || s.dur >= time.Second {
+		f.Severity = SeverityCritical
+	}
+	c := candidate{id: s.stmt.ID}
+	src, rows := w.source(s)
+	if src != nil {
+		c.source = src.stmt.ID
+		f.Source = &Source{Fingerprint: hexOf(src.stmt), Query: src.stmt.Normalized, Rows: rows}
+		f.Suggestion = suggestNPlusOne(s.stmt, src.stmt, s.count)
+	} else {
+		f.Suggestion = suggestNPlusOne(s.stmt, nil, s.count)
+	}
+	c.finding = f
+	return c
+}
+
+// source finds the query an N+1 of shape a iterated over: walking back from
+// a's first execution, the nearest statement of another shape that returned
+// at least as many rows as a was repeated. A shape that itself repeats
+// qualifies with its summed rows, and only when a ran more often than it (a
+// loop nested in its loop, like a product per item per order); a loop beside
+// a (A B A B over the same rows) does not qualify and the search goes on.
+func (w *window) source(a *shape) (*shape, int64) {
+	need := int64(a.count)
+	for i := a.first - 1; i >= 0; i-- {
+		st := w.seq[i]
+		s := w.shapes[st.shape]
+		if s == a {
+			continue
+		}
+		if s.count == 1 {
+			if st.rows >= need {
+				return s, st.rows
+			}
+			continue
+		}
+		if s.rowsTotal >= need && a.count > s.count {
+			return s, s.rowsTotal
+		}
+	}
+	return nil, 0
+}
+
+// duplicate finds the parameter sets of s that ran DuplicateThreshold times
+// or more.
+func (d *Detector) duplicate(g *group, w *window, s *shape) (candidate, bool) {
+	var count, sets, most int
+	var dur time.Duration
+	for _, p := range s.params {
+		if p.count >= d.cfg.DuplicateThreshold {
+			count += p.count
+			sets++
+			dur += p.dur
+			most = max(most, p.count)
+		}
+	}
+	if sets == 0 {
+		return candidate{}, false
+	}
+	f := d.base(g, w, s, KindDuplicateQuery)
+	f.Count = count
+	f.DistinctParams = sets
+	f.DurationMS = millis(dur)
+	f.Severity = SeverityWarning
+	if count >= 10*d.cfg.DuplicateThreshold {
+		f.Severity = SeverityCritical
+	}
+	f.Suggestion = suggestDuplicate(most)
+	return candidate{finding: f, id: s.stmt.ID}, true
+}
+
+// hexOf is the statement's fingerprint as 16 hex digits.
+func hexOf(st *fingerprint.Statement) string {
+	if len(st.Hex) == 16 {
+		return st.Hex
+	}
+	return fmt.Sprintf("%016x", st.ID)
+}
+
+// tablesOf lists the tables read, then those written, without repeats.
+func tablesOf(st *fingerprint.Statement) []string {
+	if st.Facts == nil {
+		return nil
+	}
+	var ts []string
+	for _, t := range slices.Concat(st.Facts.TablesRead, st.Facts.TablesWritten) {
+		if !slices.Contains(ts, t) {
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
