@@ -406,6 +406,13 @@ ntargets=${#TARGETS[@]}
 total=$((ROUNDS * npoints * ntargets * DURATION + ${#MODES[@]} * ntargets * WARMUP))
 say "targets: ${TARGETS[*]}; $ROUNDS round(s) x $npoints points x $ntargets targets x ${DURATION}s (+ warm-up): about $((total / 60)) min $((total % 60)) s"
 
+loadavg() { awk '{ print $1 }' /proc/loadavg 2>/dev/null || echo '?'; }
+NCPU=$(nproc 2>/dev/null || echo 1)
+LOAD_START=$(loadavg)
+if awk -v l="$LOAD_START" -v n="$NCPU" 'BEGIN { exit !(l + 0 > n * 0.5) }'; then
+	say "warning: load average $LOAD_START on $NCPU CPU(s) before the runs: other work on this machine will skew the numbers"
+fi
+
 say "warm-up (${WARMUP}s per target and mode at -c ${CLIENTS[-1]}, not recorded)"
 for mode in "${MODES[@]}"; do
 	for t in "${TARGETS[@]}"; do
@@ -473,11 +480,12 @@ TABLE=$TMP/table.md
 	done
 } >"$TABLE"
 
+LOAD_END=$(loadavg)
 HEADER=$TMP/header.md
 {
 	echo "pgbench -S -n, scale $SCALE, ${DURATION}s per run, median of $ROUNDS round(s); TPS without connection time; -c 1 -j 1 and -c 8 -j 2."
 	echo "PostgreSQL $PG_VERSION; ${BOUNCER_VERSION:-$PGBOUNCER_NOTE: direct vs nplus1 only}${BOUNCER_VERSION:+ (pool_mode=session)}; nplus1 $NPLUS1_REV (event tracking on)."
-	echo "Machine: $(nproc 2>/dev/null || echo '?') CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo unknown)), $(uname -sr); all on loopback."
+	echo "Machine: $NCPU CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo unknown)), $(uname -sr); all on loopback; load average $LOAD_START before, $LOAD_END after."
 	echo "Command: $CMDLINE"
 } >"$HEADER"
 

@@ -63,7 +63,9 @@
 //
 // Only SELECTs that succeeded and read a table are judged: SELECT 1 health
 // checks, SELECT now() or nextval() read none, and failed statements (a
-// SQLSTATE) do not count. Statements reading only system catalogs
+// SQLSTATE) do not count. Writes are not judged even for duplicate_query:
+// three identical INSERTs or `UPDATE ... SET n = n + 1` are not redundant,
+// and a warning that is wrong half the time would not be trusted. Statements reading only system catalogs
 // (pg_catalog, information_schema, pg_*) are skipped unless
 // Config.JudgeCatalogs: drivers and ORMs issue them and the application cannot
 // change them. Every statement with a fingerprint, judged or not, can be the
@@ -102,7 +104,7 @@
 //     is reported again if it later turns warning.
 //
 // A batched lookup (= ANY($1), IN (...)), a JOIN and SELECT count(*) run once
-// and flag nothing, unless they return 1000 rows without a LIMIT.
+// and flag nothing, unless they return UnpaginatedRows rows without a LIMIT.
 //
 // # Reporting
 //
@@ -110,8 +112,14 @@
 // the cooldown: the same (kind, fingerprint, source fingerprint) is reported
 // once per ReportCooldown of event time per group key, and the next report
 // carries in Occurrences how many windows showed it meanwhile. Stats counts
-// every occurrence, reported, suppressed or ignored. ResetReported forgets
-// the cooldowns, for a test suite that clears findings between tests.
+// every occurrence, reported, suppressed or ignored. With trace ids every
+// request is a group key of its own, so each request that shows a pattern is
+// reported, with its trace id; without them a connection's repeats are
+// reported once per cooldown. ResetReported forgets the cooldowns, for a test
+// suite that clears findings between tests.
+//
+// Sinks that write JSON should use a json.Encoder with SetEscapeHTML(false),
+// so that the > and & in suggestions stay readable.
 //
 // A Finding holds no literal value: queries are the fingerprint's normalized
 // text, suggestions are built from table and column names and counts.

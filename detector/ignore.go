@@ -61,7 +61,7 @@ func ParseIgnore(s string) (Ignore, error) {
 		}
 		return Ignore{what: what, value: value, re: re}, nil
 	case ignoreTable:
-		name := normTable(strings.TrimSpace(value))
+		name := strings.TrimSpace(normTable(value))
 		if name == "" || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".") {
 			return Ignore{}, fmt.Errorf("ignore %q: bad table name", s)
 		}

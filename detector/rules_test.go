@@ -516,7 +516,7 @@ func TestRules(t *testing.T) {
 				tl.trace = "4bf92f3577b34da6a3ce929d0e0e4736"
 				tl.q(qOrders, 1, 6)
 				for i := range 6 {
-					tl.on(uint64(1 + i%3)).q(qUser, uint64(i+1), 1)
+					tl.on(uint64(1+i%3)).q(qUser, uint64(i+1), 1)
 				}
 			},
 			want: []string{"n_plus_one user n=6 d=6 src=orders/6 warning"},

@@ -2,6 +2,7 @@ package detector
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/nplus1/nplus1/fingerprint"
 )
@@ -13,12 +14,12 @@ import (
 const eagerLoad = "eager-load the relation (Prisma include, TypeORM relations, Sequelize include, GORM Preload, ActiveRecord includes)"
 
 func suggestNPlusOne(rep, src *fingerprint.Statement, count int) string {
-	table := first(rep.Facts.TablesRead)
-	col := first(rep.Facts.EqualityColumns)
+	table := ident(first(rep.Facts.TablesRead))
+	col := keyColumn(rep.Facts.EqualityColumns)
 
 	var noSource string
 	if src == nil {
-		noSource = fmt.Sprintf("No earlier query in this window returned %d or more rows, so the loop's source is unknown; ", count)
+		noSource = fmt.Sprintf("No earlier query in this window returned %d or more rows, so the loop's source is unknown. ", count)
 	}
 	var fix string
 	switch {
@@ -27,7 +28,7 @@ func suggestNPlusOne(rep, src *fingerprint.Statement, count int) string {
 		if src != nil {
 			fix += fmt.Sprintf(", or JOIN %s into the source query and GROUP BY", table)
 		}
-		return capitalize(noSource+fix) + "."
+		return noSource + capitalize(fix) + "."
 	case col != "" && src != nil:
 		fix = fmt.Sprintf("fetch these rows in one query with `WHERE %s = ANY($1)` over the keys the source query returned, or JOIN %s into the source query on %s", col, table, col)
 	case col != "":
@@ -37,7 +38,7 @@ func suggestNPlusOne(rep, src *fingerprint.Statement, count int) string {
 	default:
 		fix = "fetch these rows in one query instead of one per row, batching the keys with `= ANY($1)`"
 	}
-	return capitalize(noSource+fix) + "; in an ORM, " + eagerLoad + "."
+	return noSource + capitalize(fix) + "; in an ORM, " + eagerLoad + "."
 }
 
 func suggestDuplicate(most int) string {
@@ -49,8 +50,56 @@ func suggestUnpaginated(rows int64) string {
 }
 
 func suggestSelectStar(st *fingerprint.Statement) string {
-	table := first(st.Facts.TablesRead)
+	table := ident(first(st.Facts.TablesRead))
 	return fmt.Sprintf("Name the columns you use instead of `*` (`SELECT col_a, col_b FROM %s`, or select/attributes in an ORM): the query then reads and sends only what the code needs.", table)
+}
+
+// keyColumn picks, among the columns the WHERE clause compares by equality,
+// the one the loop most likely varies: a key (id, user_id, userId), else the
+// first. The name is unqualified and quoted where SQL needs it.
+func keyColumn(cols []string) string {
+	pick := first(cols)
+	for _, c := range cols {
+		base := c[strings.LastIndexByte(c, '.')+1:]
+		if strings.EqualFold(base, "id") || strings.HasSuffix(base, "_id") || strings.HasSuffix(base, "Id") || strings.HasSuffix(base, "ID") {
+			pick = c
+			break
+		}
+	}
+	if pick == "" {
+		return ""
+	}
+	return ident(pick[strings.LastIndexByte(pick, '.')+1:])
+}
+
+// ident writes a possibly qualified name as SQL, quoting each part that is
+// not a plain lower-case identifier ("public.User" → public."User").
+func ident(name string) string {
+	if name == "" {
+		return ""
+	}
+	parts := strings.Split(name, ".")
+	for i, p := range parts {
+		if !plainIdent(p) {
+			parts[i] = `"` + strings.ReplaceAll(p, `"`, `""`) + `"`
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+func plainIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case c == '_' || c >= 'a' && c <= 'z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '$'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func first(s []string) string {

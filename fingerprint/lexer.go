@@ -49,28 +49,41 @@ type token struct {
 // PostgreSQL itself rejects messages over 1 GiB.
 const maxLexLen = 1<<31 - 1
 
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
-}
+// Character classes of the scanner, as bits of charClass (one byte per
+// byte value; lexer_test.go checks it against their definitions):
+// space [ \t\n\r\f\v]; identifier start [A-Za-z_\x80-\xff]; digit;
+// operator characters ~!@#^&|`?+-*/%<>=; identifier continuation, which
+// adds digits and $ to the start set.
+const (
+	classSpace      = 1 << 0
+	classIdentStart = 1 << 1
+	classDigit      = 1 << 2
+	classOp         = 1 << 3
+	classIdentCont  = 1 << 4
+)
 
-func isIdentStart(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c >= 0x80
-}
+const charClass = "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x01\x01\x01\x01\x00\x00" +
+	"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00" +
+	"\x01\x08\x00\x08\x10\x08\x08\x00\x00\x00\x08\x08\x00\x08\x00\x08" +
+	"\x14\x14\x14\x14\x14\x14\x14\x14\x14\x14\x00\x00\x08\x08\x08\x08" +
+	"\x08\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12" +
+	"\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x00\x00\x00\x08\x12" +
+	"\x08\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12" +
+	"\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x00\x08\x00\x08\x00" +
+	"\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12" +
+	"\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12" +
+	"\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12" +
+	"\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12" +
+	"\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12" +
+	"\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12" +
+	"\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12" +
+	"\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12\x12"
 
-func isIdentCont(c byte) bool {
-	return isIdentStart(c) || c >= '0' && c <= '9' || c == '$'
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// isOpChar reports whether c may be part of a multi-character operator.
-func isOpChar(c byte) bool {
-	switch c {
-	case '~', '!', '@', '#', '^', '&', '|', '`', '?', '+', '-', '*', '/', '%', '<', '>', '=':
-		return true
-	}
-	return false
-}
+func isSpace(c byte) bool      { return charClass[c]&classSpace != 0 }
+func isIdentStart(c byte) bool { return charClass[c]&classIdentStart != 0 }
+func isIdentCont(c byte) bool  { return charClass[c]&classIdentCont != 0 }
+func isDigit(c byte) bool      { return charClass[c]&classDigit != 0 }
+func isOpChar(c byte) bool     { return charClass[c]&classOp != 0 }
 
 // lex appends the tokens of s to toks and returns them. It never fails: text
 // PostgreSQL would reject yields tokens of a bad kind, and an unterminated

@@ -154,6 +154,29 @@ var lexerCases = []string{
 	"SELECT a.5, t.*, 1.e5, 1.5.5",
 }
 
+func TestCharClass(t *testing.T) {
+	for i := 0; i < 256; i++ {
+		c := byte(i)
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c >= 0x80
+		digit := c >= '0' && c <= '9'
+		checks := []struct {
+			name      string
+			got, want bool
+		}{
+			{"space", isSpace(c), strings.IndexByte(" \t\n\r\f\v", c) >= 0},
+			{"ident start", isIdentStart(c), letter},
+			{"ident cont", isIdentCont(c), letter || digit || c == '$'},
+			{"digit", isDigit(c), digit},
+			{"op", isOpChar(c), c != 0 && strings.IndexByte("~!@#^&|`?+-*/%<>=", c) >= 0},
+		}
+		for _, ck := range checks {
+			if ck.got != ck.want {
+				t.Errorf("%s(%q) = %v, want %v", ck.name, c, ck.got, ck.want)
+			}
+		}
+	}
+}
+
 func TestLexMatchesScanner(t *testing.T) {
 	for _, s := range lexerCases {
 		t.Run("", func(t *testing.T) { compareWithScanner(t, s) })

@@ -1,18 +1,20 @@
 package fingerprint
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
-
-	pg_query "github.com/pganalyze/pg_query_go/v6"
 )
 
 func TestScratch(t *testing.T) {
-	for _, s := range []string{"SELECT 1$", "SELECT 1$1", "SELECT 1.5$1", "SELECT 0E0$1", "SELECT 1e5$", "SELECT 0x1$", "SELECT 1.5$", "SELECT .5$","SELECT 1_$", "SELECT 1.5_"} {
-		sc, serr := pg_query.Scan(s)
-		fmt.Printf("%q → scanerr=%v\n", s, serr)
-		for _, tk := range sc.GetTokens() {
-			fmt.Printf("   %d-%d %v %q\n", tk.Start, tk.End, tk.Token, s[tk.Start:tk.End])
-		}
+	for _, s := range []string{
+		`SELECT "User"."id", "User"."email" FROM "public"."User" AS "User" WHERE "User"."id" = $1 AND "User"."deletedAt" IS NULL LIMIT 1 OFFSET 20 /*traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',route='%2Fusers%2F%3Aid'*/`,
+		"SELECT * FROM t WHERE a IN (1,2,3) AND name LIKE '%foo'; UPDATE t SET a = 'x'; DELETE FROM u WHERE id = 5",
+		"SELECT count(*) FROM t", "SELECT 'unterminated", "", "  -- c", "SELECT * FROM (SELECT a FROM t) s", "WITH x AS (SELECT * FROM t) SELECT * FROM x FOR UPDATE",
+		"SELEC * FROM t WHERE a IN (1, 2, 3)", "SELEC * FROM t WHERE a IN (1, 2)",
+	} {
+		r := Of(s)
+		b, _ := json.MarshalIndent(r, "", "  ")
+		fmt.Printf("%q\n%s\n", s, b)
 	}
 }

@@ -431,8 +431,9 @@ func TestAuthSCRAMPlusWithheld(t *testing.T) {
 // get in either: seeing TLS but no -PLUS it sends the gs2 flag "y", and a
 // server that itself runs TLS (the upstream side) refuses that as a downgrade
 // ("SCRAM channel binding negotiation error"); the flag is covered by the
-// client's proof, so no proxy can rewrite it. The test asks that this failure
-// too says "channel binding", and that channel_binding=disable connects.
+// client's proof, so no proxy can rewrite it. The proxy catches that flag
+// and answers with its own error, which must name the setting to change;
+// channel_binding=disable connects.
 func TestAuthChannelBinding(t *testing.T) {
 	t.Parallel()
 	tlsCfg, caFile, _ := itProxyTLS(t)
@@ -456,6 +457,9 @@ func TestAuthChannelBinding(t *testing.T) {
 				if !strings.Contains(strings.ToLower(errOut), "channel binding") {
 					t.Errorf("channel_binding=%s: stderr %q does not mention channel binding", cb, errOut)
 				}
+				if cb == "prefer" && !strings.Contains(errOut, "channel_binding=disable") {
+					t.Errorf("channel_binding=prefer: stderr %q does not say to set channel_binding=disable", errOut)
+				}
 				t.Logf("psql channel_binding=%s: %s", cb, strings.TrimSpace(errOut))
 			}
 		})
@@ -478,6 +482,9 @@ func TestAuthChannelBinding(t *testing.T) {
 			default:
 				if !strings.Contains(strings.ToLower(err.Error()), "channel binding") {
 					t.Errorf("channel_binding=%s: error %q does not mention channel binding", cb, err)
+				}
+				if cb == "prefer" && !strings.Contains(err.Error(), "channel_binding=disable") {
+					t.Errorf("channel_binding=prefer: error %q does not say to set channel_binding=disable", err)
 				}
 				t.Logf("pgx channel_binding=%s: %v", cb, err)
 			}

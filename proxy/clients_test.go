@@ -69,7 +69,9 @@ func TestClientPsqlScript(t *testing.T) {
 		t.Errorf("\\copy TO wrote %d bytes, want %d (the rows written by \\copy FROM)", len(got), len(want))
 	}
 
-	evs := p.WaitEvents(t, 1, func(e *Execution) bool { return e.Conn.ApplicationName == app && strings.HasPrefix(e.SQL, "SELECT name AS first") })
+	evs := p.WaitEvents(t, 1, func(e *Execution) bool {
+		return e.Conn.ApplicationName == app && strings.HasPrefix(e.SQL, "SELECT name AS first")
+	})
 	if len(evs) == 0 {
 		return
 	}

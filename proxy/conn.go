@@ -38,6 +38,7 @@ type conn struct {
 	clientTLS   bool
 	upstreamTLS bool
 	replication bool
+	cancelPkt   []byte // CancelRequest for this session's backend, from BackendKeyData
 
 	wmu sync.Mutex // serializes writes to cw (server pump, fatal notices)
 
@@ -214,12 +215,15 @@ func (c *conn) negotiate(br *bufio.Reader) ([]byte, error) {
 				if _, err := c.raw.Write([]byte{'N'}); err != nil {
 					return nil, err
 				}
+				if br.Buffered() > 0 {
+					return nil, errUnencryptedAfterRequest
+				}
 				continue
 			}
 			if br.Buffered() > 0 {
 				// Anything sent before the handshake would be treated as if it
 				// came over TLS (CVE-2021-23214): refuse, as PostgreSQL does.
-				return nil, &ProtocolError{Frontend: true, Msg: "received unencrypted data after SSL request"}
+				return nil, errUnencryptedAfterRequest
 			}
 			if _, err := c.raw.Write([]byte{'S'}); err != nil {
 				return nil, err
@@ -236,6 +240,9 @@ func (c *conn) negotiate(br *bufio.Reader) ([]byte, error) {
 			if _, err := c.raw.Write([]byte{'N'}); err != nil {
 				return nil, err
 			}
+			if br.Buffered() > 0 {
+				return nil, errUnencryptedAfterRequest
+			}
 		case codeCancel:
 			return nil, c.forwardCancel(pkt)
 		default:
@@ -244,28 +251,42 @@ func (c *conn) negotiate(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
+// errUnencryptedAfterRequest is PostgreSQL's answer to a client that sent
+// more than an SSLRequest or GSSENCRequest before reading the reply: the
+// client must wait for it, and PostgreSQL refuses such connections since
+// CVE-2021-23214.
+var errUnencryptedAfterRequest = &ProtocolError{Frontend: true, Msg: "received unencrypted data after SSL request"}
+
 // forwardCancel sends a CancelRequest to the upstream unchanged. The proxy
 // relays sessions one to one, so the backend PID and key the client holds are
 // the server's own.
 func (c *conn) forwardCancel(pkt []byte) error {
-	c.s.stats.cancels.Add(1)
-	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ConnectTimeout)
-	defer cancel()
-	sc, err := c.s.dialUpstream(ctx)
-	if err != nil {
-		c.s.stats.upstreamErrors.Add(1)
+	if err := c.s.sendCancel(pkt); err != nil {
 		return fmt.Errorf("forward cancel request: %w", err)
+	}
+	c.log.Debug("cancel request forwarded")
+	return nil
+}
+
+// sendCancel delivers a CancelRequest packet to the upstream.
+func (s *Server) sendCancel(pkt []byte) error {
+	s.stats.cancels.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout)
+	defer cancel()
+	sc, err := s.dialUpstream(ctx)
+	if err != nil {
+		s.stats.upstreamErrors.Add(1)
+		return err
 	}
 	defer sc.Close()
 	if _, err := sc.Write(pkt); err != nil {
-		return fmt.Errorf("forward cancel request: %w", err)
+		return err
 	}
 	// The server closes the connection once it has acted on the request;
 	// wait for that, as libpq does, so the cancel has landed before the
-	// client's connection closes.
-	_ = sc.SetReadDeadline(time.Now().Add(c.s.cfg.ConnectTimeout))
+	// caller goes on.
+	_ = sc.SetReadDeadline(time.Now().Add(s.cfg.ConnectTimeout))
 	_, _ = io.Copy(io.Discard, sc)
-	c.log.Debug("cancel request forwarded")
 	return nil
 }
 
@@ -275,6 +296,7 @@ func (c *conn) forwardCancel(pkt []byte) error {
 // channel-binding mechanisms (see stripChannelBinding).
 func (c *conn) authenticate() (bool, error) {
 	withheld := false
+	var lastCode uint32
 	for {
 		typ, msg, err := readMessage(c.sr, false)
 		if err != nil {
@@ -286,6 +308,7 @@ func (c *conn) authenticate() (bool, error) {
 				return false, &ProtocolError{Msg: "short Authentication message"}
 			}
 			code := binary.BigEndian.Uint32(msg[5:9])
+			lastCode = code
 			if code == 10 {
 				var stripped bool
 				msg, stripped = stripChannelBinding(msg)
@@ -302,7 +325,7 @@ func (c *conn) authenticate() (bool, error) {
 			if err != nil {
 				if withheld && c.clientTLS && isClosedErr(err) {
 					c.log.Warn("client left during SCRAM authentication after the proxy withheld channel binding; " +
-						"nplus1 terminates TLS, so SCRAM-SHA-256-PLUS cannot work through it: connect with channel_binding=prefer or disable")
+						"nplus1 terminates TLS, so SCRAM-SHA-256-PLUS cannot work through it: " + channelBindingAdvice)
 				}
 				var pe *ProtocolError
 				if errors.As(err, &pe) {
@@ -319,8 +342,15 @@ func (c *conn) authenticate() (bool, error) {
 				c.fatal(stateProtocolViolation, err.Msg)
 				return false, err
 			}
-			if withheld && c.clientTLS && saslMechanism(cmsg) != "" && strings.HasSuffix(saslMechanism(cmsg), "-PLUS") {
-				c.fatal(stateInvalidAuthorization, "nplus1 terminates TLS, so SCRAM channel binding cannot reach the server: connect with channel_binding=prefer or disable")
+			if lastCode == 10 && withheld && c.clientTLS && wantsChannelBinding(cmsg) {
+				// The client saw TLS and either chose a -PLUS mechanism or
+				// flagged "I support channel binding, you did not offer it"
+				// (gs2 flag 'y'). The server, whose own connection is TLS and
+				// which did offer it, would reject the second as a downgrade
+				// attack with a bare "channel binding negotiation error"; the
+				// flag is covered by the client's proof, so it cannot be
+				// rewritten. Say what is wrong and what to change instead.
+				c.fatal(stateInvalidAuthorization, "nplus1 terminates TLS on both sides, so SCRAM channel binding cannot pass through it: "+channelBindingAdvice)
 				return false, nil
 			}
 			if _, err := c.sw.Write(cmsg); err != nil {
@@ -332,7 +362,21 @@ func (c *conn) authenticate() (bool, error) {
 		case 'Z':
 			_, err := c.cw.Write(msg)
 			return err == nil, err
-		case 'v', 'S', 'K', 'N':
+		case 'K':
+			if len(msg) >= 9 {
+				// CancelRequest: length, code, then the BackendKeyData body
+				// (process ID and secret key, 4 bytes in protocol 3.0 and up
+				// to 256 in 3.2), as is.
+				pkt := make([]byte, 8+len(msg)-5)
+				binary.BigEndian.PutUint32(pkt[0:], uint32(len(pkt)))
+				binary.BigEndian.PutUint32(pkt[4:], codeCancel)
+				copy(pkt[8:], msg[5:])
+				c.cancelPkt = pkt
+			}
+			if _, err := c.cw.Write(msg); err != nil {
+				return false, err
+			}
+		case 'v', 'S', 'N':
 			if _, err := c.cw.Write(msg); err != nil {
 				return false, err
 			}
@@ -342,17 +386,26 @@ func (c *conn) authenticate() (bool, error) {
 	}
 }
 
-// saslMechanism returns the mechanism name of a SASLInitialResponse ("" when
-// the message is not one).
-func saslMechanism(msg []byte) string {
+// channelBindingAdvice is what a client whose SCRAM exchange wants channel
+// binding through the proxy should change.
+const channelBindingAdvice = "set channel_binding=disable in the client's connection settings, " +
+	"or connect to nplus1 without TLS (its upstream connection stays encrypted)"
+
+// wantsChannelBinding reports whether a SASLInitialResponse chose a -PLUS
+// mechanism or carries the GS2 flag 'y' (client supports channel binding).
+func wantsChannelBinding(msg []byte) bool {
 	if len(msg) < 6 {
-		return ""
+		return false
 	}
-	name, _, ok := cstring(msg[5:])
+	name, rest, ok := cstring(msg[5:])
 	if !ok || !strings.HasPrefix(name, "SCRAM-") {
-		return ""
+		return false
 	}
-	return name
+	if strings.HasSuffix(name, "-PLUS") {
+		return true
+	}
+	// int32 length of the data, then the client-first-message: gs2 flag first.
+	return len(rest) >= 5 && (rest[4] == 'y' || rest[4] == 'p')
 }
 
 // relay runs the two pumps until either side ends.
@@ -373,8 +426,26 @@ func (c *conn) relay(info *ConnInfo) error {
 	c.tmu.Unlock()
 
 	errc := make(chan error, 1)
-	go func() { errc <- c.pumpServer() }()
+	go func() {
+		err := c.pumpServer()
+		c.forceClose() // the server side ended: so does the client side
+		errc <- err
+	}()
 	err := c.pumpClient()
+	if !c.closed.Load() {
+		// The client left (or broke the protocol) first. A backend busy with
+		// a statement only notices its client is gone when it next reads or
+		// writes, which for a long query may be much later: cancel what it
+		// is running, as PgBouncer does, so no orphan work stays behind.
+		c.tmu.Lock()
+		busy := !t.Idle()
+		c.tmu.Unlock()
+		if busy && c.cancelPkt != nil {
+			if cerr := c.s.sendCancel(c.cancelPkt); cerr != nil {
+				c.log.Info("cancel after client left failed", "err", cerr)
+			}
+		}
+	}
 	c.forceClose() // unblocks the server pump
 	serr := <-errc
 	c.tmu.Lock()
@@ -443,7 +514,12 @@ func (c *conn) pumpServer() error {
 			terr := c.tracker.Backend(buf[:n], c.s.cfg.Now())
 			c.tmu.Unlock()
 			if terr != nil {
-				// The server broke the protocol: nothing sensible can follow.
+				// The server broke the protocol (or sent more than
+				// MaxMessageBytes): nothing sensible can follow.
+				var pe *ProtocolError
+				if errors.As(terr, &pe) {
+					c.fatal(stateProtocolViolation, "nplus1: "+pe.Error())
+				}
 				return terr
 			}
 			c.wmu.Lock()
@@ -547,4 +623,3 @@ func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
 	_ = nc.SetDeadline(time.Time{})
 	return tc, nil
 }
-

@@ -87,8 +87,12 @@ func itStartProxy(t *testing.T, cfg Config) *itProxy {
 		close(p.collected)
 	}
 	t.Cleanup(func() {
-		if err := p.shutdown(10 * time.Second); err != nil {
-			t.Errorf("proxy Shutdown at the end of the test: %v (connections still open after 10s)", err)
+		before, start := srv.Stats(), time.Now()
+		if err, first := p.shutdown(10 * time.Second); err != nil && first {
+			t.Errorf("proxy Shutdown at the end of the test: %v (connections still open after 10s: %+v)", err, srv.Stats())
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Logf("proxy Shutdown at the end of the test took %s; stats before: %+v", d.Round(time.Millisecond), before)
 		}
 		select {
 		case err := <-p.served:
@@ -104,14 +108,16 @@ func itStartProxy(t *testing.T, cfg Config) *itProxy {
 	return p
 }
 
-// shutdown calls Shutdown once with a timeout and returns its result.
-func (p *itProxy) shutdown(timeout time.Duration) error {
+// shutdown calls Shutdown once with a timeout and returns its result, and
+// whether this call was the one that ran it.
+func (p *itProxy) shutdown(timeout time.Duration) (err error, first bool) {
 	p.shutOnce.Do(func() {
+		first = true
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		p.shutErr = p.Srv.Shutdown(ctx)
 	})
-	return p.shutErr
+	return p.shutErr, first
 }
 
 // URL is a connection URL for user through the proxy (see pgtest.URLFor).
@@ -257,21 +263,6 @@ func itConnect(t testing.TB, ctx context.Context, url string) *pgx.Conn {
 	return c
 }
 
-// itConnectConfig is itConnect for a parsed configuration.
-func itConnectConfig(t testing.TB, ctx context.Context, cfg *pgx.ConnConfig) *pgx.Conn {
-	t.Helper()
-	c, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("connect %s:%d: %v", cfg.Host, cfg.Port, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c.Close(ctx)
-	})
-	return c
-}
-
 // itRedact hides the password in a URL for messages.
 func itRedact(url string) string { return strings.ReplaceAll(url, pgtest.Password, "***") }
 
@@ -323,7 +314,7 @@ func itEventually(t testing.TB, timeout time.Duration, cond func() (bool, string
 	}
 }
 
-// itWaitActive waits until the proxy has no open connection.
+// itWaitNoConns waits until the proxy has no open connection.
 func itWaitNoConns(t testing.TB, p *itProxy, timeout time.Duration) {
 	t.Helper()
 	itEventually(t, timeout, func() (bool, string) {
@@ -471,7 +462,7 @@ func (r *itRaw) query(sql string) (vals []string, tags []string) {
 	}
 }
 
-// readUntilClosed reads raw bytes until EOF or an error and reports what
+// itReadUntilClosed reads raw bytes until EOF or an error and reports what
 // arrived and whether the connection ended (false: it was still open at the
 // deadline).
 func itReadUntilClosed(nc net.Conn, timeout time.Duration) ([]byte, bool) {

@@ -706,7 +706,9 @@ func TestRelayReplication(t *testing.T) {
 	}
 	p.WaitEvents(t, 1, itApp("it_repl_marker"))
 	time.Sleep(200 * time.Millisecond)
-	if evs := p.Events(func(e *Execution) bool { return strings.HasPrefix(e.Conn.ApplicationName, "it_repl_") && e.Conn.ApplicationName != "it_repl_marker" }); len(evs) > 0 {
+	if evs := p.Events(func(e *Execution) bool {
+		return strings.HasPrefix(e.Conn.ApplicationName, "it_repl_") && e.Conn.ApplicationName != "it_repl_marker"
+	}); len(evs) > 0 {
 		t.Errorf("replication connections emitted %d events, want none:\n%s", len(evs), itDump(evs))
 	}
 }
@@ -951,8 +953,8 @@ func TestRelayTransaction(t *testing.T) {
 	p.WaitEvents(t, 1, itAppSQL(app, "SELECT 'after'"))
 	evs := p.Events(itApp(app))
 	want := []struct {
-		sql, state   string
-		inTx, txEnd  bool
+		sql, state  string
+		inTx, txEnd bool
 	}{
 		{"SELECT 'outside'", "", false, false},
 		{"begin", "", true, false},
@@ -1309,10 +1311,10 @@ func TestFaultMalformed(t *testing.T) {
 // client, and one from the server, ends that connection with 08P01.
 func TestFaultOversized(t *testing.T) {
 	t.Parallel()
-	ctx := itCtx(t, 30*time.Second)
 	p := itStartProxy(t, Config{MaxMessageBytes: 4096})
-	good := itConnect(t, ctx, p.URL(pgtest.Superuser, "application_name=it_big_good"))
+	good := itConnect(t, itCtx(t, 30*time.Second), p.URL(pgtest.Superuser, "application_name=it_big_good"))
 	t.Run("from client", func(t *testing.T) {
+		ctx := itCtx(t, 10*time.Second)
 		c, err := pgx.Connect(ctx, p.URL(pgtest.Superuser, "application_name=it_big_client"))
 		if err != nil {
 			t.Fatal(err)
@@ -1327,6 +1329,7 @@ func TestFaultOversized(t *testing.T) {
 		}
 	})
 	t.Run("from server", func(t *testing.T) {
+		ctx := itCtx(t, 10*time.Second)
 		c, err := pgx.Connect(ctx, p.URL(pgtest.Superuser, "application_name=it_big_server"))
 		if err != nil {
 			t.Fatal(err)
@@ -1335,6 +1338,7 @@ func TestFaultOversized(t *testing.T) {
 		_, err = c.Exec(ctx, "SELECT repeat('x', 10000)")
 		itWantCode(t, err, "08P01")
 	})
+	ctx := itCtx(t, 10*time.Second)
 	var n int
 	if err := good.QueryRow(ctx, "SELECT 5").Scan(&n); err != nil || n != 5 {
 		t.Errorf("other connection after the oversized messages: %d, %v", n, err)
@@ -1419,7 +1423,7 @@ func TestFaultShutdown(t *testing.T) {
 		itWaitRunning(t, ctx, direct, "SELECT pg_sleep", "it_shut_tx")
 		shut := make(chan error, 1)
 		start := time.Now()
-		go func() { shut <- p.shutdown(10 * time.Second) }()
+		go func() { err, _ := p.shutdown(10 * time.Second); shut <- err }()
 		time.Sleep(100 * time.Millisecond)
 		if nc, err := net.DialTimeout("tcp", p.Addr, time.Second); err == nil {
 			_ = nc.SetDeadline(time.Now().Add(2 * time.Second))
@@ -1459,7 +1463,7 @@ func TestFaultShutdown(t *testing.T) {
 		p := itStartProxy(t, Config{})
 		c := itConnect(t, ctx, p.URL(pgtest.Superuser))
 		start := time.Now()
-		if err := p.shutdown(10 * time.Second); err != nil {
+		if err, _ := p.shutdown(10 * time.Second); err != nil {
 			t.Errorf("Shutdown with an idle connection: %v", err)
 		}
 		if d := time.Since(start); d > 3*time.Second {
@@ -1479,7 +1483,7 @@ func TestFaultShutdown(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		err = p.shutdown(time.Second)
+		err, _ = p.shutdown(time.Second)
 		d := time.Since(start)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Shutdown with a transaction left open: %v, want context.DeadlineExceeded", err)

@@ -144,9 +144,11 @@ const (
 // Transactions: executions are held until the ReadyForQuery that ends their
 // Sync or Query (at most maxHeld; beyond that the oldest are emitted early).
 // InTransaction is set when the status before the group or the status of that
-// ReadyForQuery is 'T' or 'E', or the command is a transaction-control command;
-// TxEnd is set on the last execution before a ReadyForQuery that moved the
-// status from 'T' or 'E' to 'I'.
+// ReadyForQuery is 'T' or 'E', when the command is a transaction-control
+// command, or when a BEGIN completed earlier in the same group. TxEnd is set on
+// the last execution before a ReadyForQuery that says 'I' when the status
+// before the group was 'T' or 'E' or the group began a transaction ("BEGIN;
+// ...; COMMIT" in one Query or one pipeline).
 //
 // COPY: CopyInResponse and CopyBothResponse start copy-in mode, in which the
 // server ignores Sync and Flush until the client's CopyDone or CopyFail
@@ -161,12 +163,19 @@ const (
 // has answered every one of them with ReadyForQuery. A reply that does not fit
 // the queue (a desync, counted in Desyncs) pauses the tracker the same way,
 // with every queued request moved to the count. Statements and portals are
-// bounded by MaxStatements each (and statement text by the same byte budget);
-// when full, an arbitrary entry other than the unnamed one is evicted
-// (counted in Evictions).
+// bounded by MaxStatements each (and statement text by the same byte budget).
+// When the statements are full, the least recently bound named statement is
+// evicted; when the portals are full, a new named portal is not remembered;
+// both count in Evictions. Nothing depends on map order, so the same bytes
+// always give the same executions.
+//
+// ParamsHash is FNV-1a 64 over the Bind message's parameter format codes and,
+// for each parameter, its 4-byte length and its value bytes, all as sent; it
+// is 0 when there are no parameters.
 //
 // A Tracker created with a nil emit function only frames and validates
-// (replication connections).
+// (replication connections), and counts Sync/Query/FunctionCall against
+// ReadyForQuery for Idle.
 type Tracker struct {
 	conn *ConnInfo        // current identity; copied on write, never mutated
 	emit func(*Execution) // nil: framing and validation only
@@ -205,27 +214,35 @@ type Tracker struct {
 
 	unnamedStmt   *stmt
 	stmts         map[string]*stmt
+	lruHead       *stmt // least recently used named statement
+	lruTail       *stmt
 	stmtBytes     int
 	unnamedPortal portal
 	hasUnnamed    bool
 	portals       map[string]portal
 
-	lastSQL  string    // the last SQL text seen, reused when it repeats
-	txStatus byte      // from the last ReadyForQuery
-	lastEnd  time.Time // End of the previous execution
-	held     []*Execution
+	lastSQL    string    // the last SQL text seen, reused when it repeats
+	txStatus   byte      // from the last ReadyForQuery
+	groupBegan bool      // a BEGIN completed since it
+	lastEnd    time.Time // End of the previous execution
+	held       []*Execution
 
 	bareSyncs int // without emit: Sync, Query and FunctionCall not yet answered
 
 	stats TrackerStats
 }
 
-// stmt is a prepared statement the server confirmed. It is never mutated:
-// a new Parse of the same name makes a new stmt, so portals keep theirs.
+// stmt is a prepared statement the server confirmed. Its text is never
+// changed: a new Parse of the same name makes a new stmt, so portals keep
+// theirs.
 type stmt struct {
 	name  string
 	sql   string
 	trunc bool
+
+	// The named statements form a list, least recently used first; only
+	// the Tracker touches these links.
+	prev, next *stmt
 }
 
 type portal struct {
@@ -303,8 +320,8 @@ type framer struct {
 	inBody bool
 }
 
-// next consumes header bytes from p. It returns the bytes left, and whether a
-// new message header is complete (f.typ and f.left then describe it).
+// header consumes header bytes from p. It returns the bytes left, and whether
+// a new message header is complete (f.typ and f.left then describe it).
 func (f *framer) header(p []byte, maxMsg uint32, frontend bool) ([]byte, bool, error) {
 	var h []byte
 	if f.nhdr == 0 && len(p) >= 5 {
@@ -815,7 +832,7 @@ func (t *Tracker) feEnd(now time.Time) {
 			r.hash = t.bind.h
 		}
 	case reqExecute:
-		r.name = t.portalName(untilNUL(t.feSmall))
+		r.name = t.portalName(nameOf(t.feSmall))
 	case reqDescribe:
 		if len(t.feSmall) > 0 {
 			r.sub = t.feSmall[0]
@@ -823,7 +840,7 @@ func (t *Tracker) feEnd(now time.Time) {
 	case reqClose:
 		if len(t.feSmall) > 0 {
 			r.sub = t.feSmall[0]
-			name := untilNUL(t.feSmall[1:])
+			name := nameOf(t.feSmall[1:])
 			if r.sub == 'P' {
 				r.name = t.portalName(name)
 			} else {
@@ -832,6 +849,12 @@ func (t *Tracker) feEnd(now time.Time) {
 		}
 	}
 	t.q.push(&r)
+}
+
+// nameOf returns the name at the start of p, cut as maxNameBytes says.
+func nameOf(p []byte) []byte {
+	p = untilNUL(p)
+	return p[:min(len(p), maxNameBytes)]
 }
 
 // untilNUL returns p up to its first NUL.
@@ -901,15 +924,48 @@ func (t *Tracker) putStmt(st *stmt) {
 		t.stmts = make(map[string]*stmt)
 	}
 	t.dropStmt(st.name)
-	for len(t.stmts) > 0 && (len(t.stmts) >= t.maxStatements || t.stmtBytes+len(st.sql) > t.sqlBudget) {
-		for k := range t.stmts { // an arbitrary one
-			t.dropStmt(k)
-			t.stats.Evictions++
-			break
-		}
+	// Evict the least recently used: deterministic, so that a replay of the
+	// same traffic gives the same executions.
+	for t.lruHead != nil && (len(t.stmts) >= t.maxStatements || t.stmtBytes+len(st.sql) > t.sqlBudget) {
+		t.dropStmt(t.lruHead.name)
+		t.stats.Evictions++
 	}
 	t.stmts[st.name] = st
 	t.stmtBytes += len(st.sql)
+	t.lruPush(st)
+}
+
+// touchStmt marks a named statement as just used.
+func (t *Tracker) touchStmt(st *stmt) {
+	if st == nil || st.name == "" || st == t.lruTail {
+		return
+	}
+	t.lruUnlink(st)
+	t.lruPush(st)
+}
+
+func (t *Tracker) lruPush(st *stmt) {
+	st.prev, st.next = t.lruTail, nil
+	if t.lruTail != nil {
+		t.lruTail.next = st
+	} else {
+		t.lruHead = st
+	}
+	t.lruTail = st
+}
+
+func (t *Tracker) lruUnlink(st *stmt) {
+	if st.prev != nil {
+		st.prev.next = st.next
+	} else {
+		t.lruHead = st.next
+	}
+	if st.next != nil {
+		st.next.prev = st.prev
+	} else {
+		t.lruTail = st.prev
+	}
+	st.prev, st.next = nil, nil
 }
 
 func (t *Tracker) dropStmt(name string) {
@@ -920,10 +976,14 @@ func (t *Tracker) dropStmt(name string) {
 	if old, ok := t.stmts[name]; ok {
 		t.stmtBytes -= len(old.sql)
 		delete(t.stmts, name)
+		t.lruUnlink(old)
 	}
 }
 
 func (t *Tracker) clearStmts() {
+	for t.lruHead != nil {
+		t.lruUnlink(t.lruHead)
+	}
 	clear(t.stmts)
 	t.stmtBytes = 0
 }
@@ -936,14 +996,11 @@ func (t *Tracker) putPortal(p portal) {
 	if t.portals == nil {
 		t.portals = make(map[string]portal)
 	}
-	if _, ok := t.portals[p.name]; !ok {
-		for len(t.portals) >= t.maxStatements {
-			for k := range t.portals {
-				delete(t.portals, k)
-				t.stats.Evictions++
-				break
-			}
-		}
+	if _, ok := t.portals[p.name]; !ok && len(t.portals) >= t.maxStatements {
+		// Full: the new portal is not remembered (its Executes emit with
+		// SQL ""). Portals end with their transaction, so this is short.
+		t.stats.Evictions++
+		return
 	}
 	t.portals[p.name] = p
 }
@@ -1081,7 +1138,9 @@ func (t *Tracker) reply(typ byte, now time.Time) {
 		}
 	case '2':
 		if h.kind == reqBind {
-			t.putPortal(portal{name: h.portal, stmtName: h.name, stmt: t.lookupStmt(h.name), hash: h.hash, nparams: h.nparam})
+			st := t.lookupStmt(h.name)
+			t.touchStmt(st)
+			t.putPortal(portal{name: h.portal, stmtName: h.name, stmt: st, hash: h.hash, nparams: h.nparam})
 			t.pop()
 			return
 		}
@@ -1185,6 +1244,10 @@ func (t *Tracker) commandComplete(h *request, now time.Time) {
 	cmd, rows := parseTag(untilNUL(t.beSmall))
 	e := t.newExecution(h, now)
 	e.Command, e.Rows = cmd, rows
+	switch cmd {
+	case "BEGIN", "START TRANSACTION":
+		t.groupBegan = true
+	}
 	if txCommand(cmd) {
 		e.InTransaction = true
 	}
@@ -1299,7 +1362,7 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 		start = now
 	}
 	t.lastEnd = now
-	e := &Execution{Conn: t.conn, Start: start, End: now, Rows: -1, Protocol: protocolExtended}
+	e := &Execution{Conn: t.conn, Start: start, End: now, Rows: -1, Protocol: protocolExtended, InTransaction: t.groupBegan}
 	switch h.kind {
 	case reqQuery:
 		e.Protocol = protocolSimple
@@ -1334,11 +1397,12 @@ func inTx(status byte) bool { return status == 'T' || status == 'E' }
 
 // finishGroup completes the held executions with the ReadyForQuery status.
 func (t *Tracker) finishGroup(status byte) {
-	if len(t.held) > 0 && inTx(t.txStatus) && status == 'I' {
+	if len(t.held) > 0 && (inTx(t.txStatus) || t.groupBegan) && status == 'I' {
 		t.held[len(t.held)-1].TxEnd = true
 	}
 	t.flushHeld(status, true)
 	t.txStatus = status
+	t.groupBegan = false
 	if status == 'I' { // the transaction is over: so are its portals
 		t.clearPortals()
 	}

@@ -509,8 +509,8 @@ var trCases = []trCase{
 			{SQL: "select 1", Proto: "simple", Rows: -1, State: "25P02", InTx: true, App: "app", Start: 10, End: 11},
 			{SQL: "rollback", Proto: "simple", Command: "ROLLBACK", Rows: -1, InTx: true, TxEnd: true, App: "app", Start: 12, End: 13},
 			{SQL: "begin; update t set a = 1; commit", Proto: "simple", Command: "BEGIN", Rows: -1, InTx: true, App: "app", Start: 14, End: 15},
-			{SQL: "begin; update t set a = 1; commit", Idx: 1, Proto: "simple", Command: "UPDATE", Rows: 4, App: "app", Start: 15, End: 15},
-			{SQL: "begin; update t set a = 1; commit", Idx: 2, Proto: "simple", Command: "COMMIT", Rows: -1, InTx: true, App: "app", Start: 15, End: 15},
+			{SQL: "begin; update t set a = 1; commit", Idx: 1, Proto: "simple", Command: "UPDATE", Rows: 4, InTx: true, App: "app", Start: 15, End: 15},
+			{SQL: "begin; update t set a = 1; commit", Idx: 2, Proto: "simple", Command: "COMMIT", Rows: -1, InTx: true, TxEnd: true, App: "app", Start: 15, End: 15},
 		},
 	},
 	{
@@ -660,21 +660,69 @@ var trCases = []trCase{
 		},
 	},
 	{
-		name: "MaxStatements evicts",
+		name: "MaxStatements evicts the least recently used",
 		opts: TrackerOptions{MaxStatements: 2},
 		script: []trStep{
-			fe(parse("a", "select 1"), parse("b", "select 2"), parse("c", "select 3"), parse("", "select 4"), sync_),
-			be(parseComplete, parseComplete, parseComplete, parseComplete, rfq('I')),
-			fe(bind("", "c"), execute("", 0), sync_),
+			fe(parse("a", "select 1"), parse("b", "select 2"), parse("", "select 4"), sync_),
+			be(parseComplete, parseComplete, parseComplete, rfq('I')),
+			fe(bind("", "a"), execute("", 0), sync_), // a is now more recent than b
 			be(bindComplete, cc("SELECT 1"), rfq('I')),
+			fe(parse("c", "select 3"), sync_), // evicts b
+			be(parseComplete, rfq('I')),
+			fe(bind("", "b"), execute("", 0), bind("", "a"), execute("", 0), bind("", "c"), execute("", 0), sync_),
+			be(bindComplete, cc("SELECT 1"), bindComplete, cc("SELECT 1"), bindComplete, cc("SELECT 1"), rfq('I')),
 		},
 		want: []ev{
-			{SQL: "select 3", Proto: "extended", Prepared: "c", Command: "SELECT", Rows: 1, App: "app", Start: 2, End: 3},
+			{SQL: "select 1", Proto: "extended", Prepared: "a", Command: "SELECT", Rows: 1, App: "app", Start: 2, End: 3},
+			{Proto: "extended", Prepared: "b", Command: "SELECT", Rows: 1, App: "app", Start: 6, End: 7},
+			{SQL: "select 1", Proto: "extended", Prepared: "a", Command: "SELECT", Rows: 1, App: "app", Start: 7, End: 7},
+			{SQL: "select 3", Proto: "extended", Prepared: "c", Command: "SELECT", Rows: 1, App: "app", Start: 7, End: 7},
 		},
 		check: func(t *testing.T, r *trRun) {
 			if n, s := len(r.tr.stmts), r.tr.Stats(); n != 2 || s.Evictions != 1 || r.tr.unnamedStmt == nil {
 				t.Errorf("got %d statements, %d evictions, unnamed %v; want 2, 1, kept", n, s.Evictions, r.tr.unnamedStmt)
 			}
+		},
+	},
+	{
+		name: "MaxPending reached in the middle of a group",
+		opts: TrackerOptions{MaxPending: 3},
+		script: []trStep{
+			fe(parse("", "select 1"), bind("", ""), execute("", 0), sync_, query("select 2")),
+			be(parseComplete, bindComplete, cc("SELECT 1"), rfq('I'), cc("SELECT 1"), rfq('I')),
+			fe(query("select 3")),
+			be(cc("SELECT 1"), rfq('I')),
+		},
+		want: []ev{
+			{SQL: "select 1", Proto: "extended", Command: "SELECT", Rows: 1, App: "app", Start: 0, End: 1},
+			{SQL: "select 3", Proto: "simple", Command: "SELECT", Rows: 1, App: "app", Start: 2, End: 3},
+		},
+		check: func(t *testing.T, r *trRun) {
+			if s := r.tr.Stats(); s.Overflows != 1 || s.Desyncs != 0 {
+				t.Errorf("got %+v, want 1 overflow and no desync", s)
+			}
+		},
+	},
+	{
+		name: "long portal names are cut like the server cuts them",
+		script: []trStep{
+			fe(parse("", "select 1"), bind(strings.Repeat("p", 100), ""), execute(strings.Repeat("p", 100), 0), sync_),
+			be(parseComplete, bindComplete, cc("SELECT 1"), rfq('I')),
+		},
+		want: []ev{
+			{SQL: "select 1", Proto: "extended", Command: "SELECT", Rows: 1, App: "app", Start: 0, End: 1},
+		},
+	},
+	{
+		name: "copy fail",
+		script: []trStep{
+			fe(query("copy t from stdin")),
+			be(&pgproto3.CopyInResponse{}),
+			fe(copyData("1\n"), &pgproto3.CopyFail{Message: "no"}),
+			be(errResp("57014"), rfq('I')),
+		},
+		want: []ev{
+			{SQL: "copy t from stdin", Proto: "simple", Rows: -1, State: "57014", App: "app", Start: 0, End: 3},
 		},
 	},
 	{
@@ -1051,7 +1099,6 @@ func TestTrackerLargeMessagesStream(t *testing.T) {
 	if a := streamBig(t, fe, 'Q', []byte("select '"), size); a > budget {
 		t.Errorf("50 MB Query allocated %d bytes", a)
 	}
-	must(fe([]byte{0}[:0]))
 	must(be(enc(cc("SELECT 1"), rfq('I'))))
 
 	// A 50 MB Bind parameter: hashed, not kept.
@@ -1121,4 +1168,53 @@ func BenchmarkTracker(b *testing.B) {
 	b.Run("simple", func(b *testing.B) {
 		bench(b, nil, nil, enc(query("SELECT abalance FROM pgbench_accounts WHERE aid = 12345;")), replies)
 	})
+}
+
+// When the paused count can never drain (it was wrong), tracking resumes
+// after resyncAfter ReadyForQuery.
+func TestTrackerResyncValve(t *testing.T) {
+	var got []*Execution
+	tr := NewTracker(nil, func(e *Execution) { got = append(got, e) }, TrackerOptions{})
+	tr.untracking, tr.untracked = true, 1 // one answer too many expected
+	q := trStep{msgs: []pgproto3.Message{query("select 1")}}.bytes(t)
+	a := trStep{msgs: []pgproto3.Message{cc("SELECT 1"), rfq('I')}}.bytes(t)
+	for i := range resyncAfter + 10 {
+		if err := tr.Frontend(q, trAt(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Backend(a, trAt(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) == 0 || len(got) > 10 {
+		t.Errorf("got %d executions, want tracking to resume after %d round trips", len(got), resyncAfter)
+	}
+}
+
+// The byte budget for pending SQL pauses tracking like MaxPending does.
+func TestTrackerPendingSQLBudget(t *testing.T) {
+	var got []*Execution
+	tr := NewTracker(nil, func(e *Execution) { got = append(got, e) }, TrackerOptions{})
+	tr.sqlBudget = 20
+	enc := func(msgs ...pgproto3.Message) []byte { return trStep{msgs: msgs}.bytes(t) }
+	steps := [][]byte{
+		enc(query("select 1234567890"), query("select 1234567890"), query("select 3")),
+		enc(cc("SELECT 1"), rfq('I'), cc("SELECT 1"), rfq('I'), cc("SELECT 1"), rfq('I')),
+		enc(query("select 4")),
+		enc(cc("SELECT 1"), rfq('I')),
+	}
+	for i, b := range steps {
+		var err error
+		if i%2 == 0 {
+			err = tr.Frontend(b, trAt(i))
+		} else {
+			err = tr.Backend(b, trAt(i))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 2 || got[1].SQL != "select 4" || tr.Stats().Overflows != 1 || tr.pendingSQL != 0 {
+		t.Errorf("got %d executions, stats %+v, pending SQL %d", len(got), tr.Stats(), tr.pendingSQL)
+	}
 }

@@ -189,15 +189,23 @@ func (f *flagSet) loadConfig(file string) error {
 	return nil
 }
 
-// configKeys are the keys a config file may hold.
+// configKeys are the keys a config file may hold, command flags first.
 func (f *flagSet) configKeys() []string {
-	var keys []string
+	cmd, common := f.names()
+	return slices.DeleteFunc(append(cmd, common...), func(n string) bool { return n == "config" })
+}
+
+// names returns the command's own flags and the common flags, each in
+// definition order.
+func (f *flagSet) names() (cmd, common []string) {
 	for _, name := range f.order {
-		if name != "config" {
-			keys = append(keys, name)
+		if f.common[name] {
+			common = append(common, name)
+		} else {
+			cmd = append(cmd, name)
 		}
 	}
-	return keys
+	return cmd, common
 }
 
 // errorf returns a *usageError about flag name that says where its value came
@@ -213,14 +221,7 @@ func (f *flagSet) errorf(name, format string, args ...any) error {
 // printDefaults writes the flags, their env twins and defaults, in
 // definition order, command flags first.
 func (f *flagSet) printDefaults(w io.Writer) {
-	var cmd, common []string
-	for _, name := range f.order {
-		if f.common[name] {
-			common = append(common, name)
-		} else {
-			cmd = append(cmd, name)
-		}
-	}
+	cmd, common := f.names()
 	if len(cmd) > 0 {
 		fmt.Fprintln(w, "\nFlags:")
 		f.printFlags(w, cmd)

@@ -47,8 +47,11 @@ type proxyOptions struct {
 }
 
 // proxyFlags is the proxy command's setup.
-func proxyFlags(fs *flagSet) runFunc {
-	o := &proxyOptions{
+func proxyFlags(fs *flagSet) runFunc { return newProxyOptions(fs).run }
+
+// newProxyOptions defines the proxy command's flags on fs.
+func newProxyOptions(fs *flagSet) *proxyOptions {
+	return &proxyOptions{
 		fs:     fs,
 		listen: fs.String("listen", "127.0.0.1:6432", "listen on `ADDR` (host:port) for PostgreSQL clients"),
 		upstream: fs.String("upstream", "", "the PostgreSQL server (required): host:port or a postgres:// `URL`, from which\n"+
@@ -70,7 +73,6 @@ func proxyFlags(fs *flagSet) runFunc {
 		queueSize: fs.Int("queue-size", 10000, "executions queued for analysis; when full, more are dropped (and\n"+
 			"counted), never waited for"),
 	}
-	return o.run
 }
 
 // config checks the options and builds the proxy configuration. Every error

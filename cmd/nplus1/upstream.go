@@ -27,7 +27,8 @@ type upstream struct {
 
 // parseUpstream reads "host:port", "host" (port 5432), or a postgres:// or
 // postgresql:// URL, from which only host, port, sslmode and sslrootcert are
-// taken: the user, password and database are the client's to choose.
+// taken (host and port also from query parameters, as libpq does): the user,
+// password and database are the client's to choose.
 func parseUpstream(s string) (upstream, error) {
 	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
 		return parseUpstreamURL(s)
@@ -59,15 +60,22 @@ func parseUpstreamURL(s string) (upstream, error) {
 	if strings.Contains(u.Host, ",") {
 		return upstream{}, errors.New("URLs with several hosts are not supported: give one host")
 	}
-	port := u.Port()
+	// As in libpq, host and port query parameters override the authority.
+	q := u.Query()
+	host, port := u.Hostname(), u.Port()
+	if h := q.Get("host"); h != "" {
+		host = h
+	}
+	if p := q.Get("port"); p != "" {
+		port = p
+	}
 	if port == "" {
 		port = defaultPGPort
 	}
-	up, err := newUpstream(u.Hostname(), port)
+	up, err := newUpstream(host, port)
 	if err != nil {
 		return upstream{}, err
 	}
-	q := u.Query()
 	up.sslmode = q.Get("sslmode")
 	if up.sslmode != "" && !slices.Contains(upstreamSSLModes, up.sslmode) {
 		return upstream{}, fmt.Errorf("sslmode %q in URL: want one of %s", up.sslmode, strings.Join(upstreamSSLModes, ", "))

@@ -1,0 +1,729 @@
+package fingerprint
+
+import (
+	"slices"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Facts come from two places. Most are properties of the parse tree that
+// pg_query's fingerprint keeps, so texts with one fingerprint share them and a
+// Cache computes them once per fingerprint (parseFacts). Four depend on what
+// the fingerprint throws away (literal values, and LIMIT and OFFSET, which
+// pg_query ignores when they are constants or parameters: "SELECT * FROM t"
+// and "... LIMIT 5 OFFSET 10" have one fingerprint). Those four are read from
+// each text's tokens (withTextFacts): HasLimit, HasOffset, Offset and
+// LeadingWildcardLike. facts_test.go checks the token reading against the
+// parse tree.
+
+// parseFacts parses one statement and reads its facts.
+func parseFacts(text string) *Facts {
+	tree, err := pg_query.Parse(text)
+	if err != nil || len(tree.GetStmts()) == 0 || tree.Stmts[0].GetStmt() == nil {
+		// The fingerprint parsed, so this does not happen; be safe anyway.
+		return &Facts{Kind: KindUnknown}
+	}
+	return treeFacts(tree.Stmts[0].Stmt)
+}
+
+// treeFacts reads the facts of one statement's parse tree. The four facts
+// withTextFacts sets are left zero.
+func treeFacts(stmt *pg_query.Node) *Facts {
+	f := &Facts{Kind: kindOf(stmt)}
+	var (
+		written []*pg_query.RangeVar // targets, by identity
+		scope   []protoreflect.ProtoMessage
+		sel     *pg_query.SelectStmt
+	)
+	switch n := stmt.GetNode().(type) {
+	case *pg_query.Node_SelectStmt:
+		sel = n.SelectStmt
+		if sel.GetIntoClause().GetRel() != nil {
+			written = append(written, sel.IntoClause.Rel)
+		}
+		scope = append(scope, sel)
+		f.AggregateOnly = aggregateOnly(sel)
+		f.EqualityColumns = equalityColumns(sel.WhereClause)
+	case *pg_query.Node_InsertStmt:
+		written = append(written, n.InsertStmt.Relation)
+		scope = append(scope, n.InsertStmt)
+	case *pg_query.Node_UpdateStmt:
+		written = append(written, n.UpdateStmt.Relation)
+		scope = append(scope, n.UpdateStmt)
+		f.EqualityColumns = equalityColumns(n.UpdateStmt.WhereClause)
+		f.NoWhere = n.UpdateStmt.WhereClause == nil
+	case *pg_query.Node_DeleteStmt:
+		written = append(written, n.DeleteStmt.Relation)
+		scope = append(scope, n.DeleteStmt)
+		f.EqualityColumns = equalityColumns(n.DeleteStmt.WhereClause)
+		f.NoWhere = n.DeleteStmt.WhereClause == nil
+	case *pg_query.Node_MergeStmt:
+		written = append(written, n.MergeStmt.Relation)
+		scope = append(scope, n.MergeStmt)
+	case *pg_query.Node_CopyStmt:
+		if n.CopyStmt.IsFrom {
+			written = append(written, n.CopyStmt.Relation)
+		}
+		scope = append(scope, n.CopyStmt)
+	case *pg_query.Node_CreateTableAsStmt:
+		if n.CreateTableAsStmt.GetInto().GetRel() != nil {
+			written = append(written, n.CreateTableAsStmt.Into.Rel)
+		}
+		scope = append(scope, n.CreateTableAsStmt)
+	case *pg_query.Node_TruncateStmt:
+		for _, r := range n.TruncateStmt.Relations {
+			if rv := r.GetRangeVar(); rv != nil {
+				written = append(written, rv)
+			}
+		}
+	case *pg_query.Node_ExplainStmt:
+		scope = appendNode(scope, n.ExplainStmt.Query)
+	case *pg_query.Node_PrepareStmt:
+		scope = appendNode(scope, n.PrepareStmt.Query)
+	case *pg_query.Node_DeclareCursorStmt:
+		scope = appendNode(scope, n.DeclareCursorStmt.Query)
+	}
+
+	var refs []*pg_query.RangeVar
+	ctes := map[string]*pg_query.SelectStmt{}
+	for _, m := range scope {
+		walk(m, func(m protoreflect.ProtoMessage) bool {
+			switch x := m.(type) {
+			case *pg_query.RangeVar:
+				refs = append(refs, x)
+			case *pg_query.CommonTableExpr:
+				ctes[x.Ctename] = x.GetCtequery().GetSelectStmt() // nil for INSERT ... RETURNING and such
+			case *pg_query.LockingClause:
+				f.Locking = true
+				return false // FOR UPDATE OF names aliases, not tables
+			}
+			return true
+		})
+	}
+	for _, rv := range written {
+		if rv != nil {
+			f.TablesWritten = append(f.TablesWritten, tableName(rv))
+		}
+	}
+	if sel != nil {
+		sc := starContext{ctes: ctes}
+		f.SelectStar = sc.selectStar(sel)
+	}
+	for _, rv := range refs {
+		if _, cte := ctes[rv.Relname]; slices.Contains(written, rv) || rv.Schemaname == "" && rv.Catalogname == "" && cte {
+			continue
+		}
+		f.TablesRead = append(f.TablesRead, tableName(rv))
+	}
+	f.TablesRead = sortedSet(f.TablesRead)
+	f.TablesWritten = sortedSet(f.TablesWritten)
+	return f
+}
+
+func appendNode(scope []protoreflect.ProtoMessage, n *pg_query.Node) []protoreflect.ProtoMessage {
+	if n != nil {
+		scope = append(scope, n)
+	}
+	return scope
+}
+
+func kindOf(stmt *pg_query.Node) Kind {
+	switch stmt.GetNode().(type) {
+	case *pg_query.Node_SelectStmt:
+		return KindSelect
+	case *pg_query.Node_InsertStmt:
+		return KindInsert
+	case *pg_query.Node_UpdateStmt:
+		return KindUpdate
+	case *pg_query.Node_DeleteStmt:
+		return KindDelete
+	case *pg_query.Node_MergeStmt:
+		return KindMerge
+	case *pg_query.Node_CopyStmt:
+		return KindCopy
+	case *pg_query.Node_ExplainStmt, *pg_query.Node_CallStmt, *pg_query.Node_DoStmt,
+		*pg_query.Node_PrepareStmt, *pg_query.Node_ExecuteStmt, *pg_query.Node_DeclareCursorStmt,
+		*pg_query.Node_FetchStmt, *pg_query.Node_ClosePortalStmt:
+		return KindOther
+	}
+	return KindUtility
+}
+
+func tableName(rv *pg_query.RangeVar) string {
+	name := rv.Relname
+	if rv.Schemaname != "" {
+		name = rv.Schemaname + "." + name
+	}
+	if rv.Catalogname != "" {
+		name = rv.Catalogname + "." + name
+	}
+	return name
+}
+
+// sortedSet sorts names and drops duplicates; nil stays nil.
+func sortedSet(names []string) []string {
+	if len(names) == 0 {
+		return nil
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// walk calls visit for m and every message below it. visit returns false to
+// skip what lies below a message. The order of siblings is unspecified.
+func walk(m protoreflect.ProtoMessage, visit func(protoreflect.ProtoMessage) bool) {
+	if m == nil {
+		return
+	}
+	walkMessage(m.ProtoReflect(), visit)
+}
+
+func walkMessage(m protoreflect.Message, visit func(protoreflect.ProtoMessage) bool) {
+	if !m.IsValid() || !visit(m.Interface()) {
+		return
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Message() == nil || fd.IsMap() {
+			return true
+		}
+		if fd.IsList() {
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				walkMessage(l.Get(i).Message(), visit)
+			}
+			return true
+		}
+		walkMessage(v.Message(), visit)
+		return true
+	})
+}
+
+// starContext decides whether a SELECT's star reaches a stored table.
+type starContext struct {
+	ctes  map[string]*pg_query.SelectStmt
+	depth int // guards against WITH RECURSIVE loops
+}
+
+func (c *starContext) selectStar(s *pg_query.SelectStmt) bool {
+	if s == nil || c.depth > 16 {
+		return false
+	}
+	c.depth++
+	defer func() { c.depth-- }()
+	if s.Op != pg_query.SetOperation_SETOP_NONE && s.Op != pg_query.SetOperation_SET_OPERATION_UNDEFINED {
+		return c.selectStar(s.Larg) || c.selectStar(s.Rarg)
+	}
+	for _, t := range s.TargetList {
+		fields := t.GetResTarget().GetVal().GetColumnRef().GetFields()
+		if len(fields) == 0 || fields[len(fields)-1].GetAStar() == nil {
+			continue
+		}
+		if len(fields) == 1 {
+			for _, item := range s.FromClause {
+				if c.itemStar(item) {
+					return true
+				}
+			}
+			continue
+		}
+		item := findFromItem(s.FromClause, fields[len(fields)-2].GetString_().GetSval())
+		if item == nil || c.itemStar(item) {
+			return true // a t.* we cannot resolve counts
+		}
+	}
+	return false
+}
+
+func (c *starContext) itemStar(item *pg_query.Node) bool {
+	switch x := item.GetNode().(type) {
+	case *pg_query.Node_RangeVar:
+		if rv := x.RangeVar; rv.Schemaname == "" {
+			if q, ok := c.ctes[rv.Relname]; ok {
+				return q != nil && c.selectStar(q)
+			}
+		}
+		return true
+	case *pg_query.Node_RangeSubselect:
+		return c.selectStar(x.RangeSubselect.GetSubquery().GetSelectStmt())
+	case *pg_query.Node_JoinExpr:
+		return c.itemStar(x.JoinExpr.Larg) || c.itemStar(x.JoinExpr.Rarg)
+	case *pg_query.Node_RangeTableSample:
+		return c.itemStar(x.RangeTableSample.Relation)
+	}
+	return false
+}
+
+// findFromItem finds the FROM item a qualifier names: by alias, or for a
+// table without alias by its name.
+func findFromItem(items []*pg_query.Node, name string) *pg_query.Node {
+	for _, item := range items {
+		switch x := item.GetNode().(type) {
+		case *pg_query.Node_RangeVar:
+			if a := x.RangeVar.GetAlias(); a != nil && a.Aliasname == name || a == nil && x.RangeVar.Relname == name {
+				return item
+			}
+		case *pg_query.Node_RangeSubselect:
+			if x.RangeSubselect.GetAlias().GetAliasname() == name {
+				return item
+			}
+		case *pg_query.Node_RangeFunction:
+			if x.RangeFunction.GetAlias().GetAliasname() == name {
+				return item
+			}
+		case *pg_query.Node_RangeTableSample:
+			if findFromItem([]*pg_query.Node{x.RangeTableSample.Relation}, name) != nil {
+				return item
+			}
+		case *pg_query.Node_JoinExpr:
+			if x.JoinExpr.GetAlias().GetAliasname() == name {
+				return item
+			}
+			if found := findFromItem([]*pg_query.Node{x.JoinExpr.Larg, x.JoinExpr.Rarg}, name); found != nil {
+				return found
+			}
+		}
+	}
+	return nil
+}
+
+// isAggregateName reports whether name is one of PostgreSQL's built-in
+// aggregate functions that may be called without aggregate syntax.
+func isAggregateName(name string) bool {
+	switch name {
+	case "count", "sum", "avg", "min", "max", "bool_and", "bool_or", "every", "any_value",
+		"array_agg", "string_agg", "json_agg", "jsonb_agg", "json_agg_strict", "jsonb_agg_strict",
+		"json_object_agg", "jsonb_object_agg", "json_object_agg_strict", "jsonb_object_agg_strict",
+		"json_object_agg_unique", "jsonb_object_agg_unique",
+		"json_object_agg_unique_strict", "jsonb_object_agg_unique_strict",
+		"xmlagg", "bit_and", "bit_or", "bit_xor", "range_agg", "range_intersect_agg",
+		"stddev", "stddev_pop", "stddev_samp", "variance", "var_pop", "var_samp",
+		"corr", "covar_pop", "covar_samp", "regr_avgx", "regr_avgy", "regr_count",
+		"regr_intercept", "regr_r2", "regr_slope", "regr_sxx", "regr_sxy", "regr_syy":
+		return true
+	}
+	return false
+}
+
+func isAggregate(fc *pg_query.FuncCall) bool {
+	if fc.AggStar || fc.AggDistinct || fc.AggWithinGroup || len(fc.AggOrder) > 0 || fc.AggFilter != nil {
+		return true
+	}
+	name := fc.Funcname
+	if len(name) == 2 && name[0].GetString_().GetSval() == "pg_catalog" {
+		name = name[1:]
+	}
+	return len(name) == 1 && isAggregateName(name[0].GetString_().GetSval())
+}
+
+func aggregateOnly(s *pg_query.SelectStmt) bool {
+	if s.Op != pg_query.SetOperation_SETOP_NONE || len(s.GroupClause) > 0 || len(s.TargetList) == 0 {
+		return false
+	}
+	found, other := false, false
+	for _, t := range s.TargetList {
+		walk(t.GetResTarget().GetVal(), func(m protoreflect.ProtoMessage) bool {
+			switch x := m.(type) {
+			case *pg_query.FuncCall:
+				if x.Over != nil {
+					other = true // a window function returns a row per input row
+					return false
+				}
+				if isAggregate(x) {
+					found = true
+					return false
+				}
+			case *pg_query.ColumnRef:
+				other = true
+				return false
+			case *pg_query.SubLink:
+				return false
+			}
+			return true
+		})
+	}
+	return found && !other
+}
+
+// equalityColumns lists the columns a WHERE clause compares for equality
+// with values.
+func equalityColumns(where *pg_query.Node) []string {
+	var cols []string
+	var visit func(n *pg_query.Node)
+	visit = func(n *pg_query.Node) {
+		switch x := n.GetNode().(type) {
+		case *pg_query.Node_BoolExpr:
+			if x.BoolExpr.Boolop == pg_query.BoolExprType_AND_EXPR || x.BoolExpr.Boolop == pg_query.BoolExprType_OR_EXPR {
+				for _, a := range x.BoolExpr.Args {
+					visit(a)
+				}
+			}
+		case *pg_query.Node_AExpr:
+			e := x.AExpr
+			if operatorName(e.Name) != "=" {
+				return
+			}
+			switch e.Kind {
+			case pg_query.A_Expr_Kind_AEXPR_OP, pg_query.A_Expr_Kind_AEXPR_NOT_DISTINCT:
+				addPair(e.Lexpr, e.Rexpr, &cols)
+			case pg_query.A_Expr_Kind_AEXPR_OP_ANY, pg_query.A_Expr_Kind_AEXPR_IN:
+				if !isValue(e.Rexpr) {
+					return
+				}
+				if c := columnName(e.Lexpr); c != "" {
+					cols = append(cols, c)
+				} else if row := e.Lexpr.GetRowExpr(); row != nil {
+					for _, a := range row.Args {
+						if c := columnName(a); c != "" {
+							cols = append(cols, c)
+						}
+					}
+				}
+			}
+		}
+	}
+	visit(where)
+	return sortedSet(cols)
+}
+
+// addPair adds the column of "l = r" when the other side is a value, and
+// for row comparisons, (a, b) = ($1, $2), the columns pair by pair.
+func addPair(l, r *pg_query.Node, cols *[]string) {
+	if c := columnName(l); c != "" && isValue(r) {
+		*cols = append(*cols, c)
+		return
+	}
+	if c := columnName(r); c != "" && isValue(l) {
+		*cols = append(*cols, c)
+		return
+	}
+	if lr, rr := l.GetRowExpr(), r.GetRowExpr(); lr != nil && rr != nil && len(lr.Args) == len(rr.Args) {
+		for i := range lr.Args {
+			addPair(lr.Args[i], rr.Args[i], cols)
+		}
+	}
+}
+
+// operatorName returns an operator's name without schema ("=" for
+// OPERATOR(pg_catalog.=)).
+func operatorName(name []*pg_query.Node) string {
+	if len(name) == 0 {
+		return ""
+	}
+	return name[len(name)-1].GetString_().GetSval()
+}
+
+// columnName returns the column a node refers to, qualified as written, or
+// "". Casts and COLLATE around the column are looked through.
+func columnName(n *pg_query.Node) string {
+	for {
+		switch x := n.GetNode().(type) {
+		case *pg_query.Node_TypeCast:
+			n = x.TypeCast.Arg
+			continue
+		case *pg_query.Node_CollateClause:
+			n = x.CollateClause.Arg
+			continue
+		case *pg_query.Node_ColumnRef:
+			parts := make([]string, 0, len(x.ColumnRef.Fields))
+			for _, f := range x.ColumnRef.Fields {
+				s := f.GetString_()
+				if s == nil {
+					return ""
+				}
+				parts = append(parts, s.Sval)
+			}
+			return strings.Join(parts, ".")
+		}
+		return ""
+	}
+}
+
+// isValue reports whether an expression involves no column and no subquery.
+func isValue(n *pg_query.Node) bool {
+	if n == nil {
+		return false
+	}
+	ok := true
+	walk(n, func(m protoreflect.ProtoMessage) bool {
+		switch m.(type) {
+		case *pg_query.ColumnRef, *pg_query.SubLink:
+			ok = false
+			return false
+		}
+		return ok
+	})
+	return ok
+}
+
+// textFacts are the facts read from a statement's tokens.
+type textFacts struct {
+	hasLimit, hasOffset bool
+	offset              int64
+	leadingWildcardLike bool
+}
+
+// withTextFacts returns base with the token-read facts of this text: base
+// itself when they agree, which is the common case, else a copy.
+func withTextFacts(base *Facts, sql string, toks []token) *Facts {
+	tf := readTextFacts(sql, toks, base.Kind)
+	if base.HasLimit == tf.hasLimit && base.HasOffset == tf.hasOffset && base.Offset == tf.offset &&
+		base.LeadingWildcardLike == tf.leadingWildcardLike {
+		return base
+	}
+	f := *base
+	f.HasLimit, f.HasOffset, f.Offset = tf.hasLimit, tf.hasOffset, tf.offset
+	f.LeadingWildcardLike = tf.leadingWildcardLike
+	return &f
+}
+
+// readTextFacts reads LIMIT, OFFSET and LIKE patterns from a statement's
+// tokens (comments removed). The top-level LIMIT and OFFSET of a SELECT are
+// the ones outside all parentheses (after removing parentheses around the
+// whole statement): those inside belong to subqueries, WITH queries and
+// parenthesized UNION branches.
+func readTextFacts(sql string, toks []token, kind Kind) textFacts {
+	var tf textFacts
+	switch kind {
+	case KindSelect, KindInsert, KindUpdate, KindDelete, KindMerge:
+	default:
+		return tf
+	}
+	lo, hi := 0, len(toks)
+	for hi-lo >= 2 && isOp(sql, toks[lo], "(") && closingParen(sql, toks, lo) == hi-1 {
+		lo++
+		hi--
+	}
+	depth := 0
+	for i := lo; i < hi; i++ {
+		t := toks[i]
+		if t.kind == tkOp {
+			switch sql[t.start:t.end] {
+			case "(", "[":
+				depth++
+			case ")", "]":
+				depth--
+			case "~~", "~~*", "!~~", "!~~*":
+				tf.leadingWildcardLike = tf.leadingWildcardLike || leadingWildcard(sql, toks[i+1:hi])
+			}
+			continue
+		}
+		if t.kind != tkWord {
+			continue
+		}
+		if i > lo && (isOp(sql, toks[i-1], ".") || isWord(sql, toks[i-1], "as")) {
+			continue // a column label, as in t.limit or AS offset
+		}
+		switch {
+		case isWord(sql, t, "like") || isWord(sql, t, "ilike"):
+			tf.leadingWildcardLike = tf.leadingWildcardLike || leadingWildcard(sql, toks[i+1:hi])
+		case kind != KindSelect || depth != 0:
+		case isWord(sql, t, "limit"):
+			if i+1 < hi && !isWord(sql, toks[i+1], "all") && !isWord(sql, toks[i+1], "null") {
+				tf.hasLimit = true
+			}
+		case isWord(sql, t, "fetch"):
+			if i+1 < hi && (isWord(sql, toks[i+1], "first") || isWord(sql, toks[i+1], "next")) {
+				tf.hasLimit = true
+			}
+		case isWord(sql, t, "offset"):
+			tf.hasOffset = true
+			tf.offset = offsetValue(sql, toks[i+1:hi])
+		}
+	}
+	return tf
+}
+
+// closingParen returns the index of the parenthesis closing toks[open].
+func closingParen(sql string, toks []token, open int) int {
+	depth := 0
+	for i := open; i < len(toks); i++ {
+		switch {
+		case isOp(sql, toks[i], "("):
+			depth++
+		case isOp(sql, toks[i], ")"):
+			depth--
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// offsetValue reads the integer literal that follows OFFSET, or returns -1.
+func offsetValue(sql string, toks []token) int64 {
+	i := 0
+	for i < len(toks) && isOp(sql, toks[i], "(") {
+		i++
+	}
+	neg := false
+	if i < len(toks) && (isOp(sql, toks[i], "-") || isOp(sql, toks[i], "+")) {
+		neg = isOp(sql, toks[i], "-")
+		i++
+	}
+	if i >= len(toks) || toks[i].kind != tkNumber {
+		return -1
+	}
+	v, ok := parseInteger(sql[toks[i].start:toks[i].end])
+	if !ok {
+		return -1
+	}
+	if neg {
+		v = -v
+	}
+	return v
+}
+
+// parseInteger parses an integer literal in any of PostgreSQL's notations
+// (42, 1_000, 0x2A, 0o52, 0b101010).
+func parseInteger(s string) (int64, bool) {
+	base := int64(10)
+	if len(s) > 2 && s[0] == '0' {
+		switch s[1] {
+		case 'x', 'X':
+			base, s = 16, s[2:]
+		case 'o', 'O':
+			base, s = 8, s[2:]
+		case 'b', 'B':
+			base, s = 2, s[2:]
+		}
+	}
+	var v int64
+	digits := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		var d int64
+		switch {
+		case c == '_':
+			continue
+		case c >= '0' && c <= '9':
+			d = int64(c - '0')
+		case c >= 'a' && c <= 'f':
+			d = int64(c-'a') + 10
+		case c >= 'A' && c <= 'F':
+			d = int64(c-'A') + 10
+		default:
+			return 0, false // a numeric: 1.5, 1e3
+		}
+		if d >= base || v > (1<<63-1-d)/base {
+			return 0, false
+		}
+		v = v*base + d
+		digits++
+	}
+	return v, digits > 0
+}
+
+// leadingWildcard reports whether the tokens after LIKE start, possibly
+// inside UPPER(...), LOWER(...), ANY (ARRAY[...]) and the like, with a string
+// literal whose first character is % or _.
+func leadingWildcard(sql string, toks []token) bool {
+	for _, t := range toks {
+		switch {
+		case isOp(sql, t, "("), isOp(sql, t, "["),
+			isWord(sql, t, "upper"), isWord(sql, t, "lower"), isWord(sql, t, "any"),
+			isWord(sql, t, "all"), isWord(sql, t, "some"), isWord(sql, t, "array"):
+			continue
+		case t.kind == tkString:
+			c, ok := firstChar(sql[t.start:t.end])
+			return ok && (c == '%' || c == '_')
+		}
+		return false
+	}
+	return false
+}
+
+// firstChar returns the first character of a string constant's value, as a
+// byte, for the forms '...', E'...', U&'...' and $tag$...$tag$.
+func firstChar(lit string) (byte, bool) {
+	switch {
+	case lit[0] == '$':
+		open := strings.IndexByte(lit[1:], '$') + 2 // length of $tag$
+		if len(lit) <= 2*open {
+			return 0, false // $$$$: empty
+		}
+		return lit[open], true
+	case lit[0] == 'e' || lit[0] == 'E':
+		if len(lit) < 3 {
+			return 0, false
+		}
+		body := lit[2:]
+		if body[0] != '\\' {
+			return firstPlain(body)
+		}
+		if len(body) < 2 {
+			return 0, false
+		}
+		switch c := body[1]; {
+		case c == 'x' && len(body) > 2 && isHex(body[2]):
+			v := hexVal(body[2])
+			if len(body) > 3 && isHex(body[3]) {
+				v = v<<4 | hexVal(body[3])
+			}
+			return v, true
+		case c >= '0' && c <= '7':
+			v := c - '0'
+			for i := 2; i < 4 && i < len(body) && body[i] >= '0' && body[i] <= '7'; i++ {
+				v = v<<3 | (body[i] - '0')
+			}
+			return v, true
+		case c == 'u' || c == 'U':
+			return unicodeEscape(body[2:])
+		default:
+			return c, true
+		}
+	case lit[0] == 'u' || lit[0] == 'U':
+		body := lit[3:]
+		if len(body) > 1 && body[0] == '\\' {
+			if body[1] == '\\' {
+				return '\\', true
+			}
+			if body[1] == '+' {
+				return unicodeEscape(body[2:])
+			}
+			return unicodeEscape(body[1:])
+		}
+		return firstPlain(body)
+	}
+	return firstPlain(lit[1:])
+}
+
+// firstPlain returns the first character of a quoted body (after the opening
+// quote) in which '' stands for a quote.
+func firstPlain(body string) (byte, bool) {
+	if len(body) == 0 || body[0] == '\'' && (len(body) == 1 || body[1] != '\'') {
+		return 0, false // empty string
+	}
+	return body[0], true
+}
+
+// unicodeEscape decodes the hex digits of a Unicode escape far enough to
+// tell an ASCII character.
+func unicodeEscape(s string) (byte, bool) {
+	var v int
+	n := 0
+	for n < len(s) && n < 8 && isHex(s[n]) {
+		v = v<<4 | int(hexVal(s[n]))
+		n++
+	}
+	if n < 4 || v > 0x7f {
+		return 0, n >= 4
+	}
+	return byte(v), true
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func hexVal(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}

@@ -1,0 +1,574 @@
+package fingerprint
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"github.com/pganalyze/pg_query_go/v6/parser"
+)
+
+// Kind is the kind of a statement.
+type Kind string
+
+// The kinds of statement. KindUtility covers DDL and session and transaction
+// control (CREATE, ALTER, SET, SHOW, BEGIN, COMMIT, VACUUM, ...). KindOther
+// covers statements that run or stand for other statements (EXPLAIN, CALL,
+// DO, PREPARE, EXECUTE, DECLARE, FETCH, MOVE, CLOSE) and the empty statement.
+// KindUnknown marks a statement that did not parse.
+const (
+	KindSelect  Kind = "select"
+	KindInsert  Kind = "insert"
+	KindUpdate  Kind = "update"
+	KindDelete  Kind = "delete"
+	KindMerge   Kind = "merge"
+	KindCopy    Kind = "copy"
+	KindUtility Kind = "utility"
+	KindOther   Kind = "other"
+	KindUnknown Kind = "unknown"
+)
+
+// Facts are what the detector needs to know about a statement, read from its
+// parse tree. Facts values are shared between results and must not be
+// modified.
+type Facts struct {
+	Kind Kind
+
+	// TablesRead and TablesWritten name the tables the statement reads and
+	// writes, schema-qualified when the SQL qualifies them ("public.users"),
+	// sorted and without duplicates. Written tables are the targets of
+	// INSERT, UPDATE, DELETE, MERGE, COPY FROM, SELECT INTO, CREATE TABLE AS
+	// and TRUNCATE; every other table reference counts as read. References
+	// to a WITH query's name are not tables. For EXPLAIN, PREPARE and DECLARE
+	// the tables are those of the statement inside; other utility statements
+	// (DDL, SET, ...) list none.
+	TablesRead    []string
+	TablesWritten []string
+
+	// SelectStar: the top-level SELECT list (any branch of a UNION) holds *
+	// or t.*, and that star expands to all columns of a stored table: a table
+	// in FROM, or a subquery or WITH query that itself selects such a star.
+	// So count(*), EXISTS (SELECT * ...), SELECT * FROM (SELECT a, b ...) and
+	// SELECT * FROM generate_series(...) do not count. Only set for SELECT.
+	SelectStar bool
+
+	// HasLimit: the top-level SELECT has LIMIT n or FETCH FIRST; LIMIT ALL
+	// and LIMIT NULL do not count. HasOffset: it has OFFSET. Offset is the
+	// OFFSET value when written as an integer literal, -1 when OFFSET is an
+	// expression or parameter, and 0 without OFFSET. Only set for SELECT.
+	HasLimit  bool
+	HasOffset bool
+	Offset    int64
+
+	// AggregateOnly: a SELECT without GROUP BY or UNION whose list holds at
+	// least one aggregate call and no column outside aggregate calls, so it
+	// returns one row: SELECT count(*) FROM t, SELECT max(a) + 1 FROM t.
+	// Aggregates are the built-in aggregate functions and any call written
+	// with aggregate syntax (*, DISTINCT, ORDER BY, FILTER, WITHIN GROUP).
+	AggregateOnly bool
+
+	// EqualityColumns are the columns the top-level WHERE clause of a SELECT,
+	// UPDATE or DELETE compares, through AND and OR, with =, IS NOT DISTINCT
+	// FROM, = ANY (...) or IN (...) against a value that involves no column
+	// and no subquery (a literal, a parameter, an expression of those).
+	// Names are qualified as written ("u.id", "id"), sorted, no duplicates.
+	EqualityColumns []string
+
+	// LeadingWildcardLike: a LIKE or ILIKE (or ~~, ~~*) anywhere in a
+	// SELECT, INSERT, UPDATE, DELETE or MERGE has a pattern that is a string
+	// literal starting with % or _, or an expression starting with one, such
+	// as '%' || $1 or UPPER('%foo').
+	LeadingWildcardLike bool
+
+	// Locking: FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE or FOR KEY SHARE
+	// anywhere in the statement.
+	Locking bool
+
+	// NoWhere: an UPDATE or DELETE without WHERE.
+	NoWhere bool
+}
+
+// Statement is one statement of an SQL text.
+type Statement struct {
+	// ID is pg_query's fingerprint of the statement, or for a statement that
+	// does not parse a fallback fingerprint of its tokens with literals
+	// dropped. IDs are the same in every process and run.
+	ID uint64
+	// Hex is ID as 16 lowercase hex digits, as pg_query prints it.
+	Hex string
+	// Normalized is the statement with every literal replaced by $n
+	// (numbered after the highest parameter the statement uses), comments
+	// removed and runs of whitespace reduced to one space. It never holds a
+	// literal value, not even ORDER BY 1 or varchar(255): a literal is
+	// replaced wherever it stands.
+	Normalized string
+	// Facts are shared between statements and results: read only.
+	Facts *Facts
+	// LiteralsHash is a hash of the literal tokens of the statement as
+	// written, 0 when it has none. Equal statements with different literal
+	// values have equal IDs and different LiteralsHash. It is the same in
+	// every process and run.
+	LiteralsHash uint64
+	// Err is a *ParseError when the statement did not parse; then Kind is
+	// KindUnknown and ID is the fallback fingerprint.
+	Err error
+}
+
+// Result is what Of finds in one SQL text. Results are shared: read only.
+type Result struct {
+	// Statements holds one entry per statement, in order. It is never empty:
+	// a text without statements (empty, blank, only comments or semicolons)
+	// yields one statement of KindOther with an empty Normalized text.
+	Statements []Statement
+	// TraceID is the trace id of a sqlcommenter traceparent tag (32 lowercase
+	// hex digits), or "".
+	TraceID string
+	// Tags holds the sqlcommenter tags of the text, URL-decoded, or nil. See
+	// the package documentation for which comment counts.
+	Tags map[string]string
+}
+
+// ParseError says why a statement did not parse. Message is PostgreSQL's
+// message cut before any fragment of the statement it quotes, so an error
+// never carries a literal value from the SQL.
+type ParseError struct {
+	Message  string // e.g. "syntax error", "unterminated quoted string"
+	Position int    // 1-based character position in the statement, 0 if unknown
+}
+
+func (e *ParseError) Error() string {
+	if e.Position > 0 {
+		return "parse statement: " + e.Message + " at position " + strconv.Itoa(e.Position)
+	}
+	return "parse statement: " + e.Message
+}
+
+func newParseError(err error) *ParseError {
+	pe := &ParseError{Message: err.Error()}
+	var perr *parser.Error
+	if errors.As(err, &perr) {
+		pe.Message, pe.Position = perr.Message, perr.Cursorpos
+	}
+	msg := pe.Message
+	for _, cut := range []string{" at or near ", " at end of input"} {
+		if i := strings.Index(msg, cut); i >= 0 {
+			msg = msg[:i]
+		}
+	}
+	if i := strings.IndexAny(msg, "\"'"); i >= 0 {
+		msg = msg[:i]
+	}
+	msg = strings.TrimSpace(msg)
+	if msg == "" {
+		msg = "invalid statement"
+	}
+	pe.Message = msg
+	return pe
+}
+
+// emptyID is pg_query's fingerprint of a text without statements.
+const emptyID uint64 = 0xd8d13f8b2da6c9ad
+
+// Of analyzes sql without a cache: it parses every statement. Use a Cache
+// for anything that runs more than once.
+func Of(sql string) *Result {
+	var a analyzer
+	return a.analyze(sql)
+}
+
+// shape is what a Cache keeps per fingerprint.
+type shape struct {
+	id    uint64
+	hex   string
+	facts *Facts // as found for the first text with this fingerprint
+}
+
+// analyzer turns one SQL text into a Result. A zero analyzer parses every
+// statement; with shapes set it parses once per fingerprint, and with
+// templates set it does not call pg_query at all for a statement whose
+// template it has seen.
+type analyzer struct {
+	shapes    *lru[uint64, *shape] // nil: no shape cache
+	templates *lru[string, *shape] // nil: no template cache
+	maxKey    int                  // longest template key to keep
+	toks      []token              // scratch, reused between texts
+	key       []byte               // scratch for template keys
+	failures  int                  // statements that did not parse, this text
+}
+
+func (a *analyzer) analyze(sql string) *Result {
+	a.failures = 0
+	if i := strings.IndexByte(sql, 0); i >= 0 {
+		sql = sql[:i] // the text ends at NUL, as on the wire and in the C parser
+	}
+	if len(sql) >= maxLexLen {
+		sql = sql[:maxLexLen-1]
+	}
+	all := lex(sql, a.toks[:0])
+	a.toks = all
+	// One allocation for the Result and, in the common case, its statement.
+	block := &struct {
+		r  Result
+		st [1]Statement
+	}{}
+	res := &block.r
+	res.Statements = block.st[:0]
+	res.Tags, res.TraceID = commenterTags(sql, all)
+
+	// From here on comments do not matter: drop them in place.
+	toks := all[:0]
+	for _, t := range all {
+		if t.kind != tkComment && t.kind != tkBadComment {
+			toks = append(toks, t)
+		}
+	}
+	for _, sp := range splitStatements(sql, toks) {
+		res.Statements = append(res.Statements, a.statement(sql, toks[sp.lo:sp.hi]))
+	}
+	if len(res.Statements) == 0 {
+		res.Statements = []Statement{{
+			ID:    emptyID,
+			Hex:   hex16(emptyID),
+			Facts: &Facts{Kind: KindOther},
+		}}
+	}
+	return res
+}
+
+// statement analyzes one statement, given its tokens without comments.
+func (a *analyzer) statement(sql string, toks []token) Statement {
+	st := Statement{
+		Normalized:   normalize(sql, toks),
+		LiteralsHash: literalsHash(sql, toks),
+	}
+	keyed := false
+	if a.templates != nil {
+		a.key, keyed = appendTemplateKey(a.key[:0], sql, toks)
+		if keyed {
+			if sh, ok := getBytes(a.templates, a.key); ok {
+				st.ID, st.Hex = sh.id, sh.hex
+				st.Facts = withTextFacts(sh.facts, sql, toks)
+				return st
+			}
+		}
+	}
+	text := sql[toks[0].start:toks[len(toks)-1].end]
+	id, err := pg_query.FingerprintToUInt64(text)
+	if err != nil {
+		a.failures++
+		st.ID = fallbackID(sql, toks)
+		st.Hex = hex16(st.ID)
+		st.Facts = &Facts{Kind: KindUnknown}
+		st.Err = newParseError(err)
+		return st
+	}
+	var sh *shape
+	if a.shapes != nil {
+		sh, _ = a.shapes.get(id)
+	}
+	if sh == nil {
+		sh = &shape{id: id, hex: hex16(id), facts: parseFacts(text)}
+		if a.shapes != nil {
+			sh = a.shapes.add(id, sh, 0)
+		}
+	}
+	if keyed && len(a.key) <= a.maxKey && templateSafe(sh.facts.Kind) {
+		a.templates.add(string(a.key), sh, len(a.key)+64)
+	}
+	st.ID, st.Hex = sh.id, sh.hex
+	st.Facts = withTextFacts(sh.facts, sql, toks)
+	return st
+}
+
+// appendTemplateKey appends to dst the template key of a statement, which
+// encodes a statement's tokens with literal values blanked but
+// their token class kept, words in lower case, and whitespace and comments
+// gone: two statements with one key are the same token sequence to
+// PostgreSQL's grammar, so they parse to the same tree but for the values
+// of constants, which pg_query's fingerprint ignores. Two exceptions keep
+// their value, as pg_query fingerprints them: an integer between brackets
+// (an array bound in a type name, int[3]) and the precision of float(n),
+// which picks float4 or float8. A statement with a bad token has no key.
+func appendTemplateKey(b []byte, sql string, toks []token) ([]byte, bool) {
+	for i, t := range toks {
+		text := sql[t.start:t.end]
+		switch {
+		case t.kind.isBad():
+			return b, false
+		case t.kind == tkNumber && i > 0 && (isOp(sql, toks[i-1], "[") ||
+			i > 1 && isOp(sql, toks[i-1], "(") && isWord(sql, toks[i-2], "float")):
+			b = append(b, '#')
+			b = append(b, text...)
+		case t.kind == tkNumber:
+			if fitsInt32(text) {
+				b = append(b, 'I') // ICONST
+			} else {
+				b = append(b, 'F') // FCONST: a numeric, or an integer beyond int32
+			}
+		case t.kind == tkString:
+			b = append(b, 'S')
+		case t.kind == tkBitString:
+			b = append(b, 'B')
+		case t.kind == tkParam:
+			b = append(b, 'P')
+		case t.kind == tkWord:
+			b = append(b, 'w')
+			for j := 0; j < len(text); j++ {
+				c := text[j]
+				if c >= 'A' && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				b = append(b, c)
+			}
+		default:
+			b = append(b, '0'+byte(t.kind))
+			b = append(b, text...)
+		}
+		b = append(b, 0)
+	}
+	return b, true
+}
+
+// fitsInt32 reports whether an integer literal is below 2^31, the bound
+// under which PostgreSQL's scanner calls it ICONST rather than FCONST.
+func fitsInt32(text string) bool {
+	v, ok := parseInteger(text)
+	return ok && v <= 1<<31-1
+}
+
+// templateSafe reports whether statements of a kind may share a fingerprint
+// by template. In SELECT, INSERT, UPDATE, DELETE and MERGE every literal is
+// a constant node pg_query's fingerprint ignores (but for the exceptions
+// templateKey keeps); in utility statements literals often become option
+// values and names that it does not ignore.
+func templateSafe(k Kind) bool {
+	switch k {
+	case KindSelect, KindInsert, KindUpdate, KindDelete, KindMerge:
+		return true
+	}
+	return false
+}
+
+func hex16(id uint64) string {
+	const digits = "0123456789abcdef"
+	var b [16]byte
+	for i := 15; i >= 0; i-- {
+		b[i] = digits[id&0xf]
+		id >>= 4
+	}
+	return string(b[:])
+}
+
+// span is a range of token indexes [lo, hi).
+type span struct{ lo, hi int }
+
+// splitStatements splits tokens (comments removed) at semicolons, except
+// those inside a BEGIN ATOMIC ... END function body, and drops empty
+// statements.
+func splitStatements(sql string, toks []token) []span {
+	var out []span
+	lo, depth := 0, 0
+	for i, t := range toks {
+		switch {
+		case t.kind == tkOp && sql[t.start] == ';':
+			if depth == 0 {
+				if i > lo {
+					out = append(out, span{lo, i})
+				}
+				lo = i + 1
+			}
+		case t.kind != tkWord:
+		case isWord(sql, t, "begin") && i+1 < len(toks) && isWord(sql, toks[i+1], "atomic"):
+			depth++
+		case depth > 0 && isWord(sql, t, "case"):
+			depth++
+		case depth > 0 && isWord(sql, t, "end"):
+			depth--
+		}
+	}
+	if len(toks) > lo {
+		out = append(out, span{lo, len(toks)})
+	}
+	return out
+}
+
+// isWord reports whether t is the unquoted word w (lower case), in any case.
+func isWord(sql string, t token, w string) bool {
+	if t.kind != tkWord || int(t.end-t.start) != len(w) {
+		return false
+	}
+	for i := 0; i < len(w); i++ {
+		c := sql[int(t.start)+i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != w[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// isOp reports whether t is the operator or punctuation op.
+func isOp(sql string, t token, op string) bool {
+	return t.kind == tkOp && sql[t.start:t.end] == op
+}
+
+// normalize rebuilds a statement from its tokens (comments removed): one
+// space wherever the text had whitespace or a comment, every literal
+// replaced by $n, and unterminated quoted identifiers dropped.
+func normalize(sql string, toks []token) string {
+	next := int64(1)
+	for _, t := range toks {
+		if t.kind == tkParam {
+			if p := paramNumber(sql[t.start+1 : t.end]); p >= next {
+				next = p + 1
+			}
+		}
+	}
+	var b strings.Builder
+	b.Grow(int(toks[len(toks)-1].end-toks[0].start) + 8)
+	prevEnd := int32(-1)
+	var last byte // last byte written
+	for _, t := range toks {
+		if t.kind == tkBadQuoted {
+			prevEnd = -1
+			continue
+		}
+		text := sql[t.start:t.end]
+		space := b.Len() > 0 && t.start != prevEnd
+		literal := t.kind.isLiteral()
+		// Never glue a $n onto a word or number, or a word onto a $n.
+		if !space && b.Len() > 0 && (literal && isIdentCont(last) || last >= '0' && last <= '9' && isIdentCont(text[0])) {
+			space = true
+		}
+		if space {
+			b.WriteByte(' ')
+		}
+		if literal {
+			b.WriteByte('$')
+			b.WriteString(strconv.FormatInt(next, 10))
+			next++
+			last = '0'
+		} else {
+			b.WriteString(text)
+			last = text[len(text)-1]
+		}
+		prevEnd = t.end
+	}
+	return b.String()
+}
+
+// paramNumber parses the digits of a $n parameter, saturating at a value
+// PostgreSQL would reject anyway.
+func paramNumber(digits string) int64 {
+	const limit = 1 << 40
+	var n int64
+	for i := 0; i < len(digits); i++ {
+		n = n*10 + int64(digits[i]-'0')
+		if n > limit {
+			return limit
+		}
+	}
+	return n
+}
+
+// FNV-1a, 64 bit: small, and the same everywhere.
+const (
+	fnvOffset uint64 = 14695981039346656037
+	fnvPrime  uint64 = 1099511628211
+)
+
+func fnvString(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return h
+}
+
+func fnvByte(h uint64, c byte) uint64 {
+	h ^= uint64(c)
+	return h * fnvPrime
+}
+
+func fnvLen(h uint64, n int) uint64 {
+	for i := 0; i < 4; i++ {
+		h = fnvByte(h, byte(n>>(8*i)))
+	}
+	return h
+}
+
+// literalsHash hashes the literal tokens of a statement as written.
+func literalsHash(sql string, toks []token) uint64 {
+	h, found := fnvOffset, false
+	for _, t := range toks {
+		if t.kind.isLiteral() {
+			found = true
+			h = fnvLen(h, int(t.end-t.start))
+			h = fnvString(h, sql[t.start:t.end])
+		}
+	}
+	switch {
+	case !found:
+		return 0
+	case h == 0:
+		return 1
+	}
+	return h
+}
+
+// fallbackID fingerprints a statement that does not parse from its tokens:
+// words in lower case, quoted identifiers and operators as written, each
+// literal or parameter as one placeholder, and a list of placeholders
+// ("1, 2, 3") as one placeholder, so that IN lists of any length agree.
+func fallbackID(sql string, toks []token) uint64 {
+	h := fnvString(fnvOffset, "nplus1 fallback fingerprint v1")
+	lastPlaceholder, comma := false, false
+	for _, t := range toks {
+		switch {
+		case t.kind.isLiteral() || t.kind == tkParam:
+			if lastPlaceholder && comma {
+				comma = false
+				continue
+			}
+			if comma {
+				h = fnvString(fnvByte(h, byte(tkOp)), ",")
+				comma = false
+			}
+			h = fnvByte(h, 'L')
+			lastPlaceholder = true
+			continue
+		case isOp(sql, t, ",") && lastPlaceholder && !comma:
+			comma = true
+			continue
+		}
+		if comma {
+			h = fnvString(fnvByte(h, byte(tkOp)), ",")
+			comma = false
+		}
+		lastPlaceholder = false
+		h = fnvByte(h, byte(t.kind))
+		text := sql[t.start:t.end]
+		if t.kind == tkWord {
+			for i := 0; i < len(text); i++ {
+				c := text[i]
+				if c >= 'A' && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				h = fnvByte(h, c)
+			}
+		} else {
+			h = fnvString(h, text)
+		}
+		h = fnvByte(h, 0)
+	}
+	if comma {
+		h = fnvString(fnvByte(h, byte(tkOp)), ",")
+	}
+	if h == 0 {
+		h = 1
+	}
+	return h
+}
