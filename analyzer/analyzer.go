@@ -1,0 +1,160 @@
+package analyzer
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nplus1/nplus1/detector"
+	"github.com/nplus1/nplus1/fingerprint"
+	"github.com/nplus1/nplus1/proxy"
+)
+
+// Sink receives findings on the analyzer's goroutine.
+type Sink interface {
+	Finding(f *detector.Finding)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(f *detector.Finding)
+
+// Finding calls fn(f).
+func (fn SinkFunc) Finding(f *detector.Finding) { fn(f) }
+
+// Config configures an Analyzer.
+type Config struct {
+	Detector     detector.Config
+	Fingerprints *fingerprint.Cache // shared; a default-sized one when nil
+	Sinks        []Sink
+	Logger       *slog.Logger // nil discards
+	// Tick is how often Run closes windows whose idle gap or maximum length
+	// passed (default 50ms).
+	Tick time.Duration
+	// Lag is how far behind the wall clock Run closes windows, so that an
+	// execution still on its way through the queue is not judged in a
+	// window that closed before it arrived (default 250ms).
+	Lag time.Duration
+	// Now is the wall clock for Run (time.Now when nil).
+	Now func() time.Time
+}
+
+// Analyzer runs the detector over executions. Process and Flush are for a
+// caller that owns the goroutine (replay); Run owns one itself (proxy).
+type Analyzer struct {
+	cfg Config
+	fp  *fingerprint.Cache
+
+	mu  sync.Mutex // guards det; held while sinks run
+	det *detector.Detector
+}
+
+// New returns an Analyzer.
+func New(cfg Config) *Analyzer {
+	if cfg.Fingerprints == nil {
+		cfg.Fingerprints = fingerprint.New(fingerprint.Options{})
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 50 * time.Millisecond
+	}
+	if cfg.Lag <= 0 {
+		cfg.Lag = 250 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Analyzer{cfg: cfg, fp: cfg.Fingerprints, det: detector.New(cfg.Detector)}
+}
+
+// Fingerprints returns the analyzer's fingerprint cache.
+func (a *Analyzer) Fingerprints() *fingerprint.Cache { return a.fp }
+
+// Process analyzes one execution and delivers any findings it completes.
+func (a *Analyzer) Process(e *proxy.Execution) {
+	ev := a.event(e)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.deliver(a.det.Observe(ev))
+}
+
+// Advance closes the windows that ended by now (event time).
+func (a *Analyzer) Advance(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.deliver(a.det.Advance(now))
+}
+
+// Flush closes every open window and delivers what they held.
+func (a *Analyzer) Flush() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.deliver(a.det.Flush())
+}
+
+// ResetReported forgets the report cooldowns, so that the next occurrence of
+// a pattern is reported again (the HTTP API's DELETE does this, so a test
+// suite can assert per test).
+func (a *Analyzer) ResetReported() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.det.ResetReported()
+}
+
+// Stats returns the detector's counters.
+func (a *Analyzer) Stats() detector.Stats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.det.Stats()
+}
+
+// event fingerprints e's SQL text (outside the lock: the cache is safe for
+// concurrent use and this is the expensive part).
+func (a *Analyzer) event(e *proxy.Execution) detector.Event {
+	ev := detector.Event{Exec: e}
+	if e == nil || e.SQL == "" {
+		return ev
+	}
+	res := a.fp.Of(e.SQL)
+	if n := len(res.Statements); n > 0 {
+		i := min(max(e.StatementIndex, 0), n-1)
+		ev.Stmt = &res.Statements[i]
+	}
+	ev.TraceID, ev.Tags = res.TraceID, res.Tags
+	return ev
+}
+
+func (a *Analyzer) deliver(fs []detector.Finding) {
+	for i := range fs {
+		for _, s := range a.cfg.Sinks {
+			s.Finding(&fs[i])
+		}
+	}
+}
+
+// Run consumes events until the channel is closed, then flushes every open
+// window; it also closes windows as wall time passes. It returns when events
+// is closed and drained, or ctx is done (without flushing: the caller may
+// Flush).
+func (a *Analyzer) Run(ctx context.Context, events <-chan *proxy.Execution) {
+	tick := time.NewTicker(a.cfg.Tick)
+	defer tick.Stop()
+	for {
+		select {
+		case e, ok := <-events:
+			if !ok {
+				a.Flush()
+				return
+			}
+			a.Process(e)
+		case <-tick.C:
+			if len(events) == 0 {
+				a.Advance(a.cfg.Now().Add(-a.cfg.Lag))
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}

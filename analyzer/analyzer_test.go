@@ -1,0 +1,135 @@
+package analyzer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nplus1/nplus1/detector"
+	"github.com/nplus1/nplus1/proxy"
+)
+
+// loop returns the executions of an N+1: one list query returning n rows,
+// then one lookup per row with literal ids (simple protocol).
+func loop(conn *proxy.ConnInfo, start time.Time, n int) []*proxy.Execution {
+	t := start
+	next := func(sql string, rows int64) *proxy.Execution {
+		e := &proxy.Execution{Conn: conn, Start: t, End: t.Add(time.Millisecond), SQL: sql, Protocol: "simple", Command: "SELECT", Rows: rows}
+		t = t.Add(2 * time.Millisecond)
+		return e
+	}
+	out := []*proxy.Execution{next("SELECT id, user_id FROM orders WHERE status = 'open'", int64(n))}
+	for i := range n {
+		out = append(out, next(fmt.Sprintf("SELECT name, email FROM users WHERE id = %d", 1000+i), 1))
+	}
+	return out
+}
+
+func TestProcessFindsNPlusOneAndSinksGetIt(t *testing.T) {
+	store := NewStore(10)
+	var jsonl bytes.Buffer
+	var console bytes.Buffer
+	gate := NewGate([]detector.Kind{detector.KindNPlusOne})
+	a := New(Config{Sinks: []Sink{store, NewJSONL(&jsonl), NewConsole(&console, func(string) string { return "" }), gate}})
+	conn := &proxy.ConnInfo{ID: 7, User: "app", Database: "shop", ApplicationName: "api"}
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, e := range loop(conn, start, 8) {
+		a.Process(e)
+	}
+	a.Advance(start.Add(10 * time.Second))
+
+	got := store.List(detector.KindNPlusOne, time.Time{})
+	if len(got) != 1 {
+		t.Fatalf("got %d n_plus_one findings, want 1: %+v", len(got), store.List("", time.Time{}))
+	}
+	f := got[0]
+	if f.Count != 8 || f.Source == nil || f.Source.Rows != 8 {
+		t.Errorf("finding count %d source %+v; want 8 executions from a source of 8 rows", f.Count, f.Source)
+	}
+	if gate.Failed() != 1 {
+		t.Errorf("gate failed = %d, want 1", gate.Failed())
+	}
+	for _, out := range []string{jsonl.String(), console.String()} {
+		for _, lit := range []string{"1000", "1007", "'open'", "open"} {
+			if strings.Contains(out, lit) {
+				t.Errorf("output holds literal %q:\n%s", lit, out)
+			}
+		}
+	}
+	var decoded detector.Finding
+	if err := json.Unmarshal([]byte(strings.SplitN(jsonl.String(), "\n", 2)[0]), &decoded); err != nil {
+		t.Fatalf("JSONL line does not decode: %v", err)
+	}
+	if !strings.Contains(console.String(), "N+1 query") || !strings.Contains(console.String(), "fix:") {
+		t.Errorf("console block lacks title or fix:\n%s", console.String())
+	}
+	var sum bytes.Buffer
+	gate.Summary(&sum)
+	if !strings.Contains(sum.String(), "FAIL") {
+		t.Errorf("summary does not mark the failure:\n%s", sum.String())
+	}
+}
+
+func TestRunFlushesOnClose(t *testing.T) {
+	store := NewStore(10)
+	a := New(Config{Sinks: []Sink{store}})
+	ch := make(chan *proxy.Execution, 100)
+	conn := &proxy.ConnInfo{ID: 1}
+	for _, e := range loop(conn, time.Now(), 6) {
+		ch <- e
+	}
+	close(ch)
+	a.Run(context.Background(), ch)
+	if n := len(store.List(detector.KindNPlusOne, time.Time{})); n != 1 {
+		t.Fatalf("after Run: %d n_plus_one findings, want 1", n)
+	}
+}
+
+func TestRunClosesWindowsWithWallTime(t *testing.T) {
+	store := NewStore(10)
+	a := New(Config{Sinks: []Sink{store}, Tick: 5 * time.Millisecond, Lag: 10 * time.Millisecond})
+	ch := make(chan *proxy.Execution, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx, ch); close(done) }()
+	for _, e := range loop(&proxy.ConnInfo{ID: 1}, time.Now(), 6) {
+		ch <- e
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(store.List(detector.KindNPlusOne, time.Time{})) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if n := len(store.List(detector.KindNPlusOne, time.Time{})); n != 1 {
+		t.Fatalf("%d n_plus_one findings while running, want 1 once the idle gap passed", n)
+	}
+}
+
+func TestStoreRingSubscribeClear(t *testing.T) {
+	s := NewStore(3)
+	sub := s.Subscribe(1)
+	for i := range 5 {
+		s.Finding(&detector.Finding{Kind: detector.KindDuplicateQuery, Count: i})
+	}
+	got := s.List("", time.Time{})
+	if len(got) != 3 || got[0].Count != 2 || got[2].Count != 4 {
+		t.Fatalf("ring kept %+v, want counts 2,3,4", got)
+	}
+	if f := <-sub.C; f.Count != 0 {
+		t.Errorf("subscriber got count %d first, want 0", f.Count)
+	}
+	if s.Dropped() != 4 {
+		t.Errorf("dropped %d, want 4 (buffer of 1)", s.Dropped())
+	}
+	sub.Cancel()
+	sub.Cancel()
+	s.Clear()
+	if n := len(s.List("", time.Time{})); n != 0 {
+		t.Errorf("after Clear: %d findings", n)
+	}
+}
