@@ -223,7 +223,7 @@ type Tracker struct {
 
 	lastSQL    string    // the last SQL text seen, reused when it repeats
 	txStatus   byte      // from the last ReadyForQuery
-	groupBegan bool      // a BEGIN completed since it
+	groupBegan bool      // a BEGIN completed since the last ReadyForQuery
 	lastEnd    time.Time // End of the previous execution
 	held       []*Execution
 
