@@ -1,0 +1,212 @@
+// Package shop is the demo's small shop database (users, products, orders,
+// order_items) and a workload that runs each pattern nplus1 reports, once
+// the way ORMs commonly write it and once fixed. The demo and the end-to-end
+// tests run it through the proxy; the fixed half must produce no finding.
+package shop
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Schema creates and fills the tables: 50 users, 100 products, 300 orders
+// (6 per user) and 1800 order items (6 per order).
+const Schema = `
+DROP TABLE IF EXISTS order_items, orders, products, users;
+CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, email text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE products (id bigint PRIMARY KEY, name text NOT NULL, price_cents int NOT NULL);
+CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint NOT NULL REFERENCES users(id), status text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX orders_user_id ON orders(user_id);
+CREATE TABLE order_items (id bigint PRIMARY KEY, order_id bigint NOT NULL REFERENCES orders(id), product_id bigint NOT NULL REFERENCES products(id), quantity int NOT NULL);
+CREATE INDEX order_items_order_id ON order_items(order_id);
+INSERT INTO users (id, name, email) SELECT i, 'user ' || i, 'user' || i || '@example.com' FROM generate_series(1, 50) i;
+INSERT INTO products (id, name, price_cents) SELECT i, 'product ' || i, 100 * i FROM generate_series(1, 100) i;
+INSERT INTO orders (id, user_id, status) SELECT i, 1 + (i - 1) % 50, CASE WHEN i % 3 = 0 THEN 'shipped' ELSE 'open' END FROM generate_series(1, 300) i;
+INSERT INTO order_items (id, order_id, product_id, quantity) SELECT i, 1 + (i - 1) / 6, 1 + (i * 7) % 100, 1 + i % 3 FROM generate_series(1, 1800) i;
+ANALYZE;
+`
+
+// Load creates the schema on c.
+func Load(ctx context.Context, c *pgx.Conn) error {
+	_, err := c.Exec(ctx, Schema)
+	return err
+}
+
+// Scenario is one pattern: Bad runs it as an ORM would, Fixed runs the fix.
+type Scenario struct {
+	Name  string // e.g. "n_plus_one"
+	Title string // what the code does
+	Bad   func(ctx context.Context, c *pgx.Conn) error
+	Fixed func(ctx context.Context, c *pgx.Conn) error
+	// Expect is the finding kinds Bad produces (Fixed produces none).
+	Expect []string
+}
+
+// Pause separates scenarios the way separate requests are separated: longer
+// than the detector's idle gap.
+const Pause = 250 * time.Millisecond
+
+// Scenarios returns the workload, in the order the demo runs it.
+func Scenarios() []Scenario {
+	return []Scenario{
+		{
+			Name:   "n_plus_one",
+			Title:  "list open orders with their customer",
+			Expect: []string{"n_plus_one"},
+			Bad: func(ctx context.Context, c *pgx.Conn) error {
+				// orders.findMany({where: {status: 'open'}, take: 20}), then
+				// order.user for each: one query per order.
+				ids, err := collect[int64](ctx, c, "SELECT id, user_id FROM orders WHERE status = $1 ORDER BY id LIMIT 20", 1, "open")
+				if err != nil {
+					return err
+				}
+				for _, uid := range ids {
+					var name, email string
+					if err := c.QueryRow(ctx, "SELECT name, email FROM users WHERE id = $1", uid).Scan(&name, &email); err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+			Fixed: func(ctx context.Context, c *pgx.Conn) error {
+				// include: {user: true}: one query with the keys of the first.
+				ids, err := collect[int64](ctx, c, "SELECT id, user_id FROM orders WHERE status = $1 ORDER BY id LIMIT 20", 1, "open")
+				if err != nil {
+					return err
+				}
+				_, err = collect[string](ctx, c, "SELECT name, email FROM users WHERE id = ANY($1)", 0, ids)
+				return err
+			},
+		},
+		{
+			Name:   "nested_n_plus_one",
+			Title:  "an invoice: a user's orders, their items, each item's product",
+			Expect: []string{"n_plus_one", "n_plus_one"},
+			Bad: func(ctx context.Context, c *pgx.Conn) error {
+				return inTx(ctx, c, func() error {
+					orders, err := collect[int64](ctx, c, "SELECT id FROM orders WHERE user_id = $1 ORDER BY id", 0, int64(7))
+					if err != nil {
+						return err
+					}
+					for _, o := range orders {
+						products, err := collect[int64](ctx, c, "SELECT id, product_id, quantity FROM order_items WHERE order_id = $1", 1, o)
+						if err != nil {
+							return err
+						}
+						for _, p := range products {
+							var name string
+							var price int
+							if err := c.QueryRow(ctx, "SELECT name, price_cents FROM products WHERE id = $1", p).Scan(&name, &price); err != nil {
+								return err
+							}
+						}
+					}
+					return nil
+				})
+			},
+			Fixed: func(ctx context.Context, c *pgx.Conn) error {
+				return inTx(ctx, c, func() error {
+					_, err := collect[int64](ctx, c, `SELECT o.id, i.quantity, p.name, p.price_cents
+						FROM orders o JOIN order_items i ON i.order_id = o.id JOIN products p ON p.id = i.product_id
+						WHERE o.user_id = $1 ORDER BY o.id`, 0, int64(7))
+					return err
+				})
+			},
+		},
+		{
+			Name:   "duplicate_query",
+			Title:  "render a page whose widgets each load the current user",
+			Expect: []string{"duplicate_query"},
+			Bad: func(ctx context.Context, c *pgx.Conn) error {
+				for range 4 {
+					var name, email string
+					if err := c.QueryRow(ctx, "SELECT name, email FROM users WHERE id = $1", int64(3)).Scan(&name, &email); err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+			Fixed: func(ctx context.Context, c *pgx.Conn) error {
+				var name, email string
+				return c.QueryRow(ctx, "SELECT name, email FROM users WHERE id = $1", int64(3)).Scan(&name, &email)
+			},
+		},
+		{
+			Name:   "unpaginated",
+			Title:  "export every order item",
+			Expect: []string{"unpaginated"},
+			Bad: func(ctx context.Context, c *pgx.Conn) error {
+				_, err := collect[int64](ctx, c, "SELECT id, order_id, product_id, quantity FROM order_items ORDER BY id", 0)
+				return err
+			},
+			Fixed: func(ctx context.Context, c *pgx.Conn) error {
+				// Keyset pagination: WHERE id > last ORDER BY id LIMIT n.
+				last := int64(0)
+				for {
+					ids, err := collect[int64](ctx, c, "SELECT id, order_id, product_id, quantity FROM order_items WHERE id > $1 ORDER BY id LIMIT 500", 0, last)
+					if err != nil {
+						return err
+					}
+					if len(ids) == 0 {
+						return nil
+					}
+					last = ids[len(ids)-1]
+				}
+			},
+		},
+		{
+			Name:   "select_star",
+			Title:  "show a product",
+			Expect: []string{"select_star"},
+			Bad: func(ctx context.Context, c *pgx.Conn) error {
+				_, err := collect[int64](ctx, c, "SELECT * FROM products WHERE id = $1", 0, int64(42))
+				return err
+			},
+			Fixed: func(ctx context.Context, c *pgx.Conn) error {
+				_, err := collect[int64](ctx, c, "SELECT id, name, price_cents FROM products WHERE id = $1", 0, int64(42))
+				return err
+			},
+		},
+	}
+}
+
+// collect runs a query and returns column col of every row as T (the rows
+// are read whole, as an ORM would).
+func collect[T any](ctx context.Context, c *pgx.Conn, sql string, col int, args ...any) ([]T, error) {
+	rows, err := c.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return nil, err
+		}
+		if col < len(vals) {
+			if v, ok := vals[col].(T); ok {
+				out = append(out, v)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", sql, err)
+	}
+	return out, nil
+}
+
+func inTx(ctx context.Context, c *pgx.Conn, fn func() error) error {
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fn(); err != nil {
+		_ = tx.Rollback(ctx)
+		return err
+	}
+	return tx.Commit(ctx)
+}
