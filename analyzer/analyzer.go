@@ -75,6 +75,9 @@ func (a *Analyzer) Fingerprints() *fingerprint.Cache { return a.fp }
 // Process analyzes one execution and delivers any findings it completes.
 func (a *Analyzer) Process(e *proxy.Execution) {
 	ev := a.event(e)
+	if e != nil && a.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		a.logExecution(&ev)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.deliver(a.det.Observe(ev))
@@ -157,4 +160,26 @@ func (a *Analyzer) Run(ctx context.Context, events <-chan *proxy.Execution) {
 			return
 		}
 	}
+}
+
+// logExecution logs one execution at debug level: who ran it, what it did,
+// and the statement only in its normalized, literal-free form.
+func (a *Analyzer) logExecution(ev *detector.Event) {
+	e := ev.Exec
+	attrs := []slog.Attr{
+		slog.Uint64("conn", e.Conn.ID),
+		slog.String("user", e.Conn.User),
+		slog.String("database", e.Conn.Database),
+		slog.String("application_name", e.Conn.ApplicationName),
+		slog.String("command", e.Command),
+		slog.Int64("rows", e.Rows),
+		slog.Duration("duration", e.Duration()),
+		slog.String("sqlstate", e.SQLState),
+		slog.Bool("in_tx", e.InTransaction),
+		slog.String("protocol", e.Protocol),
+	}
+	if ev.Stmt != nil {
+		attrs = append(attrs, slog.String("fingerprint", ev.Stmt.Hex), slog.String("query", ev.Stmt.Normalized))
+	}
+	a.cfg.Logger.LogAttrs(context.Background(), slog.LevelDebug, "execution", attrs...)
 }

@@ -204,6 +204,22 @@ func (g *Gate) Failed() int {
 	return n
 }
 
+// Counts returns the number of findings reported per kind (every kind,
+// zeros included).
+func (g *Gate) Counts() map[detector.Kind]int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[detector.Kind]int)
+	for _, k := range detector.Kinds() {
+		if c := g.counts[k]; c != nil {
+			out[k] = c.findings
+		} else {
+			out[k] = 0
+		}
+	}
+	return out
+}
+
 // Summary writes a table of findings by kind, marking the fail-on kinds.
 func (g *Gate) Summary(w io.Writer) {
 	g.mu.Lock()

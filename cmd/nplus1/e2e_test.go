@@ -130,15 +130,16 @@ func TestProxyEndToEnd(t *testing.T) {
 		}
 	}
 
-	// The executions reach the consumer, which logs them without SQL.
+	// The executions reach the analyzer, which logs them with the normalized
+	// query only.
 	deadline := time.Now().Add(10 * time.Second)
 	for len(logs.records(t, "execution")) < 2 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	var sawSeries bool
 	for _, rec := range logs.records(t, "execution") {
-		if rec["component"] != "events" || rec["user"] != pgtest.Superuser || rec["database"] != pgtest.Database || rec["application_name"] != "e2e" {
-			t.Errorf("got execution record %v, want component events, user %s, database %s, application_name e2e", rec, pgtest.Superuser, pgtest.Database)
+		if rec["component"] != "analyzer" || rec["user"] != pgtest.Superuser || rec["database"] != pgtest.Database || rec["application_name"] != "e2e" {
+			t.Errorf("got execution record %v, want component analyzer, user %s, database %s, application_name e2e", rec, pgtest.Superuser, pgtest.Database)
 		}
 		if rec["command"] == "SELECT" && rec["rows"] == 3.0 {
 			sawSeries = true

@@ -128,8 +128,15 @@ func (f *flagSet) parse(args []string, getenv func(string) string) ([]string, er
 		if v == "" {
 			continue // an empty variable counts as unset
 		}
-		if err := f.fs.Set(name, v); err != nil {
-			return nil, usageErrorf("invalid value %q for %s (--%s): %v", v, env, name, err)
+		vals := []string{v}
+		if _, ok := f.fs.Lookup(name).Value.(listValue); ok {
+			// A repeatable flag takes one entry per line from its variable.
+			vals = slices.DeleteFunc(strings.Split(v, "\n"), func(s string) bool { return strings.TrimSpace(s) == "" })
+		}
+		for _, v := range vals {
+			if err := f.fs.Set(name, v); err != nil {
+				return nil, usageErrorf("invalid value %q for %s (--%s): %v", v, env, name, err)
+			}
 		}
 		f.origin[name] = env
 	}
@@ -171,11 +178,26 @@ func (f *flagSet) loadConfig(file string) error {
 			return usageErrorf("config file %s: key %q given twice (line %d)", file, name, k.Line)
 		}
 		seen[name] = true
-		if v.Kind != yaml.ScalarNode {
-			return usageErrorf("config file %s: key %q (line %d): want a single value", file, name, v.Line)
-		}
 		if _, set := f.origin[name]; set {
 			continue
+		}
+		if v.Kind == yaml.SequenceNode {
+			if _, ok := f.fs.Lookup(name).Value.(listValue); !ok {
+				return usageErrorf("config file %s: key %q (line %d): want a single value, not a list", file, name, v.Line)
+			}
+			for _, item := range v.Content {
+				if item.Kind != yaml.ScalarNode {
+					return usageErrorf("config file %s: key %q (line %d): want a list of plain values", file, name, item.Line)
+				}
+				if err := f.fs.Set(name, item.Value); err != nil {
+					return usageErrorf("config file %s: invalid value %q for key %q (line %d): %v", file, item.Value, name, item.Line, err)
+				}
+			}
+			f.origin[name] = "config file " + file
+			continue
+		}
+		if v.Kind != yaml.ScalarNode {
+			return usageErrorf("config file %s: key %q (line %d): want a single value", file, name, v.Line)
 		}
 		val := v.Value
 		if v.Tag == "!!null" {
@@ -282,4 +304,12 @@ func (v *choiceValue) Set(s string) error {
 	}
 	*v.p = s
 	return nil
+}
+
+// listValue is a flag that may be given more than once; each use adds an
+// entry. In the environment its entries are one per line, in a config file a
+// YAML list (or a single value).
+type listValue interface {
+	flag.Value
+	isList()
 }

@@ -6,12 +6,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"sync"
 	"time"
 
+	"github.com/nplus1/nplus1/analyzer"
+	"github.com/nplus1/nplus1/fingerprint"
 	"github.com/nplus1/nplus1/proxy"
 )
 
@@ -44,10 +45,16 @@ type proxyOptions struct {
 	connectTimeout      *time.Duration
 	maxMessageBytes     *int
 	queueSize           *int
+
+	analysis *analysisOptions
 }
 
 // proxyFlags is the proxy command's setup.
-func proxyFlags(fs *flagSet) runFunc { return newProxyOptions(fs).run }
+func proxyFlags(fs *flagSet) runFunc {
+	o := newProxyOptions(fs)
+	o.analysis = newAnalysisOptions(fs)
+	return o.run
+}
 
 // newProxyOptions defines the proxy command's flags on fs.
 func newProxyOptions(fs *flagSet) *proxyOptions {
@@ -189,6 +196,20 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
+	dcfg, err := o.analysis.detectorConfig()
+	if err != nil {
+		return err
+	}
+	outs, err := o.analysis.openOutputs(inv)
+	if err != nil {
+		return err
+	}
+	an := analyzer.New(analyzer.Config{
+		Detector:     dcfg,
+		Fingerprints: fingerprint.New(fingerprint.Options{MaxTexts: *o.analysis.cacheSize}),
+		Sinks:        outs.sinks,
+		Logger:       inv.logger.With("component", "analyzer"),
+	})
 	logger := inv.logger.With("component", "main")
 	events := make(chan *proxy.Execution, *o.queueSize)
 	cfg.Events = events
@@ -207,6 +228,8 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 	if *o.http != "" {
 		hs, err = listenHTTP(ctx, *o.http, httpDeps{
 			checkUpstream: srv.CheckUpstream,
+			findings:      outs.store,
+			analyzer:      an,
 			logger:        inv.logger.With("component", "http"),
 		})
 		if err != nil {
@@ -216,7 +239,8 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 	}
 
 	var consumers sync.WaitGroup
-	consumers.Go(func() { logExecutions(inv.logger.With("component", "events"), events) })
+	// The analyzer flushes its open windows when events is closed.
+	consumers.Go(func() { an.Run(context.WithoutCancel(ctx), events) })
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -268,6 +292,9 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 	consumers.Wait()
 	st := srv.Stats()
 	logger.Info("stopped", "connections", st.ConnsAccepted, "events", st.Events, "events_dropped", st.EventsDropped)
+	if err := o.analysis.finish(inv, outs); err != nil && failure == nil {
+		failure = err
+	}
 	return failure
 }
 
@@ -276,29 +303,4 @@ func sslModeOrDisable(mode string) string {
 		return proxy.SSLDisable
 	}
 	return mode
-}
-
-// logExecutions is the events consumer until the detector exists: it logs
-// each execution at debug level, never its SQL text or parameters, and
-// returns when events is closed.
-func logExecutions(logger *slog.Logger, events <-chan *proxy.Execution) {
-	ctx := context.Background()
-	for e := range events {
-		if !logger.Enabled(ctx, slog.LevelDebug) {
-			continue
-		}
-		logger.LogAttrs(ctx, slog.LevelDebug, "execution",
-			slog.Uint64("conn", e.Conn.ID),
-			slog.String("user", e.Conn.User),
-			slog.String("database", e.Conn.Database),
-			slog.String("application_name", e.Conn.ApplicationName),
-			slog.String("command", e.Command),
-			slog.Int64("rows", e.Rows),
-			slog.Duration("duration", e.Duration()),
-			slog.String("sqlstate", e.SQLState),
-			slog.Bool("in_tx", e.InTransaction),
-			slog.String("protocol", e.Protocol),
-			slog.Int("sql_bytes", len(e.SQL)),
-		)
-	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,10 +8,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"log/slog"
 	"math/big"
 	"net"
 	"slices"
@@ -265,58 +262,6 @@ func TestProxyConfigErrors(t *testing.T) {
 				t.Errorf("got exit code %d, want %d", got, exitUsage)
 			}
 		})
-	}
-}
-
-func TestLogExecutionsKeepsSQLOut(t *testing.T) {
-	var buf bytes.Buffer
-	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	events := make(chan *proxy.Execution, 2)
-	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	conn := &proxy.ConnInfo{ID: 42, ClientAddr: "127.0.0.1:5555", User: "app", Database: "shop", ApplicationName: "web"}
-	events <- &proxy.Execution{
-		Conn: conn, Start: start, End: start.Add(3 * time.Millisecond),
-		SQL: "SELECT * FROM users WHERE email = 'alice@example.com'", Protocol: "simple",
-		Command: "SELECT", Rows: 1, InTransaction: true, ParamsHash: 12345,
-	}
-	events <- &proxy.Execution{
-		Conn: conn, Start: start, End: start, SQL: "INSERT INTO t VALUES ($1)", Protocol: "extended",
-		Rows: -1, SQLState: "23505", NumParams: 1,
-	}
-	close(events)
-	logExecutions(logger, events)
-
-	out := buf.String()
-	if strings.Contains(out, "alice") || strings.Contains(out, "INSERT") || strings.Contains(out, "users") {
-		t.Errorf("log holds SQL text:\n%s", out)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("got %d lines, want 2:\n%s", len(lines), out)
-	}
-	var rec map[string]any
-	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]any{
-		"msg": "execution", "level": "DEBUG", "conn": 42.0, "user": "app", "database": "shop", "application_name": "web",
-		"command": "SELECT", "rows": 1.0, "duration": float64(3 * time.Millisecond), "sqlstate": "", "in_tx": true,
-		"protocol": "simple", "sql_bytes": 53.0,
-	}
-	for k, v := range want {
-		if rec[k] != v {
-			t.Errorf("got %s=%v, want %v", k, rec[k], v)
-		}
-	}
-
-	// At info level nothing is logged, and the channel is still drained.
-	buf.Reset()
-	events = make(chan *proxy.Execution, 1)
-	events <- &proxy.Execution{Conn: conn}
-	close(events)
-	logExecutions(slog.New(slog.NewJSONHandler(&buf, nil)), events)
-	if buf.Len() != 0 {
-		t.Errorf("got %q at info level, want nothing", buf.String())
 	}
 }
 

@@ -79,6 +79,8 @@ type invocation struct {
 	stdout io.Writer // for the command's output; logs never go here
 	stderr io.Writer
 	logger *slog.Logger // to stderr, configured by --log-level and --log-format
+	// logFormat is --log-format: "text" or "json".
+	logFormat string
 }
 
 // commands lists the subcommands, in the order help shows them.
@@ -143,6 +145,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		stdout: stdout,
 		stderr: stderr,
 		logger: newLogger(stderr, *fs.logLevel, *fs.logFormat),
+
+		logFormat: *fs.logFormat,
 	}
 	err = fn(ctx, inv)
 	var ue *usageError

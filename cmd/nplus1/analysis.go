@@ -1,0 +1,211 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nplus1/nplus1/analyzer"
+	"github.com/nplus1/nplus1/detector"
+	"github.com/nplus1/nplus1/fingerprint"
+)
+
+// analysisOptions are the flags of every command that analyzes executions
+// (proxy, replay, demo): the detector's knobs, the safelist, and where
+// findings go.
+type analysisOptions struct {
+	fs *flagSet
+
+	idleGap            *time.Duration
+	maxWindow          *time.Duration
+	nplus1Threshold    *int
+	duplicateThreshold *int
+	unpaginatedRows    *int
+	reportCooldown     *time.Duration
+	ignore             *ignoreList
+	failOn             *kindList
+	findingsOut        *string
+	cacheSize          *int
+}
+
+func newAnalysisOptions(fs *flagSet) *analysisOptions {
+	o := &analysisOptions{
+		fs: fs,
+		idleGap: fs.Duration("idle-gap", detector.DefaultIdleGap,
+			"a window of a connection's (or trace's) statements ends when none starts for this long"),
+		maxWindow: fs.Duration("max-window", detector.DefaultMaxWindow,
+			"a window ends at the latest this long after its first statement"),
+		nplus1Threshold: fs.Int("nplus1-threshold", detector.DefaultNPlusOneThreshold,
+			"executions of one SELECT shape, with as many distinct parameter sets, that make an N+1"),
+		duplicateThreshold: fs.Int("duplicate-threshold", detector.DefaultDuplicateThreshold,
+			"executions of one query with identical parameters that make a duplicate_query"),
+		unpaginatedRows: fs.Int("unpaginated-rows", detector.DefaultUnpaginatedRows,
+			"rows returned by a SELECT without LIMIT that make it unpaginated"),
+		reportCooldown: fs.Duration("report-cooldown", detector.DefaultReportCooldown,
+			"the same finding (kind, fingerprint, source) is reported once per this long per connection or trace"),
+		ignore:      &ignoreList{},
+		failOn:      &kindList{},
+		findingsOut: fs.String("findings-out", "", "append findings to `FILE` as JSON lines"),
+		cacheSize: fs.Int("fingerprint-cache-size", fingerprint.DefaultMaxTexts,
+			"SQL texts whose fingerprint is cached"),
+	}
+	fs.Var(o.ignore, "ignore", "drop findings matching `ENTRY`: fingerprint:HEX, query:REGEXP (over the\n"+
+		"normalized query), table:NAME or app:NAME (application_name); repeatable")
+	fs.Var(o.failOn, "fail-on", "exit with code 1 at the end when findings of these `KINDS` (comma-separated:\n"+
+		"n_plus_one, duplicate_query, unpaginated, select_star, or all) were reported")
+	return o
+}
+
+// detectorConfig returns the detector configuration the flags describe.
+func (o *analysisOptions) detectorConfig() (detector.Config, error) {
+	pos := func(name string, v int) error {
+		if v < 1 {
+			return o.fs.errorf(name, "must be at least 1")
+		}
+		return nil
+	}
+	for name, v := range map[string]int{"nplus1-threshold": *o.nplus1Threshold, "duplicate-threshold": *o.duplicateThreshold, "unpaginated-rows": *o.unpaginatedRows} {
+		if err := pos(name, v); err != nil {
+			return detector.Config{}, err
+		}
+	}
+	for name, v := range map[string]time.Duration{"idle-gap": *o.idleGap, "max-window": *o.maxWindow} {
+		if v <= 0 {
+			return detector.Config{}, o.fs.errorf(name, "must be a positive duration")
+		}
+	}
+	cooldown := *o.reportCooldown
+	if cooldown == 0 {
+		cooldown = -1 // 0 on the command line means: report every occurrence
+	}
+	return detector.Config{
+		IdleGap:            *o.idleGap,
+		MaxWindow:          *o.maxWindow,
+		NPlusOneThreshold:  *o.nplus1Threshold,
+		DuplicateThreshold: *o.duplicateThreshold,
+		UnpaginatedRows:    int64(*o.unpaginatedRows),
+		ReportCooldown:     cooldown,
+		Ignore:             o.ignore.entries,
+	}, nil
+}
+
+// outputs are the sinks a command's findings go to.
+type outputs struct {
+	sinks []analyzer.Sink
+	store *analyzer.Store // for the HTTP API
+	gate  *analyzer.Gate
+	file  *os.File // --findings-out, nil when not set
+	jsonl *analyzer.JSONL
+}
+
+// openOutputs opens --findings-out and builds the sinks: the console (a
+// readable block per finding, or a JSON log record with --log-format json),
+// the file, the in-memory store and the CI gate.
+func (o *analysisOptions) openOutputs(inv *invocation) (*outputs, error) {
+	out := &outputs{store: analyzer.NewStore(0), gate: analyzer.NewGate(o.failOn.kinds)}
+	if inv.logFormat == "json" {
+		out.sinks = append(out.sinks, analyzer.LogSink{Logger: inv.logger.With("component", "detector")})
+	} else {
+		out.sinks = append(out.sinks, analyzer.NewConsole(inv.stderr, inv.getenv))
+	}
+	if *o.findingsOut != "" {
+		f, err := os.OpenFile(*o.findingsOut, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, o.fs.errorf("findings-out", "%v", err)
+		}
+		out.file = f
+		out.jsonl = analyzer.NewJSONL(f)
+		out.sinks = append(out.sinks, out.jsonl)
+	}
+	out.sinks = append(out.sinks, out.store, out.gate)
+	return out, nil
+}
+
+// finish closes the findings file and applies the CI gate: with --fail-on it
+// prints the summary table to stderr and returns a *findingsError when any
+// finding of those kinds was reported.
+func (o *analysisOptions) finish(inv *invocation, out *outputs) error {
+	var err error
+	if out.file != nil {
+		if werr := out.jsonl.Err(); werr != nil {
+			err = fmt.Errorf("write %s: %w", *o.findingsOut, werr)
+		}
+		if cerr := out.file.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close %s: %w", *o.findingsOut, cerr)
+		}
+	}
+	if len(o.failOn.kinds) == 0 {
+		return err
+	}
+	if inv.logFormat == "json" {
+		// Keep stderr one JSON record per line.
+		var kinds []any
+		for k, n := range out.gate.Counts() {
+			kinds = append(kinds, slog.Int(string(k), n))
+		}
+		inv.logger.Info("findings summary", "component", "main", "fail_on", o.failOn.String(),
+			"failed", out.gate.Failed(), slog.Group("findings", kinds...))
+	} else {
+		fmt.Fprintln(inv.stderr, "nplus1: findings summary")
+		out.gate.Summary(inv.stderr)
+	}
+	if n := out.gate.Failed(); n > 0 && err == nil {
+		return &findingsError{Count: n, FailOn: o.failOn.String()}
+	}
+	return err
+}
+
+// ignoreList is the repeatable --ignore flag.
+type ignoreList struct{ entries []detector.Ignore }
+
+func (l *ignoreList) String() string {
+	s := make([]string, len(l.entries))
+	for i, e := range l.entries {
+		s[i] = e.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+func (l *ignoreList) Set(v string) error {
+	e, err := detector.ParseIgnore(strings.TrimSpace(v))
+	if err != nil {
+		return err
+	}
+	l.entries = append(l.entries, e)
+	return nil
+}
+
+func (l *ignoreList) isList() {}
+
+// kindList is the --fail-on flag: finding kinds, comma-separated, or "all".
+type kindList struct{ kinds []detector.Kind }
+
+func (l *kindList) String() string {
+	s := make([]string, len(l.kinds))
+	for i, k := range l.kinds {
+		s[i] = string(k)
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *kindList) Set(v string) error {
+	l.kinds = nil
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		switch {
+		case part == "":
+		case part == "all":
+			l.kinds = detector.Kinds()
+		case slices.Contains(detector.Kinds(), detector.Kind(part)):
+			if !slices.Contains(l.kinds, detector.Kind(part)) {
+				l.kinds = append(l.kinds, detector.Kind(part))
+			}
+		default:
+			return fmt.Errorf("unknown finding kind %q; kinds: n_plus_one, duplicate_query, unpaginated, select_star, all", part)
+		}
+	}
+	return nil
+}
