@@ -40,10 +40,10 @@ func IsTerminal(w io.Writer) bool {
 }
 
 var kindTitle = map[detector.Kind]string{
-	detector.KindNPlusOne:    "N+1 query",
-	detector.KindDuplicateQuery:   "duplicate query",
-	detector.KindUnpaginated: "unpaginated query",
-	detector.KindSelectStar:  "SELECT *",
+	detector.KindNPlusOne:       "N+1 query",
+	detector.KindDuplicateQuery: "duplicate query",
+	detector.KindUnpaginated:    "unpaginated query",
+	detector.KindSelectStar:     "SELECT *",
 }
 
 // Finding writes f.

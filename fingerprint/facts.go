@@ -18,14 +18,18 @@ import (
 // LeadingWildcardLike. facts_test.go checks the token reading against the
 // parse tree.
 
-// parseFacts parses one statement and reads its facts.
-func parseFacts(text string) *Facts {
+// parseFacts parses one statement, which pg_query could fingerprint, and
+// reads its facts.
+func parseFacts(text string) (*Facts, error) {
+	// The parse tree reaches Go as protobuf, whose strings must be UTF-8:
+	// replace invalid bytes (the server would reject them anyway).
+	text = strings.ToValidUTF8(text, "\uFFFD")
 	tree, err := pg_query.Parse(text)
-	if err != nil || len(tree.GetStmts()) == 0 || tree.Stmts[0].GetStmt() == nil {
-		// The fingerprint parsed, so this does not happen; be safe anyway.
-		return &Facts{Kind: KindUnknown}
+	if err != nil || len(tree.GetStmts()) != 1 || tree.Stmts[0].GetStmt() == nil {
+		// Too deep a tree for the protobuf decoder, say.
+		return &Facts{Kind: KindUnknown}, &ParseError{Message: "statement parsed but could not be analyzed"}
 	}
-	return treeFacts(tree.Stmts[0].Stmt)
+	return treeFacts(tree.Stmts[0].Stmt), nil
 }
 
 // treeFacts reads the facts of one statement's parse tree. The four facts
@@ -47,20 +51,16 @@ func treeFacts(stmt *pg_query.Node) *Facts {
 		f.AggregateOnly = aggregateOnly(sel)
 		f.EqualityColumns = equalityColumns(sel.WhereClause)
 	case *pg_query.Node_InsertStmt:
-		written = append(written, n.InsertStmt.Relation)
 		scope = append(scope, n.InsertStmt)
 	case *pg_query.Node_UpdateStmt:
-		written = append(written, n.UpdateStmt.Relation)
 		scope = append(scope, n.UpdateStmt)
 		f.EqualityColumns = equalityColumns(n.UpdateStmt.WhereClause)
 		f.NoWhere = n.UpdateStmt.WhereClause == nil
 	case *pg_query.Node_DeleteStmt:
-		written = append(written, n.DeleteStmt.Relation)
 		scope = append(scope, n.DeleteStmt)
 		f.EqualityColumns = equalityColumns(n.DeleteStmt.WhereClause)
 		f.NoWhere = n.DeleteStmt.WhereClause == nil
 	case *pg_query.Node_MergeStmt:
-		written = append(written, n.MergeStmt.Relation)
 		scope = append(scope, n.MergeStmt)
 	case *pg_query.Node_CopyStmt:
 		if n.CopyStmt.IsFrom {
@@ -95,6 +95,14 @@ func treeFacts(stmt *pg_query.Node) *Facts {
 				refs = append(refs, x)
 			case *pg_query.CommonTableExpr:
 				ctes[x.Ctename] = x.GetCtequery().GetSelectStmt() // nil for INSERT ... RETURNING and such
+			case *pg_query.InsertStmt:
+				written = append(written, x.Relation) // in WITH queries too
+			case *pg_query.UpdateStmt:
+				written = append(written, x.Relation)
+			case *pg_query.DeleteStmt:
+				written = append(written, x.Relation)
+			case *pg_query.MergeStmt:
+				written = append(written, x.Relation)
 			case *pg_query.LockingClause:
 				f.Locking = true
 				return false // FOR UPDATE OF names aliases, not tables
@@ -473,9 +481,13 @@ func withTextFacts(base *Facts, sql string, toks []token) *Facts {
 		return base
 	}
 	f := *base
+	tf.apply(&f)
+	return &f
+}
+
+func (tf textFacts) apply(f *Facts) {
 	f.HasLimit, f.HasOffset, f.Offset = tf.hasLimit, tf.hasOffset, tf.offset
 	f.LeadingWildcardLike = tf.leadingWildcardLike
-	return &f
 }
 
 // readTextFacts reads LIMIT, OFFSET and LIKE patterns from a statement's
@@ -552,15 +564,17 @@ func closingParen(sql string, toks []token, open int) int {
 	return -1
 }
 
-// offsetValue reads the integer literal that follows OFFSET, or returns -1.
+// offsetValue reads the integer literal that follows OFFSET, or returns -1
+// when OFFSET is followed by anything else: a parameter, an expression.
 func offsetValue(sql string, toks []token) int64 {
-	i := 0
+	i, open := 0, 0
 	for i < len(toks) && isOp(sql, toks[i], "(") {
 		i++
+		open++
 	}
-	neg := false
-	if i < len(toks) && (isOp(sql, toks[i], "-") || isOp(sql, toks[i], "+")) {
-		neg = isOp(sql, toks[i], "-")
+	neg := false // a minus sign folds into the constant; a plus sign does not
+	if i < len(toks) && isOp(sql, toks[i], "-") {
+		neg = true
 		i++
 	}
 	if i >= len(toks) || toks[i].kind != tkNumber {
@@ -568,6 +582,18 @@ func offsetValue(sql string, toks []token) int64 {
 	}
 	v, ok := parseInteger(sql[toks[i].start:toks[i].end])
 	if !ok {
+		return -1
+	}
+	// The number must be the whole expression: then come the closing
+	// parentheses, and then nothing or a keyword (ROWS, FETCH, FOR, LIMIT).
+	j := i + 1
+	for ; open > 0; open-- {
+		if j >= len(toks) || !isOp(sql, toks[j], ")") {
+			return -1
+		}
+		j++
+	}
+	if j < len(toks) && toks[j].kind != tkWord {
 		return -1
 	}
 	if neg {
@@ -691,7 +717,7 @@ func firstChar(lit string) (byte, bool) {
 }
 
 // firstPlain returns the first character of a quoted body (after the opening
-// quote) in which '' stands for a quote.
+// quote) in which two quotes stand for one.
 func firstPlain(body string) (byte, bool) {
 	if len(body) == 0 || body[0] == '\'' && (len(body) == 1 || body[1] != '\'') {
 		return 0, false // empty string

@@ -111,7 +111,9 @@ type Statement struct {
 	// every process and run.
 	LiteralsHash uint64
 	// Err is a *ParseError when the statement did not parse; then Kind is
-	// KindUnknown and ID is the fallback fingerprint.
+	// KindUnknown and ID is the fallback fingerprint. (Rarely, a statement
+	// pg_query fingerprints has a parse tree too deep to analyze: then ID is
+	// pg_query's, and Err and KindUnknown say the facts are missing.)
 	Err error
 }
 
@@ -268,7 +270,14 @@ func (a *analyzer) statement(sql string, toks []token) Statement {
 		sh, _ = a.shapes.get(id)
 	}
 	if sh == nil {
-		sh = &shape{id: id, hex: hex16(id), facts: parseFacts(text)}
+		f, err := parseFacts(text)
+		if err != nil {
+			a.failures++
+			st.ID, st.Hex, st.Facts, st.Err = id, hex16(id), f, err
+			return st
+		}
+		readTextFacts(sql, toks, f.Kind).apply(f) // this text's, shared by texts that agree
+		sh = &shape{id: id, hex: hex16(id), facts: f}
 		if a.shapes != nil {
 			sh = a.shapes.add(id, sh, 0)
 		}
@@ -281,20 +290,26 @@ func (a *analyzer) statement(sql string, toks []token) Statement {
 	return st
 }
 
-// appendTemplateKey appends to dst the template key of a statement, which
-// encodes a statement's tokens with literal values blanked but
-// their token class kept, words in lower case, and whitespace and comments
-// gone: two statements with one key are the same token sequence to
-// PostgreSQL's grammar, so they parse to the same tree but for the values
-// of constants, which pg_query's fingerprint ignores. Two exceptions keep
-// their value, as pg_query fingerprints them: an integer between brackets
-// (an array bound in a type name, int[3]) and the precision of float(n),
-// which picks float4 or float8. A statement with a bad token has no key.
+// appendTemplateKey appends to b the template key of a statement: its
+// tokens with literal values blanked but their token type kept (ICONST,
+// FCONST, SCONST, BCONST, XCONST), words in lower case, whitespace and
+// comments gone. Two statements with one key are the same token sequence to
+// PostgreSQL's grammar, so they parse to the same tree but for the values of
+// constants, which pg_query's fingerprint ignores. Two exceptions keep their
+// value, as pg_query fingerprints them: an integer between brackets (an
+// array bound in a type name, int[3]) and the precision of float(n), which
+// picks float4 or float8. A statement has no key (false) when it holds a
+// token whose value can make it invalid: a rejected token, an E'...' string
+// with escapes, a U&'...' string or U&"..." identifier.
 func appendTemplateKey(b []byte, sql string, toks []token) ([]byte, bool) {
 	for i, t := range toks {
 		text := sql[t.start:t.end]
 		switch {
-		case t.kind.isBad():
+		case t.kind.isBad(),
+			(t.kind == tkString || t.kind == tkQuoted) && (text[0] == 'u' || text[0] == 'U'),
+			t.kind == tkString && (text[0] == 'e' || text[0] == 'E') && strings.IndexByte(text, '\\') >= 0:
+			// Escapes (and UESCAPE characters) can be invalid, which only
+			// their value tells: no key.
 			return b, false
 		case t.kind == tkNumber && i > 0 && (isOp(sql, toks[i-1], "[") ||
 			i > 1 && isOp(sql, toks[i-1], "(") && isWord(sql, toks[i-2], "float")):
@@ -308,6 +323,8 @@ func appendTemplateKey(b []byte, sql string, toks []token) ([]byte, bool) {
 			}
 		case t.kind == tkString:
 			b = append(b, 'S')
+		case t.kind == tkBitString && (text[0] == 'x' || text[0] == 'X'):
+			b = append(b, 'X')
 		case t.kind == tkBitString:
 			b = append(b, 'B')
 		case t.kind == tkParam:
@@ -415,6 +432,22 @@ func isOp(sql string, t token, op string) bool {
 	return t.kind == tkOp && sql[t.start:t.end] == op
 }
 
+// isLiteralAt reports whether toks[i] is a literal: a constant token, or
+// the keyword TRUE or FALSE used as a value (not in IS [NOT] TRUE).
+func isLiteralAt(sql string, toks []token, i int) bool {
+	t := toks[i]
+	if t.kind.isLiteral() {
+		return true
+	}
+	if t.kind != tkWord || !(isWord(sql, t, "true") || isWord(sql, t, "false")) {
+		return false
+	}
+	if i > 0 && isWord(sql, toks[i-1], "not") {
+		i--
+	}
+	return i == 0 || !isWord(sql, toks[i-1], "is")
+}
+
 // normalize rebuilds a statement from its tokens (comments removed): one
 // space wherever the text had whitespace or a comment, every literal
 // replaced by $n, and unterminated quoted identifiers dropped.
@@ -431,14 +464,14 @@ func normalize(sql string, toks []token) string {
 	b.Grow(int(toks[len(toks)-1].end-toks[0].start) + 8)
 	prevEnd := int32(-1)
 	var last byte // last byte written
-	for _, t := range toks {
+	for i, t := range toks {
 		if t.kind == tkBadQuoted {
 			prevEnd = -1
 			continue
 		}
 		text := sql[t.start:t.end]
 		space := b.Len() > 0 && t.start != prevEnd
-		literal := t.kind.isLiteral()
+		literal := isLiteralAt(sql, toks, i)
 		// Never glue a $n onto a word or number, or a word onto a $n.
 		if !space && b.Len() > 0 && (literal && isIdentCont(last) || last >= '0' && last <= '9' && isIdentCont(text[0])) {
 			space = true
@@ -503,8 +536,8 @@ func fnvLen(h uint64, n int) uint64 {
 // literalsHash hashes the literal tokens of a statement as written.
 func literalsHash(sql string, toks []token) uint64 {
 	h, found := fnvOffset, false
-	for _, t := range toks {
-		if t.kind.isLiteral() {
+	for i, t := range toks {
+		if isLiteralAt(sql, toks, i) {
 			found = true
 			h = fnvLen(h, int(t.end-t.start))
 			h = fnvString(h, sql[t.start:t.end])
