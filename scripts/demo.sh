@@ -5,7 +5,7 @@
 # `nplus1 demo` (try --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+scripts/deps.sh --server-only
 echo "building nplus1 (the first build compiles pg_query's C code: a minute or two) ..." >&2
 go build -o nplus1 ./cmd/nplus1
 exec ./nplus1 demo "$@"

@@ -3,7 +3,10 @@
 # PostgreSQL server binaries and clients (psql, pgbench), PgBouncer, tcpdump,
 # and Prometheus (for promtool). Debian/Ubuntu (apt-get); run as root or with
 # sudo available. Safe to run again: it installs nothing that is present.
+# With --server-only, only the PostgreSQL server (what the demo needs).
 set -euo pipefail
+server_only=0
+[ "${1:-}" = "--server-only" ] && server_only=1
 
 have_pg_server() {
 	command -v initdb >/dev/null 2>&1 && return 0
@@ -13,10 +16,12 @@ have_pg_server() {
 
 want=()
 have_pg_server || want+=(postgresql)
+if [ $server_only -eq 0 ]; then
 command -v psql >/dev/null 2>&1 && command -v pgbench >/dev/null 2>&1 || want+=(postgresql-client)
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || want+=(pgbouncer)
 command -v tcpdump >/dev/null 2>&1 || [ -x /usr/sbin/tcpdump ] || want+=(tcpdump)
 command -v promtool >/dev/null 2>&1 || want+=(prometheus)
+fi
 
 if [ ${#want[@]} -eq 0 ]; then
 	exit 0
