@@ -229,11 +229,11 @@ func (a *analyzer) analyze(sql string) *Result {
 		res.Statements = append(res.Statements, a.statement(sql, toks[sp.lo:sp.hi]))
 	}
 	if len(res.Statements) == 0 {
-		res.Statements = []Statement{{
+		res.Statements = append(res.Statements, Statement{
 			ID:    emptyID,
 			Hex:   hex16(emptyID),
 			Facts: &Facts{Kind: KindOther},
-		}}
+		})
 	}
 	return res
 }

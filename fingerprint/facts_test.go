@@ -1,0 +1,268 @@
+package fingerprint
+
+import (
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+func TestFacts(t *testing.T) {
+	tests := []struct {
+		sql  string
+		want Facts
+	}{
+		{"SELECT * FROM users WHERE id = 1", Facts{Kind: KindSelect, TablesRead: []string{"users"}, SelectStar: true, EqualityColumns: []string{"id"}}},
+		{"SELECT u.* FROM users u", Facts{Kind: KindSelect, TablesRead: []string{"users"}, SelectStar: true}},
+		{"SELECT s.* FROM (SELECT a FROM t) s", Facts{Kind: KindSelect, TablesRead: []string{"t"}}},
+		{"SELECT x.* FROM t", Facts{Kind: KindSelect, TablesRead: []string{"t"}, SelectStar: true}},
+		{"SELECT * FROM a JOIN (SELECT b.id FROM b) s ON true", Facts{Kind: KindSelect, TablesRead: []string{"a", "b"}, SelectStar: true}},
+		{"SELECT count(*) FROM t", Facts{Kind: KindSelect, TablesRead: []string{"t"}, AggregateOnly: true}},
+		{"SELECT count(*) FILTER (WHERE a) , my_agg(DISTINCT b) FROM t", Facts{Kind: KindSelect, TablesRead: []string{"t"}, AggregateOnly: true}},
+		{"SELECT pg_catalog.sum(a) FROM t", Facts{Kind: KindSelect, TablesRead: []string{"t"}, AggregateOnly: true}},
+		{"SELECT lower(name) FROM t", Facts{Kind: KindSelect, TablesRead: []string{"t"}}},
+		{"SELECT 1", Facts{Kind: KindSelect}},
+		{"SELECT count(*), (SELECT max(id) FROM u) FROM t", Facts{Kind: KindSelect, TablesRead: []string{"t", "u"}, AggregateOnly: true}},
+		{"SELECT a FROM t LIMIT 5", Facts{Kind: KindSelect, TablesRead: []string{"t"}, HasLimit: true}},
+		{"SELECT a FROM t LIMIT NULL", Facts{Kind: KindSelect, TablesRead: []string{"t"}}},
+		{"SELECT a FROM t FETCH NEXT ROW ONLY", Facts{Kind: KindSelect, TablesRead: []string{"t"}, HasLimit: true}},
+		{"SELECT a FROM t OFFSET 0x10", Facts{Kind: KindSelect, TablesRead: []string{"t"}, HasOffset: true, Offset: 16}},
+		{"SELECT a FROM t OFFSET (7) ROWS", Facts{Kind: KindSelect, TablesRead: []string{"t"}, HasOffset: true, Offset: 7}},
+		{"SELECT a FROM t OFFSET 7.5", Facts{Kind: KindSelect, TablesRead: []string{"t"}, HasOffset: true, Offset: -1}},
+		{"SELECT a FROM t OFFSET $1", Facts{Kind: KindSelect, TablesRead: []string{"t"}, HasOffset: true, Offset: -1}},
+		{"WITH c AS (SELECT a FROM t LIMIT 1 OFFSET 5) SELECT a FROM c", Facts{Kind: KindSelect, TablesRead: []string{"t"}}},
+		{"SELECT a FROM public.t JOIN s.u ON true JOIN db.s.v ON true", Facts{Kind: KindSelect, TablesRead: []string{"db.s.v", "public.t", "s.u"}}},
+		{"SELECT a FROM t WHERE (a, b) IN (($1, $2), ($3, $4))", Facts{Kind: KindSelect, TablesRead: []string{"t"}, EqualityColumns: []string{"a", "b"}}},
+		{"SELECT a FROM t WHERE x = y", Facts{Kind: KindSelect, TablesRead: []string{"t"}}},
+		{"SELECT a FROM t WHERE x = (SELECT 1)", Facts{Kind: KindSelect, TablesRead: []string{"t"}}},
+		{"SELECT a FROM t WHERE x OPERATOR(pg_catalog.=) 1", Facts{Kind: KindSelect, TablesRead: []string{"t"}, EqualityColumns: []string{"x"}}},
+		{"SELECT a FROM t WHERE x COLLATE \"C\" = 'a'", Facts{Kind: KindSelect, TablesRead: []string{"t"}, EqualityColumns: []string{"x"}}},
+		{"SELECT a FROM t WHERE NOT (x = 1)", Facts{Kind: KindSelect, TablesRead: []string{"t"}}},
+		{"SELECT a FROM t WHERE a LIKE ANY (ARRAY['%x', 'y'])", Facts{Kind: KindSelect, TablesRead: []string{"t"}, LeadingWildcardLike: true}},
+		{"SELECT a FROM t WHERE a NOT LIKE U&'\\0025x'", Facts{Kind: KindSelect, TablesRead: []string{"t"}, LeadingWildcardLike: true}},
+		{"SELECT a FROM t WHERE a LIKE ''", Facts{Kind: KindSelect, TablesRead: []string{"t"}}},
+		{"SELECT a FROM t WHERE a LIKE '''%'", Facts{Kind: KindSelect, TablesRead: []string{"t"}}},
+		{"SELECT a FROM t FOR KEY SHARE", Facts{Kind: KindSelect, TablesRead: []string{"t"}, Locking: true}},
+		{"INSERT INTO t SELECT * FROM u LIMIT 5", Facts{Kind: KindInsert, TablesRead: []string{"u"}, TablesWritten: []string{"t"}}},
+		{"INSERT INTO t VALUES (1) RETURNING *", Facts{Kind: KindInsert, TablesWritten: []string{"t"}}},
+		{"UPDATE t SET a = 1 WHERE id = $1 RETURNING *", Facts{Kind: KindUpdate, TablesWritten: []string{"t"}, EqualityColumns: []string{"id"}}},
+		{"UPDATE t SET a = 1 WHERE CURRENT OF c", Facts{Kind: KindUpdate, TablesWritten: []string{"t"}}},
+		{"DELETE FROM t", Facts{Kind: KindDelete, TablesWritten: []string{"t"}, NoWhere: true}},
+		{"DELETE FROM t WHERE name LIKE '_x'", Facts{Kind: KindDelete, TablesWritten: []string{"t"}, LeadingWildcardLike: true}},
+		{"COPY t TO STDOUT", Facts{Kind: KindCopy, TablesRead: []string{"t"}}},
+		{"PREPARE q AS SELECT * FROM t WHERE id = $1", Facts{Kind: KindOther, TablesRead: []string{"t"}}},
+		{"DECLARE c CURSOR FOR SELECT a FROM t", Facts{Kind: KindOther, TablesRead: []string{"t"}}},
+		{"EXECUTE q(1)", Facts{Kind: KindOther}},
+		{"DO $$BEGIN PERFORM 1; END$$", Facts{Kind: KindOther}},
+		{"FETCH 10 FROM c", Facts{Kind: KindOther}},
+		{"BEGIN", Facts{Kind: KindUtility}},
+		{"CREATE TABLE t (LIKE '%x')", Facts{Kind: KindUnknown}},
+		{"CREATE TABLE t (a int)", Facts{Kind: KindUtility}},
+		{"LOCK TABLE t", Facts{Kind: KindUtility}},
+		{"WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r) SELECT * FROM r", Facts{Kind: KindSelect}},
+	}
+	for _, tt := range tests {
+		got := Of(tt.sql).Statements[0].Facts
+		if !reflect.DeepEqual(*got, tt.want) {
+			t.Errorf("Of(%q).Facts\n got: %+v\nwant: %+v", tt.sql, *got, tt.want)
+		}
+	}
+}
+
+// TestFactsShared checks that texts of one fingerprint get the facts of
+// their own text where the facts depend on literals or LIMIT, and share the
+// Facts value where they agree.
+func TestFactsShared(t *testing.T) {
+	c := New(Options{})
+	a := c.Of("SELECT a FROM t WHERE b LIKE 'x%' LIMIT 10 OFFSET 20").Statements[0]
+	b := c.Of("SELECT a FROM t WHERE b LIKE '%x' OFFSET 40").Statements[0]
+	d := c.Of("SELECT a FROM t WHERE b LIKE 'y%' LIMIT 5 OFFSET 20").Statements[0]
+	if a.ID != b.ID || a.ID != d.ID {
+		t.Fatalf("IDs differ: %s %s %s", a.Hex, b.Hex, d.Hex)
+	}
+	if !a.Facts.HasLimit || a.Facts.Offset != 20 || a.Facts.LeadingWildcardLike {
+		t.Errorf("first text: got %+v", *a.Facts)
+	}
+	if b.Facts.HasLimit || b.Facts.Offset != 40 || !b.Facts.LeadingWildcardLike {
+		t.Errorf("second text: got %+v", *b.Facts)
+	}
+	if a.Facts != d.Facts {
+		t.Errorf("texts with equal facts got two Facts values")
+	}
+}
+
+// treeTextFacts reads from the parse tree what readTextFacts reads from
+// tokens, to check the two agree.
+func treeTextFacts(t *testing.T, text string) (textFacts, Kind) {
+	t.Helper()
+	tree, err := pg_query.Parse(text)
+	if err != nil || len(tree.Stmts) != 1 {
+		return textFacts{}, KindUnknown
+	}
+	stmt := tree.Stmts[0].Stmt
+	kind := kindOf(stmt)
+	var tf textFacts
+	if sel := stmt.GetSelectStmt(); sel != nil {
+		if c := sel.LimitCount; c != nil && !c.GetAConst().GetIsnull() {
+			tf.hasLimit = true
+		}
+		if o := sel.LimitOffset; o != nil {
+			tf.hasOffset, tf.offset = true, -1
+			if ac := o.GetAConst(); ac != nil {
+				if iv := ac.GetIval(); iv != nil {
+					tf.offset = int64(iv.Ival)
+				} else if fv := ac.GetFval(); fv != nil {
+					if v, err := strconv.ParseInt(fv.Fval, 10, 64); err == nil {
+						tf.offset = v
+					}
+				}
+			}
+		}
+	}
+	switch kind {
+	case KindSelect, KindInsert, KindUpdate, KindDelete, KindMerge:
+	default:
+		return tf, kind
+	}
+	walk(stmt, func(m protoreflect.ProtoMessage) bool {
+		e, ok := m.(*pg_query.A_Expr)
+		if !ok {
+			return true
+		}
+		switch name := operatorName(e.Name); {
+		case e.Kind == pg_query.A_Expr_Kind_AEXPR_LIKE, e.Kind == pg_query.A_Expr_Kind_AEXPR_ILIKE,
+			name == "~~" || name == "~~*" || name == "!~~" || name == "!~~*":
+			if patternLeadingWildcard(e.Rexpr) {
+				tf.leadingWildcardLike = true
+			}
+		}
+		return true
+	})
+	return tf, kind
+}
+
+func patternLeadingWildcard(n *pg_query.Node) bool {
+	for n != nil {
+		switch x := n.GetNode().(type) {
+		case *pg_query.Node_AConst:
+			s := x.AConst.GetSval().GetSval()
+			return s != "" && (s[0] == '%' || s[0] == '_')
+		case *pg_query.Node_TypeCast:
+			n = x.TypeCast.Arg
+		case *pg_query.Node_FuncCall:
+			if len(x.FuncCall.Args) == 0 {
+				return false
+			}
+			n = x.FuncCall.Args[0]
+		case *pg_query.Node_AExpr:
+			n = x.AExpr.Lexpr
+		case *pg_query.Node_AArrayExpr:
+			if len(x.AArrayExpr.Elements) == 0 {
+				return false
+			}
+			n = x.AArrayExpr.Elements[0]
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// TestTextFactsAgreeWithTree compares the token reading of LIMIT, OFFSET
+// and LIKE patterns with the parse tree over every statement the tests know.
+func TestTextFactsAgreeWithTree(t *testing.T) {
+	corpus := []string{
+		"SELECT a FROM t LIMIT ALL", "SELECT a FROM t OFFSET -5", "SELECT a FROM t OFFSET +5",
+		"SELECT a FROM t OFFSET 99999999999", "SELECT a FROM t OFFSET 1_000", "SELECT a FROM t OFFSET 0b101",
+		"SELECT a FROM t OFFSET (1) + 2", "SELECT a FROM t OFFSET ((3))", "SELECT a FROM t OFFSET 5 FOR UPDATE",
+		"SELECT a FROM t WHERE b ILIKE LOWER('%x')", "SELECT a FROM t WHERE b LIKE 'x' || '%'",
+		"SELECT a FROM t WHERE b LIKE E'\\\\%'", "SELECT a FROM t WHERE b LIKE $q$%$q$",
+		"((SELECT a FROM t LIMIT 1))", "SELECT (SELECT a FROM t LIMIT 1) FROM u OFFSET 3",
+		"SELECT a FROM t LIMIT 1 OFFSET 1 FOR UPDATE OF t", "SELECT a AS limit FROM t",
+		"SELECT t.offset FROM t OFFSET 2",
+	}
+	files, _ := filepath.Glob("testdata/*.sql")
+	for _, f := range files {
+		for _, c := range readCases(t, f) {
+			corpus = append(corpus, c.SQL)
+		}
+	}
+	for _, s := range lexerCases {
+		corpus = append(corpus, s)
+	}
+	for _, sql := range corpus {
+		all := lex(sql, nil)
+		var toks []token
+		for _, tk := range all {
+			if tk.kind != tkComment && tk.kind != tkBadComment {
+				toks = append(toks, tk)
+			}
+		}
+		for _, sp := range splitStatements(sql, toks) {
+			stoks := toks[sp.lo:sp.hi]
+			text := sql[stoks[0].start:stoks[len(stoks)-1].end]
+			want, kind := treeTextFacts(t, text)
+			if kind == KindUnknown {
+				continue
+			}
+			if got := readTextFacts(sql, stoks, kind); got != want {
+				t.Errorf("%q: tokens give %+v, the parse tree %+v", text, got, want)
+			}
+		}
+	}
+}
+
+func TestFirstChar(t *testing.T) {
+	tests := []struct {
+		lit  string
+		want byte
+		ok   bool
+	}{
+		{"'abc'", 'a', true},
+		{"''", 0, false},
+		{"''''", '\'', true},
+		{"E'\\x25a'", '%', true},
+		{"E'\\045'", '%', true},
+		{"E'\\%'", '%', true},
+		{"E'\\u0025'", '%', true},
+		{"e'x'", 'x', true},
+		{"U&'\\0025'", '%', true},
+		{"U&'\\+000025'", '%', true},
+		{"u&'_'", '_', true},
+		{"$$%$$", '%', true},
+		{"$t$_x$t$", '_', true},
+		{"$$$$", 0, false},
+		{"$t$$t$", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := firstChar(tt.lit)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("firstChar(%q) = %q, %v; want %q, %v", tt.lit, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestParseInteger(t *testing.T) {
+	tests := []struct {
+		s    string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true}, {"42", 42, true}, {"1_000", 1000, true}, {"0x1F", 31, true}, {"0o17", 15, true},
+		{"0b101", 5, true}, {"9223372036854775807", 1<<63 - 1, true}, {"9223372036854775808", 0, false},
+		{"1.5", 0, false}, {"1e3", 0, false}, {".5", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := parseInteger(tt.s)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("parseInteger(%q) = %d, %v; want %d, %v", tt.s, got, ok, tt.want, tt.ok)
+		}
+	}
+	if !strings.HasPrefix(strconv.Itoa(1<<31-1), "2147483647") || !fitsInt32("2147483647") || fitsInt32("2147483648") {
+		t.Error("fitsInt32 is off at 2^31")
+	}
+}

@@ -1,0 +1,247 @@
+package fingerprint
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// fuzzSeeds add to lexerCases the other corners of the input space.
+var fuzzSeeds = []string{
+	"SELECT $99999999999999999999999, $0, $1",
+	"SELECT '\xc3\x28', \"\xe2\x82\", \xf0\x28\x8c\x28 FROM t",
+	"SELECT /* /* /* deep */ */ */ 1",
+	"SELECT 1 /*a='b',traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/",
+	"SELECT $a$ $b$ nested $b$ $a$",
+	"SELECT e'\\\\', E'\\'', 'a''b', U&'\\+01F600'",
+	"SELECT 1 LIMIT ALL OFFSET (5)",
+	"SELECT a FROM t WHERE b LIKE E'\\x25' ESCAPE '!'",
+	"WITH x AS (SELECT * FROM t) SELECT x.* FROM x FOR UPDATE",
+	"SELECT 1;\n-- name: trailing\n",
+	strings.Repeat("(", 200) + "1" + strings.Repeat(")", 200),
+	"SELECT " + strings.Repeat("1,", 300) + "1",
+}
+
+// checkResult asserts what holds for the Result of any text.
+func checkResult(t *testing.T, sql string, r *Result) {
+	t.Helper()
+	if len(r.Statements) == 0 {
+		t.Fatalf("%q: no statements", sql)
+	}
+	for _, st := range r.Statements {
+		if st.Facts == nil || st.Hex != hex16(st.ID) {
+			t.Fatalf("%q: bad statement %+v", sql, st)
+		}
+		if (st.Err != nil) != (st.Facts.Kind == KindUnknown) {
+			t.Fatalf("%q: error %v with kind %q", sql, st.Err, st.Facts.Kind)
+		}
+		if st.Err != nil {
+			if msg := st.Err.(*ParseError).Message; strings.ContainsAny(msg, "\"'") {
+				t.Fatalf("%q: error message %q quotes the statement", sql, msg)
+			}
+		}
+		// No literal survives normalization: the text lexes without any
+		// literal or rejected token.
+		for _, tk := range lex(st.Normalized, nil) {
+			if tk.kind.isLiteral() || tk.kind.isBad() || tk.kind == tkComment {
+				t.Fatalf("%q: normalized %q holds %q", sql, st.Normalized, st.Normalized[tk.start:tk.end])
+			}
+		}
+	}
+	checkNormalizedTokens(t, sql, r)
+}
+
+// checkNormalizedTokens asserts that the normalized statements are made of
+// the text's own tokens, in order, but for literals, which became
+// parameters, and comments and unterminated identifiers, which are gone. So
+// nothing else of the text can be in them.
+func checkNormalizedTokens(t *testing.T, sql string, r *Result) {
+	t.Helper()
+	if i := strings.IndexByte(sql, 0); i >= 0 {
+		sql = sql[:i]
+	}
+	var toks []token
+	for _, tk := range lex(sql, nil) {
+		if tk.kind != tkComment && tk.kind != tkBadComment {
+			toks = append(toks, tk)
+		}
+	}
+	spans := splitStatements(sql, toks)
+	if len(spans) == 0 {
+		return
+	}
+	if len(spans) != len(r.Statements) {
+		t.Fatalf("%q: %d statements, %d spans", sql, len(r.Statements), len(spans))
+	}
+	for k, sp := range spans {
+		var want []string
+		for i := sp.lo; i < sp.hi; i++ {
+			switch {
+			case toks[i].kind == tkBadQuoted:
+			case isLiteralAt(sql, toks[sp.lo:sp.hi], i-sp.lo):
+				want = append(want, "$")
+			default:
+				want = append(want, sql[toks[i].start:toks[i].end])
+			}
+		}
+		norm := r.Statements[k].Normalized
+		var got []string
+		for _, tk := range lex(norm, nil) {
+			text := norm[tk.start:tk.end]
+			if tk.kind == tkParam && len(got) < len(want) && want[len(got)] == "$" {
+				text = "$" // a parameter we made
+			}
+			got = append(got, text)
+		}
+		if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+			t.Fatalf("%q: normalized %q has tokens\n%q\nwant\n%q", sql, norm, got, want)
+		}
+	}
+}
+
+func FuzzOf(f *testing.F) {
+	for _, s := range append(append([]string{}, lexerCases...), fuzzSeeds...) {
+		f.Add(s)
+	}
+	cache := New(Options{MaxTexts: 100, MaxShapes: 100})
+	f.Fuzz(func(t *testing.T, sql string) {
+		if len(sql) > 1<<14 {
+			return
+		}
+		r := Of(sql)
+		checkResult(t, sql, r)
+		if cr := cache.Of(sql); !sameResult(r, cr) {
+			t.Fatalf("%q: Cache.Of and Of disagree\n%s\n%s", sql, dump(cr), dump(r))
+		}
+	})
+}
+
+// plantTemplates are statements with a string slot {S} and a number slot
+// {N}: parsable ones of every kind, and one that does not parse.
+var plantTemplates = []string{
+	"SELECT a FROM t WHERE b = {S} AND c = {N}",
+	"SELECT a FROM t WHERE b IN ({S}, {S}) LIMIT {N} OFFSET {N}",
+	"INSERT INTO t (a, b) VALUES ({S}, {N}) RETURNING id",
+	"UPDATE t SET a = {S} WHERE id = {N}",
+	"SELECT a FROM t WHERE b LIKE {S} OR c = -{N} /* note */",
+	"SELECT {S}::text, {N}::bigint, x::varchar({N}) FROM t ORDER BY {N}",
+	"SELEC broken {S} {N}",
+	"SELECT a FROM t WHERE b = {S}; DELETE FROM t WHERE c = {N}",
+	"SET application_name = {S}",
+	"SELECT a FROM t WHERE b = {S} AND c = {N} /*route='%2Fx'*/",
+	"SELECT CASE WHEN a > {N} THEN {S} ELSE {S} END FROM t GROUP BY 1",
+}
+
+// quoteString writes s as an SQL string constant in one of several forms.
+func quoteString(s string, form uint8) string {
+	s = strings.ReplaceAll(s, "\x00", " ")
+	switch form % 6 {
+	case 1:
+		return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+	case 2:
+		if !strings.Contains(s, "$zq$") && !strings.HasSuffix(s, "$zq") {
+			return "$zq$" + s + "$zq$"
+		}
+	case 3:
+		return "U&'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
+	case 4:
+		return "N'" + strings.ReplaceAll(s, "'", "''") + "'"
+	case 5:
+		half := len(s) / 2
+		return "'" + strings.ReplaceAll(s[:half], "'", "''") + "'\n  '" + strings.ReplaceAll(s[half:], "'", "''") + "'"
+	}
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// writeNumber writes n as an SQL numeric constant in one of several forms.
+func writeNumber(n uint64, form uint8) string {
+	d := strconv.FormatUint(n, 10)
+	switch form % 5 {
+	case 1:
+		return "0x" + strconv.FormatUint(n, 16)
+	case 2:
+		return d + ".5"
+	case 3:
+		return d + "e3"
+	case 4:
+		if len(d) > 1 {
+			return d[:1] + "_" + d[1:]
+		}
+	}
+	return d
+}
+
+func plant(tmpl, s string, n uint64, sForm, nForm uint8) string {
+	return strings.NewReplacer("{S}", quoteString(s, sForm), "{N}", writeNumber(n, nForm)).Replace(tmpl)
+}
+
+// checkPlanted plants s and n into a template and checks that nothing of
+// them reaches the Result: the normalized text, the error and the
+// fingerprint are those of the same template with other values.
+func checkPlanted(t *testing.T, cache *Cache, tmplIndex uint8, s string, n uint64, sForm, nForm uint8) {
+	t.Helper()
+	tmpl := plantTemplates[int(tmplIndex)%len(plantTemplates)]
+	sql := plant(tmpl, s, n, sForm, nForm)
+	// The baseline number is on the same side of 2^31: PostgreSQL's scanner
+	// makes larger integers FCONST, which some positions (varchar(n)) reject.
+	baseN := uint64(1)
+	if n > 1<<31-1 {
+		baseN = 1 << 40
+	}
+	base := plant(tmpl, "x", baseN, sForm, nForm)
+	got, want := Of(sql), Of(base)
+	checkResult(t, sql, got)
+	if len(got.Statements) != len(want.Statements) {
+		t.Fatalf("%q: %d statements, %q has %d", sql, len(got.Statements), base, len(want.Statements))
+	}
+	for i, st := range got.Statements {
+		w := want.Statements[i]
+		if st.Normalized != w.Normalized {
+			t.Fatalf("%q: normalized %q, want %q as for %q", sql, st.Normalized, w.Normalized, base)
+		}
+		if st.ID != w.ID || (st.Err == nil) != (w.Err == nil) {
+			t.Fatalf("%q: ID %s err %v, want %s err %v as for %q", sql, st.Hex, st.Err, w.Hex, w.Err, base)
+		}
+		// The position in the error moves with the literals' length; the
+		// message must not change.
+		if st.Err != nil && st.Err.(*ParseError).Message != w.Err.(*ParseError).Message {
+			t.Fatalf("%q: error %q, want %q as for %q", sql, st.Err, w.Err, base)
+		}
+		if c := cache.Of(sql).Statements[i]; c.ID != st.ID || c.Normalized != st.Normalized {
+			t.Fatalf("%q: the cache gives %s %q, want %s %q", sql, c.Hex, c.Normalized, st.Hex, st.Normalized)
+		}
+	}
+}
+
+// TestNormalizedLiteralFree plants random string and number literals, in
+// every notation, into statements of every kind.
+func TestNormalizedLiteralFree(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{"a", "Z", "9", " ", "'", "''", `\`, `\'`, "$", "$$", "$zq$", "--", "/*", "*/", ";", "\n", "\r",
+		"%", "_", "\"", "é", "\xff", "\x00", "\t", "SELECT", "E'", "U&"}
+	cache := New(Options{MaxTexts: 50})
+	for i := 0; i < 3000; i++ {
+		var b strings.Builder
+		for j := rng.IntN(12); j > 0; j-- {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		n := rng.Uint64() >> rng.IntN(64)
+		checkPlanted(t, cache, uint8(rng.IntN(256)), "zq"+b.String(), n, uint8(rng.IntN(6)), uint8(rng.IntN(5)))
+	}
+}
+
+func FuzzNormalizedLiteralFree(f *testing.F) {
+	f.Add(uint8(0), "secret", uint64(123456789), uint8(0), uint8(0))
+	f.Add(uint8(1), "it's", uint64(1<<40), uint8(1), uint8(1))
+	f.Add(uint8(4), "%$zq$\\'", uint64(0), uint8(2), uint8(2))
+	f.Add(uint8(6), "\xff\xfe--/*", uint64(42), uint8(3), uint8(3))
+	f.Add(uint8(7), "a\nb", uint64(99999999999), uint8(5), uint8(4))
+	cache := New(Options{MaxTexts: 50})
+	f.Fuzz(func(t *testing.T, tmpl uint8, s string, n uint64, sForm, nForm uint8) {
+		if len(s) > 1<<12 {
+			return
+		}
+		checkPlanted(t, cache, tmpl, s, n, sForm, nForm)
+	})
+}
