@@ -9,7 +9,7 @@
 # drift of the machine during the run hits all of them alike. Each cell of the table
 # is the median over the rounds.
 #
-# Usage: bench/run.sh [--duration SECONDS] [--rounds N] [--scale S] [--out FILE] [--bin FILE]
+# Usage: bench/run.sh [--duration SECONDS] [--rounds N] [--scale S] [--out FILE] [--bin FILE] [--no-pgbouncer]
 # Run with --help for details.
 
 set -euo pipefail
@@ -392,13 +392,30 @@ parse() {
 		/^tps = .*\((without initial connection time|excluding connections establishing)\)/ { tps = $3 }
 		/^latency average = / { lat = $4 }
 		/^number of failed transactions: / { failed = $5 }
+		/^number of transactions actually processed: / { split($6, n, "/"); txns = n[1] + 0 }
 		END {
-			if (tps == "" || lat == "" || (failed != "" && failed + 0 > 0)) exit 1
-			print tps, lat
+			if (tps == "" || lat == "" || txns == "" || (failed != "" && failed + 0 > 0)) exit 1
+			print tps, lat, txns
 		}' "$1"
 }
 
-RESULTS=$TMP/results.txt # lines: mode clients target round tps latency
+# CPU time (user + system, all threads) a process has used, in clock ticks; empty if unknown.
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+cpu_ticks() {
+	local pid=$1
+	[[ -n $pid && -r /proc/$pid/stat ]] || return 0
+	# fields after the ")" that closes the command name: utime and stime are the 12th and 13th
+	sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }' || true
+}
+target_pid() {
+	case $1 in
+	nplus1) echo "$NPLUS1_PID" ;;
+	pgbouncer) echo "$BOUNCER_PID" ;;
+	*) echo "" ;;
+	esac
+}
+
+RESULTS=$TMP/results.txt # lines: mode clients target round tps latency proxy-cpu-us-per-txn (- for direct)
 : >"$RESULTS"
 FAILED_RUNS=0
 npoints=$((${#MODES[@]} * ${#CLIENTS[@]}))
@@ -428,10 +445,17 @@ for ((r = 1; r <= ROUNDS; r++)); do
 			for ((k = 0; k < ntargets; k++)); do
 				t=${TARGETS[$(((k + r - 1) % ntargets))]}
 				log=$TMP/run-$r-$mode-$c-$t.out
+				pid=$(target_pid "$t")
+				cpu0=$(cpu_ticks "$pid")
 				if run_pgbench "$t" "$mode" "$c" "$DURATION" "$log" && res=$(parse "$log"); then
-					read -r tps lat <<<"$res"
-					printf '%s %s %s %s %s %s\n' "$mode" "$c" "$t" "$r" "$tps" "$lat" >>"$RESULTS"
-					say "$(printf 'round %d/%d  -M %-8s -c %d  %-9s %10.0f tps  %7.3f ms' "$r" "$ROUNDS" "$mode" "$c" "$t" "$tps" "$lat")"
+					cpu1=$(cpu_ticks "$pid")
+					read -r tps lat txns <<<"$res"
+					cpu=-
+					if [[ -n $cpu0 && -n $cpu1 ]] && ((txns > 0)); then
+						cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$CLK_TCK" -v n="$txns" 'BEGIN { printf "%.2f", (b - a) / hz * 1e6 / n }')
+					fi
+					printf '%s %s %s %s %s %s %s\n' "$mode" "$c" "$t" "$r" "$tps" "$lat" "$cpu" >>"$RESULTS"
+					say "$(printf 'round %d/%d  -M %-8s -c %d  %-9s %10.0f tps  %7.3f ms' "$r" "$ROUNDS" "$mode" "$c" "$t" "$tps" "$lat")${pid:+ $(printf '%6s' "$cpu") us CPU/txn}"
 				else
 					FAILED_RUNS=$((FAILED_RUNS + 1))
 					say "round $r/$ROUNDS -M $mode -c $c $t: pgbench FAILED; its output:"
@@ -444,16 +468,17 @@ done
 
 # ---------------------------------------------------------------- table
 
-# median MODE CLIENTS TARGET FIELD (5 = tps, 6 = latency); empty when there are no values
+# median MODE CLIENTS TARGET FIELD (5 = tps, 6 = latency, 7 = proxy CPU); empty when there are no values
 median() {
 	awk -v m="$1" -v c="$2" -v t="$3" -v f="$4" '$1 == m && $2 == c && $3 == t { print $f }' "$RESULTS" |
-		sort -g | awk '{ v[NR] = $1 } END {
+		grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
 			if (NR == 0) exit
 			if (NR % 2) printf "%.6f\n", v[(NR + 1) / 2]
 			else printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2
 		}'
 }
 fmt_tps() { if [[ -n $1 ]]; then printf '%.0f' "$1"; else printf 'fail'; fi; }
+fmt_cpu() { if [[ -n $1 ]]; then printf '%.1f' "$1"; else printf 'n/a'; fi; }
 fmt_lat() { if [[ -n $1 ]]; then printf '%.3f' "$1"; else printf 'fail'; fi; }
 ratio() { if [[ -n $1 && -n $2 ]]; then awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; else printf 'n/a'; fi; }
 
@@ -480,6 +505,30 @@ TABLE=$TMP/table.md
 	done
 } >"$TABLE"
 
+# The proxies' own CPU time per transaction: on a machine with few CPUs, what the proxy burns
+# is taken from PostgreSQL and pgbench, so this explains much of the TPS gap.
+CPU_TABLE=$TMP/cpu.md
+{
+	if [[ -n $PGBOUNCER ]]; then
+		echo "| mode | clients | pgbouncer CPU (us/txn) | nplus1 CPU (us/txn) |"
+		echo "|---|---:|---:|---:|"
+	else
+		echo "| mode | clients | nplus1 CPU (us/txn) |"
+		echo "|---|---:|---:|"
+	fi
+	for mode in "${MODES[@]}"; do
+		for c in "${CLIENTS[@]}"; do
+			nc=$(median "$mode" "$c" nplus1 7)
+			if [[ -n $PGBOUNCER ]]; then
+				bc=$(median "$mode" "$c" pgbouncer 7)
+				echo "| $mode | $c | $(fmt_cpu "$bc") | $(fmt_cpu "$nc") |"
+			else
+				echo "| $mode | $c | $(fmt_cpu "$nc") |"
+			fi
+		done
+	done
+} >"$CPU_TABLE"
+
 LOAD_END=$(loadavg)
 HEADER=$TMP/header.md
 {
@@ -489,17 +538,25 @@ HEADER=$TMP/header.md
 	echo "Command: $CMDLINE"
 } >"$HEADER"
 
-echo
-cat "$HEADER"
-echo
-cat "$TABLE"
-if [[ -n $PGBOUNCER ]]; then
-	worst=$(awk -F'|' 'NR > 2 { gsub(/ /, "", $8); if ($8 != "n/a" && (min == "" || $8 + 0 < min)) min = $8 + 0 } END { if (min != "") printf "%.2f", min }' "$TABLE")
+REPORT=$TMP/report.md
+{
+	cat "$HEADER"
 	echo
-	echo "Lowest nplus1/pgbouncer: ${worst:-n/a} (target: >= 0.90 at every point)."
-fi
+	cat "$TABLE"
+	if [[ -n $PGBOUNCER ]]; then
+		worst=$(awk -F'|' 'NR > 2 { gsub(/ /, "", $8); if ($8 != "n/a" && (min == "" || $8 + 0 < min)) min = $8 + 0 } END { if (min != "") printf "%.2f", min }' "$TABLE")
+		echo
+		echo "Lowest nplus1/pgbouncer: ${worst:-n/a} (target: >= 0.90 at every point)."
+	fi
+	echo
+	echo "CPU time of the proxy process per transaction (user + system, median over rounds):"
+	echo
+	cat "$CPU_TABLE"
+} >"$REPORT"
+echo
+cat "$REPORT"
 if [[ -n $OUT ]]; then
-	{ cat "$HEADER"; echo; cat "$TABLE"; } >"$OUT"
+	cp -- "$REPORT" "$OUT"
 	say "table written to $OUT"
 fi
 if ((FAILED_RUNS > 0)); then
