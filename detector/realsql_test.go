@@ -195,6 +195,30 @@ func TestRealSQL(t *testing.T) {
 			},
 		},
 		{
+			// Every run fills its LIMIT and there is no OFFSET: a loop over
+			// parents, not a page walk (which ends on a short page).
+			name: "latest 3 items of each order",
+			build: func(tl *sqlTimeline) {
+				tl.ext("SELECT id FROM orders WHERE user_id = $1", 7, 6)
+				for i := range 6 {
+					tl.ext("SELECT id, product_id FROM order_items WHERE order_id = $1 ORDER BY id DESC LIMIT 3", uint64(i+1), 3)
+				}
+			},
+			want: []string{"n_plus_one sql:order_items n=6 d=6 src=sql:orders/6 warning"},
+		},
+		{
+			name: "keyset pages of one user's orders end on a short page",
+			build: func(tl *sqlTimeline) {
+				for i := range 6 {
+					rows := int64(50)
+					if i == 5 {
+						rows = 12
+					}
+					tl.ext("SELECT id FROM orders WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT 50", uint64(i+1), rows)
+				}
+			},
+		},
+		{
 			name: "driver and ORM introspection",
 			build: func(tl *sqlTimeline) {
 				for i := range 8 {

@@ -87,7 +87,10 @@ func (d *Detector) base(g *group, w *window, s *shape, kind Kind) Finding {
 // one result (LIMIT n OFFSET k, keyset pagination) rather than an N+1: it has
 // a LIMIT and either an execution used a constant OFFSET > 0, or it filters
 // on no column by equality (WHERE id > $1 LIMIT n), or every execution but
-// the last returned the same number (≥ 2) of rows and the last no more.
+// the last returned the same number (≥ 2) of rows and either the last
+// returned fewer (a walk stops at a short or empty page) or the query has an
+// OFFSET. A loop without OFFSET whose every run fills its LIMIT ("the 3
+// latest items of each order") shows neither, and is an N+1.
 func (s *shape) paged() bool {
 	f := s.stmt.Facts
 	if !f.HasLimit {
@@ -96,7 +99,10 @@ func (s *shape) paged() bool {
 	if s.offsetSeen || len(f.EqualityColumns) == 0 {
 		return true
 	}
-	return s.pageRows >= 2 && s.pageSteady && s.lastRows <= s.pageRows
+	// Steady full pages: a walk with an OFFSET (bound, so its value is not
+	// seen) may end on a full page; without one, only a short last page
+	// tells a walk from a loop.
+	return s.pageRows >= 2 && s.pageSteady && (s.lastRows < s.pageRows || f.HasOffset)
 }
 
 func (d *Detector) nPlusOne(g *group, w *window, s *shape) candidate {
