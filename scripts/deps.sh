@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what nplus1's tests, demo and benchmarks need, when it is missing:
 # PostgreSQL server binaries and clients (psql, pgbench), PgBouncer, tcpdump,
-# and Prometheus (for promtool). Debian/Ubuntu (apt-get); run as root or with
+# Prometheus (for promtool), and Node.js with npm (client tests). Debian/Ubuntu (apt-get); run as root or with
 # sudo available. Safe to run again: it installs nothing that is present.
 # With --server-only, only the PostgreSQL server (what the demo needs).
 set -euo pipefail
@@ -21,6 +21,8 @@ command -v psql >/dev/null 2>&1 && command -v pgbench >/dev/null 2>&1 || want+=(
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || want+=(pgbouncer)
 command -v tcpdump >/dev/null 2>&1 || [ -x /usr/sbin/tcpdump ] || want+=(tcpdump)
 command -v promtool >/dev/null 2>&1 || want+=(prometheus)
+command -v node >/dev/null 2>&1 || want+=(nodejs)
+command -v npm >/dev/null 2>&1 || want+=(npm)
 fi
 
 if [ ${#want[@]} -eq 0 ]; then
