@@ -75,7 +75,7 @@ func TestRunUsageErrors(t *testing.T) {
 		want string // in stderr
 	}{
 		{name: "no command", want: "nplus1: no command given"},
-		{name: "unknown command", args: []string{"serve"}, want: `nplus1: unknown command "serve"; commands: proxy, demo` + "\nRun 'nplus1 --help' for usage."},
+		{name: "unknown command", args: []string{"serve"}, want: `nplus1: unknown command "serve"; commands: ` + commandNames() + "\nRun 'nplus1 --help' for usage."},
 		{name: "help for unknown command", args: []string{"help", "serve"}, want: `unknown command "serve"`},
 		{name: "flag before command", args: []string{"--upstream", "h", "proxy"}, want: `unknown command "--upstream"`},
 		{name: "unknown flag", args: []string{"proxy", "--listen-addr", "x"}, want: "nplus1 proxy: flag provided but not defined: --listen-addr\nRun 'nplus1 help proxy' for usage."},
