@@ -133,3 +133,38 @@ func TestStoreRingSubscribeClear(t *testing.T) {
 		t.Errorf("after Clear: %d findings", n)
 	}
 }
+
+func TestObserveSeesEveryFingerprintedExecutionBeforeItsFindings(t *testing.T) {
+	var log []string
+	a := New(Config{
+		Observe: func(ev *detector.Event) {
+			if ev.Stmt == nil {
+				t.Errorf("observed %q without a statement", ev.Exec.SQL)
+				return
+			}
+			log = append(log, "exec "+ev.Stmt.Hex)
+		},
+		Sinks: []Sink{SinkFunc(func(f *detector.Finding) { log = append(log, "finding "+f.Fingerprint) })},
+	})
+	conn := &proxy.ConnInfo{ID: 1}
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	execs := loop(conn, start, 6)
+	for _, e := range execs {
+		a.Process(e)
+	}
+	a.Process(nil) // counted by the detector, not observed
+	a.Flush()
+
+	if len(log) < len(execs)+1 {
+		t.Fatalf("got %d calls %v, want %d observations and a finding", len(log), log, len(execs))
+	}
+	for i := range execs {
+		if !strings.HasPrefix(log[i], "exec ") {
+			t.Fatalf("call %d is %q, want an observation; calls: %v", i, log[i], log)
+		}
+	}
+	lookup := log[len(execs)-1][len("exec "):]
+	if want := "finding " + lookup; log[len(execs)] != want {
+		t.Errorf("got %q after the observations, want %q", log[len(execs)], want)
+	}
+}

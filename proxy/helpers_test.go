@@ -318,8 +318,9 @@ func itEventually(t testing.TB, timeout time.Duration, cond func() (bool, string
 func itWaitNoConns(t testing.TB, p *itProxy, timeout time.Duration) {
 	t.Helper()
 	itEventually(t, timeout, func() (bool, string) {
-		n := p.Srv.Stats().ConnsActive
-		return n == 0, fmt.Sprintf("Stats().ConnsActive = %d, want 0", n)
+		st := p.Srv.Stats()
+		return st.ConnsActive == 0 && st.UpstreamActive == 0,
+			fmt.Sprintf("Stats().ConnsActive = %d, UpstreamActive = %d, want 0", st.ConnsActive, st.UpstreamActive)
 	})
 }
 

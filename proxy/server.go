@@ -16,6 +16,7 @@ type Stats struct {
 	ConnsActive     int64  // client connections open now
 	ConnErrors      uint64 // connections that ended with an error other than a clean close
 	UpstreamErrors  uint64 // failed upstream dials or TLS handshakes
+	UpstreamActive  int64  // upstream connections of client sessions open now
 	ProtocolErrors  uint64 // connections ended by a ProtocolError
 	Cancels         uint64 // CancelRequests forwarded
 	BytesFromClient uint64
@@ -27,7 +28,7 @@ type Stats struct {
 // stats is the live, atomically updated form of Stats.
 type stats struct {
 	connsAccepted, connsRejected, connErrors, upstreamErrors, protocolErrors, cancels atomic.Uint64
-	connsActive                                                                       atomic.Int64
+	connsActive, upstreamActive                                                       atomic.Int64
 	bytesFromClient, bytesFromServer, events, eventsDropped                           atomic.Uint64
 }
 
@@ -175,6 +176,7 @@ func (s *Server) Stats() Stats {
 		ConnsActive:     s.stats.connsActive.Load(),
 		ConnErrors:      s.stats.connErrors.Load(),
 		UpstreamErrors:  s.stats.upstreamErrors.Load(),
+		UpstreamActive:  s.stats.upstreamActive.Load(),
 		ProtocolErrors:  s.stats.protocolErrors.Load(),
 		Cancels:         s.stats.cancels.Load(),
 		BytesFromClient: s.stats.bytesFromClient.Load(),

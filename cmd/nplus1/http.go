@@ -28,7 +28,9 @@ type httpDeps struct {
 	// findings and analyzer serve /api/findings; nil leaves the routes out.
 	findings *analyzer.Store
 	analyzer *analyzer.Analyzer
-	logger   *slog.Logger
+	// metrics serves GET /metrics; nil leaves the route out.
+	metrics http.Handler
+	logger  *slog.Logger
 }
 
 // newMux builds the HTTP routes.
@@ -47,6 +49,9 @@ func newMux(d httpDeps) *http.ServeMux {
 		}
 		writeText(w, http.StatusOK, "ok\n")
 	})
+	if d.metrics != nil {
+		mux.Handle("GET /metrics", d.metrics)
+	}
 	if d.findings != nil {
 		mux.HandleFunc("GET /api/findings", d.listFindings)
 		mux.HandleFunc("DELETE /api/findings", d.clearFindings)
