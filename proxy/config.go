@@ -35,6 +35,9 @@ const (
 	DefaultMaxStatements = 10000
 	// DefaultMaxPending bounds the client messages awaiting a server reply.
 	DefaultMaxPending = 100000
+	// DefaultMaxParamBytes bounds the parameter values kept for one Bind
+	// when they are kept at all (Config.KeepParams).
+	DefaultMaxParamBytes = 1 << 20
 )
 
 // Config configures a Server. Zero values take the defaults above.
@@ -62,6 +65,13 @@ type Config struct {
 	MaxSQLBytes   int
 	MaxStatements int
 	MaxPending    int
+
+	// KeepParams fills Execution.Params with the bound parameter values, for
+	// recording (nplus1 proxy --record); off by default, as the values are
+	// the application's data. MaxParamBytes bounds them per Bind (0: the
+	// default).
+	KeepParams    bool
+	MaxParamBytes int
 
 	// Events receives one Execution per executed statement. The proxy never
 	// blocks on it: when it is full the event is dropped and counted in

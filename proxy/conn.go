@@ -153,6 +153,9 @@ func (c *conn) run(overLimit bool) error {
 		return fmt.Errorf("dial upstream %s: %w", cfg.Upstream, err)
 	}
 	c.upstream.Store(&sc)
+	// Counted until run returns; serve's forceClose then closes sc.
+	c.s.stats.upstreamActive.Add(1)
+	defer c.s.stats.upstreamActive.Add(-1)
 	if c.closed.Load() { // force-closed while dialing
 		sc.Close()
 		return net.ErrClosed
@@ -420,6 +423,7 @@ func (c *conn) relay(info *ConnInfo) error {
 		MaxSQLBytes:     cfg.MaxSQLBytes,
 		MaxStatements:   cfg.MaxStatements,
 		MaxPending:      cfg.MaxPending,
+		KeepParams:      cfg.KeepParams, MaxParamBytes: cfg.MaxParamBytes,
 	})
 	c.tmu.Lock()
 	c.tracker = t

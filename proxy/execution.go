@@ -49,6 +49,16 @@ type Execution struct {
 	// NumParams is the number of bound parameters.
 	NumParams int
 
+	// Params and ParamFormats are the bound values (nil for NULL) and the
+	// Bind's format codes as sent (none: all text; one: for all; else one
+	// per value), filled only when the tracker runs with KeepParams (for
+	// recording and re-execution; never for analysis). They are shared by
+	// the executions of one portal: read only. ParamsTruncated says the
+	// values were not kept because they exceeded the tracker's bound.
+	Params          [][]byte
+	ParamFormats    []int16
+	ParamsTruncated bool
+
 	// Command is the CommandComplete tag's command word (SELECT, INSERT, ...),
 	// empty when the statement failed.
 	Command string
@@ -65,6 +75,13 @@ type Execution struct {
 	// right after this statement while it had been in a transaction block: the
 	// detector closes its window there.
 	TxEnd bool
+}
+
+// setParams fills the parameter fields from what the tracker kept.
+func (e *Execution) setParams(p *boundParams) {
+	if p != nil {
+		e.Params, e.ParamFormats, e.ParamsTruncated = p.values, p.formats, p.truncated
+	}
 }
 
 // Duration is End - Start.

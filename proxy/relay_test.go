@@ -128,8 +128,10 @@ func TestRelayExecModes(t *testing.T) {
 			if simple {
 				proto = "simple"
 			}
-			// The last statement's event comes last on this connection.
+			// The last statement's event comes last on this connection, but for
+			// the 1/0 run after the steps.
 			p.WaitEvents(t, 1, itAppSQL(app, qLast))
+			p.WaitEvents(t, 2, itAppSQL(app, qDivide))
 			all := p.Events(itApp(app))
 
 			var series []*Execution

@@ -29,6 +29,16 @@ type TrackerOptions struct {
 	MaxSQLBytes     int // SQL text kept per statement; longer is Truncated
 	MaxStatements   int // prepared statements and portals remembered
 	MaxPending      int // client messages awaiting a reply
+
+	// KeepParams makes the tracker keep the bound parameter values and
+	// format codes of each Bind and hand them on in Execution.Params and
+	// Execution.ParamFormats, for recording. Off by default: the values are
+	// hashed and dropped, and nothing is allocated for them.
+	KeepParams bool
+	// MaxParamBytes bounds the parameter values kept for one Bind (their
+	// summed length); a Bind with more keeps none and sets
+	// Execution.ParamsTruncated. Only with KeepParams.
+	MaxParamBytes int
 }
 
 func (o *TrackerOptions) setDefaults() {
@@ -43,6 +53,9 @@ func (o *TrackerOptions) setDefaults() {
 	}
 	if o.MaxPending <= 0 {
 		o.MaxPending = DefaultMaxPending
+	}
+	if o.MaxParamBytes <= 0 {
+		o.MaxParamBytes = DefaultMaxParamBytes
 	}
 }
 
@@ -171,7 +184,14 @@ const (
 //
 // ParamsHash is FNV-1a 64 over the Bind message's parameter format codes and,
 // for each parameter, its 4-byte length and its value bytes, all as sent; it
-// is 0 when there are no parameters.
+// is 0 when there are no parameters (HashParams computes it from values).
+//
+// With KeepParams, a Bind's format codes and values are also copied (one
+// allocation per Bind, at most MaxParamBytes of values) and shared, read
+// only, by the request, its portal and the Executions of that portal. Their
+// bytes count against the budget for pending SQL text while the Bind awaits
+// its reply, and against the statements' budget while its portal lives; a
+// Bind that would exceed either keeps no values (ParamsTruncated).
 //
 // A Tracker created with a nil emit function only frames and validates
 // (replication connections), and counts Sync/Query/FunctionCall against
@@ -186,6 +206,8 @@ type Tracker struct {
 	maxStatements int
 	maxPending    int
 	sqlBudget     int
+	keepParams    bool
+	maxParams     int
 
 	fe, be framer
 
@@ -193,7 +215,8 @@ type Tracker struct {
 	name, name2 cstr // Parse: statement; Bind: portal (name) and statement (name2)
 	sql         cstr // Query, Parse
 	bind        bindState
-	feSmall     []byte // Execute, Describe, Close
+	feSmall     []byte      // Execute, Describe, Close
+	pv          paramValues // Bind values being read; only with keepParams
 
 	// Backend message being read.
 	beSmall []byte   // CommandComplete, ReadyForQuery, ParameterStatus
@@ -220,6 +243,7 @@ type Tracker struct {
 	unnamedPortal portal
 	hasUnnamed    bool
 	portals       map[string]portal
+	portalParams  int // bytes of parameter values held by portals
 
 	lastSQL    string    // the last SQL text seen, reused when it repeats
 	txStatus   byte      // from the last ReadyForQuery
@@ -251,6 +275,63 @@ type portal struct {
 	stmt     *stmt // nil when the statement was unknown at Bind
 	hash     uint64
 	nparams  int
+	params   *boundParams // only with keepParams; shared, read only
+}
+
+// boundParams are the values of one Bind, kept only with KeepParams.
+type boundParams struct {
+	formats   []int16
+	values    [][]byte // nil entries are NULL
+	truncated bool
+	size      int // bytes of values
+}
+
+// paramValues collects a Bind's format codes and values as they stream by.
+type paramValues struct {
+	fmts  []byte  // the format codes, 2 bytes each, as sent
+	buf   []byte  // the values, concatenated
+	ends  []int32 // per parameter: end offset in buf, or -1 for NULL
+	trunc bool    // values beyond maxParams were dropped
+}
+
+func (v *paramValues) reset() {
+	if cap(v.buf) > keepBufferCap {
+		v.buf = nil
+	}
+	v.fmts, v.buf, v.ends, v.trunc = v.fmts[:0], v.buf[:0], v.ends[:0], false
+}
+
+// take copies the collected values out, in one allocation for the bytes.
+func (v *paramValues) take(nparams int) *boundParams {
+	bp := &boundParams{truncated: v.trunc}
+	if len(v.fmts) > 0 {
+		bp.formats = make([]int16, len(v.fmts)/2)
+		for i := range bp.formats {
+			bp.formats[i] = int16(binary.BigEndian.Uint16(v.fmts[2*i:]))
+		}
+	}
+	short := len(v.ends) != nparams
+	for _, end := range v.ends {
+		short = short || int(end) > len(v.buf)
+	}
+	if v.trunc || short {
+		// Over the bound, or the message ended inside a value (malformed:
+		// the server rejects it).
+		bp.truncated = true
+		return bp
+	}
+	data := append(make([]byte, 0, len(v.buf)), v.buf...) // never nil: '' is not NULL
+	bp.size = len(data)
+	bp.values = make([][]byte, len(v.ends))
+	start := int32(0)
+	for i, end := range v.ends {
+		if end < 0 {
+			continue
+		}
+		bp.values[i] = data[start:end:end]
+		start = end
+	}
+	return bp
 }
 
 // NewTracker returns a Tracker for a connection whose startup and
@@ -273,6 +354,8 @@ func NewTracker(conn *ConnInfo, emit func(*Execution), opts TrackerOptions) *Tra
 		maxStatements: opts.MaxStatements,
 		maxPending:    opts.MaxPending,
 		sqlBudget:     max(minSQLBudget, 4*opts.MaxSQLBytes),
+		keepParams:    opts.KeepParams,
+		maxParams:     opts.MaxParamBytes,
 		txStatus:      'I',
 	}
 }
@@ -559,6 +642,9 @@ func (t *Tracker) bindBody(p []byte) {
 				b.nparams, b.left = int(b.num), int(b.num)
 				b.nextParam()
 			case bindParamLen:
+				if t.keepParams {
+					t.keepParamStart(int32(b.num))
+				}
 				if l := int32(b.num); l > 0 {
 					b.stage, b.need = bindParamVal, int(l)
 				} else { // NULL (-1) or empty
@@ -568,6 +654,9 @@ func (t *Tracker) bindBody(p []byte) {
 		case bindFmts, bindParamVal:
 			n := min(b.need, len(p))
 			b.h = fnvAdd(b.h, p[:n])
+			if t.keepParams {
+				t.keepParamBytes(b.stage, p[:n])
+			}
 			p = p[n:]
 			b.need -= n
 			if b.need == 0 {
@@ -581,6 +670,62 @@ func (t *Tracker) bindBody(p []byte) {
 			return
 		}
 	}
+}
+
+// keepParamStart notes a parameter of length l (-1: NULL) about to stream by.
+func (t *Tracker) keepParamStart(l int32) {
+	v := &t.pv
+	if v.trunc {
+		return
+	}
+	if l < 0 {
+		v.ends = append(v.ends, -1)
+		return
+	}
+	if len(v.buf)+int(l) > t.maxParams {
+		v.trunc = true
+		return
+	}
+	v.ends = append(v.ends, int32(len(v.buf))+l)
+}
+
+// keepParamBytes keeps format code or value bytes of the Bind being read.
+func (t *Tracker) keepParamBytes(stage uint8, p []byte) {
+	v := &t.pv
+	if stage == bindFmts {
+		if len(v.fmts)+len(p) <= 2*math.MaxUint16 {
+			v.fmts = append(v.fmts, p...)
+		}
+		return
+	}
+	if !v.trunc {
+		v.buf = append(v.buf, p...)
+	}
+}
+
+// HashParams returns the ParamsHash of a Bind with these format codes (as
+// sent) and values (nil for NULL): what the Tracker computes as the message
+// streams by. It is 0 when there are no values.
+func HashParams(formats []int16, values [][]byte) uint64 {
+	if len(values) == 0 {
+		return 0
+	}
+	h := uint64(fnvOffset64)
+	var b [4]byte
+	for _, f := range formats {
+		binary.BigEndian.PutUint16(b[:2], uint16(f))
+		h = fnvAdd(h, b[:2])
+	}
+	for _, v := range values {
+		l := int32(-1)
+		if v != nil {
+			l = int32(len(v))
+		}
+		binary.BigEndian.PutUint32(b[:], uint32(l))
+		h = fnvAdd(h, b[:])
+		h = fnvAdd(h, v)
+	}
+	return h
 }
 
 // errState picks the SQLSTATE ('C' field) out of a streaming ErrorResponse.
@@ -636,6 +781,9 @@ func (t *Tracker) feStart() {
 		t.name.reset()
 		t.name2.reset()
 		t.bind = bindState{h: fnvOffset64}
+		if t.keepParams {
+			t.pv.reset()
+		}
 	case 'E', 'D', 'C':
 		t.feSmall = t.feSmall[:0]
 	}
@@ -714,11 +862,12 @@ type request struct {
 	idx    int   // Query: index of the next statement
 	rows   int64 // DataRows seen
 	seen   time.Time
-	sql    string // Query, Parse
-	name   string // Parse, Bind: statement; Execute: portal; Close: statement or portal
-	portal string // Bind
-	hash   uint64 // Bind
-	nparam int    // Bind
+	sql    string       // Query, Parse
+	name   string       // Parse, Bind: statement; Execute: portal; Close: statement or portal
+	portal string       // Bind
+	hash   uint64       // Bind
+	nparam int          // Bind
+	params *boundParams // Bind, with keepParams
 }
 
 // requestQueue is a FIFO ring of requests; its size is a power of two.
@@ -767,6 +916,8 @@ func (q *requestQueue) clear() {
 func (t *Tracker) pop() {
 	if r := t.q.at(0); r.kind == reqQuery || r.kind == reqParse {
 		t.pendingSQL -= len(r.sql)
+	} else if r.params != nil {
+		t.pendingSQL -= r.params.size
 	}
 	t.q.pop()
 }
@@ -830,6 +981,13 @@ func (t *Tracker) feEnd(now time.Time) {
 		r.name = t.stmtName(t.name2.buf, t.stmtByName(t.name2.buf))
 		if r.nparam = t.bind.nparams; r.nparam > 0 {
 			r.hash = t.bind.h
+		}
+		if t.keepParams {
+			r.params = t.pv.take(t.bind.nparams)
+			if t.pendingSQL+r.params.size > t.sqlBudget {
+				r.params.values, r.params.truncated, r.params.size = nil, true, 0
+			}
+			t.pendingSQL += r.params.size
 		}
 	case reqExecute:
 		r.name = t.portalName(nameOf(t.feSmall))
@@ -989,6 +1147,16 @@ func (t *Tracker) clearStmts() {
 }
 
 func (t *Tracker) putPortal(p portal) {
+	if p.params != nil {
+		old, had := t.lookupPortal(p.name)
+		if had && old.params != nil {
+			t.portalParams -= old.params.size
+		}
+		if t.portalParams+p.params.size > t.sqlBudget {
+			p.params = &boundParams{formats: p.params.formats, truncated: true}
+		}
+		t.portalParams += p.params.size
+	}
 	if p.name == "" {
 		t.unnamedPortal, t.hasUnnamed = p, true
 		return
@@ -1000,6 +1168,9 @@ func (t *Tracker) putPortal(p portal) {
 		// Full: the new portal is not remembered (its Executes emit with
 		// SQL ""). Portals end with their transaction, so this is short.
 		t.stats.Evictions++
+		if p.params != nil {
+			t.portalParams -= p.params.size
+		}
 		return
 	}
 	t.portals[p.name] = p
@@ -1014,6 +1185,9 @@ func (t *Tracker) lookupPortal(name string) (portal, bool) {
 }
 
 func (t *Tracker) dropPortal(name string) {
+	if p, ok := t.lookupPortal(name); ok && p.params != nil {
+		t.portalParams -= p.params.size
+	}
 	if name == "" {
 		t.unnamedPortal, t.hasUnnamed = portal{}, false
 		return
@@ -1022,6 +1196,7 @@ func (t *Tracker) dropPortal(name string) {
 }
 
 func (t *Tracker) clearPortals() {
+	t.portalParams = 0
 	t.unnamedPortal, t.hasUnnamed = portal{}, false
 	if len(t.portals) > 0 {
 		clear(t.portals)
@@ -1140,7 +1315,7 @@ func (t *Tracker) reply(typ byte, now time.Time) {
 		if h.kind == reqBind {
 			st := t.lookupStmt(h.name)
 			t.touchStmt(st)
-			t.putPortal(portal{name: h.portal, stmtName: h.name, stmt: st, hash: h.hash, nparams: h.nparam})
+			t.putPortal(portal{name: h.portal, stmtName: h.name, stmt: st, hash: h.hash, nparams: h.nparam, params: h.params})
 			t.pop()
 			return
 		}
@@ -1374,12 +1549,14 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 			e.SQL, e.Truncated = st.sql, st.trunc
 		}
 		e.Prepared, e.ParamsHash, e.NumParams = h.name, h.hash, h.nparam
+		e.setParams(h.params)
 	case reqExecute:
 		if p, ok := t.lookupPortal(h.name); ok {
 			if p.stmt != nil {
 				e.SQL, e.Truncated = p.stmt.sql, p.stmt.trunc
 			}
 			e.Prepared, e.ParamsHash, e.NumParams = p.stmtName, p.hash, p.nparams
+			e.setParams(p.params)
 		}
 	}
 	return e

@@ -167,7 +167,10 @@ func FuzzTracker(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var gotA, gotB []*Execution
 		a := NewTracker(&ConnInfo{ID: 1}, func(e *Execution) { gotA = append(gotA, e) }, opts)
-		b := NewTracker(&ConnInfo{ID: 1}, func(e *Execution) { gotB = append(gotB, e) }, opts)
+		// b also keeps parameter values: that must change nothing else.
+		optsB := opts
+		optsB.KeepParams, optsB.MaxParamBytes = true, 32
+		b := NewTracker(&ConnInfo{ID: 1}, func(e *Execution) { gotB = append(gotB, e) }, optsB)
 		c := NewTracker(&ConnInfo{ID: 1}, nil, opts)
 		feed := func(tr *Tracker, r trFuzzRecord, i int, bytewise bool) error {
 			chunks := [][]byte{r.data}
@@ -211,6 +214,18 @@ func FuzzTracker(f *testing.F) {
 			if e.Conn == nil || len(e.SQL) > opts.MaxSQLBytes || e.End.Before(e.Start) {
 				t.Fatalf("bad execution %+v", e)
 			}
+		}
+		for _, e := range gotB {
+			n := 0
+			for _, v := range e.Params {
+				n += len(v)
+			}
+			if n > optsB.MaxParamBytes || (e.Params != nil && HashParams(e.ParamFormats, e.Params) != e.ParamsHash) {
+				t.Fatalf("kept params %q (formats %v): %d bytes, hash %x, tracker's %x", e.Params, e.ParamFormats, n, HashParams(e.ParamFormats, e.Params), e.ParamsHash)
+			}
+		}
+		if b.portalParams < 0 || b.portalParams > b.sqlBudget {
+			t.Fatalf("portal params out of bounds: %d", b.portalParams)
 		}
 	})
 }

@@ -47,12 +47,16 @@ type proxyOptions struct {
 	queueSize           *int
 
 	analysis *analysisOptions
+	metrics  *metricsOptions
+	record   *recordOptions
 }
 
 // proxyFlags is the proxy command's setup.
 func proxyFlags(fs *flagSet) runFunc {
 	o := newProxyOptions(fs)
 	o.analysis = newAnalysisOptions(fs)
+	o.metrics = newMetricsOptions(fs)
+	o.record = newRecordOptions(fs)
 	return o.run
 }
 
@@ -71,7 +75,7 @@ func newProxyOptions(fs *flagSet) *proxyOptions {
 		tlsCert: fs.String("tls-cert", "", "PEM certificate `FILE` for client connections (with --tls-key); without it\n"+
 			"clients that ask for TLS are told no"),
 		tlsKey:          fs.String("tls-key", "", "PEM private key `FILE` for --tls-cert"),
-		http:            fs.String("http", "", "serve /healthz and /readyz over HTTP on `ADDR` (host:port); empty: no HTTP"),
+		http:            fs.String("http", "", "serve /healthz, /readyz, /metrics and the findings API over HTTP on `ADDR`\n(host:port); empty: no HTTP"),
 		maxConnections:  fs.Int("max-connections", 1000, "most client connections open at once; 0: unlimited"),
 		shutdownTimeout: fs.Duration("shutdown-timeout", 30*time.Second, "how long (e.g. 30s, 1m) a shutdown waits for open connections before closing them"),
 		connectTimeout:  fs.Duration("connect-timeout", 10*time.Second, "bound on dialing the upstream and on each TLS handshake"),
@@ -204,19 +208,33 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	an := analyzer.New(analyzer.Config{
+	pm, err := o.metrics.start(*o.http != "")
+	if err != nil {
+		return err
+	}
+	acfg := analyzer.Config{
 		Detector:     dcfg,
 		Fingerprints: fingerprint.New(fingerprint.Options{MaxTexts: *o.analysis.cacheSize}),
 		Sinks:        outs.sinks,
 		Logger:       inv.logger.With("component", "analyzer"),
-	})
+	}
+	pm.observe(&acfg)
+	an := analyzer.New(acfg)
 	logger := inv.logger.With("component", "main")
 	events := make(chan *proxy.Execution, *o.queueSize)
 	cfg.Events = events
+	rec, err := o.record.open(&cfg, inv.logger)
+	if err != nil {
+		return err
+	}
+	defer rec.abandon()
 	cfg.Logger = inv.logger.With("component", "proxy")
 	srv, err := proxy.New(cfg)
 	if err != nil {
 		return usageErrorf("%v", err)
+	}
+	if err := pm.watch(srv, an, events); err != nil {
+		return err
 	}
 
 	var lc net.ListenConfig
@@ -230,6 +248,7 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 			checkUpstream: srv.CheckUpstream,
 			findings:      outs.store,
 			analyzer:      an,
+			metrics:       pm.handler(inv.logger.With("component", "http")),
 			logger:        inv.logger.With("component", "http"),
 		})
 		if err != nil {
@@ -240,7 +259,8 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 
 	var consumers sync.WaitGroup
 	// The analyzer flushes its open windows when events is closed.
-	consumers.Go(func() { an.Run(context.WithoutCancel(ctx), events) })
+	analyzed := rec.tee(events, &consumers) // events itself without --record
+	consumers.Go(func() { an.Run(context.WithoutCancel(ctx), analyzed) })
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -87,6 +87,7 @@ type invocation struct {
 func commands() []command {
 	return []command{
 		proxyCmd,
+		replayCmd,
 		demoCmd,
 	}
 }

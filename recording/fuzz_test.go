@@ -1,0 +1,42 @@
+package recording
+
+import (
+	"bytes"
+	"io"
+	"testing"
+	"time"
+)
+
+func FuzzReader(f *testing.F) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf, WriterOptions{Now: func() time.Time { return t0 }})
+	for _, e := range sampleExecutions() {
+		w.Write(e)
+	}
+	w.Close()
+	for _, line := range bytes.SplitAfter(buf.Bytes(), []byte("\n")) {
+		f.Add(line)
+	}
+	f.Add(buf.Bytes())
+	f.Add([]byte(`{"type":"BoundExecute","item":{"timestamp":"2019-02-25T15:08:27.24Z","session_id":1,"parameters":[1,true,{"a":[1,2]},"\ud83d\ude00\u00e9"],"param_hex":[0,9,-1],"param_formats":[1]}}`))
+	f.Add([]byte(`{"item":{"query":"\ud800","timestamp":"2019-02-25T15:08:27Z"},"type":"Statement"}` + "\n" + `[[[[[[[[[[[[[[[[[[[[`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		const maxLine = 4096
+		r := NewReader(bytes.NewReader(in), ReaderOptions{KeepParams: true, MaxLineBytes: maxLine})
+		for range len(in) + 1 {
+			e, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("error other than EOF from memory: %v", err)
+			}
+			if e.Conn == nil || e.End.Before(e.Start) || len(e.Params) != e.NumParams && e.Params != nil {
+				t.Fatalf("bad execution %+v", e)
+			}
+			if cap(r.line) > 2*maxLine+512<<10 || cap(r.sc.arena) > 2*maxLine+512<<10 {
+				t.Fatalf("buffers grew: line %d, arena %d", cap(r.line), cap(r.sc.arena))
+			}
+		}
+	})
+}
