@@ -479,56 +479,47 @@ func firstReal(errs ...error) error {
 // each chunk before it is written, so no reply can reach the tracker before
 // its request.
 func (c *conn) pumpClient() error {
-	buf := make([]byte, relayBufSize)
-	for {
-		n, rerr := c.cr.Read(buf)
-		if n > 0 {
-			c.s.stats.bytesFromClient.Add(uint64(n))
-			c.tmu.Lock()
-			terr := c.tracker.Frontend(buf[:n], c.s.cfg.Now())
-			c.tmu.Unlock()
-			if terr != nil {
-				var pe *ProtocolError
-				if errors.As(terr, &pe) {
-					c.fatal(stateProtocolViolation, pe.Msg)
-				}
-				return terr
-			}
-			if _, err := c.sw.Write(buf[:n]); err != nil {
-				return err
-			}
-		}
-		if rerr != nil {
-			if rerr == io.EOF {
-				return nil
-			}
-			return rerr
-		}
-	}
+	return c.pump(c.cr, c.sw, nil, &c.s.stats.bytesFromClient, (*Tracker).Frontend,
+		func(pe *ProtocolError) string { return pe.Msg })
 }
 
-// pumpServer forwards the server's bytes to the client.
+// pumpServer forwards the server's bytes to the client. A protocol error
+// here means the server broke the protocol (or sent more than
+// MaxMessageBytes): nothing sensible can follow.
 func (c *conn) pumpServer() error {
+	return c.pump(c.sr, c.cw, &c.wmu, &c.s.stats.bytesFromServer, (*Tracker).Backend,
+		func(pe *ProtocolError) string { return "nplus1: " + pe.Error() })
+}
+
+// pump is one direction of the relay: read, let the tracker see the chunk,
+// write it on unchanged (one write per read), until EOF (nil) or an error.
+// wmu, when set, serializes the writes with fatal notices to the client. A
+// ProtocolError from the tracker sends the client FATAL 08P01 with the
+// message msg makes of it.
+func (c *conn) pump(r io.Reader, w io.Writer, wmu *sync.Mutex, count *atomic.Uint64,
+	observe func(*Tracker, []byte, time.Time) error, msg func(*ProtocolError) string) error {
 	buf := make([]byte, relayBufSize)
 	for {
-		n, rerr := c.sr.Read(buf)
+		n, rerr := r.Read(buf)
 		if n > 0 {
-			c.s.stats.bytesFromServer.Add(uint64(n))
+			count.Add(uint64(n))
 			c.tmu.Lock()
-			terr := c.tracker.Backend(buf[:n], c.s.cfg.Now())
+			terr := observe(c.tracker, buf[:n], c.s.cfg.Now())
 			c.tmu.Unlock()
 			if terr != nil {
-				// The server broke the protocol (or sent more than
-				// MaxMessageBytes): nothing sensible can follow.
 				var pe *ProtocolError
 				if errors.As(terr, &pe) {
-					c.fatal(stateProtocolViolation, "nplus1: "+pe.Error())
+					c.fatal(stateProtocolViolation, msg(pe))
 				}
 				return terr
 			}
-			c.wmu.Lock()
-			_, err := c.cw.Write(buf[:n])
-			c.wmu.Unlock()
+			if wmu != nil {
+				wmu.Lock()
+			}
+			_, err := w.Write(buf[:n])
+			if wmu != nil {
+				wmu.Unlock()
+			}
 			if err != nil {
 				return err
 			}
