@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nplus1/nplus1/internal/intern"
+
 	"github.com/nplus1/nplus1/proxy"
 )
 
@@ -27,8 +29,6 @@ const (
 	DefaultMaxRecordBytes = 16 << 20
 	DefaultMaxSessions    = 1 << 16
 	DefaultMaxSQLBytes    = proxy.DefaultMaxSQLBytes
-	maxInterned           = 8192
-	maxInternedBytes      = 16 << 20
 )
 
 // Options configure a Reader.
@@ -94,8 +94,7 @@ type Reader struct {
 	order    uint64
 	out      []*proxy.Execution
 	outHead  int
-	intern   map[string]string
-	internSz int
+	intern   intern.Table // SQL texts and names, shared
 	params   [][]byte
 	tsCache  tsCache
 
@@ -154,7 +153,7 @@ func newReader(format string, opts Options) (*Reader, error) {
 	if opts.MaxSQLBytes <= 0 {
 		opts.MaxSQLBytes = DefaultMaxSQLBytes
 	}
-	r := &Reader{format: format, opts: opts, sessions: map[string]*session{}, intern: map[string]string{}}
+	r := &Reader{format: format, opts: opts, sessions: map[string]*session{}}
 	r.csv.max = opts.MaxRecordBytes
 	return r, nil
 }
@@ -418,15 +417,15 @@ func (r *Reader) session(rec *record) *session {
 		string(rec.application) != c.ApplicationName || (len(host) > 0 && string(host) != c.ClientAddr) {
 		nc := *c
 		if len(rec.user) > 0 {
-			nc.User = r.str(rec.user)
+			nc.User = r.intern.Str(rec.user)
 		}
 		if len(rec.db) > 0 {
-			nc.Database = r.str(rec.db)
+			nc.Database = r.intern.Str(rec.db)
 		}
 		if len(host) > 0 {
-			nc.ClientAddr = r.str(host)
+			nc.ClientAddr = r.intern.Str(host)
 		}
-		nc.ApplicationName = r.str(rec.application)
+		nc.ApplicationName = r.intern.Str(rec.application)
 		s.info = &nc
 	}
 	return s
@@ -532,7 +531,7 @@ func (r *Reader) handle(rec *record) {
 		}
 		prepared := ""
 		if string(name) != "<unnamed>" {
-			prepared = r.str(name)
+			prepared = r.intern.Str(name)
 		}
 		r.statement(s, rec, "extended", prepared, rest[i+2:], dur, hasDur)
 	case bytes.HasPrefix(msg, prefixParse), bytes.HasPrefix(msg, prefixBind):
@@ -564,7 +563,7 @@ func (r *Reader) statement(s *session, rec *record, proto, prepared string, sql 
 	if len(sql) > r.opts.MaxSQLBytes {
 		sql, e.Truncated = sql[:r.opts.MaxSQLBytes], true
 	}
-	e.SQL = r.str(sql)
+	e.SQL = r.intern.Str(sql)
 	if tag := string(rec.commandTag); tag != "" && tag != "idle" && tag != "PARSE" && tag != "BIND" && tag != "idle in transaction" {
 		e.Command = internTag(tag)
 	}
@@ -588,14 +587,14 @@ func (r *Reader) failed(s *session, rec *record) {
 		sql = sql[:r.opts.MaxSQLBytes]
 	}
 	if p := s.pending; p != nil && p.SQL == string(sql) {
-		p.SQLState, p.End = r.str(rec.sqlState), rec.time
+		p.SQLState, p.End = r.intern.Str(rec.sqlState), rec.time
 		p.Command = ""
 		r.flush(s)
 		return
 	}
 	r.flush(s)
 	e := &proxy.Execution{Conn: s.info, Start: rec.time, End: rec.time, Protocol: "simple", Rows: -1,
-		SQL: r.str(sql), SQLState: r.str(rec.sqlState), Truncated: len(rec.query) > len(sql)}
+		SQL: r.intern.Str(sql), SQLState: r.intern.Str(rec.sqlState), Truncated: len(rec.query) > len(sql)}
 	r.transaction(s, e)
 	s.pending = e
 	r.flush(s)
@@ -745,26 +744,6 @@ func internTag(tag string) string {
 		return "ROLLBACK"
 	}
 	return tag
-}
-
-func (r *Reader) str(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	if s, ok := r.intern[string(b)]; ok {
-		return s
-	}
-	s := string(b)
-	if len(b) > 64<<10 {
-		return s
-	}
-	if len(r.intern) >= maxInterned || r.internSz+len(s) > maxInternedBytes {
-		clear(r.intern)
-		r.internSz = 0
-	}
-	r.intern[s] = s
-	r.internSz += len(s)
-	return s
 }
 
 // tsCache parses log timestamps ("2026-03-14 15:09:26.123 UTC"), reusing

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nplus1/nplus1/internal/intern"
+
 	"github.com/nplus1/nplus1/proxy"
 )
 
@@ -27,9 +29,6 @@ const (
 	// forgotten, and rebuilt from the next item of each (every item names
 	// its session).
 	maxSessions = 1 << 16
-	// maxInterned bounds the interned strings (SQL texts, names).
-	maxInterned      = 8192
-	maxInternedBytes = 16 << 20
 )
 
 // ReaderOptions configure a Reader.
@@ -64,8 +63,7 @@ type Reader struct {
 	it       item
 	sessions map[string]*proxy.ConnInfo
 	nextID   uint64
-	intern   map[string]string
-	internSz int
+	intern   intern.Table // SQL texts and names, shared
 
 	stats   ReaderStats
 	lastErr string // the first bad line's problem, for the caller's report
@@ -129,7 +127,6 @@ func newReader(opts ReaderOptions) *Reader {
 	return &Reader{
 		opts:     opts,
 		sessions: make(map[string]*proxy.ConnInfo),
-		intern:   make(map[string]string),
 	}
 }
 
@@ -492,14 +489,14 @@ func (r *Reader) apply() (*proxy.Execution, bool) {
 		Conn:           r.session(false),
 		Start:          start,
 		End:            start,
-		SQL:            r.str(it.query),
+		SQL:            r.intern.Str(it.query),
 		StatementIndex: int(max(it.stmtIndex, 0)),
 		Truncated:      it.sqlTruncated,
 		Protocol:       proto,
-		Prepared:       r.str(it.prepared),
-		Command:        r.str(it.command),
+		Prepared:       r.intern.Str(it.prepared),
+		Command:        r.intern.Str(it.command),
 		Rows:           -1,
-		SQLState:       r.str(it.sqlstate),
+		SQLState:       r.intern.Str(it.sqlstate),
 		InTransaction:  it.inTx,
 		TxEnd:          it.txEnd,
 	}
@@ -571,10 +568,10 @@ func (r *Reader) session(connect bool) *proxy.ConnInfo {
 		return c
 	}
 	nc := &proxy.ConnInfo{
-		User:            r.str(it.user),
-		Database:        r.str(it.database),
-		ApplicationName: r.str(it.appName),
-		ClientAddr:      r.str(it.clientAddr),
+		User:            r.intern.Str(it.user),
+		Database:        r.intern.Str(it.database),
+		ApplicationName: r.intern.Str(it.appName),
+		ClientAddr:      r.intern.Str(it.clientAddr),
 	}
 	switch {
 	case ok:
@@ -593,28 +590,6 @@ func (r *Reader) session(connect bool) *proxy.ConnInfo {
 	}
 	r.sessions[string(it.sessionID)] = nc
 	return nc
-}
-
-// str returns b as a string, interned: repeated SQL texts and names cost no
-// allocation and share memory.
-func (r *Reader) str(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	if s, ok := r.intern[string(b)]; ok {
-		return s
-	}
-	s := string(b)
-	if len(b) > 64<<10 {
-		return s
-	}
-	if len(r.intern) >= maxInterned || r.internSz+len(s) > maxInternedBytes {
-		clear(r.intern)
-		r.internSz = 0
-	}
-	r.intern[s] = s
-	r.internSz += len(s)
-	return s
 }
 
 func truncate(b []byte) string {
