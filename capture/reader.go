@@ -1,14 +1,13 @@
 package capture
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
-	"sync/atomic"
 	"time"
+
+	"github.com/nplus1/nplus1/internal/fileseq"
 
 	"github.com/nplus1/nplus1/proxy"
 )
@@ -73,14 +72,10 @@ type Reader struct {
 	opts  Options
 	ports map[uint16]bool
 
-	files []string
-	name  string
-	f     *os.File
-	cr    countingReader
-	br    *bufio.Reader
-	pr    *packetReader
-	pkt   packet
-	seg   segment
+	in  *fileseq.Seq
+	pr  *packetReader
+	pkt packet
+	seg segment
 
 	conns    map[connKey]*conn
 	nextID   uint64
@@ -96,22 +91,11 @@ type Reader struct {
 	done     bool
 }
 
-type countingReader struct {
-	r io.Reader
-	n atomic.Int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
 // Open returns a Reader over the capture files, read in order as one
 // capture (tcpdump -C or -G splits one into several).
 func Open(files []string, opts Options) (*Reader, error) {
 	r := newReader(opts)
-	r.files = files
+	r.in = fileseq.New(files)
 	if err := r.nextFile(); err != nil {
 		return nil, err
 	}
@@ -121,9 +105,8 @@ func Open(files []string, opts Options) (*Reader, error) {
 // NewReader returns a Reader over one capture stream.
 func NewReader(in io.Reader, opts Options) (*Reader, error) {
 	r := newReader(opts)
-	r.cr.r = in
-	r.br = bufio.NewReaderSize(&r.cr, 256<<10)
-	pr, err := newPacketReader(r.br)
+	r.in = fileseq.FromReader(in)
+	pr, err := newPacketReader(r.in.Buf())
 	if err != nil {
 		return nil, err
 	}
@@ -156,51 +139,24 @@ func newReader(opts Options) *Reader {
 
 // nextFile opens the next file; io.EOF when there is none.
 func (r *Reader) nextFile() error {
-	for {
-		if r.f != nil {
-			r.f.Close()
-			r.f = nil
-		}
-		if len(r.files) == 0 {
-			return io.EOF
-		}
-		r.name, r.files = r.files[0], r.files[1:]
-		f, err := os.Open(r.name)
-		if err != nil {
-			return err
-		}
-		r.f = f
-		prev := r.cr.n.Load()
-		r.cr = countingReader{r: f}
-		r.cr.n.Store(prev)
-		if r.br == nil {
-			r.br = bufio.NewReaderSize(&r.cr, 256<<10)
-		} else {
-			r.br.Reset(&r.cr)
-		}
-		pr, err := newPacketReader(r.br)
-		if err != nil {
-			return fmt.Errorf("%s: %w", r.name, err)
-		}
-		r.pr = pr
-		r.stats.Files++
-		return nil
-	}
-}
-
-// Close closes the current file.
-func (r *Reader) Close() error {
-	if r.f != nil {
-		err := r.f.Close()
-		r.f = nil
+	if err := r.in.Next(); err != nil {
 		return err
 	}
+	pr, err := newPacketReader(r.in.Buf())
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.in.Name(), err)
+	}
+	r.pr = pr
+	r.stats.Files++
 	return nil
 }
 
+// Close closes the current file.
+func (r *Reader) Close() error { return r.in.Close() }
+
 // BytesRead is how far the Reader got in its files; safe to call from
 // another goroutine.
-func (r *Reader) BytesRead() int64 { return r.cr.n.Load() }
+func (r *Reader) BytesRead() int64 { return r.in.BytesRead() }
 
 // Stats returns the counters.
 func (r *Reader) Stats() Stats { return r.stats }
@@ -241,7 +197,7 @@ func (r *Reader) readPacket() error {
 			// note it and go on with the next file.
 			r.problems = append(r.problems, fmt.Sprintf("%s: %v", r.nameOr(), err))
 		}
-		if r.files == nil && r.f == nil || len(r.files) == 0 {
+		if !r.in.More() {
 			r.finish()
 			return nil
 		}
@@ -260,10 +216,10 @@ func (r *Reader) readPacket() error {
 }
 
 func (r *Reader) nameOr() string {
-	if r.name == "" {
+	if r.in.Name() == "" {
 		return "capture"
 	}
-	return r.name
+	return r.in.Name()
 }
 
 // finish ends every connection at the end of the capture.

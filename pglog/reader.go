@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
+
+	"github.com/nplus1/nplus1/internal/fileseq"
 
 	"github.com/nplus1/nplus1/internal/intern"
 
@@ -81,13 +81,10 @@ type Reader struct {
 	format string
 	opts   Options
 
-	files []string
-	name  string
-	f     *os.File
-	cr    countingReader
-	br    *bufio.Reader
-	csv   csvReader
-	line  []byte
+	in   *fileseq.Seq
+	br   *bufio.Reader // in.Buf()
+	csv  csvReader
+	line []byte
 
 	sessions map[string]*session
 	nextID   uint64
@@ -103,17 +100,6 @@ type Reader struct {
 	done    bool
 }
 
-type countingReader struct {
-	r io.Reader
-	n atomic.Int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
 // Open returns a Reader over log files of one format, read in order as one
 // log (the server's rotation splits one into several).
 func Open(format string, files []string, opts Options) (*Reader, error) {
@@ -121,7 +107,7 @@ func Open(format string, files []string, opts Options) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.files = files
+	r.in = fileseq.New(files)
 	if err := r.nextFile(); err != nil {
 		return nil, err
 	}
@@ -134,8 +120,8 @@ func NewReader(format string, in io.Reader, opts Options) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.cr.r = in
-	r.br = bufio.NewReaderSize(&r.cr, 256<<10)
+	r.in = fileseq.FromReader(in)
+	r.br = r.in.Buf()
 	r.csv.br = r.br
 	return r, nil
 }
@@ -159,43 +145,19 @@ func newReader(format string, opts Options) (*Reader, error) {
 }
 
 func (r *Reader) nextFile() error {
-	if r.f != nil {
-		r.f.Close()
-		r.f = nil
-	}
-	if len(r.files) == 0 {
-		return io.EOF
-	}
-	r.name, r.files = r.files[0], r.files[1:]
-	f, err := os.Open(r.name)
-	if err != nil {
+	if err := r.in.Next(); err != nil {
 		return err
 	}
-	r.f = f
-	prev := r.cr.n.Load()
-	r.cr = countingReader{r: f}
-	r.cr.n.Store(prev)
-	if r.br == nil {
-		r.br = bufio.NewReaderSize(&r.cr, 256<<10)
-	} else {
-		r.br.Reset(&r.cr)
-	}
+	r.br = r.in.Buf()
 	r.csv.br = r.br
 	return nil
 }
 
 // Close closes the current file.
-func (r *Reader) Close() error {
-	if r.f != nil {
-		err := r.f.Close()
-		r.f = nil
-		return err
-	}
-	return nil
-}
+func (r *Reader) Close() error { return r.in.Close() }
 
 // BytesRead is how far the Reader got; safe from any goroutine.
-func (r *Reader) BytesRead() int64 { return r.cr.n.Load() }
+func (r *Reader) BytesRead() int64 { return r.in.BytesRead() }
 
 // Stats returns the counters.
 func (r *Reader) Stats() Stats { return r.stats }
@@ -219,8 +181,8 @@ func (r *Reader) Notes() []string {
 func (r *Reader) skip(why string) {
 	r.stats.Skipped++
 	if r.problem == "" {
-		if r.name != "" {
-			why = r.name + ": " + why
+		if r.in.Name() != "" {
+			why = r.in.Name() + ": " + why
 		}
 		r.problem = why
 	}
@@ -248,7 +210,7 @@ func (r *Reader) Next() (*proxy.Execution, error) {
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("read %s: %w", r.name, err)
+				return nil, fmt.Errorf("read %s: %w", r.in.Name(), err)
 			}
 			if err := r.nextFile(); err != nil {
 				if !errors.Is(err, io.EOF) {
