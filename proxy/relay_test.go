@@ -1304,6 +1304,12 @@ func TestFaultMalformed(t *testing.T) {
 	if goodErr != nil || goodN == 0 {
 		t.Errorf("the concurrent good connection: %d queries, error %v", goodN, goodErr)
 	}
+	// The client sees the close before the handler returns and counts the
+	// error: wait for the count.
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Srv.Stats().ProtocolErrors < uint64(len(cases)) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if st := p.Srv.Stats(); st.ProtocolErrors < uint64(len(cases)) {
 		t.Errorf("Stats().ProtocolErrors = %d, want >= %d", st.ProtocolErrors, len(cases))
 	}
