@@ -65,24 +65,16 @@ func (w *logWatcher) records(t *testing.T, msg string) []map[string]any {
 	return out
 }
 
-func TestProxyEndToEnd(t *testing.T) {
-	pg, err := pgtest.Start(pgtest.Options{})
-	if err != nil {
-		t.Fatalf("start PostgreSQL: %v", err)
-	}
-	t.Cleanup(pg.Stop)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := newLogWatcher()
-	var stdout bytes.Buffer
-	env := map[string]string{"NPLUS1_LOG_FORMAT": "json", "NPLUS1_UPSTREAM": pg.URL(pgtest.Superuser)}
-	args := []string{"proxy", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-level", "debug", "--shutdown-timeout", "5s"}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, mapEnv(env), &stdout, logs) }()
-
-	addrs := make(map[string]string)
-	for len(addrs) < 2 {
+// startCommand runs the command line args in-process with env and JSON logs
+// into the returned watcher, and waits until every component in want has
+// logged its "listening" address. done receives run's result.
+func startCommand(t *testing.T, ctx context.Context, args []string, env map[string]string, stdout io.Writer, want ...string) (addrs map[string]string, logs *logWatcher, done chan error) {
+	t.Helper()
+	logs = newLogWatcher()
+	done = make(chan error, 1)
+	go func() { done <- run(ctx, args, mapEnv(env), stdout, logs) }()
+	addrs = make(map[string]string)
+	for len(addrs) < len(want) {
 		select {
 		case l := <-logs.listening:
 			addrs[l[0]] = l[1]
@@ -92,10 +84,28 @@ func TestProxyEndToEnd(t *testing.T) {
 			t.Fatalf("no listening lines after 30s; stderr:\n%s", logs)
 		}
 	}
-	proxyAddr, httpAddr := addrs["proxy"], addrs["http"]
-	if proxyAddr == "" || httpAddr == "" {
-		t.Fatalf("got listening addresses %v, want proxy and http", addrs)
+	for _, c := range want {
+		if addrs[c] == "" {
+			t.Fatalf("got listening addresses %v, want %v", addrs, want)
+		}
 	}
+	return addrs, logs, done
+}
+
+func TestProxyEndToEnd(t *testing.T) {
+	pg, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		t.Fatalf("start PostgreSQL: %v", err)
+	}
+	t.Cleanup(pg.Stop)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout bytes.Buffer
+	env := map[string]string{"NPLUS1_LOG_FORMAT": "json", "NPLUS1_UPSTREAM": pg.URL(pgtest.Superuser)}
+	args := []string{"proxy", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-level", "debug", "--shutdown-timeout", "5s"}
+	addrs, logs, done := startCommand(t, ctx, args, env, &stdout, "proxy", "http")
+	proxyAddr, httpAddr := addrs["proxy"], addrs["http"]
 
 	// A client through the proxy.
 	conn, err := pgx.Connect(ctx, pgtest.URLFor(proxyAddr, pgtest.Superuser, "application_name=e2e"))

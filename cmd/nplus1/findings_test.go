@@ -44,23 +44,10 @@ func TestProxyFindingsEndToEnd(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "findings.jsonl")
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
-	logs := newLogWatcher()
 	env := map[string]string{"NPLUS1_LOG_FORMAT": "json", "NPLUS1_UPSTREAM": pg.URL(pgtest.Superuser)}
 	args := []string{"proxy", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--findings-out", out,
 		"--fail-on", "n_plus_one,unpaginated", "--ignore", "table:products", "--shutdown-timeout", "5s"}
-	done := make(chan error, 1)
-	go func() { done <- run(rctx, args, mapEnv(env), &bytes.Buffer{}, logs) }()
-	addrs := map[string]string{}
-	for len(addrs) < 2 {
-		select {
-		case l := <-logs.listening:
-			addrs[l[0]] = l[1]
-		case err := <-done:
-			t.Fatalf("run returned %v before listening; stderr:\n%s", err, logs)
-		case <-time.After(30 * time.Second):
-			t.Fatalf("not listening after 30s; stderr:\n%s", logs)
-		}
-	}
+	addrs, logs, done := startCommand(t, rctx, args, env, &bytes.Buffer{}, "proxy", "http")
 	api := "http://" + addrs["http"] + "/api/findings"
 	tr := &http.Transport{DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()

@@ -36,22 +36,9 @@ func TestPrometheusSeesNPlusOne(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := newLogWatcher()
 	env := map[string]string{"NPLUS1_LOG_FORMAT": "json", "NPLUS1_UPSTREAM": pg.URL(pgtest.Superuser)}
 	args := []string{"proxy", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--shutdown-timeout", "5s"}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, mapEnv(env), io.Discard, logs) }()
-	addrs := make(map[string]string)
-	for len(addrs) < 2 {
-		select {
-		case l := <-logs.listening:
-			addrs[l[0]] = l[1]
-		case err := <-done:
-			t.Fatalf("run returned %v before listening; stderr:\n%s", err, logs)
-		case <-time.After(30 * time.Second):
-			t.Fatalf("no listening lines after 30s; stderr:\n%s", logs)
-		}
-	}
+	addrs, _, done := startCommand(t, ctx, args, env, io.Discard, "proxy", "http")
 	proxyAddr, httpAddr := addrs["proxy"], addrs["http"]
 	stopProxy := func() {
 		cancel()
