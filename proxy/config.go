@@ -102,18 +102,8 @@ func (c *Config) setDefaults() error {
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 10 * time.Second
 	}
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = DefaultMaxMessageBytes
-	}
-	if c.MaxSQLBytes <= 0 {
-		c.MaxSQLBytes = DefaultMaxSQLBytes
-	}
-	if c.MaxStatements <= 0 {
-		c.MaxStatements = DefaultMaxStatements
-	}
-	if c.MaxPending <= 0 {
-		c.MaxPending = DefaultMaxPending
-	}
+	// The tracker limits (MaxMessageBytes, MaxSQLBytes, MaxStatements,
+	// MaxPending, MaxParamBytes) take their defaults in TrackerOptions.
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -423,7 +423,8 @@ func (c *conn) relay(info *ConnInfo) error {
 		MaxSQLBytes:     cfg.MaxSQLBytes,
 		MaxStatements:   cfg.MaxStatements,
 		MaxPending:      cfg.MaxPending,
-		KeepParams:      cfg.KeepParams, MaxParamBytes: cfg.MaxParamBytes,
+		KeepParams:      cfg.KeepParams,
+		MaxParamBytes:   cfg.MaxParamBytes,
 	})
 	c.tmu.Lock()
 	c.tracker = t
