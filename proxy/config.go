@@ -16,6 +16,12 @@ const (
 	SSLVerifyFull = "verify-full"
 )
 
+// Relay modes (Config.Relay).
+const (
+	RelayAuto       = "auto"
+	RelayGoroutines = "goroutines"
+)
+
 // Limits. Each is a Config field; these are the defaults.
 const (
 	// DefaultMaxMessageBytes is the largest message accepted from either side:
@@ -78,6 +84,12 @@ type Config struct {
 	// Stats.EventsDropped. Nil disables tracking.
 	Events chan<- *Execution
 
+	// Relay is how established sessions are relayed: RelayAuto (the
+	// default) puts plaintext sessions on epoll event loops where the
+	// platform has them (Linux) and GOMAXPROCS is 2 or more, and the rest on
+	// goroutine pumps; RelayGoroutines puts every session on pumps.
+	Relay string
+
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil); tests may replace it.
@@ -98,6 +110,13 @@ func (c *Config) setDefaults() error {
 		c.UpstreamSSLMode = SSLPrefer
 	default:
 		return fmt.Errorf("upstream sslmode %q: want disable, prefer, require or verify-full", c.UpstreamSSLMode)
+	}
+	switch c.Relay {
+	case "":
+		c.Relay = RelayAuto
+	case RelayAuto, RelayGoroutines:
+	default:
+		return fmt.Errorf("relay %q: want %s or %s", c.Relay, RelayAuto, RelayGoroutines)
 	}
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 10 * time.Second

@@ -22,8 +22,10 @@ import (
 const relayBufSize = 32 << 10
 
 // conn is one client connection and, once dialed, its upstream connection.
-// The handler goroutine (serve) owns both sockets; in the relay phase it runs
-// the client→server pump itself and one more goroutine runs server→client.
+// The handler goroutine (serve) owns both sockets until the session is
+// established; then either an event loop takes them over (loop_linux.go)
+// while the handler waits, or the handler runs the client→server pump itself
+// and one more goroutine runs server→client.
 type conn struct {
 	s   *Server
 	id  uint64
@@ -45,7 +47,8 @@ type conn struct {
 	tmu     sync.Mutex // guards tracker
 	tracker *Tracker   // set once the relay starts; nil before
 
-	upstream  atomic.Pointer[net.Conn] // set once dialed, for forceClose
+	upstream  atomic.Pointer[net.Conn]    // set once dialed, for forceClose
+	sess      atomic.Pointer[loopSession] // set when the session moves to an event loop
 	closed    atomic.Bool
 	closeOnce sync.Once
 }
@@ -90,6 +93,10 @@ func isClosedErr(err error) bool {
 
 // fatal sends a FATAL ErrorResponse to the client (best effort).
 func (c *conn) fatal(code, msg string) {
+	if sess := c.sess.Load(); sess != nil {
+		sess.fatal(code, msg)
+		return
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	_ = c.cw.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -411,7 +418,8 @@ func wantsChannelBinding(msg []byte) bool {
 	return len(rest) >= 5 && (rest[4] == 'y' || rest[4] == 'p')
 }
 
-// relay runs the two pumps until either side ends.
+// relay runs the session until either side ends: on an event loop when
+// there is one for it, else on two pumps.
 func (c *conn) relay(info *ConnInfo) error {
 	cfg := &c.s.cfg
 	var emit func(*Execution)
@@ -430,18 +438,19 @@ func (c *conn) relay(info *ConnInfo) error {
 	c.tracker = t
 	c.tmu.Unlock()
 
-	errc := make(chan error, 1)
-	go func() {
-		err := c.pumpServer()
-		c.forceClose() // the server side ended: so does the client side
-		errc <- err
-	}()
-	err := c.pumpClient()
-	if !c.closed.Load() {
-		// The client left (or broke the protocol) first. A backend busy with
-		// a statement only notices its client is gone when it next reads or
-		// writes, which for a long query may be much later: cancel what it
-		// is running, as PgBouncer does, so no orphan work stays behind.
+	var err error
+	var serverEnded bool
+	if l := c.s.loopFor(c); l != nil {
+		err, serverEnded = c.relayOnLoop(l, t)
+	} else {
+		err, serverEnded = c.relayPumps()
+	}
+	if !serverEnded {
+		// The client left, broke the protocol, or was closed by Shutdown. A
+		// backend busy with a statement only notices its client is gone
+		// when it next reads or writes, which for a long query may be much
+		// later: cancel what it is running, as PgBouncer does, so no orphan
+		// work stays behind.
 		c.tmu.Lock()
 		busy := !t.Idle()
 		c.tmu.Unlock()
@@ -451,12 +460,32 @@ func (c *conn) relay(info *ConnInfo) error {
 			}
 		}
 	}
-	c.forceClose() // unblocks the server pump
-	serr := <-errc
+	c.forceClose()
 	c.tmu.Lock()
 	t.Close() // emits what was held for a ReadyForQuery that will not come
 	c.tmu.Unlock()
-	return firstReal(err, serr)
+	return err
+}
+
+// relayPumps runs the two pumps until either side ends: the client→server
+// pump on this goroutine, server→client on another. It returns why the
+// session ended and whether the server's side ended it.
+func (c *conn) relayPumps() (error, bool) {
+	type result struct {
+		err   error
+		first bool
+	}
+	done := make(chan result, 1)
+	go func() {
+		err := c.pumpServer()
+		first := !c.closed.Load()
+		c.forceClose() // the server side ended: so does the client side
+		done <- result{err, first}
+	}()
+	err := c.pumpClient()
+	c.forceClose() // unblocks the server pump
+	sr := <-done
+	return firstReal(err, sr.err), sr.first
 }
 
 // firstReal picks the error that explains why a connection ended: a protocol
@@ -554,6 +583,9 @@ func (c *conn) forceClose() {
 		c.raw.Close()
 		if sc := c.upstream.Load(); sc != nil {
 			(*sc).Close()
+		}
+		if sess := c.sess.Load(); sess != nil {
+			sess.close()
 		}
 	})
 }

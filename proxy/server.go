@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,13 +24,14 @@ type Stats struct {
 	BytesFromServer uint64
 	Events          uint64 // executions handed to Config.Events
 	EventsDropped   uint64 // executions dropped because Events was full
+	LoopSessions    uint64 // sessions relayed by an event loop rather than goroutine pumps
 }
 
 // stats is the live, atomically updated form of Stats.
 type stats struct {
 	connsAccepted, connsRejected, connErrors, upstreamErrors, protocolErrors, cancels atomic.Uint64
 	connsActive, upstreamActive                                                       atomic.Int64
-	bytesFromClient, bytesFromServer, events, eventsDropped                           atomic.Uint64
+	bytesFromClient, bytesFromServer, events, eventsDropped, loopSessions             atomic.Uint64
 }
 
 // Server is the proxy. Create it with New, run it with Serve, stop it with
@@ -47,6 +49,11 @@ type Server struct {
 	shutdown  bool                      // guarded by mu
 	wg        sync.WaitGroup            // one per connection handler
 	done      chan struct{}             // closed by Shutdown; never sent on
+
+	loopMu      sync.Mutex
+	loops       []*eventLoop // guarded by loopMu; started with the first session that can use them
+	loopsClosed bool         // guarded by loopMu: stopped by Shutdown
+	loopNext    atomic.Uint64
 }
 
 // New checks cfg and returns a Server.
@@ -154,6 +161,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		select {
 		case <-finished:
+			s.stopLoops()
 			return nil
 		case <-ctx.Done():
 			s.mu.Lock()
@@ -162,6 +170,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 			s.mu.Unlock()
 			<-finished
+			s.stopLoops()
 			return ctx.Err()
 		case <-tick.C:
 		}
@@ -183,6 +192,54 @@ func (s *Server) Stats() Stats {
 		BytesFromServer: s.stats.bytesFromServer.Load(),
 		Events:          s.stats.events.Load(),
 		EventsDropped:   s.stats.eventsDropped.Load(),
+		LoopSessions:    s.stats.loopSessions.Load(),
+	}
+}
+
+// loopFor picks the event loop that relays c's session, starting the loops
+// with the first session that can use one; nil means goroutine pumps: TLS on
+// either side, Config.Relay is RelayGoroutines, GOMAXPROCS is below 2 (the
+// loop blocks a P), or the platform has no loop.
+func (s *Server) loopFor(c *conn) *eventLoop {
+	if !loopSupported || s.cfg.Relay == RelayGoroutines || c.clientTLS || c.upstreamTLS {
+		return nil
+	}
+	s.loopMu.Lock()
+	defer s.loopMu.Unlock()
+	if s.loopsClosed {
+		return nil
+	}
+	if s.loops == nil {
+		procs := runtime.GOMAXPROCS(0)
+		if procs < 2 {
+			return nil
+		}
+		// One loop per two Ps: each loop keeps one P in epoll_wait, the
+		// other runs the handshakes and the analysis.
+		for range max(1, procs/2) {
+			l, err := newEventLoop(s)
+			if err != nil {
+				s.cfg.Logger.Warn("relay loop unavailable; relaying on goroutines", "err", err)
+				break
+			}
+			s.loops = append(s.loops, l)
+		}
+		if len(s.loops) == 0 {
+			s.loopsClosed = true
+			return nil
+		}
+	}
+	return s.loops[s.loopNext.Add(1)%uint64(len(s.loops))]
+}
+
+// stopLoops stops the event loops; sessions that start later use goroutine pumps.
+func (s *Server) stopLoops() {
+	s.loopMu.Lock()
+	loops := s.loops
+	s.loops, s.loopsClosed = nil, true
+	s.loopMu.Unlock()
+	for _, l := range loops {
+		l.stop()
 	}
 }
 

@@ -210,6 +210,7 @@ func TestAnalysisFlagErrors(t *testing.T) {
 		{"--nplus1-threshold", "0"},
 		{"--idle-gap", "-1s"},
 		{"--max-procs", "-1"},
+		{"--relay", "threads"},
 	} {
 		var stderr bytes.Buffer
 		full := append([]string{"proxy", "--upstream", "127.0.0.1:1"}, args...)

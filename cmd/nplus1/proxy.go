@@ -47,6 +47,7 @@ type proxyOptions struct {
 	maxMessageBytes     *int
 	queueSize           *int
 	maxProcs            *int
+	relay               *string
 
 	analysis *analysisOptions
 	metrics  *metricsOptions
@@ -85,9 +86,11 @@ func newProxyOptions(fs *flagSet) *proxyOptions {
 			"the connection with SQLSTATE 08P01"),
 		queueSize: fs.Int("queue-size", 10000, "executions queued for analysis; when full, more are dropped (and\n"+
 			"counted), never waited for"),
-		maxProcs: fs.Int("max-procs", 1, "CPUs that run Go code at once (GOMAXPROCS); 0: all. One keeps the relay's\n"+
-			"hand-offs on one thread: less CPU per statement next to a busy database.\n"+
-			"The GOMAXPROCS environment variable, when set, wins"),
+		maxProcs: fs.Int("max-procs", 2, "CPUs that run Go code at once (GOMAXPROCS); 0: all. The relay loop keeps\n"+
+			"one of them waiting on its sockets (one loop per two); below 2 every session\n"+
+			"runs on goroutines. The GOMAXPROCS environment variable, when set, wins"),
+		relay: fs.String("relay", proxy.RelayAuto, "how established sessions are relayed: auto (an epoll event loop on\n"+
+			"Linux for plaintext sessions, goroutines for TLS and elsewhere) or goroutines"),
 	}
 }
 
@@ -169,6 +172,12 @@ func (o *proxyOptions) config() (proxy.Config, error) {
 	if *o.queueSize <= 0 {
 		return cfg, fs.errorf("queue-size", "must be positive, got %d", *o.queueSize)
 	}
+	switch *o.relay {
+	case proxy.RelayAuto, proxy.RelayGoroutines:
+		cfg.Relay = *o.relay
+	default:
+		return cfg, fs.errorf("relay", "want %s or %s, got %q", proxy.RelayAuto, proxy.RelayGoroutines, *o.relay)
+	}
 	return cfg, nil
 }
 
@@ -205,10 +214,10 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 		return o.fs.errorf("max-procs", "must be 0 (all CPUs) or more")
 	}
 	if inv.getenv("GOMAXPROCS") == "" && *o.maxProcs > 0 {
-		// Measured on 2 cores next to PostgreSQL (pgbench -S -M prepared
-		// -c 8): 1 gives 41 µs of proxy CPU per transaction and 0.74× PgBouncer,
-		// the default (all CPUs) 57 µs and 0.60×. Restored when run returns,
-		// for tests that call run in-process.
+		// Fewer Ps mean fewer idle threads woken to look for work. Two is
+		// the fewest the relay loop works with: it keeps one P in
+		// epoll_wait. Restored when run returns, for tests that call run
+		// in-process.
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(*o.maxProcs))
 	}
 	cfg, err := o.config()

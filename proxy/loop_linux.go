@@ -1,0 +1,498 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The event loop relays established plaintext sessions the way PgBouncer
+// does: one thread waits in epoll_wait for every socket it owns and, for each
+// readable one, reads a chunk, lets the tracker see it and writes it to the
+// peer, all without going through Go's scheduler.
+//
+// Why not goroutines: the relay's cost is dominated by the wake-ups, not by
+// the work. With two goroutines per session on Go's network poller, each
+// message woke 2-3 OS threads (the poller, the goroutine's M, sysmon), and
+// on this project's 2-CPU benchmark machine that cost ~70-85 µs of CPU per
+// pgbench transaction at one client, against PgBouncer's ~42 µs; the loop
+// does one thread wake-up per message, like PgBouncer (measured ~43 µs).
+//
+// The loop needs a P of its own: it blocks in epoll_wait inside a system
+// call, and the rest of the program (the handshakes, the analyzer, HTTP)
+// runs on the other Ps. So it is used when GOMAXPROCS is 2 or more.
+// Sessions with TLS on either side stay on goroutine pumps (crypto/tls owns
+// those bytes), as do all sessions when Config.Relay is RelayGoroutines.
+
+const loopSupported = true
+
+// loopWait bounds one epoll_wait, so that the loop goes through the
+// scheduler now and then even when nothing happens.
+const loopWait = 100 * time.Millisecond
+
+// eventLoop is one relay thread and its epoll instance.
+type eventLoop struct {
+	s      *Server
+	epfd   int
+	wakefd int    // eventfd: posted commands wake the loop through it
+	buf    []byte // the read buffer; what a write leaves behind is copied out
+	events []unix.EpollEvent
+	socks  []*loopSock // by fd; loop goroutine only
+
+	mu      sync.Mutex
+	cmds    []func() // guarded by mu; run on the loop goroutine
+	stopped bool     // guarded by mu: no more commands are taken
+
+	done chan struct{} // closed when run returns
+}
+
+// loopSession is one client session on a loop.
+type loopSession struct {
+	l              *eventLoop
+	c              *conn
+	t              *Tracker
+	client, server loopSock
+
+	// Loop goroutine only until done is closed; the handler reads them after.
+	ended       bool
+	err         error // why it ended: nil for a clean EOF
+	serverEnded bool  // the server's socket ended it (EOF, error, protocol violation)
+	done        chan struct{}
+}
+
+// loopSock is one socket of a session.
+type loopSock struct {
+	fd     int
+	sess   *loopSession
+	peer   *loopSock
+	client bool   // the client's socket: its bytes go to Tracker.Frontend
+	out    []byte // read from the peer, not yet written to fd
+	events uint32 // the epoll interest registered for fd
+}
+
+func newEventLoop(s *Server) (*eventLoop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		unix.Close(wakefd)
+		unix.Close(epfd)
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	l := &eventLoop{
+		s:      s,
+		epfd:   epfd,
+		wakefd: wakefd,
+		buf:    make([]byte, relayBufSize),
+		events: make([]unix.EpollEvent, 256),
+		done:   make(chan struct{}),
+	}
+	go l.run()
+	return l, nil
+}
+
+// post runs f on the loop goroutine; false when the loop has stopped.
+func (l *eventLoop) post(f func()) bool {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return false
+	}
+	l.cmds = append(l.cmds, f)
+	first := len(l.cmds) == 1
+	l.mu.Unlock()
+	if first {
+		l.wake()
+	}
+	return true
+}
+
+// wake adds one to the eventfd's counter, which makes it readable.
+func (l *eventLoop) wake() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(l.wakefd, one[:])
+}
+
+// stop ends every session still on the loop and waits for it to return.
+func (l *eventLoop) stop() {
+	l.mu.Lock()
+	if !l.stopped {
+		l.stopped = true
+		l.cmds = append(l.cmds, nil) // nil: return
+		l.wake()
+	}
+	l.mu.Unlock()
+	<-l.done
+}
+
+func (l *eventLoop) run() {
+	defer close(l.done)
+	defer func() {
+		for _, s := range l.socks {
+			if s != nil {
+				l.end(s.sess, nil, net.ErrClosed)
+			}
+		}
+		unix.Close(l.wakefd)
+		unix.Close(l.epfd)
+	}()
+	lastYield := time.Now()
+	for {
+		n, err := unix.EpollWait(l.epfd, l.events, int(loopWait/time.Millisecond))
+		if err != nil && err != unix.EINTR {
+			l.s.cfg.Logger.Error("relay loop: epoll_wait failed; closing its sessions", "err", err)
+			l.mu.Lock()
+			l.stopped = true
+			l.mu.Unlock()
+			return
+		}
+		for i := 0; i < n; i++ {
+			ev := &l.events[i]
+			fd := int(ev.Fd)
+			if fd == l.wakefd {
+				if !l.runCommands() {
+					return
+				}
+				continue
+			}
+			if fd < len(l.socks) {
+				if s := l.socks[fd]; s != nil {
+					l.handle(s, ev.Events)
+				}
+			}
+		}
+		// Go through the scheduler about once a millisecond. Go's sysmon
+		// takes a goroutine that has not been rescheduled for 10 ms for a
+		// runaway one and then takes its P away at every system call; the
+		// hand-offs and sysmon's own 20 µs wake-ups that follow would cost
+		// more than the relay itself.
+		if now := time.Now(); now.Sub(lastYield) >= time.Millisecond {
+			lastYield = now
+			runtime.Gosched()
+		}
+	}
+}
+
+// runCommands runs what was posted; false when the loop is to return.
+func (l *eventLoop) runCommands() bool {
+	var b [8]byte
+	_, _ = unix.Read(l.wakefd, b[:])
+	l.mu.Lock()
+	cmds := l.cmds
+	l.cmds = nil
+	l.mu.Unlock()
+	for _, f := range cmds {
+		if f == nil {
+			return false
+		}
+		f()
+	}
+	return true
+}
+
+// handle is one epoll event for s.
+func (l *eventLoop) handle(s *loopSock, ev uint32) {
+	if ev&unix.EPOLLOUT != 0 && len(s.out) > 0 && !l.flush(s) {
+		return
+	}
+	if ev&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
+		return
+	}
+	if len(s.peer.out) > 0 {
+		// s is not read until its peer has taken what is pending, so an
+		// event here is a hang-up or an error: s is gone.
+		if ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			l.end(s.sess, s, syscall.ECONNRESET)
+		}
+		return
+	}
+	l.forward(s)
+}
+
+// forward reads one chunk from s, shows it to the tracker and writes it to
+// the peer.
+func (l *eventLoop) forward(s *loopSock) {
+	sess := s.sess
+	n, err := unix.Read(s.fd, l.buf)
+	if err != nil {
+		if err != unix.EAGAIN && err != unix.EINTR {
+			l.end(sess, s, err)
+		}
+		return
+	}
+	if n <= 0 {
+		l.end(sess, s, nil)
+		return
+	}
+	chunk := l.buf[:n]
+	c := sess.c
+	now := c.s.cfg.Now()
+	c.tmu.Lock()
+	if s.client {
+		c.s.stats.bytesFromClient.Add(uint64(n))
+		err = sess.t.Frontend(chunk, now)
+	} else {
+		c.s.stats.bytesFromServer.Add(uint64(n))
+		err = sess.t.Backend(chunk, now)
+	}
+	c.tmu.Unlock()
+	if err != nil {
+		var pe *ProtocolError
+		if errors.As(err, &pe) {
+			msg := pe.Msg
+			if !s.client {
+				msg = "nplus1: " + pe.Error()
+			}
+			sess.client.out = append(sess.client.out, errorResponse(stateProtocolViolation, msg)...)
+		}
+		l.end(sess, s, err)
+		return
+	}
+	l.send(s.peer, chunk)
+}
+
+// send writes b to d; what does not fit now waits in d.out, and d's peer is
+// not read until it is written.
+func (l *eventLoop) send(d *loopSock, b []byte) {
+	w, err := writeFD(d.fd, b)
+	if err != nil && err != unix.EAGAIN {
+		l.end(d.sess, d, err)
+		return
+	}
+	if w == len(b) {
+		return
+	}
+	d.out = append(d.out[:0], b[w:]...)
+	l.update(d)
+	l.update(d.peer)
+}
+
+// flush writes what is pending for s; false when that ended the session.
+func (l *eventLoop) flush(s *loopSock) bool {
+	w, err := writeFD(s.fd, s.out)
+	if err != nil && err != unix.EAGAIN {
+		l.end(s.sess, s, err)
+		return false
+	}
+	s.out = s.out[:copy(s.out, s.out[w:])]
+	if len(s.out) == 0 {
+		l.update(s)
+		l.update(s.peer)
+	}
+	return true
+}
+
+func writeFD(fd int, b []byte) (int, error) {
+	for {
+		w, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if w < 0 {
+			w = 0
+		}
+		return w, err
+	}
+}
+
+// interest is what s waits for: reading while its peer has nothing pending
+// (backpressure), writing while s itself has.
+func (s *loopSock) interest() uint32 {
+	var want uint32
+	if len(s.peer.out) == 0 {
+		want |= unix.EPOLLIN
+	}
+	if len(s.out) > 0 {
+		want |= unix.EPOLLOUT
+	}
+	return want
+}
+
+func (l *eventLoop) update(s *loopSock) {
+	want := s.interest()
+	if want == s.events || s.sess.ended {
+		return
+	}
+	ev := unix.EpollEvent{Events: want, Fd: int32(s.fd)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, s.fd, &ev); err != nil {
+		l.end(s.sess, s, fmt.Errorf("epoll_ctl: %w", err))
+		return
+	}
+	s.events = want
+}
+
+// add registers a handed-off session.
+func (l *eventLoop) add(sess *loopSession) {
+	if sess.ended {
+		return
+	}
+	if sess.c.closed.Load() { // force-closed during the hand-off
+		l.end(sess, nil, net.ErrClosed)
+		return
+	}
+	for _, s := range [2]*loopSock{&sess.client, &sess.server} {
+		for s.fd >= len(l.socks) {
+			l.socks = append(l.socks, make([]*loopSock, len(l.socks)+64)...)
+		}
+	}
+	for _, s := range [2]*loopSock{&sess.client, &sess.server} {
+		s.events = s.interest()
+		ev := unix.EpollEvent{Events: s.events, Fd: int32(s.fd)}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+			l.end(sess, nil, fmt.Errorf("epoll_ctl: %w", err))
+			return
+		}
+		l.socks[s.fd] = s
+	}
+}
+
+// end closes both sockets of sess once and wakes its handler. by is the
+// socket that ended it (nil: closed from outside). What is pending for the
+// client (a FATAL notice, say) gets one last try.
+func (l *eventLoop) end(sess *loopSession, by *loopSock, err error) {
+	if sess.ended {
+		return
+	}
+	sess.ended = true
+	sess.err = err
+	sess.serverEnded = by != nil && !by.client
+	if len(sess.client.out) > 0 {
+		_, _ = writeFD(sess.client.fd, sess.client.out)
+	}
+	for _, s := range [2]*loopSock{&sess.client, &sess.server} {
+		if s.fd < len(l.socks) && l.socks[s.fd] == s {
+			_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, s.fd, nil)
+			l.socks[s.fd] = nil
+		}
+		unix.Close(s.fd)
+		s.out = nil
+	}
+	close(sess.done)
+}
+
+// relayOnLoop hands the session's sockets to l and waits until it ends. It
+// returns why it ended and whether the server's side ended it.
+func (c *conn) relayOnLoop(l *eventLoop, t *Tracker) (error, bool) {
+	sess := &loopSession{l: l, c: c, t: t, done: make(chan struct{})}
+	sess.client = loopSock{fd: -1, sess: sess, peer: &sess.server, client: true}
+	sess.server = loopSock{fd: -1, sess: sess, peer: &sess.client}
+
+	// What the handshake's buffered readers already hold goes first: the
+	// client's to the server, the server's to the client.
+	now := c.s.cfg.Now()
+	if br, ok := c.cr.(*bufio.Reader); ok && br.Buffered() > 0 {
+		b, _ := br.Peek(br.Buffered())
+		c.s.stats.bytesFromClient.Add(uint64(len(b)))
+		c.tmu.Lock()
+		err := t.Frontend(b, now)
+		c.tmu.Unlock()
+		if err != nil {
+			var pe *ProtocolError
+			if errors.As(err, &pe) {
+				c.fatal(stateProtocolViolation, pe.Msg)
+			}
+			return err, false
+		}
+		sess.server.out = append([]byte(nil), b...)
+	}
+	if br, ok := c.sr.(*bufio.Reader); ok && br.Buffered() > 0 {
+		b, _ := br.Peek(br.Buffered())
+		c.s.stats.bytesFromServer.Add(uint64(len(b)))
+		c.tmu.Lock()
+		err := t.Backend(b, now)
+		c.tmu.Unlock()
+		if err != nil {
+			var pe *ProtocolError
+			if errors.As(err, &pe) {
+				c.fatal(stateProtocolViolation, "nplus1: "+pe.Error())
+			}
+			return err, true
+		}
+		sess.client.out = append([]byte(nil), b...)
+	}
+
+	cfd, err := dupFD(c.raw)
+	if err != nil {
+		return fmt.Errorf("hand the client socket to the relay loop: %w", err), false
+	}
+	sfd, err := dupFD(c.sw)
+	if err != nil {
+		unix.Close(cfd)
+		return fmt.Errorf("hand the server socket to the relay loop: %w", err), false
+	}
+	sess.client.fd, sess.server.fd = cfd, sfd
+	// From here on forceClose and fatal go through the loop. The originals
+	// are closed (which takes them out of Go's poller); the sockets live on
+	// in the duplicates.
+	c.sess.Store(sess)
+	c.raw.Close()
+	c.sw.Close()
+	c.cr, c.sr = nil, nil
+	if !l.post(func() { l.add(sess) }) {
+		unix.Close(cfd)
+		unix.Close(sfd)
+		return net.ErrClosed, false
+	}
+	c.s.stats.loopSessions.Add(1)
+	<-sess.done
+	return sess.err, sess.serverEnded
+}
+
+// dupFD returns a close-on-exec duplicate of nc's descriptor.
+func dupFD(nc net.Conn) (int, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("%T has no file descriptor", nc)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(f uintptr) {
+		fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, derr
+	}
+	return fd, nil
+}
+
+// fatal queues a FATAL notice for the client of a session on a loop.
+func (sess *loopSession) fatal(code, msg string) {
+	l := sess.l
+	l.post(func() {
+		if sess.ended {
+			return
+		}
+		sess.client.out = append(sess.client.out, errorResponse(code, msg)...)
+		l.update(&sess.client)
+		l.update(&sess.server)
+	})
+}
+
+// close ends a session on a loop from outside it.
+func (sess *loopSession) close() {
+	l := sess.l
+	l.post(func() { l.end(sess, nil, net.ErrClosed) })
+}

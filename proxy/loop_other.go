@@ -1,0 +1,28 @@
+//go:build !linux
+
+package proxy
+
+import "errors"
+
+// The event loop (loop_linux.go) uses epoll; elsewhere every session runs on
+// goroutine pumps.
+
+const loopSupported = false
+
+type eventLoop struct{}
+
+type loopSession struct{}
+
+func newEventLoop(*Server) (*eventLoop, error) {
+	return nil, errors.ErrUnsupported
+}
+
+func (*eventLoop) stop() {}
+
+func (c *conn) relayOnLoop(*eventLoop, *Tracker) (error, bool) {
+	return errors.ErrUnsupported, false
+}
+
+func (*loopSession) fatal(code, msg string) {}
+
+func (*loopSession) close() {}
