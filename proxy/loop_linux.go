@@ -40,6 +40,9 @@ const loopSupported = true
 // scheduler now and then even when nothing happens.
 const loopWait = 100 * time.Millisecond
 
+// loopYield is how often the loop goes through the scheduler (see run).
+const loopYield = 5 * time.Millisecond
+
 // eventLoop is one relay thread and its epoll instance.
 type eventLoop struct {
 	s      *Server
@@ -144,6 +147,8 @@ func (l *eventLoop) stop() {
 }
 
 func (l *eventLoop) run() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	defer close(l.done)
 	defer func() {
 		for _, s := range l.socks {
@@ -179,12 +184,12 @@ func (l *eventLoop) run() {
 				}
 			}
 		}
-		// Go through the scheduler about once a millisecond. Go's sysmon
+		// Go through the scheduler every few milliseconds. Go's sysmon
 		// takes a goroutine that has not been rescheduled for 10 ms for a
 		// runaway one and then takes its P away at every system call; the
 		// hand-offs and sysmon's own 20 µs wake-ups that follow would cost
 		// more than the relay itself.
-		if now := time.Now(); now.Sub(lastYield) >= time.Millisecond {
+		if now := time.Now(); now.Sub(lastYield) >= loopYield {
 			lastYield = now
 			runtime.Gosched()
 		}
