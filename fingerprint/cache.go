@@ -42,6 +42,10 @@ type CacheStats struct {
 	Failures uint64
 	// Oversize counts texts analyzed but not kept because of their size.
 	Oversize uint64
+	// Volatile counts texts analyzed but not kept because their shape
+	// comes with new literal values every time (more than a thousand new
+	// texts of it so far): keeping them would only evict texts that repeat.
+	Volatile uint64
 	// Texts and Bytes are the text cache's current size.
 	Texts, Bytes int
 	// Templates are the counters of the template cache, consulted once per
@@ -69,6 +73,7 @@ type Cache struct {
 	maxEntryCost int
 	failures     atomic.Uint64
 	oversize     atomic.Uint64
+	volatile     atomic.Uint64
 	scratch      sync.Pool // of *scratch
 }
 
@@ -116,6 +121,10 @@ func (c *Cache) Of(sql string) *Result {
 	if a.failures > 0 {
 		c.failures.Add(uint64(a.failures))
 	}
+	if a.volatile {
+		c.volatile.Add(1)
+		return r
+	}
 	cost := entryCost(sql, r)
 	if cost > c.maxEntryCost {
 		c.oversize.Add(1)
@@ -144,6 +153,7 @@ func (c *Cache) Stats() CacheStats {
 	s.Shapes.Hits, s.Shapes.Misses, s.Shapes.Evictions, s.Shapes.Entries, _ = c.shapes.stats()
 	s.Failures = c.failures.Load()
 	s.Oversize = c.oversize.Load()
+	s.Volatile = c.volatile.Load()
 	return s
 }
 

@@ -143,3 +143,44 @@ func TestCacheConcurrent(t *testing.T) {
 		t.Errorf("bounds exceeded: %+v", s)
 	}
 }
+
+// Simple-protocol traffic inlines a new value in every text: past
+// volatileAfter new texts of one shape, its texts are analyzed but no longer
+// kept, so they do not push out texts that repeat.
+func TestCacheVolatileShape(t *testing.T) {
+	c := New(Options{})
+	repeated := "SELECT a FROM t WHERE status = 'open'"
+	want := c.Of(repeated)
+	var firstID uint64
+	for i := range volatileAfter + 500 {
+		r := c.Of(fmt.Sprintf("SELECT a FROM t WHERE id = %d", i))
+		if i == 0 {
+			firstID = r.Statements[0].ID
+		}
+		if r.Statements[0].ID != firstID {
+			t.Fatalf("text %d: fingerprint %x, want %x", i, r.Statements[0].ID, firstID)
+		}
+	}
+	st := c.Stats()
+	if st.Volatile != 499 {
+		t.Errorf("Volatile = %d, want 499 (every new text after the first %d)", st.Volatile, volatileAfter+1)
+	}
+	if st.Texts != volatileAfter+2 {
+		t.Errorf("Texts = %d, want %d", st.Texts, volatileAfter+2)
+	}
+	if c.Of(repeated) != want {
+		t.Error("a repeated text of another shape was not kept")
+	}
+
+	// A shape whose texts repeat never becomes volatile: its texts hit the
+	// text cache, not the template cache.
+	c = New(Options{})
+	for range 300 {
+		for k := range 10 {
+			c.Of(fmt.Sprintf("SELECT a FROM t WHERE kind = 'k%d'", k))
+		}
+	}
+	if st := c.Stats(); st.Volatile != 0 || st.Texts != 10 || st.Hits != 2990 {
+		t.Errorf("repeating texts: %+v; want 10 texts, 2990 hits, nothing volatile", st)
+	}
+}

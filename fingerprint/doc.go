@@ -57,7 +57,11 @@
 // their token types kept; two statements with one template parse to the same
 // tree but for constant values, so they have the same fingerprint. Templates
 // are used for SELECT, INSERT, UPDATE, DELETE and MERGE only, where every
-// literal is such a constant; FuzzOf checks Cache.Of against Of.
+// literal is such a constant; FuzzOf checks Cache.Of against Of. Once a
+// fingerprint has had more than a thousand new texts through its templates
+// (simple-protocol queries with a new value inlined each time), its texts are
+// no longer kept by exact text: they would never hit and would only push out
+// texts that repeat (CacheStats.Volatile counts them).
 //
 // Input assumptions: the text is UTF-8 with standard_conforming_strings on
 // (PostgreSQL's defaults), and it ends at its first NUL byte, as on the wire.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"github.com/pganalyze/pg_query_go/v6/parser"
@@ -184,7 +185,18 @@ type shape struct {
 	id    uint64
 	hex   string
 	facts *Facts // as found for the first text with this fingerprint
+
+	// newTexts counts texts of this shape that missed the text cache but
+	// hit the template cache: texts that differ from earlier ones only in
+	// their literals. Past volatileAfter, the shape's texts carry a new
+	// value each time (simple-protocol queries with the value inline) and
+	// keeping them would only churn the text cache.
+	newTexts atomic.Uint64
 }
+
+// volatileAfter is how many new texts of one shape the text cache takes
+// before it stops keeping that shape's texts (Cache.Of).
+const volatileAfter = 1024
 
 // analyzer turns one SQL text into a Result. A zero analyzer parses every
 // statement; with shapes set it parses once per fingerprint, and with
@@ -197,10 +209,11 @@ type analyzer struct {
 	toks      []token              // scratch, reused between texts
 	key       []byte               // scratch for template keys
 	failures  int                  // statements that did not parse, this text
+	volatile  bool                 // a statement of this text has a volatile shape
 }
 
 func (a *analyzer) analyze(sql string) *Result {
-	a.failures = 0
+	a.failures, a.volatile = 0, false
 	if i := strings.IndexByte(sql, 0); i >= 0 {
 		sql = sql[:i] // the text ends at NUL, as on the wire and in the C parser
 	}
@@ -249,6 +262,9 @@ func (a *analyzer) statement(sql string, toks []token) Statement {
 		a.key, keyed = appendTemplateKey(a.key[:0], sql, toks)
 		if keyed {
 			if sh, ok := getBytes(a.templates, a.key); ok {
+				if sh.newTexts.Add(1) > volatileAfter {
+					a.volatile = true
+				}
 				st.ID, st.Hex = sh.id, sh.hex
 				st.Facts = withTextFacts(sh.facts, sql, toks)
 				return st

@@ -34,7 +34,7 @@ type sourcesCollector struct {
 
 	occurrences, windowsOpen, windowsClosed, groups, groupsEvicted, paramsDropped *prometheus.Desc
 
-	cacheHits, cacheMisses, cacheEvictions, cacheEntries, cacheBytes, cacheOversize, parseFailures *prometheus.Desc
+	cacheHits, cacheMisses, cacheEvictions, cacheEntries, cacheBytes, cacheOversize, cacheVolatile, parseFailures *prometheus.Desc
 }
 
 func newSourcesCollector(src Sources) *sourcesCollector {
@@ -70,6 +70,7 @@ func newSourcesCollector(src Sources) *sourcesCollector {
 		cacheEntries:   d("nplus1_fingerprint_cache_entries", "Fingerprint cache entries now, by cache.", "cache"),
 		cacheBytes:     d("nplus1_fingerprint_cache_bytes", "Approximate memory held by the fingerprint text cache."),
 		cacheOversize:  d("nplus1_fingerprint_cache_oversize_total", "SQL texts fingerprinted but not cached because of their size."),
+		cacheVolatile:  d("nplus1_fingerprint_cache_volatile_total", "SQL texts fingerprinted but not cached because their shape comes with new literal values every time."),
 		parseFailures:  d("nplus1_fingerprint_parse_failures_total", "Statements that did not parse and got a fallback fingerprint."),
 	}
 }
@@ -87,7 +88,7 @@ func (c *sourcesCollector) descs() []*prometheus.Desc {
 		ds = append(ds, c.occurrences, c.windowsOpen, c.windowsClosed, c.groups, c.groupsEvicted, c.paramsDropped)
 	}
 	if c.src.Fingerprints != nil {
-		ds = append(ds, c.cacheHits, c.cacheMisses, c.cacheEvictions, c.cacheEntries, c.cacheBytes, c.cacheOversize, c.parseFailures)
+		ds = append(ds, c.cacheHits, c.cacheMisses, c.cacheEvictions, c.cacheEntries, c.cacheBytes, c.cacheOversize, c.cacheVolatile, c.parseFailures)
 	}
 	return ds
 }
@@ -160,6 +161,7 @@ func (c *sourcesCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.cacheBytes, float64(s.Bytes))
 		counter(c.cacheOversize, s.Oversize)
+		counter(c.cacheVolatile, s.Volatile)
 		counter(c.parseFailures, s.Failures)
 	}
 }
