@@ -151,6 +151,19 @@ func (l *eventLoop) run() {
 	defer runtime.UnlockOSThread()
 	defer close(l.done)
 	defer func() {
+		// Take no more commands, run those already posted (a session
+		// added there must be ended too, or its handler would wait
+		// forever), then end every session left.
+		l.mu.Lock()
+		l.stopped = true
+		cmds := l.cmds
+		l.cmds = nil
+		l.mu.Unlock()
+		for _, f := range cmds {
+			if f != nil {
+				f()
+			}
+		}
 		for _, s := range l.socks {
 			if s != nil {
 				l.end(s.sess, nil, net.ErrClosed)
@@ -164,9 +177,6 @@ func (l *eventLoop) run() {
 		n, err := unix.EpollWait(l.epfd, l.events, int(loopWait/time.Millisecond))
 		if err != nil && err != unix.EINTR {
 			l.s.cfg.Logger.Error("relay loop: epoll_wait failed; closing its sessions", "err", err)
-			l.mu.Lock()
-			l.stopped = true
-			l.mu.Unlock()
 			return
 		}
 		for i := 0; i < n; i++ {
