@@ -23,14 +23,17 @@ import (
 //
 // Why not goroutines: the relay's cost is dominated by the wake-ups, not by
 // the work. With two goroutines per session on Go's network poller, each
-// message woke 2-3 OS threads (the poller, the goroutine's M, sysmon), and
-// on this project's 2-CPU benchmark machine that cost ~70-85 µs of CPU per
-// pgbench transaction at one client, against PgBouncer's ~42 µs; the loop
-// does one thread wake-up per message, like PgBouncer (measured ~43 µs).
+// message woke 2-3 OS threads (the poller's, the goroutine's, sysmon's): on
+// this project's 2-CPU benchmark machine the goroutine relay took 94-111 µs
+// of CPU per pgbench -S transaction at one client, PgBouncer 40-42 µs, this
+// loop 43-49 µs (bench/run.sh and perf stat, side by side). The thread is
+// locked (LockOSThread): unlocked, the kernel moved it between CPUs on
+// nearly every wake-up, which cost about 10 µs per transaction.
 //
 // The loop needs a P of its own: it blocks in epoll_wait inside a system
 // call, and the rest of the program (the handshakes, the analyzer, HTTP)
-// runs on the other Ps. So it is used when GOMAXPROCS is 2 or more.
+// runs on the other Ps. So it is used when GOMAXPROCS is 2 or more, with
+// one loop per two Ps.
 // Sessions with TLS on either side stay on goroutine pumps (crypto/tls owns
 // those bytes), as do all sessions when Config.Relay is RelayGoroutines.
 
