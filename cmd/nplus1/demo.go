@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"sort"
@@ -61,7 +62,9 @@ func runDemo(ctx context.Context, inv *invocation, analysis *analysisOptions) er
 	if err != nil {
 		return err
 	}
-	w := inv.stdout
+	// The console sink prints findings from the analyzer's goroutine while
+	// the demo prints its progress from this one.
+	w := &lockedWriter{w: inv.stdout}
 	if _, err := pgtest.FindBinDir(); err != nil {
 		return fmt.Errorf("the demo needs a local PostgreSQL server: %w", err)
 	}
@@ -215,4 +218,16 @@ func list(s []string) string {
 		return "-"
 	}
 	return strings.Join(s, ", ")
+}
+
+// lockedWriter serializes writes from several goroutines to one writer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
