@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -214,4 +215,47 @@ func TestLoopShutdownForcesBusySession(t *testing.T) {
 			"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'it_loop_busy' AND state = 'active'").Scan(&n)
 		return err == nil && n == 0, fmt.Sprintf("%d active backends of the closed client (err %v)", n, err)
 	})
+}
+
+// wrapListener hands out conns that hide their descriptor.
+type wrapListener struct{ net.Listener }
+
+func (l wrapListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return struct{ net.Conn }{c}, nil
+}
+
+// A listener whose conns have no file descriptor gets goroutine pumps.
+func TestLoopNeedsDescriptors(t *testing.T) {
+	itLoopProcs(t)
+	ctx := itCtx(t, 30*time.Second)
+	srv, err := New(Config{Upstream: itPG(t).Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(wrapListener{ln}) }()
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		<-served
+	})
+	c := itConnect(t, ctx, pgtest.URLFor(ln.Addr().String(), pgtest.Superuser))
+	var n int
+	if err := c.QueryRow(ctx, "SELECT 41 + 1").Scan(&n); err != nil || n != 42 {
+		t.Fatalf("query: %d, %v", n, err)
+	}
+	if got := srv.Stats().LoopSessions; got != 0 {
+		t.Errorf("LoopSessions = %d, want 0", got)
+	}
 }

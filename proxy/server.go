@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -199,9 +200,16 @@ func (s *Server) Stats() Stats {
 // loopFor picks the event loop that relays c's session, starting the loops
 // with the first session that can use one; nil means goroutine pumps: TLS on
 // either side, Config.Relay is RelayGoroutines, GOMAXPROCS is below 2 (the
-// loop blocks a P), or the platform has no loop.
+// loop blocks a P), sockets without a file descriptor, or a platform with no
+// loop.
 func (s *Server) loopFor(c *conn) *eventLoop {
 	if !loopSupported || s.cfg.Relay == RelayGoroutines || c.clientTLS || c.upstreamTLS {
+		return nil
+	}
+	if _, ok := c.raw.(syscall.Conn); !ok { // a listener whose conns have no descriptor
+		return nil
+	}
+	if _, ok := c.sw.(syscall.Conn); !ok {
 		return nil
 	}
 	s.loopMu.Lock()
