@@ -576,7 +576,8 @@ func (c *conn) closeIfIdle() {
 	c.forceClose()
 }
 
-// forceClose closes both sockets; it is idempotent and unblocks both pumps.
+// forceClose closes both sockets; it is idempotent and unblocks both pumps,
+// or ends the session on its event loop.
 func (c *conn) forceClose() {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)

@@ -37,8 +37,10 @@ type stats struct {
 
 // Server is the proxy. Create it with New, run it with Serve, stop it with
 // Shutdown. Each client connection is handled by one goroutine that owns both
-// sockets and, once the session is established, two pumps (client→server and
-// server→client); the handler waits for both before it returns.
+// sockets until the session is established; then an event loop relays it
+// (plaintext sessions on Linux, see loop_linux.go) or two pumps do
+// (client→server and server→client). The handler waits for the session's
+// end before it returns.
 type Server struct {
 	cfg   Config
 	stats stats
