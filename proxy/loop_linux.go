@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"syscall"
@@ -39,12 +40,14 @@ import (
 
 const loopSupported = true
 
-// loopWait bounds one epoll_wait, so that the loop goes through the
-// scheduler now and then even when nothing happens.
-const loopWait = 100 * time.Millisecond
-
-// loopYield is how often the loop goes through the scheduler (see run).
-const loopYield = 5 * time.Millisecond
+// loopYield is how often a busy loop goes through the scheduler (see run),
+// and how long one epoll_wait lasts before the loop parks. It parks after
+// loopQuietWaits of those in a row (50 ms of quiet): parking and waking cost
+// a few context switches, too many for queries that arrive every few ms.
+const (
+	loopYield      = 5 * time.Millisecond
+	loopQuietWaits = 10
+)
 
 // eventLoop is one relay thread and its epoll instance.
 type eventLoop struct {
@@ -175,13 +178,56 @@ func (l *eventLoop) run() {
 		unix.Close(l.wakefd)
 		unix.Close(l.epfd)
 	}()
+	// Busy, the loop waits in epoll_wait, a system call: one thread
+	// wake-up per message. Go's sysmon takes a goroutine that has not been
+	// rescheduled for 10 ms for a runaway one and then takes its P away at
+	// every system call, and the hand-offs and sysmon's own 20 µs wake-ups
+	// that follow cost more than the relay itself; so the loop goes through
+	// the scheduler every loopYield. Quiet for 50 ms, it parks in Go's
+	// scheduler instead (parkedWait): an idle loop costs nothing, where one
+	// blocked in epoll_wait had its P retaken every 10 ms and kept sysmon
+	// polling (1,500 context switches a second with one idle session).
 	lastYield := time.Now()
+	parked := false
+	canPark := true
+	quiet := 0 // epoll_waits in a row that timed out
 	for {
-		n, err := unix.EpollWait(l.epfd, l.events, int(loopWait/time.Millisecond))
+		var n int
+		var err error
+		if parked {
+			// Parked, the goroutine need not come back on this thread:
+			// whichever thread Go's poller wakes it on keeps it.
+			runtime.UnlockOSThread()
+			n, err = l.parkedWait()
+			runtime.LockOSThread()
+			lastYield = time.Now() // parking went through the scheduler
+			if err != nil && err != unix.EINTR {
+				l.s.cfg.Logger.Warn("relay loop: cannot wait through Go's poller; waiting in epoll_wait", "err", err)
+				canPark, parked, err = false, false, nil
+			}
+		} else {
+			timeout := -1
+			if canPark {
+				timeout = int(loopYield / time.Millisecond)
+			}
+			n, err = unix.EpollWait(l.epfd, l.events, timeout)
+		}
 		if err != nil && err != unix.EINTR {
 			l.s.cfg.Logger.Error("relay loop: epoll_wait failed; closing its sessions", "err", err)
 			return
 		}
+		if n == 0 {
+			if err == nil {
+				quiet++
+			}
+			parked = canPark && quiet >= loopQuietWaits
+			if !parked && time.Since(lastYield) >= loopYield {
+				lastYield = time.Now()
+				runtime.Gosched()
+			}
+			continue
+		}
+		parked, quiet = false, 0
 		for i := 0; i < n; i++ {
 			ev := &l.events[i]
 			fd := int(ev.Fd)
@@ -197,16 +243,43 @@ func (l *eventLoop) run() {
 				}
 			}
 		}
-		// Go through the scheduler every few milliseconds. Go's sysmon
-		// takes a goroutine that has not been rescheduled for 10 ms for a
-		// runaway one and then takes its P away at every system call; the
-		// hand-offs and sysmon's own 20 µs wake-ups that follow would cost
-		// more than the relay itself.
 		if now := time.Now(); now.Sub(lastYield) >= loopYield {
 			lastYield = now
 			runtime.Gosched()
 		}
 	}
+}
+
+// parkedWait waits for events with the loop goroutine parked on Go's
+// poller, which watches a duplicate of the epoll descriptor for as long as
+// the wait lasts (watching it all the time would wake Go's poller thread
+// for every message).
+func (l *eventLoop) parkedWait() (int, error) {
+	dup, err := unix.FcntlInt(uintptr(l.epfd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	// O_NONBLOCK (shared with epfd; epoll_wait ignores it) makes
+	// os.NewFile register the descriptor with Go's poller.
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
+		return 0, err
+	}
+	f := os.NewFile(uintptr(dup), "epoll")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var werr error
+	if err := rc.Read(func(uintptr) bool {
+		n, werr = unix.EpollWait(l.epfd, l.events, 0)
+		return n > 0 || werr != nil
+	}); err != nil {
+		return 0, err
+	}
+	return n, werr
 }
 
 // runCommands runs what was posted; false when the loop is to return.
