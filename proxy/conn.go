@@ -441,7 +441,7 @@ func (c *conn) relay(info *ConnInfo) error {
 	var err error
 	var serverEnded bool
 	if l := c.s.loopFor(c); l != nil {
-		err, serverEnded = c.relayOnLoop(l, t)
+		err, serverEnded = c.relayOnLoop(l)
 	} else {
 		err, serverEnded = c.relayPumps()
 	}
@@ -509,37 +509,51 @@ func firstReal(errs ...error) error {
 // each chunk before it is written, so no reply can reach the tracker before
 // its request.
 func (c *conn) pumpClient() error {
-	return c.pump(c.cr, c.sw, nil, &c.s.stats.bytesFromClient, (*Tracker).Frontend,
-		func(pe *ProtocolError) string { return pe.Msg })
+	return c.pump(c.cr, c.sw, nil, true)
 }
 
 // pumpServer forwards the server's bytes to the client. A protocol error
 // here means the server broke the protocol (or sent more than
 // MaxMessageBytes): nothing sensible can follow.
 func (c *conn) pumpServer() error {
-	return c.pump(c.sr, c.cw, &c.wmu, &c.s.stats.bytesFromServer, (*Tracker).Backend,
-		func(pe *ProtocolError) string { return "nplus1: " + pe.Error() })
+	return c.pump(c.sr, c.cw, &c.wmu, false)
+}
+
+// observe counts a chunk and shows it to the tracker: the client's
+// (Frontend) or the server's (Backend).
+func (c *conn) observe(fromClient bool, b []byte, now time.Time) error {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	if fromClient {
+		c.s.stats.bytesFromClient.Add(uint64(len(b)))
+		return c.tracker.Frontend(b, now)
+	}
+	c.s.stats.bytesFromServer.Add(uint64(len(b)))
+	return c.tracker.Backend(b, now)
+}
+
+// violationNotice is the FATAL 08P01 message for a protocol violation: the
+// client's own, or the server's, which the proxy reports as its own.
+func violationNotice(pe *ProtocolError, fromClient bool) string {
+	if fromClient {
+		return pe.Msg
+	}
+	return "nplus1: " + pe.Error()
 }
 
 // pump is one direction of the relay: read, let the tracker see the chunk,
 // write it on unchanged (one write per read), until EOF (nil) or an error.
 // wmu, when set, serializes the writes with fatal notices to the client. A
-// ProtocolError from the tracker sends the client FATAL 08P01 with the
-// message msg makes of it.
-func (c *conn) pump(r io.Reader, w io.Writer, wmu *sync.Mutex, count *atomic.Uint64,
-	observe func(*Tracker, []byte, time.Time) error, msg func(*ProtocolError) string) error {
+// ProtocolError from the tracker sends the client FATAL 08P01.
+func (c *conn) pump(r io.Reader, w io.Writer, wmu *sync.Mutex, fromClient bool) error {
 	buf := make([]byte, relayBufSize)
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {
-			count.Add(uint64(n))
-			c.tmu.Lock()
-			terr := observe(c.tracker, buf[:n], c.s.cfg.Now())
-			c.tmu.Unlock()
-			if terr != nil {
+			if terr := c.observe(fromClient, buf[:n], c.s.cfg.Now()); terr != nil {
 				var pe *ProtocolError
 				if errors.As(terr, &pe) {
-					c.fatal(stateProtocolViolation, msg(pe))
+					c.fatal(stateProtocolViolation, violationNotice(pe, fromClient))
 				}
 				return terr
 			}

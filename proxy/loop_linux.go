@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -69,7 +70,6 @@ type eventLoop struct {
 type loopSession struct {
 	l              *eventLoop
 	c              *conn
-	t              *Tracker
 	client, server loopSock
 
 	// Loop goroutine only until done is closed; the handler reads them after.
@@ -334,25 +334,11 @@ func (l *eventLoop) forward(s *loopSock) {
 		return
 	}
 	chunk := l.buf[:n]
-	c := sess.c
-	now := c.s.cfg.Now()
-	c.tmu.Lock()
-	if s.client {
-		c.s.stats.bytesFromClient.Add(uint64(n))
-		err = sess.t.Frontend(chunk, now)
-	} else {
-		c.s.stats.bytesFromServer.Add(uint64(n))
-		err = sess.t.Backend(chunk, now)
-	}
-	c.tmu.Unlock()
-	if err != nil {
+	if err := sess.c.observe(s.client, chunk, sess.c.s.cfg.Now()); err != nil {
 		var pe *ProtocolError
 		if errors.As(err, &pe) {
-			msg := pe.Msg
-			if !s.client {
-				msg = "nplus1: " + pe.Error()
-			}
-			sess.client.out = append(sess.client.out, errorResponse(stateProtocolViolation, msg)...)
+			notice := errorResponse(stateProtocolViolation, violationNotice(pe, s.client))
+			sess.client.out = append(sess.client.out, notice...)
 		}
 		l.end(sess, s, err)
 		return
@@ -481,43 +467,32 @@ func (l *eventLoop) end(sess *loopSession, by *loopSock, err error) {
 
 // relayOnLoop hands the session's sockets to l and waits until it ends. It
 // returns why it ended and whether the server's side ended it.
-func (c *conn) relayOnLoop(l *eventLoop, t *Tracker) (error, bool) {
-	sess := &loopSession{l: l, c: c, t: t, done: make(chan struct{})}
+func (c *conn) relayOnLoop(l *eventLoop) (error, bool) {
+	sess := &loopSession{l: l, c: c, done: make(chan struct{})}
 	sess.client = loopSock{fd: -1, sess: sess, peer: &sess.server, client: true}
 	sess.server = loopSock{fd: -1, sess: sess, peer: &sess.client}
 
 	// What the handshake's buffered readers already hold goes first: the
 	// client's to the server, the server's to the client.
 	now := c.s.cfg.Now()
-	if br, ok := c.cr.(*bufio.Reader); ok && br.Buffered() > 0 {
+	for _, side := range [...]struct {
+		r          io.Reader
+		fromClient bool
+		to         *loopSock
+	}{{c.cr, true, &sess.server}, {c.sr, false, &sess.client}} {
+		br, ok := side.r.(*bufio.Reader)
+		if !ok || br.Buffered() == 0 {
+			continue
+		}
 		b, _ := br.Peek(br.Buffered())
-		c.s.stats.bytesFromClient.Add(uint64(len(b)))
-		c.tmu.Lock()
-		err := t.Frontend(b, now)
-		c.tmu.Unlock()
-		if err != nil {
+		if err := c.observe(side.fromClient, b, now); err != nil {
 			var pe *ProtocolError
 			if errors.As(err, &pe) {
-				c.fatal(stateProtocolViolation, pe.Msg)
+				c.fatal(stateProtocolViolation, violationNotice(pe, side.fromClient))
 			}
-			return err, false
+			return err, !side.fromClient
 		}
-		sess.server.out = append([]byte(nil), b...)
-	}
-	if br, ok := c.sr.(*bufio.Reader); ok && br.Buffered() > 0 {
-		b, _ := br.Peek(br.Buffered())
-		c.s.stats.bytesFromServer.Add(uint64(len(b)))
-		c.tmu.Lock()
-		err := t.Backend(b, now)
-		c.tmu.Unlock()
-		if err != nil {
-			var pe *ProtocolError
-			if errors.As(err, &pe) {
-				c.fatal(stateProtocolViolation, "nplus1: "+pe.Error())
-			}
-			return err, true
-		}
-		sess.client.out = append([]byte(nil), b...)
+		side.to.out = append([]byte(nil), b...)
 	}
 
 	cfd, err := dupFD(c.raw)

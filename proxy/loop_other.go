@@ -19,7 +19,7 @@ func newEventLoop(*Server) (*eventLoop, error) {
 
 func (*eventLoop) stop() {}
 
-func (c *conn) relayOnLoop(*eventLoop, *Tracker) (error, bool) {
+func (c *conn) relayOnLoop(*eventLoop) (error, bool) {
 	return errors.ErrUnsupported, false
 }
 
