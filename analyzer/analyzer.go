@@ -8,7 +8,7 @@ import (
 
 	"github.com/nplus1/nplus1/detector"
 	"github.com/nplus1/nplus1/fingerprint"
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // Sink receives findings on the analyzer's goroutine.
@@ -79,7 +79,7 @@ func New(cfg Config) *Analyzer {
 func (a *Analyzer) Fingerprints() *fingerprint.Cache { return a.fp }
 
 // Process analyzes one execution and delivers any findings it completes.
-func (a *Analyzer) Process(e *proxy.Execution) {
+func (a *Analyzer) Process(e *pgwire.Execution) {
 	ev := a.event(e)
 	if e != nil && a.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
 		a.logExecution(&ev)
@@ -124,7 +124,7 @@ func (a *Analyzer) Stats() detector.Stats {
 
 // event fingerprints e's SQL text (outside the lock: the cache is safe for
 // concurrent use and this is the expensive part).
-func (a *Analyzer) event(e *proxy.Execution) detector.Event {
+func (a *Analyzer) event(e *pgwire.Execution) detector.Event {
 	ev := detector.Event{Exec: e}
 	if e == nil || e.SQL == "" {
 		return ev
@@ -150,7 +150,7 @@ func (a *Analyzer) deliver(fs []detector.Finding) {
 // window; it also closes windows as wall time passes. It returns when events
 // is closed and drained, or ctx is done (without flushing: the caller may
 // Flush).
-func (a *Analyzer) Run(ctx context.Context, events <-chan *proxy.Execution) {
+func (a *Analyzer) Run(ctx context.Context, events <-chan *pgwire.Execution) {
 	// The queue is drained on a tick rather than by a blocking receive: a
 	// receiver parked on the channel would be woken for every execution, and
 	// on a busy proxy those wake-ups (futex calls and scheduler work) cost

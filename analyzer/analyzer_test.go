@@ -10,19 +10,19 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/detector"
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // loop returns the executions of an N+1: one list query returning n rows,
 // then one lookup per row with literal ids (simple protocol).
-func loop(conn *proxy.ConnInfo, start time.Time, n int) []*proxy.Execution {
+func loop(conn *pgwire.ConnInfo, start time.Time, n int) []*pgwire.Execution {
 	t := start
-	next := func(sql string, rows int64) *proxy.Execution {
-		e := &proxy.Execution{Conn: conn, Start: t, End: t.Add(time.Millisecond), SQL: sql, Protocol: "simple", Command: "SELECT", Rows: rows}
+	next := func(sql string, rows int64) *pgwire.Execution {
+		e := &pgwire.Execution{Conn: conn, Start: t, End: t.Add(time.Millisecond), SQL: sql, Protocol: "simple", Command: "SELECT", Rows: rows}
 		t = t.Add(2 * time.Millisecond)
 		return e
 	}
-	out := []*proxy.Execution{next("SELECT id, user_id FROM orders WHERE status = 'open'", int64(n))}
+	out := []*pgwire.Execution{next("SELECT id, user_id FROM orders WHERE status = 'open'", int64(n))}
 	for i := range n {
 		out = append(out, next(fmt.Sprintf("SELECT name, email FROM users WHERE id = %d", 1000+i), 1))
 	}
@@ -35,7 +35,7 @@ func TestProcessFindsNPlusOneAndSinksGetIt(t *testing.T) {
 	var console bytes.Buffer
 	gate := NewGate([]detector.Kind{detector.KindNPlusOne})
 	a := New(Config{Sinks: []Sink{store, NewJSONL(&jsonl), NewConsole(&console, func(string) string { return "" }), gate}})
-	conn := &proxy.ConnInfo{ID: 7, User: "app", Database: "shop", ApplicationName: "api"}
+	conn := &pgwire.ConnInfo{ID: 7, User: "app", Database: "shop", ApplicationName: "api"}
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, e := range loop(conn, start, 8) {
 		a.Process(e)
@@ -77,8 +77,8 @@ func TestProcessFindsNPlusOneAndSinksGetIt(t *testing.T) {
 func TestRunFlushesOnClose(t *testing.T) {
 	store := NewStore(10)
 	a := New(Config{Sinks: []Sink{store}})
-	ch := make(chan *proxy.Execution, 100)
-	conn := &proxy.ConnInfo{ID: 1}
+	ch := make(chan *pgwire.Execution, 100)
+	conn := &pgwire.ConnInfo{ID: 1}
 	for _, e := range loop(conn, time.Now(), 6) {
 		ch <- e
 	}
@@ -92,11 +92,11 @@ func TestRunFlushesOnClose(t *testing.T) {
 func TestRunClosesWindowsWithWallTime(t *testing.T) {
 	store := NewStore(10)
 	a := New(Config{Sinks: []Sink{store}, Tick: 5 * time.Millisecond, Lag: 10 * time.Millisecond})
-	ch := make(chan *proxy.Execution, 100)
+	ch := make(chan *pgwire.Execution, 100)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.Run(ctx, ch); close(done) }()
-	for _, e := range loop(&proxy.ConnInfo{ID: 1}, time.Now(), 6) {
+	for _, e := range loop(&pgwire.ConnInfo{ID: 1}, time.Now(), 6) {
 		ch <- e
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -146,7 +146,7 @@ func TestObserveSeesEveryFingerprintedExecutionBeforeItsFindings(t *testing.T) {
 		},
 		Sinks: []Sink{SinkFunc(func(f *detector.Finding) { log = append(log, "finding "+f.Fingerprint) })},
 	})
-	conn := &proxy.ConnInfo{ID: 1}
+	conn := &pgwire.ConnInfo{ID: 1}
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	execs := loop(conn, start, 6)
 	for _, e := range execs {

@@ -10,17 +10,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
-func readAll(t testing.TB, paths []string, opts Options) ([]*proxy.Execution, *Reader) {
+func readAll(t testing.TB, paths []string, opts Options) ([]*pgwire.Execution, *Reader) {
 	t.Helper()
 	r, err := Open(paths, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	var out []*proxy.Execution
+	var out []*pgwire.Execution
 	for {
 		e, err := r.Next()
 		if err == io.EOF {
@@ -34,7 +34,7 @@ func readAll(t testing.TB, paths []string, opts Options) ([]*proxy.Execution, *R
 }
 
 // dump is a stable text form of executions and stats, for golden files.
-func dump(execs []*proxy.Execution, r *Reader) string {
+func dump(execs []*pgwire.Execution, r *Reader) string {
 	var b strings.Builder
 	for _, e := range execs {
 		c := e.Conn
@@ -136,7 +136,7 @@ func TestSplitFilesAreOneCapture(t *testing.T) {
 }
 
 func TestKeepParams(t *testing.T) {
-	execs, _ := readAll(t, []string{fixturePath(fixtures()[0])}, Options{Tracker: proxy.TrackerOptions{KeepParams: true}})
+	execs, _ := readAll(t, []string{fixturePath(fixtures()[0])}, Options{Tracker: pgwire.TrackerOptions{KeepParams: true}})
 	e := execs[3]
 	if len(e.Params) != 1 || !bytes.Equal(e.Params[0], []byte{0, 0, 0, 0, 0, 0, 0, 3}) || len(e.ParamFormats) != 1 || e.ParamFormats[0] != 1 {
 		t.Errorf("params %v formats %v", e.Params, e.ParamFormats)

@@ -1,6 +1,6 @@
 // Package capture reads PostgreSQL traffic from pcap and pcapng files
 // (tcpdump -w) and turns it into the Executions the live proxy would have
-// emitted, by driving the same proxy.Tracker with the capture's timestamps.
+// emitted, by driving the same pgwire.Tracker with the capture's timestamps.
 //
 // It earns a package because following TCP connections in a capture is a job
 // of its own: file formats, link layers, reassembly, and finding where a
@@ -37,7 +37,7 @@
 // skipped. The startup packet gives the user, database and application_name
 // (replication connections and cancel requests are counted and skipped);
 // the authentication exchange is read until the server's first ReadyForQuery,
-// where a proxy.Tracker takes over, exactly as in the live proxy.
+// where a pgwire.Tracker takes over, exactly as in the live proxy.
 //
 // A connection the capture joined mid-way (no SYN), or that lost bytes, or
 // whose tracker met a malformed message, is resynchronized: bytes are

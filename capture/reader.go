@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/internal/fileseq"
-
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // Defaults of Options.
@@ -35,7 +34,7 @@ type Options struct {
 	Ports []uint16
 	// Tracker bounds each connection's tracker; set KeepParams to get the
 	// bound parameter values (for re-execution).
-	Tracker proxy.TrackerOptions
+	Tracker pgwire.TrackerOptions
 	// MaxConnections, IdleTimeout and MaxBufferedBytes bound the Reader's
 	// memory (the defaults above when 0).
 	MaxConnections   int
@@ -80,7 +79,7 @@ type Reader struct {
 	conns    map[connKey]*conn
 	nextID   uint64
 	oooBytes int
-	out      []*proxy.Execution // emitted, not yet returned
+	out      []*pgwire.Execution // emitted, not yet returned
 	outHead  int
 	now      time.Time // the latest packet time
 
@@ -162,13 +161,13 @@ func (r *Reader) BytesRead() int64 { return r.in.BytesRead() }
 func (r *Reader) Stats() Stats { return r.stats }
 
 // emit receives the trackers' executions.
-func (r *Reader) emit(e *proxy.Execution) {
+func (r *Reader) emit(e *pgwire.Execution) {
 	r.out = append(r.out, e)
 }
 
 // Next returns the next execution, io.EOF after the last packet of the
 // last file (when every connection still open has been ended).
-func (r *Reader) Next() (*proxy.Execution, error) {
+func (r *Reader) Next() (*pgwire.Execution, error) {
 	for {
 		if r.outHead < len(r.out) {
 			e := r.out[r.outHead]

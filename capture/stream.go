@@ -3,10 +3,9 @@ package capture
 import (
 	"encoding/binary"
 	"net/netip"
-	"strings"
 	"time"
 
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // Per-connection and reassembly bounds.
@@ -18,8 +17,6 @@ const (
 	// stay open before its bytes are given up as lost: a retransmission
 	// comes within a few RTOs, a packet the capture dropped never does.
 	holeTimeout = 2 * time.Second
-	// maxStartupBytes is PostgreSQL's MAX_STARTUP_PACKET_LENGTH.
-	maxStartupBytes = 10000
 	// maxAuthBytes bounds what is buffered during authentication.
 	maxAuthBytes = 1 << 20
 	// maxPendingServer bounds the server bytes kept between a trusted
@@ -67,11 +64,11 @@ type direction struct {
 type conn struct {
 	id       uint64
 	key      connKey
-	info     *proxy.ConnInfo
+	info     *pgwire.ConnInfo
 	dirs     [2]direction // 0: client to server, 1: server to client
 	phase    int
 	synSeen  bool
-	tr       *proxy.Tracker
+	tr       *pgwire.Tracker
 	lastSeen time.Time
 
 	cbuf, sbuf []byte // startup and authentication bytes, per direction
@@ -297,7 +294,7 @@ func (r *Reader) deliver(c *conn, dir int, p []byte, ts time.Time) {
 			p = r.startup(c, p, ts)
 		case phaseSSLWait:
 			if dir == toServer {
-				if len(c.cbuf)+len(p) > maxStartupBytes {
+				if len(c.cbuf)+len(p) > pgwire.MaxStartupPacketLen {
 					r.hunt(c)
 					continue
 				}
@@ -328,7 +325,7 @@ func (r *Reader) deliver(c *conn, dir int, p []byte, ts time.Time) {
 
 // startup reads the client's first packet(s) and returns what follows.
 func (r *Reader) startup(c *conn, p []byte, ts time.Time) []byte {
-	if len(c.cbuf) == 0 && p[0] == 0x16 { // a TLS ClientHello: direct TLS
+	if len(c.cbuf) == 0 && p[0] == pgwire.TLSRecordStart { // direct TLS
 		r.encrypted(c)
 		return nil
 	}
@@ -338,7 +335,7 @@ func (r *Reader) startup(c *conn, p []byte, ts time.Time) []byte {
 	}
 	n := binary.BigEndian.Uint32(c.cbuf[0:4])
 	code := binary.BigEndian.Uint32(c.cbuf[4:8])
-	if n < 8 || n > maxStartupBytes {
+	if n < 8 || n > pgwire.MaxStartupPacketLen {
 		r.huntWith(c, ts)
 		return nil
 	}
@@ -349,29 +346,23 @@ func (r *Reader) startup(c *conn, p []byte, ts time.Time) []byte {
 	rest := c.cbuf[n:]
 	c.cbuf = nil
 	switch {
-	case code == 80877103 && n == 8: // SSLRequest
+	case code == pgwire.CodeSSL && n == 8:
 		c.phase, c.gss = phaseSSLWait, false
-	case code == 80877104 && n == 8: // GSSENCRequest
+	case code == pgwire.CodeGSSENC && n == 8:
 		c.phase, c.gss = phaseSSLWait, true
-	case code == 80877102: // CancelRequest
+	case code == pgwire.CodeCancel:
 		r.stats.Cancels++
 		c.phase = phaseDone
 		return nil
 	case code>>16 == 3:
-		params := startupParams(pkt[8:])
-		c.info = &proxy.ConnInfo{ID: c.id, ClientAddr: c.key.clientAddr(),
-			User: params["user"], Database: params["database"], ApplicationName: params["application_name"]}
-		if c.info.Database == "" {
-			c.info.Database = c.info.User
-		}
-		switch strings.ToLower(params["replication"]) {
-		case "", "false", "off", "no", "0":
-			c.phase = phaseAuth
-		default:
+		st, _ := pgwire.ParseStartup(pkt)
+		c.info = st.ConnInfo(c.id, c.key.clientAddr())
+		if st.Replication {
 			r.stats.Replication++
 			c.phase = phaseDone
 			return nil
 		}
+		c.phase = phaseAuth
 	default:
 		r.huntWith(c, ts)
 		return nil
@@ -396,31 +387,6 @@ func (r *Reader) encrypted(c *conn) {
 	if len(r.tlsConns) < maxNotedConns {
 		r.tlsConns = append(r.tlsConns, c.describe())
 	}
-}
-
-func startupParams(b []byte) map[string]string {
-	m := map[string]string{}
-	for {
-		k, rest, ok := cut0(b)
-		if !ok || len(k) == 0 {
-			return m
-		}
-		v, rest2, ok := cut0(rest)
-		if !ok {
-			return m
-		}
-		m[string(k)] = string(v)
-		b = rest2
-	}
-}
-
-func cut0(b []byte) (before, after []byte, ok bool) {
-	for i, c := range b {
-		if c == 0 {
-			return b[:i], b[i+1:], true
-		}
-	}
-	return b, nil, false
 }
 
 // auth follows the authentication exchange: the client's password
@@ -468,12 +434,7 @@ func (r *Reader) auth(c *conn, dir int, p []byte, ts time.Time) []byte {
 		switch typ {
 		case 'R', 'K', 'N', 'v':
 		case 'S':
-			if k, v, ok := cut0(body); ok && string(k) == "application_name" {
-				v, _, _ = cut0(v)
-				info := *c.info
-				info.ApplicationName = string(v)
-				c.info = &info
-			}
+			c.info = pgwire.WithParameterStatus(c.info, body)
 		case 'E': // authentication failed
 			c.phase = phaseDone
 			c.cbuf, c.sbuf = nil, nil
@@ -501,9 +462,9 @@ func (r *Reader) auth(c *conn, dir int, p []byte, ts time.Time) []byte {
 // ready starts following the connection with a tracker.
 func (r *Reader) ready(c *conn, status byte) {
 	if c.info == nil {
-		c.info = &proxy.ConnInfo{ID: c.id, ClientAddr: c.key.clientAddr()}
+		c.info = &pgwire.ConnInfo{ID: c.id, ClientAddr: c.key.clientAddr()}
 	}
-	c.tr = proxy.NewTracker(c.info, r.emit, r.opts.Tracker)
+	c.tr = pgwire.NewTracker(c.info, r.emit, r.opts.Tracker)
 	c.phase = phaseReady
 }
 

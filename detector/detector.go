@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/fingerprint"
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // Defaults for the zero fields of Config; doc.go says why these values.
@@ -100,13 +100,13 @@ func (c Config) withDefaults() Config {
 
 // Event is one execution as the detector sees it: the proxy's Execution and
 // the fingerprint of its statement. The caller fills it from the
-// proxy.Execution and the fingerprint.Result of its SQL text.
+// pgwire.Execution and the fingerprint.Result of its SQL text.
 //
 // The detector keeps the Conn, Stmt and Tags pointers while the window is
 // open and never modifies what they point to; neither may the caller.
 type Event struct {
 	// Exec is the execution; nil events are counted and ignored.
-	Exec *proxy.Execution
+	Exec *pgwire.Execution
 	// Stmt is the Exec.StatementIndex-th statement of the fingerprinted text;
 	// nil (or with Err set) when the text could not be fingerprinted: the
 	// execution then keeps its window open but is judged by no rule.

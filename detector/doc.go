@@ -4,7 +4,7 @@
 //
 // # Input and output
 //
-// The caller builds an Event per proxy.Execution: the execution itself, the
+// The caller builds an Event per pgwire.Execution: the execution itself, the
 // fingerprint.Statement of its SQL (the Exec.StatementIndex-th statement of
 // the fingerprinted text) and the sqlcommenter trace id and tags of that text.
 // Observe takes one Event; Advance tells the detector the time; Flush closes

@@ -4,7 +4,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // Kind names the rule behind a finding.
@@ -131,7 +131,7 @@ type Connection struct {
 	ApplicationName string `json:"application_name"`
 }
 
-func connectionOf(c *proxy.ConnInfo) Connection {
+func connectionOf(c *pgwire.ConnInfo) Connection {
 	if c == nil {
 		return Connection{}
 	}

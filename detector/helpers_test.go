@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/fingerprint"
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // t0 is the start of every test timeline.
@@ -109,15 +109,15 @@ var (
 // clock that only moves forward.
 type timeline struct {
 	now    time.Time
-	conns  map[uint64]*proxy.ConnInfo
-	conn   *proxy.ConnInfo // the current connection
-	trace  string          // the current trace id, "" for none
+	conns  map[uint64]*pgwire.ConnInfo
+	conn   *pgwire.ConnInfo // the current connection
+	trace  string           // the current trace id, "" for none
 	tags   map[string]string
 	events []Event
 }
 
 func newTimeline() *timeline {
-	tl := &timeline{now: t0, conns: map[uint64]*proxy.ConnInfo{}}
+	tl := &timeline{now: t0, conns: map[uint64]*pgwire.ConnInfo{}}
 	tl.on(1)
 	return tl
 }
@@ -126,7 +126,7 @@ func newTimeline() *timeline {
 func (tl *timeline) on(id uint64) *timeline {
 	c := tl.conns[id]
 	if c == nil {
-		c = &proxy.ConnInfo{ID: id, ClientAddr: fmt.Sprintf("10.0.0.%d:5%04d", id, id), User: "shop", Database: "shop", ApplicationName: "shop-api"}
+		c = &pgwire.ConnInfo{ID: id, ClientAddr: fmt.Sprintf("10.0.0.%d:5%04d", id, id), User: "shop", Database: "shop", ApplicationName: "shop-api"}
 		tl.conns[id] = c
 	}
 	tl.conn = c
@@ -141,13 +141,13 @@ func (tl *timeline) wait(d time.Duration) *timeline {
 
 // q runs st with extended-protocol parameters hashing to params, for 1ms,
 // returning rows. params 0 means no parameters.
-func (tl *timeline) q(st *fingerprint.Statement, params uint64, rows int64) *proxy.Execution {
+func (tl *timeline) q(st *fingerprint.Statement, params uint64, rows int64) *pgwire.Execution {
 	return tl.qd(st, params, rows, time.Millisecond)
 }
 
 // qd is q with a duration.
-func (tl *timeline) qd(st *fingerprint.Statement, params uint64, rows int64, d time.Duration) *proxy.Execution {
-	x := &proxy.Execution{
+func (tl *timeline) qd(st *fingerprint.Statement, params uint64, rows int64, d time.Duration) *pgwire.Execution {
+	x := &pgwire.Execution{
 		Conn:       tl.conn,
 		Start:      tl.now,
 		End:        tl.now.Add(d),
@@ -169,7 +169,7 @@ func (tl *timeline) qd(st *fingerprint.Statement, params uint64, rows int64, d t
 }
 
 // simple runs st as a simple query whose literals hash to literals.
-func (tl *timeline) simple(st *fingerprint.Statement, literals uint64, rows int64) *proxy.Execution {
+func (tl *timeline) simple(st *fingerprint.Statement, literals uint64, rows int64) *pgwire.Execution {
 	x := tl.q(withLiterals(st, literals), 0, rows)
 	x.Protocol = "simple"
 	return x

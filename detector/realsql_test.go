@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/fingerprint"
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // These tests feed SQL as drivers and ORMs send it through the real
@@ -25,20 +25,20 @@ func newSQLTimeline() *sqlTimeline {
 }
 
 // ext runs sql over the extended protocol with parameters hashing to params.
-func (tl *sqlTimeline) ext(sql string, params uint64, rows int64) *proxy.Execution {
+func (tl *sqlTimeline) ext(sql string, params uint64, rows int64) *pgwire.Execution {
 	return tl.run(sql, 0, "extended", params, rows)
 }
 
 // simple runs sql (literals inline) over the simple protocol.
-func (tl *sqlTimeline) simple(sql string, rows int64) *proxy.Execution {
+func (tl *sqlTimeline) simple(sql string, rows int64) *pgwire.Execution {
 	return tl.run(sql, 0, "simple", 0, rows)
 }
 
-func (tl *sqlTimeline) run(sql string, index int, protocol string, params uint64, rows int64) *proxy.Execution {
+func (tl *sqlTimeline) run(sql string, index int, protocol string, params uint64, rows int64) *pgwire.Execution {
 	r := tl.cache.Of(sql)
 	st := &r.Statements[index]
 	names[st.Hex] = shortName(st)
-	x := &proxy.Execution{
+	x := &pgwire.Execution{
 		Conn: tl.conn, Start: tl.now, End: tl.now.Add(time.Millisecond),
 		SQL: sql, StatementIndex: index, Protocol: protocol,
 		ParamsHash: params, Command: strings.ToUpper(string(st.Facts.Kind)), Rows: rows,

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/fingerprint"
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // group is the state kept per group key (trace id or connection).
@@ -56,7 +56,7 @@ type step struct {
 // shape aggregates the executions of one fingerprint in one window.
 type shape struct {
 	stmt  *fingerprint.Statement // of the first execution
-	conn  *proxy.ConnInfo        // of the first execution
+	conn  *pgwire.ConnInfo       // of the first execution
 	tags  map[string]string      // of the first execution
 	first int                    // index in window.seq of the first execution
 
@@ -179,7 +179,7 @@ func isCatalog(name string) bool {
 // paramsKey identifies the execution's parameter set: the bound values
 // (extended protocol) and the literals in the text (simple protocol, or
 // literals inlined by the client), hashed together.
-func paramsKey(x *proxy.Execution, st *fingerprint.Statement) uint64 {
+func paramsKey(x *pgwire.Execution, st *fingerprint.Statement) uint64 {
 	const prime = 1099511628211 // FNV-64 prime
 	h := x.ParamsHash
 	h ^= st.LiteralsHash + 0x9e3779b97f4a7c15 + (h << 6) + (h >> 2)

@@ -26,6 +26,7 @@ import (
 	"github.com/nplus1/nplus1/detector"
 	"github.com/nplus1/nplus1/internal/pgtest"
 	"github.com/nplus1/nplus1/internal/shop"
+	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
 	"go.uber.org/goleak"
 )
@@ -52,16 +53,16 @@ const settleMax = 15 * time.Second
 // them for the running case, then to the analyzer.
 type harness struct {
 	pg        *pgtest.Server
-	proxyAddr string                // host:port of the proxy
-	fromProxy chan *proxy.Execution // proxy → tap; never closed
-	events    chan *proxy.Execution // tap → analyzer; never closed
+	proxyAddr string                 // host:port of the proxy
+	fromProxy chan *pgwire.Execution // proxy → tap; never closed
+	events    chan *pgwire.Execution // tap → analyzer; never closed
 	store     *analyzer.Store
 	an        *analyzer.Analyzer
 
 	mu sync.Mutex // held by runCase: one case at a time
 
 	recMu sync.Mutex
-	rec   []*proxy.Execution // guarded by recMu; the running case's executions
+	rec   []*pgwire.Execution // guarded by recMu; the running case's executions
 }
 
 // h is set by TestMain before any test runs.
@@ -119,8 +120,8 @@ func startHarness() (*harness, func(), error) {
 	}
 	c.Close(ctx)
 
-	fromProxy := make(chan *proxy.Execution, 100000)
-	events := make(chan *proxy.Execution, 100000)
+	fromProxy := make(chan *pgwire.Execution, 100000)
+	events := make(chan *pgwire.Execution, 100000)
 	p, err := proxy.New(proxy.Config{Upstream: pg.Addr(), Events: fromProxy})
 	if err != nil {
 		pg.Stop()
@@ -177,7 +178,7 @@ func (hh *harness) tap(ctx context.Context) {
 }
 
 // takeRecorded returns the executions noted since the last call.
-func (hh *harness) takeRecorded() []*proxy.Execution {
+func (hh *harness) takeRecorded() []*pgwire.Execution {
 	hh.recMu.Lock()
 	defer hh.recMu.Unlock()
 	r := hh.rec
@@ -188,14 +189,14 @@ func (hh *harness) takeRecorded() []*proxy.Execution {
 // maxGap is the longest time one connection spent between the end of a
 // statement and the start of its next one: what the detector's idle gap is
 // measured against.
-func maxGap(es []*proxy.Execution) time.Duration {
-	byConn := map[uint64][]*proxy.Execution{}
+func maxGap(es []*pgwire.Execution) time.Duration {
+	byConn := map[uint64][]*pgwire.Execution{}
 	for _, e := range es {
 		byConn[e.Conn.ID] = append(byConn[e.Conn.ID], e)
 	}
 	var longest time.Duration
 	for _, xs := range byConn {
-		slices.SortStableFunc(xs, func(a, b *proxy.Execution) int { return a.Start.Compare(b.Start) })
+		slices.SortStableFunc(xs, func(a, b *pgwire.Execution) int { return a.Start.Compare(b.Start) })
 		end := xs[0].End
 		for _, e := range xs[1:] {
 			longest = max(longest, e.Start.Sub(end))

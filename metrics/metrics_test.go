@@ -16,6 +16,7 @@ import (
 	"github.com/nplus1/nplus1/detector"
 	"github.com/nplus1/nplus1/fingerprint"
 	"github.com/nplus1/nplus1/internal/promtest"
+	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
 )
 
@@ -30,7 +31,7 @@ var t0 = time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
 type feeder struct {
 	e    *Exporter
 	fp   *fingerprint.Cache
-	conn *proxy.ConnInfo
+	conn *pgwire.ConnInfo
 }
 
 func newFeeder(t testing.TB, reg prometheus.Registerer, opts Options) *feeder {
@@ -42,13 +43,13 @@ func newFeeder(t testing.TB, reg prometheus.Registerer, opts Options) *feeder {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	return &feeder{e: e, fp: fingerprint.New(fingerprint.Options{}), conn: &proxy.ConnInfo{ID: 1}}
+	return &feeder{e: e, fp: fingerprint.New(fingerprint.Options{}), conn: &pgwire.ConnInfo{ID: 1}}
 }
 
 // run observes one execution of sql that took d and ended with the given
 // tag, SQLSTATE and rows; it returns the statement's fingerprint.
 func (f *feeder) run(sql, tag, state string, rows int64, d time.Duration) *fingerprint.Statement {
-	x := &proxy.Execution{Conn: f.conn, Start: t0, End: t0.Add(d), SQL: sql, Command: tag, SQLState: state, Rows: rows}
+	x := &pgwire.Execution{Conn: f.conn, Start: t0, End: t0.Add(d), SQL: sql, Command: tag, SQLState: state, Rows: rows}
 	st := &f.fp.Of(sql).Statements[0]
 	f.e.Observe(&detector.Event{Exec: x, Stmt: st})
 	return st
@@ -59,13 +60,13 @@ func TestQueriesDurationRowsErrorsFindings(t *testing.T) {
 	f.run("SELECT name FROM users WHERE id = 1", "SELECT", "", 1, 700*time.Microsecond)
 	f.run("SELECT name FROM users", "SELECT", "", 3000, 20*time.Millisecond)
 	f.run("UPDATE users SET name = 'x' WHERE id = 2", "UPDATE", "", 1, 2*time.Millisecond)
-	f.run("INSERT INTO users (id) VALUES (1)", "", "23505", -1, 3*time.Millisecond)        // failed: kind from the parse
-	f.run("SELECT nope FROM users", "", "42703", -1, 300*time.Microsecond)                 // failed select: no rows observed
-	f.run("SELECT 1", "", "XY123", -1, 0)                                                  // unknown class
-	f.run("BEGIN", "BEGIN", "", -1, 100*time.Microsecond)                                  // transaction control
-	f.run("CREATE TABLE t (a int)", "CREATE TABLE", "", -1, 15*time.Millisecond)           // utility
-	f.e.Observe(&detector.Event{Exec: &proxy.Execution{Conn: f.conn, Start: t0, End: t0}}) // empty query, no statement
-	f.e.Observe(&detector.Event{})                                                         // nothing at all: ignored
+	f.run("INSERT INTO users (id) VALUES (1)", "", "23505", -1, 3*time.Millisecond)         // failed: kind from the parse
+	f.run("SELECT nope FROM users", "", "42703", -1, 300*time.Microsecond)                  // failed select: no rows observed
+	f.run("SELECT 1", "", "XY123", -1, 0)                                                   // unknown class
+	f.run("BEGIN", "BEGIN", "", -1, 100*time.Microsecond)                                   // transaction control
+	f.run("CREATE TABLE t (a int)", "CREATE TABLE", "", -1, 15*time.Millisecond)            // utility
+	f.e.Observe(&detector.Event{Exec: &pgwire.Execution{Conn: f.conn, Start: t0, End: t0}}) // empty query, no statement
+	f.e.Observe(&detector.Event{})                                                          // nothing at all: ignored
 	f.e.Finding(&detector.Finding{Kind: detector.KindNPlusOne, Count: 12})
 	f.e.Finding(&detector.Finding{Kind: detector.KindNPlusOne, Count: 60})
 	f.e.Finding(&detector.Finding{Kind: detector.KindSelectStar, Count: 1})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nplus1/nplus1/detector"
 	"github.com/nplus1/nplus1/fingerprint"
+	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
 )
 
@@ -81,16 +82,16 @@ func Exercise(reg prometheus.Registerer) error {
 	if err != nil {
 		return err
 	}
-	conn := &proxy.ConnInfo{ID: 1}
+	conn := &pgwire.ConnInfo{ID: 1}
 	run := func(sql, command, state string, rows int64) {
-		x := &proxy.Execution{Conn: conn, Start: now, End: now.Add(time.Millisecond), SQL: sql, Command: command, SQLState: state, Rows: rows}
+		x := &pgwire.Execution{Conn: conn, Start: now, End: now.Add(time.Millisecond), SQL: sql, Command: command, SQLState: state, Rows: rows}
 		res := fp.Of(sql)
 		e.Observe(&detector.Event{Exec: x, Stmt: &res.Statements[0]})
 	}
 	run("SELECT name FROM users WHERE id = 1", "SELECT", "", 1)
 	run("SELECT * FROM users", "SELECT", "", 20)
 	run("INSERT INTO users (id) VALUES (1)", "", "23505", -1)
-	e.Observe(&detector.Event{Exec: &proxy.Execution{Conn: conn, Start: now, End: now}})
+	e.Observe(&detector.Event{Exec: &pgwire.Execution{Conn: conn, Start: now, End: now}})
 	st := fp.Of("SELECT name FROM users WHERE id = 1").Statements[0]
 	for _, k := range detector.Kinds() {
 		e.Finding(&detector.Finding{Kind: k, Fingerprint: st.Hex, Query: st.Normalized, Count: 6})

@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nplus1/nplus1/detector"
+	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
 )
 
@@ -358,7 +359,7 @@ func BenchmarkObserve(b *testing.B) {
 	var events []detector.Event
 	for i := range 100 {
 		sql := "SELECT v FROM table_" + letters(i) + " WHERE id = $1"
-		x := &proxy.Execution{Conn: f.conn, Start: t0, End: t0.Add(time.Millisecond), SQL: sql, Command: "SELECT", Rows: 1}
+		x := &pgwire.Execution{Conn: f.conn, Start: t0, End: t0.Add(time.Millisecond), SQL: sql, Command: "SELECT", Rows: 1}
 		events = append(events, detector.Event{Exec: x, Stmt: &f.fp.Of(sql).Statements[0]})
 	}
 	f.e.Observe(&events[0])

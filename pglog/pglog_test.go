@@ -6,16 +6,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
-func readAll(t testing.TB, format, in string, opts Options) ([]*proxy.Execution, *Reader) {
+func readAll(t testing.TB, format, in string, opts Options) ([]*pgwire.Execution, *Reader) {
 	t.Helper()
 	r, err := NewReader(format, strings.NewReader(in), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []*proxy.Execution
+	var out []*pgwire.Execution
 	for {
 		e, err := r.Next()
 		if err == io.EOF {
@@ -28,7 +28,7 @@ func readAll(t testing.TB, format, in string, opts Options) ([]*proxy.Execution,
 	}
 }
 
-func dump(es []*proxy.Execution) string {
+func dump(es []*pgwire.Execution) string {
 	var b strings.Builder
 	for _, e := range es {
 		fmt.Fprintf(&b, "conn=%d %s/%s/%s/%s %s %q prep=%q cmd=%q state=%q params=%d start=%s end=%s tx=%v end=%v\n",
@@ -118,7 +118,7 @@ func TestCSVAndJSON(t *testing.T) {
 			if p := got[1].Params; len(p) != 2 || string(p[0]) != "it's" || p[1] != nil {
 				t.Errorf("params %q", p)
 			}
-			if got[0].ParamsHash != proxy.HashParams(nil, [][]byte{[]byte("1")}) || got[0].Rows != -1 {
+			if got[0].ParamsHash != pgwire.HashParams(nil, [][]byte{[]byte("1")}) || got[0].Rows != -1 {
 				t.Errorf("hash %x rows %d", got[0].ParamsHash, got[0].Rows)
 			}
 		})

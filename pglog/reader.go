@@ -12,10 +12,9 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/internal/fileseq"
+	"github.com/nplus1/nplus1/pgwire"
 
 	"github.com/nplus1/nplus1/internal/intern"
-
-	"github.com/nplus1/nplus1/proxy"
 )
 
 // Formats.
@@ -28,7 +27,7 @@ const (
 const (
 	DefaultMaxRecordBytes = 16 << 20
 	DefaultMaxSessions    = 1 << 16
-	DefaultMaxSQLBytes    = proxy.DefaultMaxSQLBytes
+	DefaultMaxSQLBytes    = pgwire.DefaultMaxSQLBytes
 )
 
 // Options configure a Reader.
@@ -70,10 +69,10 @@ type record struct {
 
 // session is one connection's state.
 type session struct {
-	info    *proxy.ConnInfo
+	info    *pgwire.ConnInfo
 	inTx    bool
-	pending *proxy.Execution // logged before it ran (log_statement), awaiting its duration
-	order   uint64           // for forgetting the oldest
+	pending *pgwire.Execution // logged before it ran (log_statement), awaiting its duration
+	order   uint64            // for forgetting the oldest
 }
 
 // Reader turns csvlog or jsonlog records into executions.
@@ -89,7 +88,7 @@ type Reader struct {
 	sessions map[string]*session
 	nextID   uint64
 	order    uint64
-	out      []*proxy.Execution
+	out      []*pgwire.Execution
 	outHead  int
 	intern   intern.Table // SQL texts and names, shared
 	params   [][]byte
@@ -189,7 +188,7 @@ func (r *Reader) skip(why string) {
 }
 
 // Next returns the next execution, io.EOF after the last record.
-func (r *Reader) Next() (*proxy.Execution, error) {
+func (r *Reader) Next() (*pgwire.Execution, error) {
 	for {
 		if r.outHead < len(r.out) {
 			e := r.out[r.outHead]
@@ -369,7 +368,7 @@ func (r *Reader) session(rec *record) *session {
 		r.nextID++
 		r.order++
 		r.stats.Sessions++
-		s = &session{info: &proxy.ConnInfo{ID: r.nextID}, order: r.order}
+		s = &session{info: &pgwire.ConnInfo{ID: r.nextID}, order: r.order}
 		r.sessions[string(rec.sessionID)] = s
 	}
 	// Identity: the latest the log says (application_name may change).
@@ -514,7 +513,7 @@ func (r *Reader) statement(s *session, rec *record, proto, prepared string, sql 
 	if s.pending != nil {
 		r.flush(s) // its duration never came
 	}
-	e := &proxy.Execution{
+	e := &pgwire.Execution{
 		Conn:     s.info,
 		Start:    rec.time.Add(-dur),
 		End:      rec.time,
@@ -555,7 +554,7 @@ func (r *Reader) failed(s *session, rec *record) {
 		return
 	}
 	r.flush(s)
-	e := &proxy.Execution{Conn: s.info, Start: rec.time, End: rec.time, Protocol: "simple", Rows: -1,
+	e := &pgwire.Execution{Conn: s.info, Start: rec.time, End: rec.time, Protocol: "simple", Rows: -1,
 		SQL: r.intern.Str(sql), SQLState: r.intern.Str(rec.sqlState), Truncated: len(rec.query) > len(sql)}
 	r.transaction(s, e)
 	s.pending = e
@@ -563,7 +562,7 @@ func (r *Reader) failed(s *session, rec *record) {
 }
 
 // transaction sets InTransaction and TxEnd from transaction control.
-func (r *Reader) transaction(s *session, e *proxy.Execution) {
+func (r *Reader) transaction(s *session, e *pgwire.Execution) {
 	word := strings.ToUpper(e.Command)
 	if word == "" || word == "SELECT" || e.SQLState != "" {
 		word = strings.ToUpper(firstWord(e.SQL))
@@ -625,7 +624,7 @@ func (r *Reader) flush(s *session) {
 
 // parseParams reads "$1 = 'a', $2 = NULL, $3 = 'it”s'" and sets the
 // parameter hash (and values, with KeepParams).
-func (r *Reader) parseParams(e *proxy.Execution, d []byte) {
+func (r *Reader) parseParams(e *pgwire.Execution, d []byte) {
 	r.params = r.params[:0]
 	var buf []byte
 	for len(d) > 0 {
@@ -682,7 +681,7 @@ func (r *Reader) parseParams(e *proxy.Execution, d []byte) {
 		off += len(p)
 	}
 	e.NumParams = len(vals)
-	e.ParamsHash = proxy.HashParams(nil, vals)
+	e.ParamsHash = pgwire.HashParams(nil, vals)
 	if r.opts.KeepParams {
 		e.Params = vals
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/internal/pgtest"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // TestClientPsqlScript runs a psql script through the proxy.
@@ -69,7 +70,7 @@ func TestClientPsqlScript(t *testing.T) {
 		t.Errorf("\\copy TO wrote %d bytes, want %d (the rows written by \\copy FROM)", len(got), len(want))
 	}
 
-	evs := p.WaitEvents(t, 1, func(e *Execution) bool {
+	evs := p.WaitEvents(t, 1, func(e *pgwire.Execution) bool {
 		return e.Conn.ApplicationName == app && strings.HasPrefix(e.SQL, "SELECT name AS first")
 	})
 	if len(evs) == 0 {
@@ -101,7 +102,7 @@ func TestClientPsqlScript(t *testing.T) {
 			t.Errorf("COMMIT: TxEnd false")
 		}
 		if e.SQLState != "" {
-			t.Errorf("unexpected error event: %s", itDump([]*Execution{e}))
+			t.Errorf("unexpected error event: %s", itDump([]*pgwire.Execution{e}))
 		}
 	}
 	// Statements run: CREATE, INSERT, COPY, SELECT, COPY, SELECT, SELECT,
@@ -137,7 +138,7 @@ func TestClientPgbench(t *testing.T) {
 		t.Fatalf("pgbench -i: %v\n%s\n%s", err, stdout, stderr)
 	}
 	var copied bool
-	for _, e := range p.WaitEvents(t, 1, func(e *Execution) bool { return e.Command == "COPY" }) {
+	for _, e := range p.WaitEvents(t, 1, func(e *pgwire.Execution) bool { return e.Command == "COPY" }) {
 		if e.Rows == 100000 && strings.Contains(e.SQL, "pgbench_accounts") {
 			copied = true
 		}
@@ -167,7 +168,7 @@ func TestClientPgbench(t *testing.T) {
 			if tps := regexp.MustCompile(`tps = [0-9.]+`).FindString(stdout); tps != "" {
 				t.Logf("pgbench -M %s: %s", mode, tps)
 			}
-			isUpdate := func(e *Execution) bool {
+			isUpdate := func(e *pgwire.Execution) bool {
 				return e.Conn.ApplicationName == app && strings.Contains(e.SQL, "UPDATE pgbench_accounts")
 			}
 			updates := p.WaitEvents(t, txs, isUpdate)
@@ -184,7 +185,7 @@ func TestClientPgbench(t *testing.T) {
 			for _, e := range updates {
 				if e.Protocol != wantProto || (mode == "prepared") != (e.Prepared != "") || e.Rows != 1 || e.Command != "UPDATE" || !e.InTransaction {
 					t.Errorf("pgbench -M %s UPDATE event: %s want protocol %s, prepared %v, UPDATE 1 in a transaction",
-						mode, itDump([]*Execution{e}), wantProto, mode == "prepared")
+						mode, itDump([]*pgwire.Execution{e}), wantProto, mode == "prepared")
 					break
 				}
 				if mode != "simple" && (e.NumParams != 2 || e.ParamsHash == 0) {
@@ -194,7 +195,7 @@ func TestClientPgbench(t *testing.T) {
 			}
 			for _, e := range all {
 				if e.SQLState != "" {
-					t.Errorf("error event: %s", itDump([]*Execution{e}))
+					t.Errorf("error event: %s", itDump([]*pgwire.Execution{e}))
 					break
 				}
 			}

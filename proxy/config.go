@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // Upstream TLS modes, as in libpq's sslmode (verify-ca is treated as verify-full).
@@ -22,28 +24,13 @@ const (
 	RelayGoroutines = "goroutines"
 )
 
-// Limits. Each is a Config field; these are the defaults.
+// Limits of the authentication exchange, which the proxy reads whole; the
+// tracker's limits (pgwire.DefaultMax*) are the defaults of the Config fields
+// of the same names.
 const (
-	// DefaultMaxMessageBytes is the largest message accepted from either side:
-	// PostgreSQL's own limit for a message (PQ_LARGE_MESSAGE_LIMIT, 1 GB - 1,
-	// src/include/libpq/libpq.h). Messages are streamed, never buffered whole.
-	DefaultMaxMessageBytes = 1<<30 - 1
-	// maxStartupPacketLen is PostgreSQL's MAX_STARTUP_PACKET_LENGTH
-	// (src/include/libpq/pqcomm.h).
-	maxStartupPacketLen = 10000
-	// maxAuthMessageLen bounds messages of the authentication exchange, which
-	// the proxy reads whole (PG_MAX_AUTH_TOKEN_LENGTH is 65535).
+	// maxAuthMessageLen bounds messages of the authentication exchange
+	// (PG_MAX_AUTH_TOKEN_LENGTH is 65535).
 	maxAuthMessageLen = 1 << 20
-	// DefaultMaxSQLBytes is how much of a statement's text the tracker keeps.
-	DefaultMaxSQLBytes = 64 << 10
-	// DefaultMaxStatements bounds the prepared statements (and portals) the
-	// tracker remembers per connection.
-	DefaultMaxStatements = 10000
-	// DefaultMaxPending bounds the client messages awaiting a server reply.
-	DefaultMaxPending = 100000
-	// DefaultMaxParamBytes bounds the parameter values kept for one Bind
-	// when they are kept at all (Config.KeepParams).
-	DefaultMaxParamBytes = 1 << 20
 )
 
 // Config configures a Server. Zero values take the defaults above.
@@ -72,17 +59,17 @@ type Config struct {
 	MaxStatements int
 	MaxPending    int
 
-	// KeepParams fills Execution.Params with the bound parameter values, for
+	// KeepParams fills pgwire.Execution.Params with the bound parameter values, for
 	// recording (nplus1 proxy --record); off by default, as the values are
 	// the application's data. MaxParamBytes bounds them per Bind (0: the
 	// default).
 	KeepParams    bool
 	MaxParamBytes int
 
-	// Events receives one Execution per executed statement. The proxy never
+	// Events receives one pgwire.Execution per executed statement. The proxy never
 	// blocks on it: when it is full the event is dropped and counted in
 	// Stats.EventsDropped. Nil disables tracking.
-	Events chan<- *Execution
+	Events chan<- *pgwire.Execution
 
 	// Relay is how established sessions are relayed: RelayAuto (the
 	// default) puts plaintext sessions on epoll event loops where the
@@ -122,7 +109,7 @@ func (c *Config) setDefaults() error {
 		c.ConnectTimeout = 10 * time.Second
 	}
 	// The tracker limits (MaxMessageBytes, MaxSQLBytes, MaxStatements,
-	// MaxPending, MaxParamBytes) take their defaults in TrackerOptions.
+	// MaxPending, MaxParamBytes) take their defaults in pgwire.TrackerOptions.
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

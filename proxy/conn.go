@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // relayBufSize is the read size of each pump: one read, then one write of
@@ -44,8 +46,8 @@ type conn struct {
 
 	wmu sync.Mutex // serializes writes to cw (server pump, fatal notices)
 
-	tmu     sync.Mutex // guards tracker
-	tracker *Tracker   // set once the relay starts; nil before
+	tmu     sync.Mutex      // guards tracker
+	tracker *pgwire.Tracker // set once the relay starts; nil before
 
 	upstream  atomic.Pointer[net.Conn]    // set once dialed, for forceClose
 	sess      atomic.Pointer[loopSession] // set when the session moves to an event loop
@@ -73,7 +75,7 @@ func (c *conn) serve(overLimit bool) {
 	defer c.forceClose()
 	start := c.s.cfg.Now()
 	err := c.run(overLimit)
-	var pe *ProtocolError
+	var pe *pgwire.ProtocolError
 	switch {
 	case err == nil, c.closed.Load() && !errors.As(err, &pe), isClosedErr(err):
 		c.log.Debug("connection closed", "duration", c.s.cfg.Now().Sub(start))
@@ -111,7 +113,7 @@ func (c *conn) run(overLimit bool) error {
 
 	pkt, err := c.negotiate(br)
 	if err != nil {
-		var pe *ProtocolError
+		var pe *pgwire.ProtocolError
 		if errors.As(err, &pe) {
 			c.fatal(stateProtocolViolation, pe.Msg)
 		}
@@ -122,20 +124,9 @@ func (c *conn) run(overLimit bool) error {
 	}
 	_ = c.raw.SetDeadline(time.Time{})
 
-	info := &ConnInfo{ID: c.id, ClientAddr: hostOf(c.raw.RemoteAddr())}
-	version := binary.BigEndian.Uint32(pkt[4:8])
-	if version>>16 == 3 {
-		p := startupParams(pkt)
-		info.User, info.Database, info.ApplicationName = p["user"], p["database"], p["application_name"]
-		if info.Database == "" {
-			info.Database = info.User
-		}
-		switch strings.ToLower(p["replication"]) {
-		case "", "false", "off", "no", "0":
-		default:
-			c.replication = true
-		}
-	}
+	st, _ := pgwire.ParseStartup(pkt)
+	c.replication = st.Replication
+	info := st.ConnInfo(c.id, hostOf(c.raw.RemoteAddr()))
 	c.log = c.log.With("user", info.User, "database", info.Database)
 
 	if overLimit {
@@ -200,7 +191,7 @@ func (c *conn) negotiate(br *bufio.Reader) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			if b[0] == tlsHandshake {
+			if b[0] == pgwire.TLSRecordStart {
 				tc := tls.Server(&bufConn{Conn: c.raw, r: br}, cfg.TLS)
 				if err := tc.Handshake(); err != nil {
 					return nil, fmt.Errorf("direct TLS handshake: %w", err)
@@ -217,9 +208,9 @@ func (c *conn) negotiate(br *bufio.Reader) ([]byte, error) {
 			return nil, err
 		}
 		switch binary.BigEndian.Uint32(pkt[4:8]) {
-		case codeSSL:
+		case pgwire.CodeSSL:
 			if c.clientTLS {
-				return nil, &ProtocolError{Frontend: true, Msg: "SSLRequest on an encrypted connection"}
+				return nil, &pgwire.ProtocolError{Frontend: true, Msg: "SSLRequest on an encrypted connection"}
 			}
 			if cfg.TLS == nil {
 				if _, err := c.raw.Write([]byte{'N'}); err != nil {
@@ -243,9 +234,9 @@ func (c *conn) negotiate(br *bufio.Reader) ([]byte, error) {
 				return nil, fmt.Errorf("TLS handshake: %w", err)
 			}
 			c.clientTLS, c.cr, c.cw, r = true, tc, tc, tc
-		case codeGSSENC:
+		case pgwire.CodeGSSENC:
 			if c.clientTLS {
-				return nil, &ProtocolError{Frontend: true, Msg: "GSSENCRequest on an encrypted connection"}
+				return nil, &pgwire.ProtocolError{Frontend: true, Msg: "GSSENCRequest on an encrypted connection"}
 			}
 			if _, err := c.raw.Write([]byte{'N'}); err != nil {
 				return nil, err
@@ -253,7 +244,7 @@ func (c *conn) negotiate(br *bufio.Reader) ([]byte, error) {
 			if br.Buffered() > 0 {
 				return nil, errUnencryptedAfterRequest
 			}
-		case codeCancel:
+		case pgwire.CodeCancel:
 			return nil, c.forwardCancel(pkt)
 		default:
 			return pkt, nil
@@ -265,7 +256,7 @@ func (c *conn) negotiate(br *bufio.Reader) ([]byte, error) {
 // more than an SSLRequest or GSSENCRequest before reading the reply: the
 // client must wait for it, and PostgreSQL refuses such connections since
 // CVE-2021-23214.
-var errUnencryptedAfterRequest = &ProtocolError{Frontend: true, Msg: "received unencrypted data after SSL request"}
+var errUnencryptedAfterRequest = &pgwire.ProtocolError{Frontend: true, Msg: "received unencrypted data after SSL request"}
 
 // forwardCancel sends a CancelRequest to the upstream unchanged. The proxy
 // relays sessions one to one, so the backend PID and key the client holds are
@@ -315,7 +306,7 @@ func (c *conn) authenticate() (bool, error) {
 		switch typ {
 		case 'R':
 			if len(msg) < 9 {
-				return false, &ProtocolError{Msg: "short Authentication message"}
+				return false, &pgwire.ProtocolError{Msg: "short Authentication message"}
 			}
 			code := binary.BigEndian.Uint32(msg[5:9])
 			lastCode = code
@@ -337,7 +328,7 @@ func (c *conn) authenticate() (bool, error) {
 					c.log.Warn("client left during SCRAM authentication after the proxy withheld channel binding; " +
 						"nplus1 terminates TLS, so SCRAM-SHA-256-PLUS cannot work through it: " + channelBindingAdvice)
 				}
-				var pe *ProtocolError
+				var pe *pgwire.ProtocolError
 				if errors.As(err, &pe) {
 					c.fatal(stateProtocolViolation, pe.Msg)
 				}
@@ -348,7 +339,7 @@ func (c *conn) authenticate() (bool, error) {
 			case 'X':
 				return false, nil
 			default:
-				err := &ProtocolError{Frontend: true, Msg: fmt.Sprintf("expected an authentication response, got message type %q", ctyp)}
+				err := &pgwire.ProtocolError{Frontend: true, Msg: fmt.Sprintf("expected an authentication response, got message type %q", ctyp)}
 				c.fatal(stateProtocolViolation, err.Msg)
 				return false, err
 			}
@@ -379,7 +370,7 @@ func (c *conn) authenticate() (bool, error) {
 				// to 256 in 3.2), as is.
 				pkt := make([]byte, 8+len(msg)-5)
 				binary.BigEndian.PutUint32(pkt[0:], uint32(len(pkt)))
-				binary.BigEndian.PutUint32(pkt[4:], codeCancel)
+				binary.BigEndian.PutUint32(pkt[4:], pgwire.CodeCancel)
 				copy(pkt[8:], msg[5:])
 				c.cancelPkt = pkt
 			}
@@ -391,7 +382,7 @@ func (c *conn) authenticate() (bool, error) {
 				return false, err
 			}
 		default:
-			return false, &ProtocolError{Msg: fmt.Sprintf("unexpected message type %q during authentication", typ)}
+			return false, &pgwire.ProtocolError{Msg: fmt.Sprintf("unexpected message type %q during authentication", typ)}
 		}
 	}
 }
@@ -420,13 +411,13 @@ func wantsChannelBinding(msg []byte) bool {
 
 // relay runs the session until either side ends: on an event loop when
 // there is one for it, else on two pumps.
-func (c *conn) relay(info *ConnInfo) error {
+func (c *conn) relay(info *pgwire.ConnInfo) error {
 	cfg := &c.s.cfg
-	var emit func(*Execution)
+	var emit func(*pgwire.Execution)
 	if cfg.Events != nil && !c.replication {
 		emit = c.s.emit
 	}
-	t := NewTracker(info, emit, TrackerOptions{
+	t := pgwire.NewTracker(info, emit, pgwire.TrackerOptions{
 		MaxMessageBytes: cfg.MaxMessageBytes,
 		MaxSQLBytes:     cfg.MaxSQLBytes,
 		MaxStatements:   cfg.MaxStatements,
@@ -491,7 +482,7 @@ func (c *conn) relayPumps() (error, bool) {
 // firstReal picks the error that explains why a connection ended: a protocol
 // violation first, then any error that is not just a closed socket.
 func firstReal(errs ...error) error {
-	var pe *ProtocolError
+	var pe *pgwire.ProtocolError
 	for _, err := range errs {
 		if errors.As(err, &pe) {
 			return err
@@ -534,7 +525,7 @@ func (c *conn) observe(fromClient bool, b []byte, now time.Time) error {
 
 // violationNotice is the FATAL 08P01 message for a protocol violation: the
 // client's own, or the server's, which the proxy reports as its own.
-func violationNotice(pe *ProtocolError, fromClient bool) string {
+func violationNotice(pe *pgwire.ProtocolError, fromClient bool) string {
 	if fromClient {
 		return pe.Msg
 	}
@@ -544,14 +535,14 @@ func violationNotice(pe *ProtocolError, fromClient bool) string {
 // pump is one direction of the relay: read, let the tracker see the chunk,
 // write it on unchanged (one write per read), until EOF (nil) or an error.
 // wmu, when set, serializes the writes with fatal notices to the client. A
-// ProtocolError from the tracker sends the client FATAL 08P01.
+// pgwire.ProtocolError from the tracker sends the client FATAL 08P01.
 func (c *conn) pump(r io.Reader, w io.Writer, wmu *sync.Mutex, fromClient bool) error {
 	buf := make([]byte, relayBufSize)
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {
 			if terr := c.observe(fromClient, buf[:n], c.s.cfg.Now()); terr != nil {
-				var pe *ProtocolError
+				var pe *pgwire.ProtocolError
 				if errors.As(terr, &pe) {
 					c.fatal(stateProtocolViolation, violationNotice(pe, fromClient))
 				}
@@ -623,7 +614,7 @@ func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
 	}
 	var req [8]byte
 	binary.BigEndian.PutUint32(req[0:], 8)
-	binary.BigEndian.PutUint32(req[4:], codeSSL)
+	binary.BigEndian.PutUint32(req[4:], pgwire.CodeSSL)
 	var resp [1]byte
 	if _, err := nc.Write(req[:]); err != nil {
 		nc.Close()

@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/nplus1/nplus1/internal/pgtest"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // itProxy is a proxy serving on a loopback port for one test.
@@ -35,7 +36,7 @@ type itProxy struct {
 	Addr string // host:port the clients dial
 
 	mu     sync.Mutex
-	events []*Execution // guarded by mu; filled by the collector
+	events []*pgwire.Execution // guarded by mu; filled by the collector
 
 	stop      chan struct{} // closed to stop the collector
 	collected chan struct{} // closed when the collector has returned
@@ -54,9 +55,9 @@ func itStartProxy(t *testing.T, cfg Config) *itProxy {
 		cfg.Upstream = itPG(t).Addr()
 	}
 	p := &itProxy{stop: make(chan struct{}), collected: make(chan struct{}), served: make(chan error, 1)}
-	var events chan *Execution
+	var events chan *pgwire.Execution
 	if cfg.Events == nil {
-		events = make(chan *Execution, 1<<16)
+		events = make(chan *pgwire.Execution, 1<<16)
 		cfg.Events = events
 	}
 	srv, err := New(cfg)
@@ -126,10 +127,10 @@ func (p *itProxy) URL(user string, extra ...string) string {
 }
 
 // Events returns the events collected so far that match keep (all when nil).
-func (p *itProxy) Events(keep func(*Execution) bool) []*Execution {
+func (p *itProxy) Events(keep func(*pgwire.Execution) bool) []*pgwire.Execution {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []*Execution
+	var out []*pgwire.Execution
 	for _, e := range p.events {
 		if keep == nil || keep(e) {
 			out = append(out, e)
@@ -142,7 +143,7 @@ func (p *itProxy) Events(keep func(*Execution) bool) []*Execution {
 // all that match. Events are emitted as replies pass through the proxy, so
 // they may arrive a moment after the client saw its result. On timeout it
 // reports an error (not fatal) and returns what it has.
-func (p *itProxy) WaitEvents(t testing.TB, n int, keep func(*Execution) bool) []*Execution {
+func (p *itProxy) WaitEvents(t testing.TB, n int, keep func(*pgwire.Execution) bool) []*pgwire.Execution {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -159,19 +160,19 @@ func (p *itProxy) WaitEvents(t testing.TB, n int, keep func(*Execution) bool) []
 }
 
 // itApp keeps the events of connections with this application_name.
-func itApp(name string) func(*Execution) bool {
-	return func(e *Execution) bool { return e.Conn != nil && e.Conn.ApplicationName == name }
+func itApp(name string) func(*pgwire.Execution) bool {
+	return func(e *pgwire.Execution) bool { return e.Conn != nil && e.Conn.ApplicationName == name }
 }
 
 // itAppSQL keeps the events of application name with exactly this SQL.
-func itAppSQL(name, sql string) func(*Execution) bool {
-	return func(e *Execution) bool {
+func itAppSQL(name, sql string) func(*pgwire.Execution) bool {
+	return func(e *pgwire.Execution) bool {
 		return e.Conn != nil && e.Conn.ApplicationName == name && e.SQL == sql
 	}
 }
 
 // itDump formats events for failure messages.
-func itDump(evs []*Execution) string {
+func itDump(evs []*pgwire.Execution) string {
 	var b strings.Builder
 	for i, e := range evs {
 		if i == 50 {
@@ -194,7 +195,7 @@ func itDump(evs []*Execution) string {
 
 // itCheckEvent reports every field of got that differs from want; only the
 // fields set in want (non-zero, or Rows != 0) are compared, plus SQLState.
-func itCheckEvent(t testing.TB, got *Execution, want itWant) {
+func itCheckEvent(t testing.TB, got *pgwire.Execution, want itWant) {
 	t.Helper()
 	var diffs []string
 	if want.SQL != "" && got.SQL != want.SQL {
@@ -225,7 +226,7 @@ func itCheckEvent(t testing.TB, got *Execution, want itWant) {
 		diffs = append(diffs, fmt.Sprintf("Start %v, End %v: want 0 < Start <= End", got.Start, got.End))
 	}
 	if len(diffs) > 0 {
-		t.Errorf("event %s:\n  %s", itDump([]*Execution{got}), strings.Join(diffs, "\n  "))
+		t.Errorf("event %s:\n  %s", itDump([]*pgwire.Execution{got}), strings.Join(diffs, "\n  "))
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nplus1/nplus1/pgwire"
 	"golang.org/x/sys/unix"
 )
 
@@ -335,7 +336,7 @@ func (l *eventLoop) forward(s *loopSock) {
 	}
 	chunk := l.buf[:n]
 	if err := sess.c.observe(s.client, chunk, sess.c.s.cfg.Now()); err != nil {
-		var pe *ProtocolError
+		var pe *pgwire.ProtocolError
 		if errors.As(err, &pe) {
 			notice := errorResponse(stateProtocolViolation, violationNotice(pe, s.client))
 			sess.client.out = append(sess.client.out, notice...)
@@ -486,7 +487,7 @@ func (c *conn) relayOnLoop(l *eventLoop) (error, bool) {
 		}
 		b, _ := br.Peek(br.Buffered())
 		if err := c.observe(side.fromClient, b, now); err != nil {
-			var pe *ProtocolError
+			var pe *pgwire.ProtocolError
 			if errors.As(err, &pe) {
 				c.fatal(stateProtocolViolation, violationNotice(pe, side.fromClient))
 			}

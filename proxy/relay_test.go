@@ -29,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/nplus1/nplus1/internal/pgtest"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 var itExecModes = []string{"cache_statement", "cache_describe", "describe_exec", "exec", "simple_protocol"}
@@ -134,7 +135,7 @@ func TestRelayExecModes(t *testing.T) {
 			p.WaitEvents(t, 2, itAppSQL(app, qDivide))
 			all := p.Events(itApp(app))
 
-			var series []*Execution
+			var series []*pgwire.Execution
 			for _, e := range all {
 				if strings.HasPrefix(e.SQL, "SELECT n, n * 2 AS d") {
 					series = append(series, e)
@@ -180,8 +181,8 @@ func TestRelayExecModes(t *testing.T) {
 				}
 			}
 
-			find := func(prefix string) []*Execution {
-				var out []*Execution
+			find := func(prefix string) []*pgwire.Execution {
+				var out []*pgwire.Execution
 				for _, e := range all {
 					if strings.HasPrefix(e.SQL, prefix) {
 						out = append(out, e)
@@ -216,7 +217,7 @@ func TestRelayExecModes(t *testing.T) {
 			}
 			for _, e := range all {
 				if e.Conn.User != pgtest.Superuser || e.Conn.Database != pgtest.Database || e.Conn.ClientAddr != "127.0.0.1" {
-					t.Errorf("ConnInfo %+v: want user %s, database %s, client 127.0.0.1", *e.Conn, pgtest.Superuser, pgtest.Database)
+					t.Errorf("pgwire.ConnInfo %+v: want user %s, database %s, client 127.0.0.1", *e.Conn, pgtest.Superuser, pgtest.Database)
 					break
 				}
 			}
@@ -263,7 +264,7 @@ func TestRelayBatch(t *testing.T) {
 			p.WaitEvents(t, 1, itAppSQL(app, "SELECT 42"))
 			all := p.Events(itApp(app))
 			if mode == "simple_protocol" {
-				var evs []*Execution
+				var evs []*pgwire.Execution
 				for _, e := range all {
 					if strings.Contains(e.SQL, "third") {
 						evs = append(evs, e)
@@ -279,7 +280,7 @@ func TestRelayBatch(t *testing.T) {
 				}
 				return
 			}
-			var got []*Execution
+			var got []*pgwire.Execution
 			for _, e := range all {
 				if e.SQL == q1 || e.SQL == q2 || e.SQL == q3 {
 					got = append(got, e)
@@ -344,7 +345,7 @@ func TestRelayCopyFromRows(t *testing.T) {
 	if count != nrows || sum != hex.EncodeToString(want[:]) {
 		t.Errorf("table has %d rows, md5 %s; want %d, %x", count, sum, nrows, want)
 	}
-	var copyEv []*Execution
+	var copyEv []*pgwire.Execution
 	for _, e := range p.WaitEvents(t, 3, itApp(app)) {
 		if e.Command == "COPY" {
 			copyEv = append(copyEv, e)
@@ -430,7 +431,7 @@ func TestRelayCopy100MB(t *testing.T) {
 	if out.n != int64(gen.sent) || !bytes.Equal(out.h.Sum(nil), gen.h.Sum(nil)) {
 		t.Errorf("COPY TO gave %d bytes sha256 %x; COPY FROM sent %d bytes sha256 %x", out.n, out.h.Sum(nil), gen.sent, gen.h.Sum(nil))
 	}
-	var copies []*Execution
+	var copies []*pgwire.Execution
 	for _, e := range p.WaitEvents(t, 3, itApp(app)) {
 		if e.Command == "COPY" {
 			copies = append(copies, e)
@@ -617,16 +618,16 @@ func TestRelayParameterStatus(t *testing.T) {
 	if _, err := c.Exec(ctx, "SELECT 'after'"); err != nil {
 		t.Fatal(err)
 	}
-	p.WaitEvents(t, 1, func(e *Execution) bool { return e.SQL == "SELECT 'after'" })
+	p.WaitEvents(t, 1, func(e *pgwire.Execution) bool { return e.SQL == "SELECT 'after'" })
 	for _, e := range p.Events(nil) {
 		switch e.SQL {
 		case "SELECT 'before'":
 			if e.Conn.ApplicationName != "it_ps_start" {
-				t.Errorf("event before SET: application_name %q, want it_ps_start (a ConnInfo must not change after it was emitted)", e.Conn.ApplicationName)
+				t.Errorf("event before SET: application_name %q, want it_ps_start (a pgwire.ConnInfo must not change after it was emitted)", e.Conn.ApplicationName)
 			}
 		case "SELECT 'after'":
 			if e.Conn.ApplicationName != "it_ps_new" {
-				t.Errorf("event after SET application_name: ConnInfo.ApplicationName %q, want it_ps_new", e.Conn.ApplicationName)
+				t.Errorf("event after SET application_name: pgwire.ConnInfo.ApplicationName %q, want it_ps_new", e.Conn.ApplicationName)
 			}
 		}
 	}
@@ -708,7 +709,7 @@ func TestRelayReplication(t *testing.T) {
 	}
 	p.WaitEvents(t, 1, itApp("it_repl_marker"))
 	time.Sleep(200 * time.Millisecond)
-	if evs := p.Events(func(e *Execution) bool {
+	if evs := p.Events(func(e *pgwire.Execution) bool {
 		return strings.HasPrefix(e.Conn.ApplicationName, "it_repl_") && e.Conn.ApplicationName != "it_repl_marker"
 	}); len(evs) > 0 {
 		t.Errorf("replication connections emitted %d events, want none:\n%s", len(evs), itDump(evs))
@@ -808,8 +809,8 @@ func TestRelayLargeMessage(t *testing.T) {
 		if len(evs) == 1 {
 			e := evs[0]
 			itCheckEvent(t, e, itWant{Command: "SELECT", Rows: itI64(1)})
-			if !e.Truncated || len(e.SQL) > DefaultMaxSQLBytes || !strings.HasPrefix(e.SQL, prefix) {
-				t.Errorf("event for a %d MB query: Truncated %v, %d bytes of SQL; want true, a prefix of at most %d bytes", size>>20, e.Truncated, len(e.SQL), DefaultMaxSQLBytes)
+			if !e.Truncated || len(e.SQL) > pgwire.DefaultMaxSQLBytes || !strings.HasPrefix(e.SQL, prefix) {
+				t.Errorf("event for a %d MB query: Truncated %v, %d bytes of SQL; want true, a prefix of at most %d bytes", size>>20, e.Truncated, len(e.SQL), pgwire.DefaultMaxSQLBytes)
 			}
 		}
 	})
@@ -974,7 +975,7 @@ func TestRelayTransaction(t *testing.T) {
 	for i, w := range want {
 		e := evs[i]
 		if !strings.EqualFold(e.SQL, w.sql) || e.SQLState != w.state || e.InTransaction != w.inTx || e.TxEnd != w.txEnd {
-			t.Errorf("event %d: %s want sql %q state %q InTransaction %v TxEnd %v", i, itDump([]*Execution{e}), w.sql, w.state, w.inTx, w.txEnd)
+			t.Errorf("event %d: %s want sql %q state %q InTransaction %v TxEnd %v", i, itDump([]*pgwire.Execution{e}), w.sql, w.state, w.inTx, w.txEnd)
 		}
 	}
 }
@@ -1511,7 +1512,7 @@ func TestFaultShutdown(t *testing.T) {
 func TestFaultEventsFull(t *testing.T) {
 	t.Parallel()
 	ctx := itCtx(t, 60*time.Second)
-	ch := make(chan *Execution, 1)
+	ch := make(chan *pgwire.Execution, 1)
 	p := itStartProxy(t, Config{Events: ch})
 	c := itConnect(t, ctx, p.URL(pgtest.Superuser))
 	const n = 2000

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // Stats are the server's counters since it was created.
@@ -19,7 +21,7 @@ type Stats struct {
 	ConnErrors      uint64 // connections that ended with an error other than a clean close
 	UpstreamErrors  uint64 // failed upstream dials or TLS handshakes
 	UpstreamActive  int64  // upstream connections of client sessions open now
-	ProtocolErrors  uint64 // connections ended by a ProtocolError
+	ProtocolErrors  uint64 // connections ended by a pgwire.ProtocolError
 	Cancels         uint64 // CancelRequests forwarded
 	BytesFromClient uint64
 	BytesFromServer uint64
@@ -265,7 +267,7 @@ func (s *Server) CheckUpstream(ctx context.Context) error {
 }
 
 // emit hands e to the events channel without ever blocking.
-func (s *Server) emit(e *Execution) {
+func (s *Server) emit(e *pgwire.Execution) {
 	select {
 	case s.cfg.Events <- e:
 		s.stats.events.Add(1)

@@ -6,14 +6,7 @@ import (
 	"io"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-)
-
-// Startup-phase request codes (src/include/libpq/pqcomm.h).
-const (
-	codeCancel   = 80877102
-	codeSSL      = 80877103
-	codeGSSENC   = 80877104
-	tlsHandshake = 0x16 // first byte of a TLS record: direct TLS
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // SQLSTATE codes the proxy itself reports.
@@ -32,8 +25,8 @@ func readStartup(r io.Reader) ([]byte, error) {
 		return nil, err
 	}
 	n := int(binary.BigEndian.Uint32(hdr[:]))
-	if n < 8 || n > maxStartupPacketLen {
-		return nil, &ProtocolError{Frontend: true, Msg: fmt.Sprintf("invalid startup packet length %d", n)}
+	if n < 8 || n > pgwire.MaxStartupPacketLen {
+		return nil, &pgwire.ProtocolError{Frontend: true, Msg: fmt.Sprintf("invalid startup packet length %d", n)}
 	}
 	pkt := make([]byte, n)
 	copy(pkt, hdr[:])
@@ -52,7 +45,7 @@ func readMessage(r io.Reader, frontend bool) (typ byte, msg []byte, err error) {
 	}
 	n := int(binary.BigEndian.Uint32(hdr[1:]))
 	if n < 4 || n > maxAuthMessageLen {
-		return 0, nil, &ProtocolError{Frontend: frontend, Msg: fmt.Sprintf("invalid length %d for message type %q during authentication", n, hdr[0])}
+		return 0, nil, &pgwire.ProtocolError{Frontend: frontend, Msg: fmt.Sprintf("invalid length %d for message type %q during authentication", n, hdr[0])}
 	}
 	msg = make([]byte, 1+n)
 	copy(msg, hdr[:])
@@ -60,25 +53,6 @@ func readMessage(r io.Reader, frontend bool) (typ byte, msg []byte, err error) {
 		return 0, nil, err
 	}
 	return hdr[0], msg, nil
-}
-
-// startupParams parses the key/value pairs of a protocol-3 startup packet.
-func startupParams(pkt []byte) map[string]string {
-	params := make(map[string]string)
-	b := pkt[8:]
-	for len(b) > 0 {
-		k, rest, ok := cstring(b)
-		if !ok || k == "" {
-			break
-		}
-		v, rest2, ok := cstring(rest)
-		if !ok {
-			break
-		}
-		params[k] = v
-		b = rest2
-	}
-	return params
 }
 
 func cstring(b []byte) (string, []byte, bool) {

@@ -15,8 +15,7 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/internal/intern"
-
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // Bounds of a Reader.
@@ -61,7 +60,7 @@ type Reader struct {
 	line     []byte
 	sc       scanner
 	it       item
-	sessions map[string]*proxy.ConnInfo
+	sessions map[string]*pgwire.ConnInfo
 	nextID   uint64
 	intern   intern.Table // SQL texts and names, shared
 
@@ -126,7 +125,7 @@ func newReader(opts ReaderOptions) *Reader {
 	}
 	return &Reader{
 		opts:     opts,
-		sessions: make(map[string]*proxy.ConnInfo),
+		sessions: make(map[string]*pgwire.ConnInfo),
 	}
 }
 
@@ -239,7 +238,7 @@ func (r *Reader) skipped(why string) {
 
 // Next returns the next execution, io.EOF at the end of the last file. Lines
 // that are not items are skipped and counted (Stats, FirstProblem).
-func (r *Reader) Next() (*proxy.Execution, error) {
+func (r *Reader) Next() (*pgwire.Execution, error) {
 	for {
 		line, err := r.readLine()
 		if err != nil {
@@ -462,7 +461,7 @@ func (r *Reader) paramList() bool {
 }
 
 // apply turns the parsed item into an execution, or updates the sessions.
-func (r *Reader) apply() (*proxy.Execution, bool) {
+func (r *Reader) apply() (*pgwire.Execution, bool) {
 	it := &r.it
 	var proto string
 	switch string(it.typ) {
@@ -485,7 +484,7 @@ func (r *Reader) apply() (*proxy.Execution, bool) {
 		r.skipped(fmt.Sprintf("line %d: bad timestamp %q", r.stats.Lines, truncate(it.timestamp)))
 		return nil, false
 	}
-	e := &proxy.Execution{
+	e := &pgwire.Execution{
 		Conn:           r.session(false),
 		Start:          start,
 		End:            start,
@@ -511,7 +510,7 @@ func (r *Reader) apply() (*proxy.Execution, bool) {
 }
 
 // params fills the parameter fields of e.
-func (r *Reader) params(e *proxy.Execution) {
+func (r *Reader) params(e *pgwire.Execution) {
 	it := &r.it
 	n := len(it.params)
 	e.NumParams = n
@@ -534,7 +533,7 @@ func (r *Reader) params(e *proxy.Execution) {
 	if h, err := strconv.ParseUint(string(it.paramsHash), 16, 64); err == nil && len(it.paramsHash) > 0 {
 		e.ParamsHash = h
 	} else if n > 0 {
-		e.ParamsHash = proxy.HashParams(formats, it.params)
+		e.ParamsHash = pgwire.HashParams(formats, it.params)
 	}
 	if !r.opts.KeepParams || n == 0 {
 		return
@@ -560,14 +559,14 @@ func (r *Reader) params(e *proxy.Execution) {
 // session returns the connection of the current item, creating or updating
 // it. Every item carries the connection's fields, so a forgotten session is
 // rebuilt from the next one.
-func (r *Reader) session(connect bool) *proxy.ConnInfo {
+func (r *Reader) session(connect bool) *pgwire.ConnInfo {
 	it := &r.it
 	c, ok := r.sessions[string(it.sessionID)]
 	if ok && !connect && string(it.user) == c.User && string(it.database) == c.Database &&
 		string(it.appName) == c.ApplicationName && (len(it.clientAddr) == 0 || string(it.clientAddr) == c.ClientAddr) {
 		return c
 	}
-	nc := &proxy.ConnInfo{
+	nc := &pgwire.ConnInfo{
 		User:            r.intern.Str(it.user),
 		Database:        r.intern.Str(it.database),
 		ApplicationName: r.intern.Str(it.appName),

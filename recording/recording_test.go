@@ -11,23 +11,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 var t0 = time.Date(2026, 3, 14, 15, 9, 26, 123456789, time.UTC)
 
-func sampleExecutions() []*proxy.Execution {
-	c1 := &proxy.ConnInfo{ID: 1, ClientAddr: "10.0.0.1", User: "shop", Database: "shopdb", ApplicationName: "api"}
-	c2 := &proxy.ConnInfo{ID: 2, User: "u\"ser", Database: "d"}
+func sampleExecutions() []*pgwire.Execution {
+	c1 := &pgwire.ConnInfo{ID: 1, ClientAddr: "10.0.0.1", User: "shop", Database: "shopdb", ApplicationName: "api"}
+	c2 := &pgwire.ConnInfo{ID: 2, User: "u\"ser", Database: "d"}
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	bin := []byte{0, 0, 0, 0, 0, 0, 0, 7}
 	params := [][]byte{[]byte("open"), bin, nil, {}, []byte("caf\xe9"), []byte("ünï\n\"q\"")}
-	return []*proxy.Execution{
+	return []*pgwire.Execution{
 		{Conn: c1, Start: at(0), End: at(1), SQL: "SELECT id, user_id FROM orders WHERE status = $1 LIMIT $2", Protocol: "extended",
-			Params: [][]byte{[]byte("open"), []byte("20")}, ParamsHash: proxy.HashParams(nil, [][]byte{[]byte("open"), []byte("20")}), NumParams: 2,
+			Params: [][]byte{[]byte("open"), []byte("20")}, ParamsHash: pgwire.HashParams(nil, [][]byte{[]byte("open"), []byte("20")}), NumParams: 2,
 			Command: "SELECT", Rows: 20},
 		{Conn: c1, Start: at(2), End: at(3), SQL: "SELECT $1::text, $2::int8, $3::text, $4::text, $5::bytea, $6::text", Protocol: "extended", Prepared: "stmtcache_1",
-			Params: params, ParamFormats: []int16{0, 1, 0, 0, 0, 0}, ParamsHash: proxy.HashParams([]int16{0, 1, 0, 0, 0, 0}, params), NumParams: 6,
+			Params: params, ParamFormats: []int16{0, 1, 0, 0, 0, 0}, ParamsHash: pgwire.HashParams([]int16{0, 1, 0, 0, 0, 0}, params), NumParams: 6,
 			Command: "SELECT", Rows: 1, InTransaction: true},
 		{Conn: c2, Start: at(4), End: at(5), SQL: "BEGIN; SELECT 1;\nCOMMIT", Protocol: "simple", Command: "BEGIN", Rows: -1, InTransaction: true},
 		{Conn: c2, Start: at(5), End: at(6), SQL: "BEGIN; SELECT 1;\nCOMMIT", StatementIndex: 1, Protocol: "simple", Command: "SELECT", Rows: 1, InTransaction: true},
@@ -74,7 +74,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	for _, keep := range []bool{false, true} {
 		r := NewReader(bytes.NewReader(buf.Bytes()), ReaderOptions{KeepParams: keep})
-		var got []*proxy.Execution
+		var got []*pgwire.Execution
 		for {
 			e, err := r.Next()
 			if err == io.EOF {
@@ -117,7 +117,7 @@ func TestReadPgreplayFile(t *testing.T) {
 not json
 `
 	r := NewReader(strings.NewReader(in), ReaderOptions{KeepParams: true})
-	var got []*proxy.Execution
+	var got []*pgwire.Execution
 	for {
 		e, err := r.Next()
 		if err == io.EOF {
@@ -133,7 +133,7 @@ not json
 	}
 	b := got[0]
 	if b.Protocol != "extended" || b.SQL != "select $1" || b.NumParams != 2 || string(b.Params[0]) != "bob" || b.Params[1] != nil ||
-		b.ParamsHash != proxy.HashParams(nil, [][]byte{[]byte("bob"), nil}) || b.Conn.User != "alice" || b.Conn.ID != 1 || b.Rows != -1 {
+		b.ParamsHash != pgwire.HashParams(nil, [][]byte{[]byte("bob"), nil}) || b.Conn.User != "alice" || b.Conn.ID != 1 || b.Rows != -1 {
 		t.Errorf("BoundExecute: got %+v", b)
 	}
 	if s := got[1]; s.Protocol != "simple" || s.Conn != b.Conn || !s.End.Equal(s.Start) {

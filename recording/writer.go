@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // DefaultMaxFileBytes is the size at which a Writer starts a new file.
@@ -157,7 +157,7 @@ func (w *Writer) closeFile() error {
 // Write appends one execution (preceded by a Connect the first time its
 // connection is seen in the current file). After an error every call
 // returns it.
-func (w *Writer) Write(e *proxy.Execution) error {
+func (w *Writer) Write(e *pgwire.Execution) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -228,7 +228,7 @@ func (w *Writer) SessionID(id uint64) string {
 	return w.prefix + "." + strconv.FormatUint(id, 16)
 }
 
-func (w *Writer) appendDetails(b []byte, typ string, ts time.Time, c *proxy.ConnInfo) []byte {
+func (w *Writer) appendDetails(b []byte, typ string, ts time.Time, c *pgwire.ConnInfo) []byte {
 	b = append(b, `{"type":"`...)
 	b = append(b, typ...)
 	b = append(b, `","item":{"timestamp":`...)
@@ -250,12 +250,12 @@ func (w *Writer) appendDetails(b []byte, typ string, ts time.Time, c *proxy.Conn
 	return b
 }
 
-func (w *Writer) appendConnect(b []byte, e *proxy.Execution) []byte {
+func (w *Writer) appendConnect(b []byte, e *pgwire.Execution) []byte {
 	b = w.appendDetails(b, TypeConnect, e.Start, e.Conn)
 	return append(b, "}}\n"...)
 }
 
-func (w *Writer) appendExecution(b []byte, e *proxy.Execution) []byte {
+func (w *Writer) appendExecution(b []byte, e *pgwire.Execution) []byte {
 	typ := TypeBoundExecute
 	if e.Protocol == "simple" {
 		typ = TypeStatement
@@ -317,7 +317,7 @@ func appendHex16(b []byte, v uint64) []byte {
 
 // appendParams writes "parameters" (always, as pgreplay-go expects), and
 // param_formats and param_hex when they say something.
-func appendParams(b []byte, e *proxy.Execution) []byte {
+func appendParams(b []byte, e *pgwire.Execution) []byte {
 	b = appendKey(b, "parameters")
 	b = append(b, '[')
 	var hexIdx []int

@@ -10,7 +10,7 @@ import (
 	"github.com/nplus1/nplus1/analyzer"
 	"github.com/nplus1/nplus1/detector"
 	"github.com/nplus1/nplus1/fingerprint"
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // Source yields executions in the order they happened: in order per
@@ -18,7 +18,7 @@ import (
 // end time for captures and logs). Next returns io.EOF after the last one.
 // The replay calls Next from one goroutine of its own.
 type Source interface {
-	Next() (*proxy.Execution, error)
+	Next() (*pgwire.Execution, error)
 }
 
 // Defaults of Config.
@@ -77,8 +77,8 @@ func Analyze(ctx context.Context, src Source, cfg Config) (*Summary, error) {
 	an := analyzer.New(acfg)
 	fp := acfg.Fingerprints
 
-	batches := make(chan []*proxy.Execution, batchesInFlight)
-	free := make(chan []*proxy.Execution, batchesInFlight+2)
+	batches := make(chan []*pgwire.Execution, batchesInFlight)
+	free := make(chan []*pgwire.Execution, batchesInFlight+2)
 	errc := make(chan error, 1)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -127,8 +127,8 @@ func Analyze(ctx context.Context, src Source, cfg Config) (*Summary, error) {
 	return sum, err
 }
 
-func readBatches(ctx context.Context, src Source, out chan<- []*proxy.Execution, free chan []*proxy.Execution) error {
-	var batch []*proxy.Execution
+func readBatches(ctx context.Context, src Source, out chan<- []*pgwire.Execution, free chan []*pgwire.Execution) error {
+	var batch []*pgwire.Execution
 	send := func() bool {
 		select {
 		case out <- batch:
@@ -143,7 +143,7 @@ func readBatches(ctx context.Context, src Source, out chan<- []*proxy.Execution,
 			select {
 			case batch = <-free:
 			default:
-				batch = make([]*proxy.Execution, 0, batchSize)
+				batch = make([]*pgwire.Execution, 0, batchSize)
 			}
 		}
 		e, err := src.Next()
@@ -168,7 +168,7 @@ func Sources(srcs ...Source) Source { return &chain{srcs: srcs} }
 
 type chain struct{ srcs []Source }
 
-func (c *chain) Next() (*proxy.Execution, error) {
+func (c *chain) Next() (*pgwire.Execution, error) {
 	for len(c.srcs) > 0 {
 		e, err := c.srcs[0].Next()
 		if errors.Is(err, io.EOF) {
@@ -181,10 +181,10 @@ func (c *chain) Next() (*proxy.Execution, error) {
 }
 
 // SliceSource yields the executions of a slice (for tests and small inputs).
-type SliceSource []*proxy.Execution
+type SliceSource []*pgwire.Execution
 
 // Next returns the next execution.
-func (s *SliceSource) Next() (*proxy.Execution, error) {
+func (s *SliceSource) Next() (*pgwire.Execution, error) {
 	if len(*s) == 0 {
 		return nil, io.EOF
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/nplus1/nplus1/analyzer"
 	"github.com/nplus1/nplus1/detector"
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 var t0 = time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
@@ -20,28 +20,28 @@ var t0 = time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
 // workload: conn 1 runs an N+1 (a source query, then 8 lookups), conn 2
 // repeats one query 4 times, interleaved, then an idle second, then conn 1
 // runs a SELECT * once.
-func workload() []*proxy.Execution {
-	c1 := &proxy.ConnInfo{ID: 1, User: "u", Database: "d", ApplicationName: "a"}
-	c2 := &proxy.ConnInfo{ID: 2, User: "u", Database: "d"}
-	var out []*proxy.Execution
+func workload() []*pgwire.Execution {
+	c1 := &pgwire.ConnInfo{ID: 1, User: "u", Database: "d", ApplicationName: "a"}
+	c2 := &pgwire.ConnInfo{ID: 2, User: "u", Database: "d"}
+	var out []*pgwire.Execution
 	at := func(ms float64) time.Time { return t0.Add(time.Duration(ms * float64(time.Millisecond))) }
-	out = append(out, &proxy.Execution{Conn: c1, Start: at(0), End: at(1), SQL: "SELECT id, user_id FROM orders WHERE status = $1 LIMIT 20",
+	out = append(out, &pgwire.Execution{Conn: c1, Start: at(0), End: at(1), SQL: "SELECT id, user_id FROM orders WHERE status = $1 LIMIT 20",
 		Protocol: "extended", Command: "SELECT", Rows: 8, ParamsHash: 1, NumParams: 1})
 	for i := range 8 {
-		out = append(out, &proxy.Execution{Conn: c1, Start: at(2 + float64(i)), End: at(2.5 + float64(i)), SQL: "SELECT name FROM users WHERE id = $1",
+		out = append(out, &pgwire.Execution{Conn: c1, Start: at(2 + float64(i)), End: at(2.5 + float64(i)), SQL: "SELECT name FROM users WHERE id = $1",
 			Protocol: "extended", Command: "SELECT", Rows: 1, ParamsHash: uint64(100 + i), NumParams: 1})
 		if i < 4 {
-			out = append(out, &proxy.Execution{Conn: c2, Start: at(2.6 + float64(i)), End: at(2.8 + float64(i)), SQL: "SELECT name FROM users WHERE id = $1",
+			out = append(out, &pgwire.Execution{Conn: c2, Start: at(2.6 + float64(i)), End: at(2.8 + float64(i)), SQL: "SELECT name FROM users WHERE id = $1",
 				Protocol: "extended", Command: "SELECT", Rows: 1, ParamsHash: 7, NumParams: 1})
 		}
 	}
-	out = append(out, &proxy.Execution{Conn: c1, Start: at(1000), End: at(1001), SQL: "SELECT * FROM products WHERE id = 42",
+	out = append(out, &pgwire.Execution{Conn: c1, Start: at(1000), End: at(1001), SQL: "SELECT * FROM products WHERE id = 42",
 		Protocol: "simple", Command: "SELECT", Rows: 1})
-	out = append(out, &proxy.Execution{Conn: c1, Start: at(1002), End: at(1003), SQL: "SELECT nope", Protocol: "simple", Rows: -1, SQLState: "42703"})
+	out = append(out, &pgwire.Execution{Conn: c1, Start: at(1002), End: at(1003), SQL: "SELECT nope", Protocol: "simple", Rows: -1, SQLState: "42703"})
 	return out
 }
 
-func run(t *testing.T, execs []*proxy.Execution) (*Report, string) {
+func run(t *testing.T, execs []*pgwire.Execution) (*Report, string) {
 	t.Helper()
 	col := NewCollector(0)
 	var jsonl bytes.Buffer
@@ -152,10 +152,10 @@ func TestHistogram(t *testing.T) {
 }
 
 func TestSummaryBound(t *testing.T) {
-	var execs []*proxy.Execution
-	c := &proxy.ConnInfo{ID: 1}
+	var execs []*pgwire.Execution
+	c := &pgwire.ConnInfo{ID: 1}
 	for i := range 50 {
-		execs = append(execs, &proxy.Execution{Conn: c, Start: t0, End: t0.Add(time.Millisecond), SQL: fmt.Sprintf("SELECT c%d FROM t", i), Rows: 1})
+		execs = append(execs, &pgwire.Execution{Conn: c, Start: t0, End: t0.Add(time.Millisecond), SQL: fmt.Sprintf("SELECT c%d FROM t", i), Rows: 1})
 	}
 	src := SliceSource(execs)
 	sum, err := Analyze(context.Background(), &src, Config{MaxFingerprints: 10})

@@ -15,7 +15,7 @@ import (
 
 	"github.com/nplus1/nplus1/analyzer"
 	"github.com/nplus1/nplus1/fingerprint"
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // Defaults and bounds of re-execution.
@@ -117,7 +117,7 @@ func Reexecute(ctx context.Context, src Source, cfg ReexecConfig) (*ReexecResult
 		pgcfg:    pgcfg,
 		fp:       cfg.Analyzer.Fingerprints,
 		sum:      NewSummary(0),
-		results:  make(chan *proxy.Execution, 1024),
+		results:  make(chan *pgwire.Execution, 1024),
 		sessions: make(map[uint64]*session),
 		slots:    make(chan struct{}, cfg.MaxSessions),
 		skipped:  make(map[string]int64),
@@ -151,7 +151,7 @@ type reexec struct {
 	fp    *fingerprint.Cache
 	sum   *Summary // owned by consume until it returns
 
-	results chan *proxy.Execution // sessions → consume
+	results chan *pgwire.Execution // sessions → consume
 
 	// mu guards sessions; dispatch holds it while it queues a job, so that
 	// a session never closes with a job just queued.
@@ -283,7 +283,7 @@ func (r *reexec) queue(ctx context.Context, j job) error {
 }
 
 type job struct {
-	e   *proxy.Execution
+	e   *pgwire.Execution
 	due time.Time
 }
 
@@ -291,7 +291,7 @@ type job struct {
 // of its own, in order.
 type session struct {
 	r      *reexec
-	conn   *proxy.ConnInfo
+	conn   *pgwire.ConnInfo
 	queue  chan job // never closed; the session stops when idle
 	pg     *pgconn.PgConn
 	failed bool // the connection failed: skip the rest of the queue
@@ -378,7 +378,7 @@ func (s *session) do(ctx context.Context, j job) {
 }
 
 // simple runs a simple-protocol text and reports each of its statements.
-func (s *session) simple(ctx context.Context, e *proxy.Execution) {
+func (s *session) simple(ctx context.Context, e *pgwire.Execution) {
 	start := time.Now()
 	mrr := s.pg.Exec(ctx, e.SQL)
 	i := 0
@@ -398,8 +398,8 @@ func (s *session) simple(ctx context.Context, e *proxy.Execution) {
 }
 
 // emit hands what the target answered to the analysis.
-func (s *session) emit(orig *proxy.Execution, idx int, start, end time.Time, tag pgconn.CommandTag, err error) {
-	x := &proxy.Execution{
+func (s *session) emit(orig *pgwire.Execution, idx int, start, end time.Time, tag pgconn.CommandTag, err error) {
+	x := &pgwire.Execution{
 		Conn: orig.Conn, Start: start, End: end,
 		SQL: orig.SQL, StatementIndex: idx, Truncated: orig.Truncated,
 		Protocol: orig.Protocol, Prepared: orig.Prepared,

@@ -11,7 +11,7 @@ import (
 	"github.com/nplus1/nplus1/analyzer"
 	"github.com/nplus1/nplus1/fingerprint"
 	"github.com/nplus1/nplus1/internal/pgtest"
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 func TestReadOnly(t *testing.T) {
@@ -66,26 +66,26 @@ func TestReexecute(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	conn1 := &proxy.ConnInfo{ID: 1, User: "app", Database: "app", ApplicationName: "rec"}
-	conn2 := &proxy.ConnInfo{ID: 2, User: "app", Database: "app", ApplicationName: "rec"}
+	conn1 := &pgwire.ConnInfo{ID: 1, User: "app", Database: "app", ApplicationName: "rec"}
+	conn2 := &pgwire.ConnInfo{ID: 2, User: "app", Database: "app", ApplicationName: "rec"}
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	var execs []*proxy.Execution
-	execs = append(execs, &proxy.Execution{Conn: conn1, Start: at(0), End: at(1), Protocol: "simple", SQL: "SELECT id FROM items ORDER BY id LIMIT 6", Rows: 6})
+	var execs []*pgwire.Execution
+	execs = append(execs, &pgwire.Execution{Conn: conn1, Start: at(0), End: at(1), Protocol: "simple", SQL: "SELECT id FROM items ORDER BY id LIMIT 6", Rows: 6})
 	for i := 1; i <= 6; i++ {
 		v := []byte{byte('0' + i)}
-		execs = append(execs, &proxy.Execution{Conn: conn1, Start: at(2 + i), End: at(3 + i), Protocol: "extended",
-			SQL: "SELECT name FROM items WHERE id = $1", Params: [][]byte{v}, NumParams: 1, ParamsHash: proxy.HashParams(nil, [][]byte{v}), Rows: 1})
+		execs = append(execs, &pgwire.Execution{Conn: conn1, Start: at(2 + i), End: at(3 + i), Protocol: "extended",
+			SQL: "SELECT name FROM items WHERE id = $1", Params: [][]byte{v}, NumParams: 1, ParamsHash: pgwire.HashParams(nil, [][]byte{v}), Rows: 1})
 	}
 	// Binary parameters, as pgx sends an int8.
-	execs = append(execs, &proxy.Execution{Conn: conn2, Start: at(5), End: at(6), Protocol: "extended",
+	execs = append(execs, &pgwire.Execution{Conn: conn2, Start: at(5), End: at(6), Protocol: "extended",
 		SQL: "SELECT name FROM items WHERE id = $1::int8", Params: [][]byte{{0, 0, 0, 0, 0, 0, 0, 9}}, ParamFormats: []int16{1}, NumParams: 1})
 	execs = append(execs,
-		&proxy.Execution{Conn: conn2, Start: at(20), End: at(21), Protocol: "simple", SQL: "DELETE FROM items"},
-		&proxy.Execution{Conn: conn2, Start: at(22), End: at(23), Protocol: "simple", SQL: "SELECT nextval('s')"},
-		&proxy.Execution{Conn: conn2, Start: at(24), End: at(25), Protocol: "extended", SQL: "SELECT name FROM items WHERE id = $1", NumParams: 1, ParamsHash: 5},
-		&proxy.Execution{Conn: conn2, Start: at(26), End: at(27), Protocol: "extended", SQL: ""},
-		&proxy.Execution{Conn: conn2, Start: at(28), End: at(29), Protocol: "simple", SQL: "SELECT 1; SELECT 2"},
-		&proxy.Execution{Conn: conn2, Start: at(29), End: at(30), Protocol: "simple", SQL: "SELECT 1; SELECT 2", StatementIndex: 1},
+		&pgwire.Execution{Conn: conn2, Start: at(20), End: at(21), Protocol: "simple", SQL: "DELETE FROM items"},
+		&pgwire.Execution{Conn: conn2, Start: at(22), End: at(23), Protocol: "simple", SQL: "SELECT nextval('s')"},
+		&pgwire.Execution{Conn: conn2, Start: at(24), End: at(25), Protocol: "extended", SQL: "SELECT name FROM items WHERE id = $1", NumParams: 1, ParamsHash: 5},
+		&pgwire.Execution{Conn: conn2, Start: at(26), End: at(27), Protocol: "extended", SQL: ""},
+		&pgwire.Execution{Conn: conn2, Start: at(28), End: at(29), Protocol: "simple", SQL: "SELECT 1; SELECT 2"},
+		&pgwire.Execution{Conn: conn2, Start: at(29), End: at(30), Protocol: "simple", SQL: "SELECT 1; SELECT 2", StatementIndex: 1},
 	)
 	col := NewCollector(0)
 	src := SliceSource(execs)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/nplus1/nplus1/detector"
 	"github.com/nplus1/nplus1/fingerprint"
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // Bounds of a Summary.
@@ -97,7 +97,7 @@ func NewSummary(maxFingerprints int) *Summary {
 }
 
 // statement returns the fingerprinted statement of e, or nil.
-func (s *Summary) statement(e *proxy.Execution, fp *fingerprint.Cache) *fingerprint.Statement {
+func (s *Summary) statement(e *pgwire.Execution, fp *fingerprint.Cache) *fingerprint.Statement {
 	if e.SQL == "" {
 		return nil
 	}
@@ -112,7 +112,7 @@ func (s *Summary) statement(e *proxy.Execution, fp *fingerprint.Cache) *fingerpr
 	return nil
 }
 
-func (s *Summary) add(e *proxy.Execution, fp *fingerprint.Cache) {
+func (s *Summary) add(e *pgwire.Execution, fp *fingerprint.Cache) {
 	s.Statements++
 	if s.Start.IsZero() || e.Start.Before(s.Start) {
 		s.Start = e.Start
@@ -207,7 +207,7 @@ func (s *Summary) finish(st detector.Stats) {
 }
 
 // Add merges executions into the summary by hand (re-execution does).
-func (s *Summary) Add(e *proxy.Execution, fp *fingerprint.Cache) { s.add(e, fp) }
+func (s *Summary) Add(e *pgwire.Execution, fp *fingerprint.Cache) { s.add(e, fp) }
 
 // Finding counts a finding in the summary (re-execution does).
 func (s *Summary) Finding(f *detector.Finding) { s.finding(f) }

@@ -25,7 +25,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/recording"
 )
 
@@ -47,7 +47,7 @@ const (
 )
 
 type conn struct {
-	info       *proxy.ConnInfo
+	info       *pgwire.ConnInfo
 	port       uint16
 	cseq, sseq uint32
 	prepared   bool
@@ -80,7 +80,7 @@ func generate(n, nconns int, dir string) error {
 	}
 	cs := make([]*conn, nconns)
 	for i := range cs {
-		cs[i] = &conn{info: &proxy.ConnInfo{ID: uint64(i + 1), ClientAddr: "127.0.0.1", User: "shop", Database: "shop", ApplicationName: "bench"},
+		cs[i] = &conn{info: &pgwire.ConnInfo{ID: uint64(i + 1), ClientAddr: "127.0.0.1", User: "shop", Database: "shop", ApplicationName: "bench"},
 			port: uint16(40000 + i), cseq: 1000, sseq: 90000}
 	}
 	for done, req := 0, 0; done < n; req++ {
@@ -182,7 +182,7 @@ func (g *gen) simple(c *conn, sql string, rows int) error {
 	if err := g.segment(c, false, reply, false, false); err != nil {
 		return err
 	}
-	return g.rec.Write(&proxy.Execution{Conn: c.info, Start: start, End: end, SQL: sql, Protocol: "simple", Command: "SELECT", Rows: int64(rows)})
+	return g.rec.Write(&pgwire.Execution{Conn: c.info, Start: start, End: end, SQL: sql, Protocol: "simple", Command: "SELECT", Rows: int64(rows)})
 }
 
 func (g *gen) lookup(c *conn, id int64) error {
@@ -218,8 +218,8 @@ func (g *gen) lookup(c *conn, id int64) error {
 		return err
 	}
 	params := [][]byte{param}
-	return g.rec.Write(&proxy.Execution{Conn: c.info, Start: start, End: end, SQL: lookupSQL, Protocol: "extended", Prepared: "stmtcache_1",
-		Params: params, ParamFormats: []int16{1}, ParamsHash: proxy.HashParams([]int16{1}, params), NumParams: 1, Command: "SELECT", Rows: 1})
+	return g.rec.Write(&pgwire.Execution{Conn: c.info, Start: start, End: end, SQL: lookupSQL, Protocol: "extended", Prepared: "stmtcache_1",
+		Params: params, ParamFormats: []int16{1}, ParamsHash: pgwire.HashParams([]int16{1}, params), NumParams: 1, Command: "SELECT", Rows: 1})
 }
 
 var (

@@ -19,6 +19,7 @@ import (
 	"github.com/nplus1/nplus1/fingerprint"
 	"github.com/nplus1/nplus1/internal/pgtest"
 	"github.com/nplus1/nplus1/internal/shop"
+	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
 )
 
@@ -112,7 +113,7 @@ func runDemo(ctx context.Context, inv *invocation, analysis *analysisOptions) er
 		Tick:         10 * time.Millisecond,
 		Lag:          20 * time.Millisecond,
 	})
-	events := make(chan *proxy.Execution, 10000)
+	events := make(chan *pgwire.Execution, 10000)
 	srv, err := proxy.New(proxy.Config{Upstream: pg.Addr(), Events: events, Logger: inv.logger.With("component", "proxy")})
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nplus1/nplus1/analyzer"
 	"github.com/nplus1/nplus1/metrics"
+	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
 )
 
@@ -79,7 +80,7 @@ func (m *proxyMetrics) observe(cfg *analyzer.Config) {
 
 // watch exports the counters the proxy, the analyzer and the fingerprint
 // cache keep anyway; they are read at scrape time.
-func (m *proxyMetrics) watch(srv *proxy.Server, an *analyzer.Analyzer, events chan *proxy.Execution) error {
+func (m *proxyMetrics) watch(srv *proxy.Server, an *analyzer.Analyzer, events chan *pgwire.Execution) error {
 	if m == nil {
 		return nil
 	}

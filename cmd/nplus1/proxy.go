@@ -14,6 +14,7 @@ import (
 
 	"github.com/nplus1/nplus1/analyzer"
 	"github.com/nplus1/nplus1/fingerprint"
+	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
 )
 
@@ -82,7 +83,7 @@ func newProxyOptions(fs *flagSet) *proxyOptions {
 		maxConnections:  fs.Int("max-connections", 1000, "most client connections open at once; 0: unlimited"),
 		shutdownTimeout: fs.Duration("shutdown-timeout", 30*time.Second, "how long (e.g. 30s, 1m) a shutdown waits for open connections before closing them"),
 		connectTimeout:  fs.Duration("connect-timeout", 10*time.Second, "bound on dialing the upstream and on each TLS handshake"),
-		maxMessageBytes: fs.Int("max-message-bytes", proxy.DefaultMaxMessageBytes, "largest protocol message accepted from either side; larger ends\n"+
+		maxMessageBytes: fs.Int("max-message-bytes", pgwire.DefaultMaxMessageBytes, "largest protocol message accepted from either side; larger ends\n"+
 			"the connection with SQLSTATE 08P01"),
 		queueSize: fs.Int("queue-size", 10000, "executions queued for analysis; when full, more are dropped (and\n"+
 			"counted), never waited for"),
@@ -245,7 +246,7 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 	pm.observe(&acfg)
 	an := analyzer.New(acfg)
 	logger := inv.logger.With("component", "main")
-	events := make(chan *proxy.Execution, *o.queueSize)
+	events := make(chan *pgwire.Execution, *o.queueSize)
 	cfg.Events = events
 	rec, err := o.record.open(&cfg, inv.logger)
 	if err != nil {

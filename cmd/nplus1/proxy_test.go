@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
 )
 
@@ -79,7 +80,7 @@ func TestProxyConfig(t *testing.T) {
 				if cfg.Upstream != "db:5432" || cfg.UpstreamSSLMode != "" || cfg.UpstreamTLS != nil || cfg.TLS != nil {
 					t.Errorf("got upstream %q mode %q upstream TLS %v TLS %v, want db:5432 and no TLS", cfg.Upstream, cfg.UpstreamSSLMode, cfg.UpstreamTLS, cfg.TLS)
 				}
-				if cfg.MaxConnections != 1000 || cfg.ConnectTimeout != 10*time.Second || cfg.MaxMessageBytes != proxy.DefaultMaxMessageBytes {
+				if cfg.MaxConnections != 1000 || cfg.ConnectTimeout != 10*time.Second || cfg.MaxMessageBytes != pgwire.DefaultMaxMessageBytes {
 					t.Errorf("got max-connections %d connect-timeout %v max-message-bytes %d, want the defaults", cfg.MaxConnections, cfg.ConnectTimeout, cfg.MaxMessageBytes)
 				}
 				if *o.listen != "127.0.0.1:6432" || *o.http != "" || *o.queueSize != 10000 || *o.shutdownTimeout != 30*time.Second {

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
 	"github.com/nplus1/nplus1/recording"
 )
@@ -58,12 +59,12 @@ func (o *recordOptions) open(cfg *proxy.Config, logger *slog.Logger) (*recorder,
 // closes the returned channel and the recording when events is closed.
 // A slow disk slows the forwarding, so the proxy's queue fills and drops
 // (and counts) events; the relay never waits. Without one it is events.
-func (r *recorder) tee(events <-chan *proxy.Execution, wg *sync.WaitGroup) <-chan *proxy.Execution {
+func (r *recorder) tee(events <-chan *pgwire.Execution, wg *sync.WaitGroup) <-chan *pgwire.Execution {
 	if r == nil {
 		return events
 	}
 	r.started = true
-	out := make(chan *proxy.Execution, cap(events))
+	out := make(chan *pgwire.Execution, cap(events))
 	wg.Go(func() {
 		defer close(out)
 		flush := time.NewTicker(time.Second)

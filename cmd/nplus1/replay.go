@@ -19,7 +19,7 @@ import (
 	"github.com/nplus1/nplus1/capture"
 	"github.com/nplus1/nplus1/fingerprint"
 	"github.com/nplus1/nplus1/pglog"
-	"github.com/nplus1/nplus1/proxy"
+	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/recording"
 	"github.com/nplus1/nplus1/replay"
 )
@@ -413,7 +413,7 @@ func openInput(format string, files []string, ports []uint16, keepParams bool) (
 			return []string{fmt.Sprintf("recording: %d of %d lines skipped (first: %s)", st.Skipped, st.Lines, r.FirstProblem())}
 		}
 	case formatPcap:
-		r, err := capture.Open(files, capture.Options{Ports: ports, Tracker: proxy.TrackerOptions{KeepParams: keepParams}})
+		r, err := capture.Open(files, capture.Options{Ports: ports, Tracker: pgwire.TrackerOptions{KeepParams: keepParams}})
 		if err != nil {
 			return nil, err
 		}

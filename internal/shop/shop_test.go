@@ -12,6 +12,7 @@ import (
 	"github.com/nplus1/nplus1/analyzer"
 	"github.com/nplus1/nplus1/detector"
 	"github.com/nplus1/nplus1/internal/pgtest"
+	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
 )
 
@@ -25,7 +26,7 @@ func TestScenariosThroughProxy(t *testing.T) {
 	}
 	defer srv.Stop()
 
-	events := make(chan *proxy.Execution, 10000)
+	events := make(chan *pgwire.Execution, 10000)
 	p, err := proxy.New(proxy.Config{Upstream: srv.Addr(), Events: events})
 	if err != nil {
 		t.Fatal(err)

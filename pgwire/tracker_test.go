@@ -1,4 +1,4 @@
-package proxy
+package pgwire
 
 import (
 	"encoding/binary"

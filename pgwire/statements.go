@@ -1,0 +1,219 @@
+package pgwire
+
+import "bytes"
+
+// stmt is a prepared statement the server confirmed. Its text is never
+// changed: a new Parse of the same name makes a new stmt, so portals keep
+// theirs.
+type stmt struct {
+	name  string
+	sql   string
+	trunc bool
+
+	// The named statements form a list, least recently used first; only
+	// the Tracker touches these links.
+	prev, next *stmt
+}
+
+type portal struct {
+	name     string
+	stmtName string
+	stmt     *stmt // nil when the statement was unknown at Bind
+	hash     uint64
+	nparams  int
+	params   *boundParams // only with keepParams; shared, read only
+}
+
+// nameOf returns the name at the start of p, cut as maxNameBytes says.
+func nameOf(p []byte) []byte {
+	p = untilNUL(p)
+	return p[:min(len(p), maxNameBytes)]
+}
+
+// untilNUL returns p up to its first NUL.
+func untilNUL(p []byte) []byte {
+	if i := bytes.IndexByte(p, 0); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
+
+// sqlText returns the collected SQL as a string, reusing the text of cur or
+// of the last SQL seen when it is the same, so repeated statements cost no
+// allocation.
+func (t *Tracker) sqlText(cur *stmt) string {
+	b := t.sql.buf
+	if cur != nil && cur.sql == string(b) {
+		return cur.sql
+	}
+	if t.lastSQL == string(b) {
+		return t.lastSQL
+	}
+	t.lastSQL = string(b)
+	return t.lastSQL
+}
+
+func (t *Tracker) stmtByName(name []byte) *stmt {
+	if len(name) == 0 {
+		return t.unnamedStmt
+	}
+	return t.stmts[string(name)]
+}
+
+func (t *Tracker) lookupStmt(name string) *stmt {
+	if name == "" {
+		return t.unnamedStmt
+	}
+	return t.stmts[name]
+}
+
+// stmtName returns name as a string, sharing the remembered statement's.
+func (t *Tracker) stmtName(name []byte, cur *stmt) string {
+	if len(name) == 0 {
+		return ""
+	}
+	if cur != nil {
+		return cur.name
+	}
+	return string(name)
+}
+
+func (t *Tracker) portalName(name []byte) string {
+	if len(name) == 0 {
+		return ""
+	}
+	if p, ok := t.portals[string(name)]; ok {
+		return p.name
+	}
+	return string(name)
+}
+
+func (t *Tracker) putStmt(st *stmt) {
+	if st.name == "" {
+		t.unnamedStmt = st
+		return
+	}
+	if t.stmts == nil {
+		t.stmts = make(map[string]*stmt)
+	}
+	t.dropStmt(st.name)
+	// Evict the least recently used: deterministic, so that a replay of the
+	// same traffic gives the same executions.
+	for t.lruHead != nil && (len(t.stmts) >= t.maxStatements || t.stmtBytes+len(st.sql) > t.sqlBudget) {
+		t.dropStmt(t.lruHead.name)
+		t.stats.Evictions++
+	}
+	t.stmts[st.name] = st
+	t.stmtBytes += len(st.sql)
+	t.lruPush(st)
+}
+
+// touchStmt marks a named statement as just used.
+func (t *Tracker) touchStmt(st *stmt) {
+	if st == nil || st.name == "" || st == t.lruTail {
+		return
+	}
+	t.lruUnlink(st)
+	t.lruPush(st)
+}
+
+func (t *Tracker) lruPush(st *stmt) {
+	st.prev, st.next = t.lruTail, nil
+	if t.lruTail != nil {
+		t.lruTail.next = st
+	} else {
+		t.lruHead = st
+	}
+	t.lruTail = st
+}
+
+func (t *Tracker) lruUnlink(st *stmt) {
+	if st.prev != nil {
+		st.prev.next = st.next
+	} else {
+		t.lruHead = st.next
+	}
+	if st.next != nil {
+		st.next.prev = st.prev
+	} else {
+		t.lruTail = st.prev
+	}
+	st.prev, st.next = nil, nil
+}
+
+func (t *Tracker) dropStmt(name string) {
+	if name == "" {
+		t.unnamedStmt = nil
+		return
+	}
+	if old, ok := t.stmts[name]; ok {
+		t.stmtBytes -= len(old.sql)
+		delete(t.stmts, name)
+		t.lruUnlink(old)
+	}
+}
+
+func (t *Tracker) clearStmts() {
+	for t.lruHead != nil {
+		t.lruUnlink(t.lruHead)
+	}
+	clear(t.stmts)
+	t.stmtBytes = 0
+}
+
+func (t *Tracker) putPortal(p portal) {
+	if p.params != nil {
+		old, had := t.lookupPortal(p.name)
+		if had && old.params != nil {
+			t.portalParams -= old.params.size
+		}
+		if t.portalParams+p.params.size > t.sqlBudget {
+			p.params = &boundParams{formats: p.params.formats, truncated: true}
+		}
+		t.portalParams += p.params.size
+	}
+	if p.name == "" {
+		t.unnamedPortal, t.hasUnnamed = p, true
+		return
+	}
+	if t.portals == nil {
+		t.portals = make(map[string]portal)
+	}
+	if _, ok := t.portals[p.name]; !ok && len(t.portals) >= t.maxStatements {
+		// Full: the new portal is not remembered (its Executes emit with
+		// SQL ""). Portals end with their transaction, so this is short.
+		t.stats.Evictions++
+		if p.params != nil {
+			t.portalParams -= p.params.size
+		}
+		return
+	}
+	t.portals[p.name] = p
+}
+
+func (t *Tracker) lookupPortal(name string) (portal, bool) {
+	if name == "" {
+		return t.unnamedPortal, t.hasUnnamed
+	}
+	p, ok := t.portals[name]
+	return p, ok
+}
+
+func (t *Tracker) dropPortal(name string) {
+	if p, ok := t.lookupPortal(name); ok && p.params != nil {
+		t.portalParams -= p.params.size
+	}
+	if name == "" {
+		t.unnamedPortal, t.hasUnnamed = portal{}, false
+		return
+	}
+	delete(t.portals, name)
+}
+
+func (t *Tracker) clearPortals() {
+	t.portalParams = 0
+	t.unnamedPortal, t.hasUnnamed = portal{}, false
+	if len(t.portals) > 0 {
+		clear(t.portals)
+	}
+}

@@ -1,0 +1,315 @@
+package pgwire
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// ProtocolError is a malformed or oversized message. The relay answers it
+// with ErrorResponse 08P01 to the client and ends that connection only.
+type ProtocolError struct {
+	Frontend bool   // true when the client sent it
+	Msg      string // what is wrong, safe to log (no message contents)
+}
+
+func (e *ProtocolError) Error() string {
+	side := "server"
+	if e.Frontend {
+		side = "client"
+	}
+	return fmt.Sprintf("protocol violation from %s: %s", side, e.Msg)
+}
+
+// TrackerOptions bound a Tracker's memory; zero values take the package defaults.
+type TrackerOptions struct {
+	MaxMessageBytes int // larger messages are a ProtocolError
+	MaxSQLBytes     int // SQL text kept per statement; longer is Truncated
+	MaxStatements   int // prepared statements and portals remembered
+	MaxPending      int // client messages awaiting a reply
+
+	// KeepParams makes the tracker keep the bound parameter values and
+	// format codes of each Bind and hand them on in Execution.Params and
+	// Execution.ParamFormats, for recording. Off by default: the values are
+	// hashed and dropped, and nothing is allocated for them.
+	KeepParams bool
+	// MaxParamBytes bounds the parameter values kept for one Bind (their
+	// summed length); a Bind with more keeps none and sets
+	// Execution.ParamsTruncated. Only with KeepParams.
+	MaxParamBytes int
+}
+
+func (o *TrackerOptions) setDefaults() {
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if o.MaxSQLBytes <= 0 {
+		o.MaxSQLBytes = DefaultMaxSQLBytes
+	}
+	if o.MaxStatements <= 0 {
+		o.MaxStatements = DefaultMaxStatements
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	if o.MaxParamBytes <= 0 {
+		o.MaxParamBytes = DefaultMaxParamBytes
+	}
+}
+
+// TrackerStats counts what a Tracker could not follow. Every field only grows.
+type TrackerStats struct {
+	// Desyncs counts server replies that did not match the requests the
+	// tracker was waiting for. Each one makes the tracker drop its pending
+	// requests and pause until the server has answered them (see Tracker).
+	Desyncs uint64
+	// Overflows counts the times MaxPending (or the byte budget for pending
+	// SQL text) was reached and the tracker paused.
+	Overflows uint64
+	// Evictions counts prepared statements and portals forgotten because
+	// MaxStatements (or the byte budget for statement text) was reached.
+	Evictions uint64
+}
+
+// Limits of the tracker that are not options.
+const (
+	// maxNameBytes is how much of a statement or portal name is kept: the
+	// server itself keys them by their first NAMEDATALEN-1 bytes
+	// (src/include/pg_config_manual.h, NAMEDATALEN 64).
+	maxNameBytes = 63
+	// maxHeld bounds the executions held back until their ReadyForQuery.
+	maxHeld = 256
+	// minSQLBudget is the smallest byte budget for SQL text retained per
+	// connection, once for pending requests and once for prepared
+	// statements; the budget is max(minSQLBudget, 4*MaxSQLBytes).
+	minSQLBudget = 16 << 20
+	// resyncAfter bounds how many ReadyForQuery messages the tracker waits,
+	// paused, for its count of unanswered requests to drain. The count can
+	// only be wrong after a desync, and waiting forever would silence the
+	// connection for good; giving up costs at most another desync.
+	resyncAfter = 1000
+	// frontendSmallCap and backendSmallCap bound the messages read whole:
+	// Execute, Describe, Close; CommandComplete, ReadyForQuery, ParameterStatus.
+	frontendSmallCap = 1 + maxNameBytes + 1 + 4
+	backendSmallCap  = 256
+	// keepBufferCap is the largest scratch buffer kept between messages.
+	keepBufferCap = 64 << 10
+)
+
+// Protocol values of Execution.Protocol.
+const (
+	protocolSimple   = "simple"
+	protocolExtended = "extended"
+)
+
+// Tracker follows one connection's protocol messages and emits an Execution
+// for each statement the server executed. It is a plain value driven by
+// bytes, so the live relay and an offline capture reader drive it alike.
+//
+// Concurrency: a Tracker is not safe for concurrent use. The relay calls
+// Frontend and Backend from its two pumps under one mutex, and calls Frontend
+// before it forwards the client's bytes, so a reply is never seen before its
+// request.
+//
+// Framing: both directions are framed as a stream; messages and their headers
+// may be split anywhere. Messages are never buffered whole: bodies that do not
+// matter are skipped by counting, SQL text is kept up to MaxSQLBytes
+// (Execution.Truncated), Bind parameters are hashed as they stream by and
+// never stored. A message length under 4 or over MaxMessageBytes, or an
+// unknown client message type, is a *ProtocolError; the tracker is then dead
+// and returns the same error from every later call. Unknown server message
+// types are skipped.
+//
+// Matching (PgBouncer's model): every client message that the server answers
+// is queued; replies are matched to the head of the queue in order.
+// NoticeResponse, NotificationResponse and ParameterStatus are never replies.
+// State changes take effect when the server confirms them, because that is
+// when the server applied them: a statement is remembered at ParseComplete,
+// a portal at BindComplete, Close takes effect at CloseComplete, and the
+// CommandComplete tags DEALLOCATE, DEALLOCATE ALL, DISCARD ALL and
+// CLOSE CURSOR ALL clear what they name. A simple Query drops the unnamed
+// statement and portal; every portal is dropped when the server reports
+// an idle transaction status (portals live until the end of the transaction).
+//
+// What is emitted:
+//   - a simple Query: one Execution per CommandComplete or ErrorResponse, with
+//     SQL the whole query text and StatementIndex 0, 1, 2...; EmptyQueryResponse
+//     emits nothing.
+//   - Execute: one Execution at its CommandComplete, ErrorResponse or
+//     PortalSuspended. A suspended portal (row limit reached) reports
+//     Command "SELECT" and Rows = the DataRows of that Execute, as the real tag
+//     is only known when the portal completes; each later Execute of the same
+//     portal emits again.
+//   - a Parse or Bind that fails emits an Execution with its SQLState (the
+//     statement the application asked for failed); Describe, Close, Sync and
+//     FunctionCall errors emit nothing.
+//   - an Execute of a portal or statement the tracker does not know (never
+//     seen, or evicted) emits with SQL "": the analyzer should not fingerprint
+//     it, but it still counts and times a statement.
+//   - FunctionCall emits nothing; it is tracked only to stay in step.
+//
+// Errors: after an ErrorResponse to an extended-protocol message the server
+// skips every message until Sync; so does the tracker, dropping the pending
+// requests up to that Sync without emitting them.
+//
+// Transactions: executions are held until the ReadyForQuery that ends their
+// Sync or Query (at most maxHeld; beyond that the oldest are emitted early).
+// InTransaction is set when the status before the group or the status of that
+// ReadyForQuery is 'T' or 'E', when the command is a transaction-control
+// command, or when a BEGIN completed earlier in the same group. TxEnd is set on
+// the last execution before a ReadyForQuery that says 'I' when the status
+// before the group was 'T' or 'E' or the group began a transaction ("BEGIN;
+// ...; COMMIT" in one Query or one pipeline).
+//
+// COPY: CopyInResponse and CopyBothResponse start copy-in mode, in which the
+// server ignores Sync and Flush until the client's CopyDone or CopyFail
+// (libpq sends a Sync right after Execute, before it knows the statement is a
+// COPY); the tracker drops those Syncs too. Copy data is skipped by counting.
+//
+// Bounds and recovery: at most MaxPending requests are queued, and their SQL
+// text is within a byte budget (max(16 MB, 4*MaxSQLBytes)). When either is
+// reached, the tracker pauses: it stops queueing (counting Overflows), keeps
+// framing, counts the Sync, Query and FunctionCall messages sent meanwhile,
+// ignores the replies that follow the queued ones, and resumes once the server
+// has answered every one of them with ReadyForQuery. A reply that does not fit
+// the queue (a desync, counted in Desyncs) pauses the tracker the same way,
+// with every queued request moved to the count. Statements and portals are
+// bounded by MaxStatements each (and statement text by the same byte budget).
+// When the statements are full, the least recently bound named statement is
+// evicted; when the portals are full, a new named portal is not remembered;
+// both count in Evictions. Nothing depends on map order, so the same bytes
+// always give the same executions.
+//
+// ParamsHash is FNV-1a 64 over the Bind message's parameter format codes and,
+// for each parameter, its 4-byte length and its value bytes, all as sent; it
+// is 0 when there are no parameters (HashParams computes it from values).
+//
+// With KeepParams, a Bind's format codes and values are also copied (one
+// allocation per Bind, at most MaxParamBytes of values) and shared, read
+// only, by the request, its portal and the Executions of that portal. Their
+// bytes count against the budget for pending SQL text while the Bind awaits
+// its reply, and against the statements' budget while its portal lives; a
+// Bind that would exceed either keeps no values (ParamsTruncated).
+//
+// A Tracker created with a nil emit function only frames and validates
+// (replication connections), and counts Sync/Query/FunctionCall against
+// ReadyForQuery for Idle.
+type Tracker struct {
+	conn *ConnInfo        // current identity; copied on write, never mutated
+	emit func(*Execution) // nil: framing and validation only
+	err  error            // the first *ProtocolError; the tracker is dead after it
+
+	maxMsg        uint32
+	maxSQL        int
+	maxStatements int
+	maxPending    int
+	sqlBudget     int
+	keepParams    bool
+	maxParams     int
+
+	fe, be framer
+
+	// Frontend message being read.
+	name, name2 cstr // Parse: statement; Bind: portal (name) and statement (name2)
+	sql         cstr // Query, Parse
+	bind        bindState
+	feSmall     []byte      // Execute, Describe, Close
+	pv          paramValues // Bind values being read; only with keepParams
+
+	// Backend message being read.
+	beSmall []byte   // CommandComplete, ReadyForQuery, ParameterStatus
+	errResp errState // ErrorResponse
+
+	q          requestQueue
+	pendingSQL int // bytes of SQL text held by queued requests
+
+	// Pause (see the type comment).
+	untracking    bool // new requests are counted, not queued
+	untracked     int  // unanswered Sync/Query/FunctionCall sent while untracking
+	untrackedTail bool // requests were sent after the last counted one
+	untrackedRFQs int  // ReadyForQuery seen while paused
+	stray         bool // a reply without request was seen; count it once per group
+
+	skipTillSync bool // after an extended-protocol error: the server skips until Sync
+	feCopy       bool // the server is in copy-in: it ignores Sync and Flush until CopyDone/CopyFail
+
+	unnamedStmt   *stmt
+	stmts         map[string]*stmt
+	lruHead       *stmt // least recently used named statement
+	lruTail       *stmt
+	stmtBytes     int
+	unnamedPortal portal
+	hasUnnamed    bool
+	portals       map[string]portal
+	portalParams  int // bytes of parameter values held by portals
+
+	lastSQL    string    // the last SQL text seen, reused when it repeats
+	txStatus   byte      // from the last ReadyForQuery
+	groupBegan bool      // a BEGIN completed since the last ReadyForQuery
+	lastEnd    time.Time // End of the previous execution
+	held       []*Execution
+
+	bareSyncs int // without emit: Sync, Query and FunctionCall not yet answered
+
+	stats TrackerStats
+}
+
+// NewTracker returns a Tracker for a connection whose startup and
+// authentication are over (transaction status idle). emit receives each
+// Execution once; it may be nil to only frame and validate.
+func NewTracker(conn *ConnInfo, emit func(*Execution), opts TrackerOptions) *Tracker {
+	opts.setDefaults()
+	if conn == nil {
+		conn = &ConnInfo{}
+	}
+	maxMsg := uint32(math.MaxUint32)
+	if uint64(opts.MaxMessageBytes) < math.MaxUint32 {
+		maxMsg = uint32(opts.MaxMessageBytes)
+	}
+	return &Tracker{
+		conn:          conn,
+		emit:          emit,
+		maxMsg:        maxMsg,
+		maxSQL:        opts.MaxSQLBytes,
+		maxStatements: opts.MaxStatements,
+		maxPending:    opts.MaxPending,
+		sqlBudget:     max(minSQLBudget, 4*opts.MaxSQLBytes),
+		keepParams:    opts.KeepParams,
+		maxParams:     opts.MaxParamBytes,
+		txStatus:      txIdle,
+	}
+}
+
+// Conn returns the connection's current identity. It changes (a new value,
+// the old one untouched) when the server reports a new application_name.
+func (t *Tracker) Conn() *ConnInfo { return t.conn }
+
+// Idle reports whether the connection is between transactions with nothing
+// in flight: the server's last ReadyForQuery said idle, every request was
+// answered, and no message is half read in either direction. It errs towards
+// false when the tracker is paused or lost count.
+func (t *Tracker) Idle() bool {
+	if t.err != nil || t.txStatus != txIdle || t.fe.inBody || t.fe.nhdr > 0 || t.be.inBody || t.be.nhdr > 0 {
+		return false
+	}
+	if t.emit == nil {
+		return t.bareSyncs == 0
+	}
+	for i := 0; i < t.q.n; i++ {
+		if t.q.at(i).kind != reqCopyEnd {
+			return false
+		}
+	}
+	return !t.untracking && t.untracked == 0 && !t.skipTillSync && !t.feCopy
+}
+
+// Close emits the executions still held for a ReadyForQuery that will not
+// come (the connection ended). The tracker is not used after it.
+func (t *Tracker) Close() {
+	if t.emit != nil {
+		t.flushHeld(t.txStatus, false)
+	}
+}
+
+// Stats returns the tracker's counters.
+func (t *Tracker) Stats() TrackerStats { return t.stats }
