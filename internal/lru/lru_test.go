@@ -1,0 +1,156 @@
+package lru
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+func keys[K comparable, V any](c *Cache[K, V]) []K {
+	var ks []K
+	c.All(func(k K, _ V) bool { ks = append(ks, k); return true })
+	return ks
+}
+
+func TestOrderAndEviction(t *testing.T) {
+	var evicted []string
+	c := New[string, int](3, 0, func(k string, _ int) { evicted = append(evicted, k) })
+	c.Add("a", 1, 0)
+	c.Add("b", 2, 0)
+	c.Add("c", 3, 0)
+	if v, ok := c.Get("a"); !ok || v != 1 {
+		t.Fatalf("Get(a) = %v, %v", v, ok)
+	}
+	if n := c.Add("d", 4, 0); n != 1 {
+		t.Fatalf("Add evicted %d, want 1", n)
+	}
+	if got := keys(c); !slices.Equal(got, []string{"d", "a", "c"}) {
+		t.Fatalf("order %v", got)
+	}
+	if !slices.Equal(evicted, []string{"b"}) || c.Evictions() != 1 {
+		t.Fatalf("evicted %v (%d)", evicted, c.Evictions())
+	}
+	if _, ok := c.Peek("c"); !ok {
+		t.Fatal("Peek(c) missing")
+	}
+	if k, _, _ := c.Oldest(); k != "c" {
+		t.Fatalf("Peek moved c: oldest %q", k)
+	}
+	if v, ok := GetString(c, []byte("c")); !ok || v != 3 {
+		t.Fatalf("GetString(c) = %v, %v", v, ok)
+	}
+	if k, _, _ := c.Oldest(); k != "a" {
+		t.Fatalf("oldest %q, want a", k)
+	}
+	if v, ok := c.Remove("a"); !ok || v != 1 || c.Len() != 2 {
+		t.Fatalf("Remove(a) = %v, %v; len %d", v, ok, c.Len())
+	}
+	if _, ok := c.Remove("a"); ok {
+		t.Fatal("Remove(a) twice")
+	}
+	if len(evicted) != 1 {
+		t.Fatal("Remove called onEvict")
+	}
+	c.Clear()
+	if c.Len() != 0 || len(keys(c)) != 0 {
+		t.Fatal("Clear left entries")
+	}
+	c.Add("x", 1, 0)
+	if got := keys(c); !slices.Equal(got, []string{"x"}) {
+		t.Fatalf("after Clear: %v", got)
+	}
+}
+
+func TestCost(t *testing.T) {
+	c := New[int, string](100, 10, nil)
+	c.Add(1, "a", 4)
+	c.Add(2, "b", 4)
+	c.Add(3, "c", 4) // 12 > 10: 1 goes
+	if _, ok := c.Peek(1); ok || c.Cost() != 8 {
+		t.Fatalf("cost bound not kept: cost %d, keys %v", c.Cost(), keys(c))
+	}
+	c.Add(2, "b2", 1) // replace: cost 5
+	if c.Cost() != 5 || c.Len() != 2 {
+		t.Fatalf("replace: cost %d len %d", c.Cost(), c.Len())
+	}
+	c.Add(9, "big", 50) // alone over the bound: kept, the rest goes
+	if c.Len() != 1 || c.Cost() != 50 {
+		t.Fatalf("oversized entry: len %d cost %d", c.Len(), c.Cost())
+	}
+}
+
+// TestModel checks random operations against a plain slice model.
+func TestModel(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const max = 8
+	c := New[int, int](max, 0, nil)
+	var model []int // most recent first
+	vals := map[int]int{}
+	for step := range 20000 {
+		k := r.IntN(20)
+		switch r.IntN(4) {
+		case 0, 1:
+			c.Add(k, step, 0)
+			model = slices.DeleteFunc(model, func(x int) bool { return x == k })
+			model = append([]int{k}, model...)
+			vals[k] = step
+			if len(model) > max {
+				delete(vals, model[max])
+				model = model[:max]
+			}
+		case 2:
+			v, ok := c.Get(k)
+			if i := slices.Index(model, k); i >= 0 {
+				if !ok || v != vals[k] {
+					t.Fatalf("step %d: Get(%d) = %d, %v; want %d", step, k, v, ok, vals[k])
+				}
+				model = append([]int{k}, slices.Delete(model, i, i+1)...)
+			} else if ok {
+				t.Fatalf("step %d: Get(%d) found an evicted key", step, k)
+			}
+		case 3:
+			_, ok := c.Remove(k)
+			if i := slices.Index(model, k); (i >= 0) != ok {
+				t.Fatalf("step %d: Remove(%d) = %v", step, k, ok)
+			} else if i >= 0 {
+				model = slices.Delete(model, i, i+1)
+				delete(vals, k)
+			}
+		}
+		if got := keys(c); !slices.Equal(got, model) {
+			t.Fatalf("step %d: order %v, want %v", step, got, model)
+		}
+	}
+}
+
+func TestSteadyStateDoesNotAllocate(t *testing.T) {
+	c := New[int, int](64, 0, nil)
+	for i := range 64 {
+		c.Add(i, i, 0)
+	}
+	i := 64
+	allocs := testing.AllocsPerRun(1000, func() {
+		c.Add(i, i, 0)
+		c.Get(i - 10)
+		c.Remove(i - 20)
+		i++
+	})
+	if allocs > 0 {
+		t.Fatalf("%.1f allocations per round in steady state", allocs)
+	}
+}
+
+func BenchmarkAddGet(b *testing.B) {
+	c := New[string, int](1000, 0, nil)
+	ks := make([]string, 2000)
+	for i := range ks {
+		ks[i] = string(rune('a'+i%26)) + string(rune('A'+i/26%26)) + string(rune('0'+i/676))
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		k := ks[i%len(ks)]
+		if _, ok := c.Get(k); !ok {
+			c.Add(k, i, len(k))
+		}
+	}
+}
