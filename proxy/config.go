@@ -33,6 +33,18 @@ const (
 	maxAuthMessageLen = 1 << 20
 )
 
+// Login defaults.
+const (
+	// DefaultLoginTimeout is PostgreSQL's authentication_timeout and
+	// PgBouncer's client_login_timeout: a client that needs longer than a
+	// minute to log in is not coming.
+	DefaultLoginTimeout = time.Minute
+	// DefaultMaxLoginConnections is how many clients may be logging in at
+	// once. A login takes one or two round trips to the server, so even a
+	// busy pool that reconnects everything at once stays far below it.
+	DefaultMaxLoginConnections = 256
+)
+
 // Config configures a Server. Zero values take the defaults above.
 type Config struct {
 	// Upstream is the PostgreSQL server's host:port.
@@ -52,6 +64,17 @@ type Config struct {
 	MaxConnections int
 	// ConnectTimeout bounds dialing the upstream and the TLS handshakes.
 	ConnectTimeout time.Duration
+	// LoginTimeout bounds the whole login of a client, from accept to the
+	// server's first ReadyForQuery: startup, TLS and authentication (default
+	// DefaultLoginTimeout). A client still logging in then gets 57014 and is
+	// closed, so silent clients cannot hold slots.
+	LoginTimeout time.Duration
+	// MaxLoginConnections bounds the connections that have not finished
+	// logging in (default DefaultMaxLoginConnections; negative: unlimited).
+	// Past it a new connection gets 53300 at once, before its startup packet,
+	// so a flood of clients that connect and stay silent can hold at most
+	// this many slots, each for at most LoginTimeout.
+	MaxLoginConnections int
 	// MaxMessageBytes rejects larger messages with 08P01.
 	MaxMessageBytes int
 	// MaxSQLBytes, MaxStatements, MaxPending bound the tracker (see the defaults).
@@ -107,6 +130,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.LoginTimeout <= 0 {
+		c.LoginTimeout = DefaultLoginTimeout
+	}
+	if c.MaxLoginConnections == 0 {
+		c.MaxLoginConnections = DefaultMaxLoginConnections
 	}
 	// The tracker limits (MaxMessageBytes, MaxSQLBytes, MaxStatements,
 	// MaxPending, MaxParamBytes) take their defaults in pgwire.TrackerOptions.

@@ -53,6 +53,27 @@ type conn struct {
 	sess      atomic.Pointer[loopSession] // set when the session moves to an event loop
 	closed    atomic.Bool
 	closeOnce sync.Once
+
+	loggingIn     atomic.Bool // counted in loginsActive until loggedIn
+	loginDeadline time.Time   // when the login must be over; set by run
+}
+
+// loggedIn ends the connection's login: it no longer counts against
+// MaxLoginConnections. Safe to call more than once.
+func (c *conn) loggedIn() {
+	if c.loggingIn.CompareAndSwap(true, false) {
+		c.s.stats.loginsActive.Add(-1)
+	}
+}
+
+// rejectLogin refuses a connection over MaxLoginConnections at once, before
+// its startup packet: waiting for it is what a silent client exploits.
+func (c *conn) rejectLogin() {
+	c.s.stats.loginsRejected.Add(1)
+	c.s.stats.connsRejected.Add(1)
+	c.cw = c.raw
+	c.fatal(stateTooManyConnections, fmt.Sprintf("sorry, too many clients are logging in (nplus1 --max-login-connections=%d)", c.s.cfg.MaxLoginConnections))
+	c.forceClose()
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
@@ -109,9 +130,17 @@ func (c *conn) run(overLimit bool) error {
 	cfg := &c.s.cfg
 	br := bufio.NewReaderSize(c.raw, relayBufSize)
 	c.cr, c.cw = br, c.raw
-	_ = c.raw.SetDeadline(time.Now().Add(cfg.ConnectTimeout))
+	now := time.Now()
+	c.loginDeadline = now.Add(cfg.LoginTimeout)
+	_ = c.raw.SetDeadline(minTime(now.Add(cfg.ConnectTimeout), c.loginDeadline))
 
 	pkt, err := c.negotiate(br)
+	if err != nil && isTimeout(err) && !c.closed.Load() {
+		// A client that connects and says nothing, or too slowly: counted,
+		// closed without a word, as PostgreSQL does.
+		c.s.stats.loginTimeouts.Add(1)
+		return nil
+	}
 	if err != nil {
 		var pe *pgwire.ProtocolError
 		if errors.As(err, &pe) {
@@ -122,7 +151,7 @@ func (c *conn) run(overLimit bool) error {
 	if pkt == nil { // CancelRequest, handled
 		return nil
 	}
-	_ = c.raw.SetDeadline(time.Time{})
+	_ = c.raw.SetDeadline(c.loginDeadline)
 
 	st, _ := pgwire.ParseStartup(pkt)
 	c.replication = st.Replication
@@ -162,14 +191,35 @@ func (c *conn) run(overLimit bool) error {
 	c.sw = sc
 	c.sr = bufio.NewReaderSize(sc, relayBufSize)
 
+	_ = sc.SetDeadline(c.loginDeadline)
 	if _, err := sc.Write(pkt); err != nil {
 		return fmt.Errorf("send startup packet upstream: %w", err)
 	}
 	ok, err := c.authenticate()
+	if err != nil && isTimeout(err) && !c.closed.Load() {
+		c.s.stats.loginTimeouts.Add(1)
+		c.fatal(stateQueryCanceled, fmt.Sprintf("nplus1: canceling authentication due to timeout (nplus1 --login-timeout=%s)", cfg.LoginTimeout))
+		return nil
+	}
 	if err != nil || !ok {
 		return err
 	}
+	_ = c.raw.SetDeadline(time.Time{})
+	_ = sc.SetDeadline(time.Time{})
+	c.loggedIn()
 	return c.relay(info)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func hostOf(a net.Addr) string {
@@ -322,7 +372,10 @@ func (c *conn) authenticate() (bool, error) {
 			case 0, 12: // AuthenticationOk, SASLFinal: no reply
 				continue
 			}
-			ctyp, cmsg, err := readMessage(c.cr, true)
+			ctyp, cmsg, serverFirst, err := c.readClientAuth()
+			if serverFirst {
+				return false, c.serverSpokeFirst()
+			}
 			if err != nil {
 				if withheld && c.clientTLS && isClosedErr(err) {
 					c.log.Warn("client left during SCRAM authentication after the proxy withheld channel binding; " +
@@ -384,6 +437,57 @@ func (c *conn) authenticate() (bool, error) {
 		default:
 			return false, &pgwire.ProtocolError{Msg: fmt.Sprintf("unexpected message type %q during authentication", typ)}
 		}
+	}
+}
+
+// readClientAuth reads the client's next authentication message while
+// watching the server: a server that speaks or closes first (its own
+// authentication_timeout, a restart) ends the login at once, with
+// serverFirst set, instead of leaving its socket half closed until the
+// client answers or the login times out.
+func (c *conn) readClientAuth() (typ byte, msg []byte, serverFirst bool, err error) {
+	sr, ok := c.sr.(*bufio.Reader)
+	if !ok {
+		typ, msg, err = readMessage(c.cr, true)
+		return typ, msg, false, err
+	}
+	var clientDone, spoke atomic.Bool
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		_, perr := sr.Peek(1)
+		if !clientDone.Load() && !isTimeout(perr) { // a timeout is the login's own
+			spoke.Store(true)
+			_ = c.raw.SetReadDeadline(time.Now()) // wake the client read
+		}
+	}()
+	typ, msg, err = readMessage(c.cr, true)
+	clientDone.Store(true)
+	_ = c.sw.SetReadDeadline(time.Now()) // wake the watcher
+	<-watched
+	_ = c.sw.SetReadDeadline(c.loginDeadline)
+	if spoke.Load() {
+		_ = c.raw.SetReadDeadline(c.loginDeadline)
+		return 0, nil, true, nil
+	}
+	return typ, msg, false, err
+}
+
+// serverSpokeFirst ends a login whose server spoke out of turn: its
+// ErrorResponse goes to the client as is; a close becomes 08006.
+func (c *conn) serverSpokeFirst() error {
+	typ, msg, err := readMessage(c.sr, false)
+	switch {
+	case err != nil:
+		c.fatal(stateConnectionFailure, "nplus1: the server closed the connection during authentication")
+		return fmt.Errorf("authentication: server closed the connection: %w", err)
+	case typ == 'E':
+		_, err := c.cw.Write(msg)
+		return err
+	default:
+		err := &pgwire.ProtocolError{Msg: fmt.Sprintf("unexpected message type %q from the server while the client was authenticating", typ)}
+		c.fatal(stateProtocolViolation, err.Msg)
+		return err
 	}
 }
 

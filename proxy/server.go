@@ -28,12 +28,16 @@ type Stats struct {
 	Events          uint64 // executions handed to Config.Events
 	EventsDropped   uint64 // executions dropped because Events was full
 	LoopSessions    uint64 // sessions relayed by an event loop rather than goroutine pumps
+	LoginsActive    int64  // client connections logging in now (accepted, not yet authenticated)
+	LoginsRejected  uint64 // refused because MaxLoginConnections were logging in
+	LoginTimeouts   uint64 // closed because their login took longer than LoginTimeout
 }
 
 // stats is the live, atomically updated form of Stats.
 type stats struct {
 	connsAccepted, connsRejected, connErrors, upstreamErrors, protocolErrors, cancels atomic.Uint64
-	connsActive, upstreamActive                                                       atomic.Int64
+	connsActive, upstreamActive, loginsActive                                         atomic.Int64
+	loginsRejected, loginTimeouts                                                     atomic.Uint64
 	bytesFromClient, bytesFromServer, events, eventsDropped, loopSessions             atomic.Uint64
 }
 
@@ -126,6 +130,8 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.wg.Add(1)
 		s.mu.Unlock()
 		active := s.stats.connsActive.Add(1)
+		logins := s.stats.loginsActive.Add(1)
+		c.loggingIn.Store(true)
 		go func() {
 			defer s.wg.Done()
 			defer func() {
@@ -134,6 +140,11 @@ func (s *Server) Serve(ln net.Listener) error {
 				delete(s.conns, c)
 				s.mu.Unlock()
 			}()
+			defer c.loggedIn()
+			if s.cfg.MaxLoginConnections > 0 && logins > int64(s.cfg.MaxLoginConnections) {
+				c.rejectLogin()
+				return
+			}
 			c.serve(s.cfg.MaxConnections > 0 && active > int64(s.cfg.MaxConnections))
 		}()
 	}
@@ -198,6 +209,9 @@ func (s *Server) Stats() Stats {
 		Events:          s.stats.events.Load(),
 		EventsDropped:   s.stats.eventsDropped.Load(),
 		LoopSessions:    s.stats.loopSessions.Load(),
+		LoginsActive:    s.stats.loginsActive.Load(),
+		LoginsRejected:  s.stats.loginsRejected.Load(),
+		LoginTimeouts:   s.stats.loginTimeouts.Load(),
 	}
 }
 

@@ -15,6 +15,7 @@ const (
 	stateConnectionFailure    = "08006"
 	stateTooManyConnections   = "53300"
 	stateAdminShutdown        = "57P01"
+	stateQueryCanceled        = "57014"
 	stateInvalidAuthorization = "28000"
 )
 
