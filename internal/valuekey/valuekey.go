@@ -1,0 +1,199 @@
+// Package valuekey turns the values that can be keys — bound parameters,
+// literals of a statement's text, columns of result rows — into keyed 64-bit
+// digests, so that the detector can prove that a loop's keys were read from
+// an earlier result without keeping a single value.
+//
+// The digest is hash/maphash under a seed drawn at random when the process
+// starts. The seed is never exported, logged or written anywhere, so a
+// digest that leaked could not be tested against likely values offline, and
+// digests of two processes never compare equal: they are for matching within
+// one process only, and never leave it.
+//
+// The same key reaches the wire in several forms, and each form is brought to
+// one canonical text before it is hashed:
+//
+//   - integers: 8, '8', +8, 008, and int2/int4/int8 in binary format all
+//     become the decimal text "8";
+//   - UUIDs: text in any letter case, with or without dashes or braces, and
+//     the 16 bytes of the binary format become the lowercase dashed text;
+//   - everything else is hashed as its bytes (text format as is, binary
+//     format of text types is the same bytes).
+//
+// NULL, the empty string and values longer than MaxValueBytes are not keys:
+// they give None and cost nothing to hash.
+package valuekey
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"strconv"
+)
+
+// Key is a keyed digest of one value; None is no key.
+type Key uint64
+
+// None is the Key of NULL, of an empty value and of a value too long to be a key.
+const None Key = 0
+
+// MaxValueBytes is the longest value that is hashed: keys are ids, codes,
+// emails and slugs, not documents.
+const MaxValueBytes = 64
+
+// Type OIDs whose binary format the package decodes (pg_type.dat).
+const (
+	OIDInt8 = 20
+	OIDInt2 = 21
+	OIDInt4 = 23
+	OIDUUID = 2950
+)
+
+var seed = maphash.MakeSeed()
+
+func sum(b []byte) Key {
+	k := Key(maphash.Bytes(seed, b))
+	if k == None {
+		k = 1
+	}
+	return k
+}
+
+// Text is the Key of a value in text format (a NULL is nil and gives None).
+func Text(b []byte) Key {
+	if len(b) == 0 || len(b) > MaxValueBytes {
+		return None
+	}
+	var buf [40]byte
+	if c, ok := canonInt(b, buf[:0]); ok {
+		return sum(c)
+	}
+	if c, ok := canonUUIDText(b, buf[:0]); ok {
+		return sum(c)
+	}
+	return sum(b)
+}
+
+// String is Text for a string: a literal's value after unquoting.
+func String(s string) Key {
+	if len(s) == 0 || len(s) > MaxValueBytes {
+		return None
+	}
+	var b [MaxValueBytes]byte
+	return Text(append(b[:0], s...))
+}
+
+// Binary is the Key of a value in binary format. oid is its type when known
+// (RowDescription, or a Parse that named it), 0 when not: then 2, 4 and 8
+// bytes are read as an integer and 16 bytes as a UUID. A value of another
+// type read that way only gets a digest that matches nothing.
+func Binary(b []byte, oid uint32) Key {
+	if len(b) == 0 || len(b) > MaxValueBytes {
+		return None
+	}
+	var buf [40]byte
+	switch {
+	case (oid == OIDInt2 || oid == 0) && len(b) == 2:
+		return sum(strconv.AppendInt(buf[:0], int64(int16(binary.BigEndian.Uint16(b))), 10))
+	case (oid == OIDInt4 || oid == 0) && len(b) == 4:
+		return sum(strconv.AppendInt(buf[:0], int64(int32(binary.BigEndian.Uint32(b))), 10))
+	case (oid == OIDInt8 || oid == 0) && len(b) == 8:
+		return sum(strconv.AppendInt(buf[:0], int64(binary.BigEndian.Uint64(b)), 10))
+	case (oid == OIDUUID || oid == 0) && len(b) == 16:
+		return sum(appendUUID(buf[:0], b))
+	}
+	return sum(b)
+}
+
+// canonInt returns the decimal text of b when b is an integer that fits in
+// 64 bits, written with an optional sign, leading zeros or surrounding
+// blanks (int8in accepts those).
+func canonInt(b []byte, dst []byte) ([]byte, bool) {
+	i, j := 0, len(b)
+	for i < j && b[i] == ' ' {
+		i++
+	}
+	for j > i && b[j-1] == ' ' {
+		j--
+	}
+	neg := false
+	if i < j && (b[i] == '+' || b[i] == '-') {
+		neg = b[i] == '-'
+		i++
+	}
+	if i == j || j-i > 20 {
+		return nil, false
+	}
+	var u uint64
+	for _, c := range b[i:j] {
+		if c < '0' || c > '9' {
+			return nil, false
+		}
+		d := uint64(c - '0')
+		if u > (1<<64-1-d)/10 {
+			return nil, false
+		}
+		u = u*10 + d
+	}
+	switch {
+	case neg && u <= 1<<63:
+		return strconv.AppendInt(dst, -int64(u-1)-1, 10), true
+	case !neg && u < 1<<63:
+		return strconv.AppendUint(dst, u, 10), true
+	}
+	return nil, false
+}
+
+// canonUUIDText returns the lowercase dashed form of a UUID written the ways
+// uuid_in accepts: 32 hex digits, in any case, with dashes between groups of
+// four and optionally in braces.
+func canonUUIDText(b []byte, dst []byte) ([]byte, bool) {
+	if len(b) < 32 || len(b) > 40 {
+		return nil, false
+	}
+	if b[0] == '{' {
+		if b[len(b)-1] != '}' {
+			return nil, false
+		}
+		b = b[1 : len(b)-1]
+	}
+	var raw [16]byte
+	n := 0
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c == '-' && n%4 == 0 && n > 0 && i+1 < len(b) && b[i+1] != '-' {
+			continue
+		}
+		h, ok := unhex(c)
+		if !ok || n == 32 {
+			return nil, false
+		}
+		raw[n/2] |= h << (4 * (1 - n%2))
+		n++
+	}
+	if n != 32 {
+		return nil, false
+	}
+	return appendUUID(dst, raw[:]), true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+func appendUUID(dst, b []byte) []byte {
+	const hexdig = "0123456789abcdef"
+	for i, c := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst = append(dst, '-')
+		}
+		dst = append(dst, hexdig[c>>4], hexdig[c&15])
+	}
+	return dst
+}

@@ -1,0 +1,108 @@
+package valuekey
+
+import (
+	"encoding/binary"
+	"testing"
+)
+
+func be(n int, v int64) []byte {
+	b := make([]byte, n)
+	switch n {
+	case 2:
+		binary.BigEndian.PutUint16(b, uint16(v))
+	case 4:
+		binary.BigEndian.PutUint32(b, uint32(v))
+	case 8:
+		binary.BigEndian.PutUint64(b, uint64(v))
+	}
+	return b
+}
+
+func TestSameKeyEveryForm(t *testing.T) {
+	uuidBin := []byte{0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38, 0x0a, 0x11}
+	for _, tc := range []struct {
+		name  string
+		forms []Key
+	}{
+		{"int 8", []Key{Text([]byte("8")), String("8"), Text([]byte("+8")), Text([]byte("008")), Text([]byte(" 8 ")),
+			Binary(be(2, 8), OIDInt2), Binary(be(4, 8), OIDInt4), Binary(be(8, 8), OIDInt8),
+			Binary(be(2, 8), 0), Binary(be(4, 8), 0), Binary(be(8, 8), 0)}},
+		{"int -42", []Key{Text([]byte("-42")), Text([]byte("-0042")), Binary(be(4, -42), OIDInt4), Binary(be(8, -42), 0), Binary(be(2, -42), 0)}},
+		{"int64 min", []Key{Text([]byte("-9223372036854775808")), Binary(be(8, -1<<63), OIDInt8)}},
+		{"int64 max", []Key{Text([]byte("9223372036854775807")), Binary(be(8, 1<<63-1), OIDInt8)}},
+		{"zero", []Key{Text([]byte("0")), Text([]byte("-0")), Text([]byte("000")), Binary(be(4, 0), OIDInt4)}},
+		{"uuid", []Key{Text([]byte("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")), Text([]byte("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11")),
+			Text([]byte("{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}")), Text([]byte("a0eebc999c0b4ef8bb6d6bb9bd380a11")),
+			Text([]byte("a0ee-bc99-9c0b-4ef8-bb6d-6bb9-bd38-0a11")), Binary(uuidBin, OIDUUID), Binary(uuidBin, 0)}},
+		{"text", []Key{Text([]byte("alice@example.com")), String("alice@example.com"), Binary([]byte("alice@example.com"), 25)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for i, k := range tc.forms {
+				if k == None {
+					t.Fatalf("form %d is None", i)
+				}
+				if k != tc.forms[0] {
+					t.Errorf("form %d differs from form 0", i)
+				}
+			}
+		})
+	}
+}
+
+func TestDifferentValuesDiffer(t *testing.T) {
+	keys := map[Key]string{}
+	for _, v := range []string{"8", "9", "80", "-8", "8.0", "a", "A", "b", "18446744073709551615", "99999999999999999999",
+		"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1", "a0eebc99--9c0b-4ef8-bb6d-6bb9bd380a11", "t", "f"} {
+		k := Text([]byte(v))
+		if k == None {
+			t.Fatalf("%q is None", v)
+		}
+		if o, dup := keys[k]; dup {
+			t.Errorf("%q and %q have one key", v, o)
+		}
+		keys[k] = v
+	}
+	// int and its text are one key; text "8.0" is not 8.
+	if Text([]byte("8.0")) == Text([]byte("8")) {
+		t.Error("8.0 matched 8")
+	}
+}
+
+func TestNotKeys(t *testing.T) {
+	long := make([]byte, MaxValueBytes+1)
+	for i := range long {
+		long[i] = 'x'
+	}
+	for name, k := range map[string]Key{
+		"NULL":        Text(nil),
+		"empty":       Text([]byte{}),
+		"empty str":   String(""),
+		"long":        Text(long),
+		"long binary": Binary(long, 0),
+	} {
+		if k != None {
+			t.Errorf("%s: got a key", name)
+		}
+	}
+}
+
+func TestNoAllocations(t *testing.T) {
+	v, b := []byte("123456"), be(8, 123456)
+	if n := testing.AllocsPerRun(1000, func() { Text(v); Binary(b, 0); String("abc") }); n != 0 {
+		t.Errorf("%.0f allocations", n)
+	}
+}
+
+func BenchmarkText(b *testing.B) {
+	v := []byte("1234567")
+	for b.Loop() {
+		Text(v)
+	}
+}
+
+func BenchmarkBinaryInt4(b *testing.B) {
+	v := be(4, 1234567)
+	for b.Loop() {
+		Binary(v, OIDInt4)
+	}
+}
