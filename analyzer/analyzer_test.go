@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/nplus1/nplus1/detector"
@@ -74,40 +75,61 @@ func TestProcessFindsNPlusOneAndSinksGetIt(t *testing.T) {
 	}
 }
 
+// Run drains the queue on its tick, so with the queue already closed it
+// returns at the first tick; in a synctest bubble that tick costs no real
+// time.
 func TestRunFlushesOnClose(t *testing.T) {
-	store := NewStore(10)
-	a := New(Config{Sinks: []Sink{store}})
-	ch := make(chan *pgwire.Execution, 100)
-	conn := &pgwire.ConnInfo{ID: 1}
-	for _, e := range loop(conn, time.Now(), 6) {
-		ch <- e
-	}
-	close(ch)
-	a.Run(context.Background(), ch)
-	if n := len(store.List(detector.KindNPlusOne, time.Time{})); n != 1 {
-		t.Fatalf("after Run: %d n_plus_one findings, want 1", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		store := NewStore(10)
+		a := New(Config{Sinks: []Sink{store}})
+		ch := make(chan *pgwire.Execution, 100)
+		conn := &pgwire.ConnInfo{ID: 1}
+		for _, e := range loop(conn, time.Now(), 6) {
+			ch <- e
+		}
+		close(ch)
+		a.Run(context.Background(), ch)
+		if n := len(store.List(detector.KindNPlusOne, time.Time{})); n != 1 {
+			t.Fatalf("after Run: %d n_plus_one findings, want 1", n)
+		}
+	})
 }
 
+// Run closes a window on the first tick at which the wall clock, less Lag,
+// is IdleGap past the window's last execution. The bubble's fake clock makes
+// that instant exact: the window is still open one tick before it and has
+// been reported one tick after it.
 func TestRunClosesWindowsWithWallTime(t *testing.T) {
-	store := NewStore(10)
-	a := New(Config{Sinks: []Sink{store}, Tick: 5 * time.Millisecond, Lag: 10 * time.Millisecond})
-	ch := make(chan *pgwire.Execution, 100)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.Run(ctx, ch); close(done) }()
-	for _, e := range loop(&pgwire.ConnInfo{ID: 1}, time.Now(), 6) {
-		ch <- e
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(store.List(detector.KindNPlusOne, time.Time{})) == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	<-done
-	if n := len(store.List(detector.KindNPlusOne, time.Time{})); n != 1 {
-		t.Fatalf("%d n_plus_one findings while running, want 1 once the idle gap passed", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const tick, lag = 5 * time.Millisecond, 10 * time.Millisecond
+		store := NewStore(10)
+		a := New(Config{Sinks: []Sink{store}, Tick: tick, Lag: lag})
+		ch := make(chan *pgwire.Execution, 100)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { a.Run(ctx, ch); close(done) }()
+		execs := loop(&pgwire.ConnInfo{ID: 1}, time.Now(), 6)
+		for _, e := range execs {
+			ch <- e
+		}
+		// From closeAt on, Advance (now less lag) sees the idle gap
+		// passed: the first tick at or after it closes the window.
+		closeAt := execs[len(execs)-1].End.Add(lag + detector.DefaultIdleGap)
+		findings := func() int { return len(store.List(detector.KindNPlusOne, time.Time{})) }
+
+		time.Sleep(time.Until(closeAt) - tick)
+		synctest.Wait() // Run has handled every tick until now
+		if n := findings(); n != 0 {
+			t.Fatalf("%d n_plus_one findings %s before the idle gap and lag passed, want 0", n, tick)
+		}
+		time.Sleep(2 * tick)
+		synctest.Wait()
+		cancel()
+		<-done
+		if n := findings(); n != 1 {
+			t.Fatalf("%d n_plus_one findings while running, want 1 once the idle gap passed", n)
+		}
+	})
 }
 
 func TestStoreRingSubscribeClear(t *testing.T) {

@@ -42,10 +42,11 @@ import (
 
 const loopSupported = true
 
-// loopYield is how often a busy loop goes through the scheduler (see run),
-// and how long one epoll_wait lasts before the loop parks. It parks after
-// loopQuietWaits of those in a row (50 ms of quiet): parking and waking cost
-// a few context switches, too many for queries that arrive every few ms.
+// loopYield is how often a busy loop goes through the scheduler (see
+// waitPolicy), and how long one epoll_wait lasts before the loop parks. It
+// parks after loopQuietWaits of those in a row (50 ms of quiet): parking and
+// waking cost a few context switches, too many for queries that arrive every
+// few ms.
 const (
 	loopYield      = 5 * time.Millisecond
 	loopQuietWaits = 10
@@ -179,76 +180,146 @@ func (l *eventLoop) run() {
 		unix.Close(l.wakefd)
 		unix.Close(l.epfd)
 	}()
-	// Busy, the loop waits in epoll_wait, a system call: one thread
-	// wake-up per message. Go's sysmon takes a goroutine that has not been
-	// rescheduled for 10 ms for a runaway one and then takes its P away at
-	// every system call, and the hand-offs and sysmon's own 20 µs wake-ups
-	// that follow cost more than the relay itself; so the loop goes through
-	// the scheduler every loopYield. Quiet for 50 ms, it parks in Go's
-	// scheduler instead (parkedWait): an idle loop costs nothing, where one
-	// blocked in epoll_wait had its P retaken every 10 ms and kept sysmon
-	// polling (1,500 context switches a second with one idle session).
-	lastYield := time.Now()
-	parked := false
-	canPark := true
-	quiet := 0 // epoll_waits in a row that timed out
+	pol := newWaitPolicy()
 	for {
-		var n int
-		var err error
-		if parked {
-			// Parked, the goroutine need not come back on this thread:
-			// whichever thread Go's poller wakes it on keeps it.
-			runtime.UnlockOSThread()
-			n, err = l.parkedWait()
-			runtime.LockOSThread()
-			lastYield = time.Now() // parking went through the scheduler
-			if err != nil && err != unix.EINTR {
-				l.s.cfg.Logger.Warn("relay loop: cannot wait through Go's poller; waiting in epoll_wait", "err", err)
-				canPark, parked, err = false, false, nil
-			}
-		} else {
-			timeout := -1
-			if canPark {
-				timeout = int(loopYield / time.Millisecond)
-			}
-			n, err = unix.EpollWait(l.epfd, l.events, timeout)
-		}
+		n, err := l.wait(&pol)
 		if err != nil && err != unix.EINTR {
 			l.s.cfg.Logger.Error("relay loop: epoll_wait failed; closing its sessions", "err", err)
 			return
 		}
 		if n == 0 {
-			if err == nil {
-				quiet++
-			}
-			parked = canPark && quiet >= loopQuietWaits
-			if !parked && time.Since(lastYield) >= loopYield {
-				lastYield = time.Now()
+			if pol.idle(err == nil) {
 				runtime.Gosched()
 			}
 			continue
 		}
-		parked, quiet = false, 0
-		for i := 0; i < n; i++ {
-			ev := &l.events[i]
-			fd := int(ev.Fd)
-			if fd == l.wakefd {
-				if !l.runCommands() {
-					return
-				}
-				continue
-			}
-			if fd < len(l.socks) {
-				if s := l.socks[fd]; s != nil {
-					l.handle(s, ev.Events)
-				}
-			}
+		pol.busy()
+		if !l.dispatch(n) {
+			return
 		}
-		if now := time.Now(); now.Sub(lastYield) >= loopYield {
-			lastYield = now
+		if pol.yieldDue() {
 			runtime.Gosched()
 		}
 	}
+}
+
+// waitPolicy is how the loop waits; run and wait carry out its decisions.
+//
+// Busy, the loop waits in epoll_wait, a system call: one thread wake-up per
+// message. Go's sysmon takes a goroutine that has not been rescheduled for
+// 10 ms for a runaway one and then takes its P away at every system call,
+// and the hand-offs and sysmon's own 20 µs wake-ups that follow cost more
+// than the relay itself; so the loop goes through the scheduler every
+// loopYield (yieldDue, idle). Quiet for loopQuietWaits epoll_waits of
+// loopYield in a row (50 ms), it parks in Go's scheduler instead
+// (parkedWait): an idle loop costs nothing, where one blocked in epoll_wait
+// had its P retaken every 10 ms and kept sysmon polling (1,500 context
+// switches a second with one idle session). Where parking fails, epoll_wait
+// blocks until an event (cannotPark).
+//
+// It reads the clock with time.Now, which a test's synctest bubble fakes.
+type waitPolicy struct {
+	lastYield time.Time // when the loop last went through the scheduler
+	quiet     int       // epoll_waits in a row that timed out
+	park      bool      // the next wait parks on Go's poller
+	canPark   bool      // false once parking failed
+}
+
+func newWaitPolicy() waitPolicy {
+	return waitPolicy{lastYield: time.Now(), canPark: true}
+}
+
+// next is how the next wait goes: parked on Go's poller (park), or in
+// epoll_wait for at most timeout ms (-1: until an event).
+func (p *waitPolicy) next() (park bool, timeout int) {
+	if p.park {
+		return true, 0
+	}
+	if p.canPark {
+		return false, int(loopYield / time.Millisecond)
+	}
+	return false, -1
+}
+
+// unparked records the end of a parked wait, which went through the
+// scheduler.
+func (p *waitPolicy) unparked() { p.lastYield = time.Now() }
+
+// cannotPark records that parking failed: from now on the loop blocks in
+// epoll_wait.
+func (p *waitPolicy) cannotPark() { p.canPark, p.park = false, false }
+
+// idle records a wait that returned no event: one that timedOut, or a
+// parked one interrupted (EINTR) before it waited, which is not counted. It reports whether the
+// loop is to go through the scheduler now; it is not when it is to park.
+func (p *waitPolicy) idle(timedOut bool) (yield bool) {
+	if timedOut {
+		p.quiet++
+	}
+	p.park = p.canPark && p.quiet >= loopQuietWaits
+	if !p.park && time.Since(p.lastYield) >= loopYield {
+		p.lastYield = time.Now()
+		return true
+	}
+	return false
+}
+
+// busy records a wait that did not time out (events, or EINTR, for which
+// epoll_wait returns -1): the quiet spell is over.
+func (p *waitPolicy) busy() { p.park, p.quiet = false, 0 }
+
+// yieldDue reports whether the busy loop is to go through the scheduler
+// now, loopYield after it last did.
+func (p *waitPolicy) yieldDue() bool {
+	if now := time.Now(); now.Sub(p.lastYield) >= loopYield {
+		p.lastYield = now
+		return true
+	}
+	return false
+}
+
+// wait waits for events as pol says and returns what epoll_wait returned. A
+// parked wait that fails (other than by EINTR) is logged and makes pol stop
+// parking; it returns no error.
+func (l *eventLoop) wait(pol *waitPolicy) (int, error) {
+	park, timeout := pol.next()
+	if !park {
+		return unix.EpollWait(l.epfd, l.events, timeout)
+	}
+	// Parked, the goroutine need not come back on this thread: whichever
+	// thread Go's poller wakes it on keeps it.
+	runtime.UnlockOSThread()
+	n, err := l.parkedWait()
+	runtime.LockOSThread()
+	pol.unparked()
+	if err != nil && err != unix.EINTR {
+		l.s.cfg.Logger.Warn("relay loop: cannot wait through Go's poller; waiting in epoll_wait", "err", err)
+		pol.cannotPark()
+		return n, nil
+	}
+	return n, err
+}
+
+// dispatch handles the first n events of l.events: a socket's is relayed,
+// the eventfd's runs the posted commands. It returns false when a command
+// told the loop to return.
+func (l *eventLoop) dispatch(n int) bool {
+	for i := 0; i < n; i++ {
+		ev := &l.events[i]
+		fd := int(ev.Fd)
+		if fd == l.wakefd {
+			if !l.runCommands() {
+				return false
+			}
+			continue
+		}
+		if fd < len(l.socks) {
+			if s := l.socks[fd]; s != nil {
+				l.handle(s, ev.Events)
+			}
+		}
+	}
+	return true
 }
 
 // parkedWait waits for events with the loop goroutine parked on Go's
