@@ -1,14 +1,36 @@
-// Package replay runs recorded traffic through the same analysis as the
-// live proxy, and re-executes it against a database.
+// Package replay is nplus1's offline wing: it reads traffic captured
+// without the proxy, runs it through the same analysis as the live proxy,
+// and re-executes it against a database (the nplus1 replay command).
 //
 // It earns a package because it is the one place that knows about time in
 // a replay: Analyze drives the analyzer on a virtual clock taken from the
 // executions (a capture's packet times, a log's timestamps, a recording's
 // start and end times), so that the same input always gives the same
 // findings, byte for byte; Reexecute drives a database on the wall clock,
-// keeping the input's per-connection order and timing. Sources (package
-// capture, recording, pglog) only decode; outputs (package analyzer's sinks,
-// and the summary, JSON and JUnit writers here) only format.
+// keeping the input's per-connection order and timing. The input formats
+// only decode; outputs (package analyzer's sinks, and the summary, JSON and
+// JUnit writers here) only format.
+//
+// # Inputs
+//
+// Three formats, a package each, each turning its input into the
+// pgwire.Executions the live proxy would have emitted, in constant memory:
+//
+//   - replay/pcap: pcap and pcapng files (tcpdump -w), with its own TCP
+//     reassembly, driving a pgwire.Tracker per connection;
+//   - replay/recording: the proxy's own recordings (nplus1 proxy --record,
+//     JSON lines; pgreplay-go's files too), the Writer and the Reader;
+//   - replay/pglog: PostgreSQL's csvlog and jsonlog.
+//
+// Open is the one way in: it expands directories (their regular files, in
+// name order), detects each file's format from its first bytes (pcap and
+// pcapng magic numbers, else the first line) unless OpenOptions.Format names
+// one, reads the files of one format as one stream in the order given (a
+// capture split by tcpdump -C, a rotated log or recording), and chains the
+// formats in the order they first appear. The Input it returns is a Source
+// that also reports its progress (BytesRead of TotalBytes), its Files and
+// formats, and Notes on what its readers could not follow. Its errors say
+// what is wrong with the input and how to fix it.
 //
 // # Analysis
 //

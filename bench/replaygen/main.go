@@ -26,7 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/nplus1/nplus1/pgwire"
-	"github.com/nplus1/nplus1/recording"
+	"github.com/nplus1/nplus1/replay/recording"
 )
 
 func main() {

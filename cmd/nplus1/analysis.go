@@ -111,17 +111,43 @@ func (o *analysisOptions) openOutputs(inv *invocation) (*outputs, error) {
 	} else {
 		out.sinks = append(out.sinks, analyzer.NewConsole(inv.stderr, inv.getenv))
 	}
-	if *o.findingsOut != "" {
-		f, err := os.OpenFile(*o.findingsOut, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return nil, o.fs.errorf("findings-out", "%v", err)
-		}
-		out.file = f
-		out.jsonl = analyzer.NewJSONL(f)
-		out.sinks = append(out.sinks, out.jsonl)
+	if err := o.openFindingsOut(out); err != nil {
+		return nil, err
 	}
 	out.sinks = append(out.sinks, out.store, out.gate)
 	return out, nil
+}
+
+// openFindingsOut opens --findings-out, when set, for appending and adds its
+// JSON-lines sink to out.sinks; finish closes it. The error is a *usageError.
+func (o *analysisOptions) openFindingsOut(out *outputs) error {
+	if *o.findingsOut == "" {
+		return nil
+	}
+	f, err := os.OpenFile(*o.findingsOut, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return o.fs.errorf("findings-out", "%v", err)
+	}
+	out.file = f
+	out.jsonl = analyzer.NewJSONL(f)
+	out.sinks = append(out.sinks, out.jsonl)
+	return nil
+}
+
+// analyzerConfig is the analyzer of every command that analyzes executions
+// (proxy, demo, replay): the detector configuration dcfg (from
+// detectorConfig), a fingerprint cache of --fingerprint-cache-size texts,
+// the sinks findings go to, and, when pm is not nil, the metrics exporter fed
+// by every execution and finding. The caller may set the rest (Tick, Lag).
+func (o *analysisOptions) analyzerConfig(inv *invocation, dcfg detector.Config, sinks []analyzer.Sink, pm *proxyMetrics) analyzer.Config {
+	cfg := analyzer.Config{
+		Detector:     dcfg,
+		Fingerprints: fingerprint.New(fingerprint.Options{MaxTexts: *o.cacheSize}),
+		Sinks:        sinks,
+		Logger:       inv.logger.With("component", "analyzer"),
+	}
+	pm.observe(&cfg)
+	return cfg
 }
 
 // finish closes the findings file and applies the CI gate: with --fail-on it

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -16,10 +15,8 @@ import (
 
 	"github.com/nplus1/nplus1/analyzer"
 	"github.com/nplus1/nplus1/detector"
-	"github.com/nplus1/nplus1/fingerprint"
 	"github.com/nplus1/nplus1/internal/pgtest"
 	"github.com/nplus1/nplus1/internal/shop"
-	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
 )
 
@@ -54,6 +51,43 @@ type demoFinding struct {
 	kind     detector.Kind
 }
 
+// demoTally is what each scenario half produced: a sink that files each
+// finding under the half being run.
+type demoTally struct {
+	mu      sync.Mutex
+	current demoFinding
+	got     []demoFinding
+}
+
+// begin files the findings that follow under scenario's half.
+func (t *demoTally) begin(scenario string, fixed bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.current = demoFinding{scenario: scenario, fixed: fixed}
+}
+
+func (t *demoTally) add(f *detector.Finding) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.got = append(t.got, demoFinding{scenario: t.current.scenario, fixed: t.current.fixed, kind: f.Kind})
+}
+
+// kinds returns the kinds of scenario's findings, as written and fixed.
+func (t *demoTally) kinds(scenario string) (bad, good []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, g := range t.got {
+		if g.scenario == scenario {
+			if g.fixed {
+				good = append(good, string(g.kind))
+			} else {
+				bad = append(bad, string(g.kind))
+			}
+		}
+	}
+	return bad, good
+}
+
 func runDemo(ctx context.Context, inv *invocation, analysis *analysisOptions) error {
 	dcfg, err := analysis.detectorConfig()
 	if err != nil {
@@ -71,104 +105,33 @@ func runDemo(ctx context.Context, inv *invocation, analysis *analysisOptions) er
 	}
 	fmt.Fprintln(w, "nplus1 demo: starting a throwaway PostgreSQL ...")
 	began := time.Now()
-	pg, err := pgtest.Start(pgtest.Options{})
+	pg, err := startDemoPostgres(ctx)
 	if err != nil {
-		return fmt.Errorf("start PostgreSQL: %w", err)
+		return err
 	}
 	defer pg.Stop()
 
-	setup, err := pgx.Connect(ctx, pg.URL(pgtest.Superuser))
-	if err != nil {
-		return err
-	}
-	if err := shop.Load(ctx, setup); err != nil {
-		setup.Close(ctx)
-		return fmt.Errorf("load the shop schema: %w", err)
-	}
-	setup.Close(ctx)
-
-	// What the scenario being run produced; the console prints as we go.
-	var mu sync.Mutex
-	current := demoFinding{}
-	var got []demoFinding
-	record := analyzer.SinkFunc(func(f *detector.Finding) {
-		mu.Lock()
-		defer mu.Unlock()
-		got = append(got, demoFinding{scenario: current.scenario, fixed: current.fixed, kind: f.Kind})
+	tally := &demoTally{}
+	acfg := analysis.analyzerConfig(inv, dcfg, demoSinks(w, inv, outs, tally), nil)
+	acfg.Tick, acfg.Lag = 10*time.Millisecond, 20*time.Millisecond
+	p, err := newPipeline(ctx, inv, pipelineConfig{
+		proxy:           proxy.Config{Upstream: pg.Addr()},
+		listen:          "127.0.0.1:0",
+		queueSize:       10000,
+		shutdownTimeout: 5 * time.Second,
+		analyzer:        acfg,
+		analysis:        analysis,
+		outs:            outs,
+		quiet:           true,
 	})
-	// The demo prints findings on stdout, readable, whatever --log-format says.
-	sinks := []analyzer.Sink{analyzer.NewConsole(w, inv.getenv), record}
-	for _, s := range outs.sinks {
-		if _, isConsole := s.(*analyzer.Console); !isConsole {
-			if _, isLog := s.(analyzer.LogSink); !isLog {
-				sinks = append(sinks, s)
-			}
-		}
-	}
-	an := analyzer.New(analyzer.Config{
-		Detector:     dcfg,
-		Fingerprints: fingerprint.New(fingerprint.Options{MaxTexts: *analysis.cacheSize}),
-		Sinks:        sinks,
-		Logger:       inv.logger.With("component", "analyzer"),
-		Tick:         10 * time.Millisecond,
-		Lag:          20 * time.Millisecond,
-	})
-	events := make(chan *pgwire.Execution, 10000)
-	srv, err := proxy.New(proxy.Config{Upstream: pg.Addr(), Events: events, Logger: inv.logger.With("component", "proxy")})
 	if err != nil {
 		return err
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	serveDone := make(chan struct{})
-	go func() { _ = srv.Serve(ln); close(serveDone) }()
-	anDone := make(chan struct{})
-	go func() { an.Run(context.WithoutCancel(ctx), events); close(anDone) }()
-	stopAll := func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		<-serveDone
-		close(events)
-		<-anDone
-	}
-
-	url := pgtest.URLFor(ln.Addr().String(), pgtest.Superuser, "application_name=shop-demo")
-	fmt.Fprintf(w, "nplus1 demo: PostgreSQL on %s, proxy on %s; running the workload through the proxy\n\n", pg.Addr(), ln.Addr())
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		stopAll()
-		return err
-	}
+	p.Start(ctx)
+	fmt.Fprintf(w, "nplus1 demo: PostgreSQL on %s, proxy on %s; running the workload through the proxy\n\n", pg.Addr(), p.Addr())
 	scenarios := shop.Scenarios()
-	var runErr error
-	for _, sc := range scenarios {
-		for _, fixed := range []bool{false, true} {
-			mu.Lock()
-			current = demoFinding{scenario: sc.Name, fixed: fixed}
-			mu.Unlock()
-			how, fn := "as commonly written", sc.Bad
-			if fixed {
-				how, fn = "fixed", sc.Fixed
-			}
-			fmt.Fprintf(w, "── %s: %s (%s)\n", sc.Name, sc.Title, how)
-			if err := fn(ctx, c); err != nil {
-				runErr = fmt.Errorf("scenario %s (%s): %w", sc.Name, how, err)
-				break
-			}
-			// A pause longer than the idle gap ends the window, like the
-			// time between two requests; the findings print meanwhile.
-			time.Sleep(max(shop.Pause, dcfg.IdleGap+150*time.Millisecond))
-		}
-		if runErr != nil || ctx.Err() != nil {
-			break
-		}
-	}
-	c.Close(ctx)
-	stopAll()
+	runErr := runDemoWorkload(ctx, w, p.Addr().String(), scenarios, tally, dcfg.IdleGap)
+	_ = p.Shutdown(ctx, nil) // the demo reports the workload's errors, not the proxy's
 	if runErr != nil {
 		return runErr
 	}
@@ -176,22 +139,92 @@ func runDemo(ctx context.Context, inv *invocation, analysis *analysisOptions) er
 		return nil
 	}
 
-	// The table: what each half produced against what it should.
+	ok := printDemoTable(w, scenarios, tally)
+	fmt.Fprintf(w, "\nnplus1 demo: done in %.1fs; the throwaway PostgreSQL is removed.\n", time.Since(began).Seconds())
+	if err := p.Close(); err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("the demo's findings differ from what each scenario expects (see the table)")
+	}
+	return nil
+}
+
+// startDemoPostgres starts the throwaway PostgreSQL and loads the shop
+// schema into it.
+func startDemoPostgres(ctx context.Context) (*pgtest.Server, error) {
+	pg, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("start PostgreSQL: %w", err)
+	}
+	setup, err := pgx.Connect(ctx, pg.URL(pgtest.Superuser))
+	if err != nil {
+		pg.Stop()
+		return nil, err
+	}
+	if err := shop.Load(ctx, setup); err != nil {
+		setup.Close(ctx)
+		pg.Stop()
+		return nil, fmt.Errorf("load the shop schema: %w", err)
+	}
+	setup.Close(ctx)
+	return pg, nil
+}
+
+// demoSinks are where the demo's findings go: readable on w (stdout),
+// whatever --log-format says, to the tally, and to the outputs but for the
+// console and the log.
+func demoSinks(w io.Writer, inv *invocation, outs *outputs, tally *demoTally) []analyzer.Sink {
+	sinks := []analyzer.Sink{analyzer.NewConsole(w, inv.getenv), analyzer.SinkFunc(tally.add)}
+	for _, s := range outs.sinks {
+		if _, isConsole := s.(*analyzer.Console); !isConsole {
+			if _, isLog := s.(analyzer.LogSink); !isLog {
+				sinks = append(sinks, s)
+			}
+		}
+	}
+	return sinks
+}
+
+// runDemoWorkload runs each scenario through the proxy at addr, as commonly
+// written and then fixed, with a pause longer than idleGap after each half.
+func runDemoWorkload(ctx context.Context, w io.Writer, addr string, scenarios []shop.Scenario, tally *demoTally, idleGap time.Duration) error {
+	c, err := pgx.Connect(ctx, pgtest.URLFor(addr, pgtest.Superuser, "application_name=shop-demo"))
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	for _, sc := range scenarios {
+		for _, fixed := range []bool{false, true} {
+			tally.begin(sc.Name, fixed)
+			how, fn := "as commonly written", sc.Bad
+			if fixed {
+				how, fn = "fixed", sc.Fixed
+			}
+			fmt.Fprintf(w, "── %s: %s (%s)\n", sc.Name, sc.Title, how)
+			if err := fn(ctx, c); err != nil {
+				return fmt.Errorf("scenario %s (%s): %w", sc.Name, how, err)
+			}
+			// A pause longer than the idle gap ends the window, like the
+			// time between two requests; the findings print meanwhile.
+			time.Sleep(max(shop.Pause, idleGap+150*time.Millisecond))
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil
+}
+
+// printDemoTable prints what each half produced against what it should,
+// and reports whether every scenario passed.
+func printDemoTable(w io.Writer, scenarios []shop.Scenario, tally *demoTally) bool {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tAS WRITTEN\tFIXED\tEXPECTED\tOK")
 	ok := true
 	for _, sc := range scenarios {
-		var bad, good []string
-		for _, g := range got {
-			if g.scenario == sc.Name {
-				if g.fixed {
-					good = append(good, string(g.kind))
-				} else {
-					bad = append(bad, string(g.kind))
-				}
-			}
-		}
+		bad, good := tally.kinds(sc.Name)
 		sort.Strings(bad)
 		want := slices.Clone(sc.Expect)
 		sort.Strings(want)
@@ -204,14 +237,7 @@ func runDemo(ctx context.Context, inv *invocation, analysis *analysisOptions) er
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", sc.Name, list(bad), list(good), list(want), mark)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nnplus1 demo: done in %.1fs; the throwaway PostgreSQL is removed.\n", time.Since(began).Seconds())
-	if err := analysis.finish(inv, outs); err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("the demo's findings differ from what each scenario expects (see the table)")
-	}
-	return nil
+	return ok
 }
 
 func list(s []string) string {

@@ -5,15 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"runtime"
-	"sync"
 	"time"
 
-	"github.com/nplus1/nplus1/analyzer"
-	"github.com/nplus1/nplus1/fingerprint"
 	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
 )
@@ -45,6 +41,8 @@ type proxyOptions struct {
 	maxConnections      *int
 	shutdownTimeout     *time.Duration
 	connectTimeout      *time.Duration
+	loginTimeout        *time.Duration
+	maxLoginConnections *int
 	maxMessageBytes     *int
 	queueSize           *int
 	maxProcs            *int
@@ -83,6 +81,10 @@ func newProxyOptions(fs *flagSet) *proxyOptions {
 		maxConnections:  fs.Int("max-connections", 1000, "most client connections open at once; 0: unlimited"),
 		shutdownTimeout: fs.Duration("shutdown-timeout", 30*time.Second, "how long (e.g. 30s, 1m) a shutdown waits for open connections before closing them"),
 		connectTimeout:  fs.Duration("connect-timeout", 10*time.Second, "bound on dialing the upstream and on each TLS handshake"),
+		loginTimeout: fs.Duration("login-timeout", proxy.DefaultLoginTimeout, "bound on a client's whole login (startup, TLS, authentication);\n"+
+			"a client still logging in then gets SQLSTATE 57014 and is closed"),
+		maxLoginConnections: fs.Int("max-login-connections", proxy.DefaultMaxLoginConnections, "most connections logging in at once; past it a new connection gets\n"+
+			"SQLSTATE 53300 at once, so silent clients cannot hold every slot"),
 		maxMessageBytes: fs.Int("max-message-bytes", pgwire.DefaultMaxMessageBytes, "largest protocol message accepted from either side; larger ends\n"+
 			"the connection with SQLSTATE 08P01"),
 		queueSize: fs.Int("queue-size", 10000, "executions queued for analysis; when full, more are dropped (and\n"+
@@ -108,12 +110,59 @@ func (o *proxyOptions) config() (proxy.Config, error) {
 			return cfg, fs.errorf("http", "%v", err)
 		}
 	}
+	if err := o.upstreamConfig(&cfg); err != nil {
+		return cfg, err
+	}
+	var err error
+	if cfg.TLS, err = o.clientTLS(); err != nil {
+		return cfg, err
+	}
+
+	if *o.maxConnections < 0 {
+		return cfg, fs.errorf("max-connections", "must be 0 (unlimited) or more, got %d", *o.maxConnections)
+	}
+	cfg.MaxConnections = *o.maxConnections
+	if *o.shutdownTimeout < 0 {
+		return cfg, fs.errorf("shutdown-timeout", "must not be negative, got %v", *o.shutdownTimeout)
+	}
+	if *o.connectTimeout <= 0 {
+		return cfg, fs.errorf("connect-timeout", "must be positive, got %v", *o.connectTimeout)
+	}
+	cfg.ConnectTimeout = *o.connectTimeout
+	if *o.loginTimeout <= 0 {
+		return cfg, fs.errorf("login-timeout", "must be positive (e.g. 30s, 1m), got %v", *o.loginTimeout)
+	}
+	cfg.LoginTimeout = *o.loginTimeout
+	if *o.maxLoginConnections <= 0 {
+		return cfg, fs.errorf("max-login-connections", "must be positive, got %d", *o.maxLoginConnections)
+	}
+	cfg.MaxLoginConnections = *o.maxLoginConnections
+	if *o.maxMessageBytes <= 0 {
+		return cfg, fs.errorf("max-message-bytes", "must be positive, got %d", *o.maxMessageBytes)
+	}
+	cfg.MaxMessageBytes = *o.maxMessageBytes
+	if *o.queueSize <= 0 {
+		return cfg, fs.errorf("queue-size", "must be positive, got %d", *o.queueSize)
+	}
+	switch *o.relay {
+	case proxy.RelayAuto, proxy.RelayGoroutines:
+		cfg.Relay = *o.relay
+	default:
+		return cfg, fs.errorf("relay", "want %s or %s, got %q", proxy.RelayAuto, proxy.RelayGoroutines, *o.relay)
+	}
+	return cfg, nil
+}
+
+// upstreamConfig sets the upstream's address and TLS from --upstream and
+// the flags that override its URL's parameters. Every error is a *usageError.
+func (o *proxyOptions) upstreamConfig(cfg *proxy.Config) error {
+	fs := o.fs
 	if *o.upstream == "" {
-		return cfg, usageErrorf("--upstream is required (or %s, or upstream: in the config file)", envName("upstream"))
+		return usageErrorf("--upstream is required (or %s, or upstream: in the config file)", envName("upstream"))
 	}
 	up, err := parseUpstream(*o.upstream)
 	if err != nil {
-		return cfg, fs.errorf("upstream", "%v", err)
+		return fs.errorf("upstream", "%v", err)
 	}
 	cfg.Upstream = up.addr
 	cfg.UpstreamSSLMode = up.sslmode
@@ -130,56 +179,36 @@ func (o *proxyOptions) config() (proxy.Config, error) {
 			pool, err := loadCAs(rootCert)
 			if err != nil {
 				if *o.upstreamSSLRootCert != "" {
-					return cfg, fs.errorf("upstream-sslrootcert", "%v", err)
+					return fs.errorf("upstream-sslrootcert", "%v", err)
 				}
-				return cfg, fs.errorf("upstream", "sslrootcert: %v", err)
+				return fs.errorf("upstream", "sslrootcert: %v", err)
 			}
 			cfg.UpstreamTLS.RootCAs = pool
 		}
 	}
+	return nil
+}
 
+// clientTLS loads --tls-cert and --tls-key for client connections; nil
+// without them. Every error is a *usageError.
+func (o *proxyOptions) clientTLS() (*tls.Config, error) {
 	switch {
 	case *o.tlsCert != "" && *o.tlsKey == "":
-		return cfg, usageErrorf("--tls-cert needs --tls-key: give both or neither")
+		return nil, usageErrorf("--tls-cert needs --tls-key: give both or neither")
 	case *o.tlsCert == "" && *o.tlsKey != "":
-		return cfg, usageErrorf("--tls-key needs --tls-cert: give both or neither")
+		return nil, usageErrorf("--tls-key needs --tls-cert: give both or neither")
 	case *o.tlsCert != "":
 		cert, err := tls.LoadX509KeyPair(*o.tlsCert, *o.tlsKey)
 		if err != nil {
-			return cfg, fs.errorf("tls-cert", "load certificate and key: %v", err)
+			return nil, o.fs.errorf("tls-cert", "load certificate and key: %v", err)
 		}
-		cfg.TLS = &tls.Config{
+		return &tls.Config{
 			Certificates: []tls.Certificate{cert},
 			MinVersion:   tls.VersionTLS12,
 			NextProtos:   []string{"postgresql"}, // ALPN for direct TLS (PostgreSQL 17+ clients)
-		}
+		}, nil
 	}
-
-	if *o.maxConnections < 0 {
-		return cfg, fs.errorf("max-connections", "must be 0 (unlimited) or more, got %d", *o.maxConnections)
-	}
-	cfg.MaxConnections = *o.maxConnections
-	if *o.shutdownTimeout < 0 {
-		return cfg, fs.errorf("shutdown-timeout", "must not be negative, got %v", *o.shutdownTimeout)
-	}
-	if *o.connectTimeout <= 0 {
-		return cfg, fs.errorf("connect-timeout", "must be positive, got %v", *o.connectTimeout)
-	}
-	cfg.ConnectTimeout = *o.connectTimeout
-	if *o.maxMessageBytes <= 0 {
-		return cfg, fs.errorf("max-message-bytes", "must be positive, got %d", *o.maxMessageBytes)
-	}
-	cfg.MaxMessageBytes = *o.maxMessageBytes
-	if *o.queueSize <= 0 {
-		return cfg, fs.errorf("queue-size", "must be positive, got %d", *o.queueSize)
-	}
-	switch *o.relay {
-	case proxy.RelayAuto, proxy.RelayGoroutines:
-		cfg.Relay = *o.relay
-	default:
-		return cfg, fs.errorf("relay", "want %s or %s, got %q", proxy.RelayAuto, proxy.RelayGoroutines, *o.relay)
-	}
-	return cfg, nil
+	return nil, nil
 }
 
 // checkAddr reports whether addr is host:port, for an early usage error.
@@ -207,9 +236,8 @@ func loadCAs(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// run wires the proxy: listener, server, events consumer, HTTP server; it
-// returns when ctx is cancelled and everything has stopped, or when serving
-// fails.
+// run wires the proxy (see pipeline): it returns when ctx is cancelled and
+// everything has stopped, or when serving fails.
 func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 	if *o.maxProcs < 0 {
 		return o.fs.errorf("max-procs", "must be 0 (all CPUs) or more")
@@ -237,115 +265,20 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	acfg := analyzer.Config{
-		Detector:     dcfg,
-		Fingerprints: fingerprint.New(fingerprint.Options{MaxTexts: *o.analysis.cacheSize}),
-		Sinks:        outs.sinks,
-		Logger:       inv.logger.With("component", "analyzer"),
-	}
-	pm.observe(&acfg)
-	an := analyzer.New(acfg)
-	logger := inv.logger.With("component", "main")
-	events := make(chan *pgwire.Execution, *o.queueSize)
-	cfg.Events = events
-	rec, err := o.record.open(&cfg, inv.logger)
+	p, err := newPipeline(ctx, inv, pipelineConfig{
+		proxy:           cfg,
+		listen:          *o.listen,
+		queueSize:       *o.queueSize,
+		shutdownTimeout: *o.shutdownTimeout,
+		analyzer:        o.analysis.analyzerConfig(inv, dcfg, outs.sinks, pm),
+		analysis:        o.analysis,
+		outs:            outs,
+		record:          o.record,
+		metrics:         pm,
+		http:            *o.http,
+	})
 	if err != nil {
 		return err
 	}
-	defer rec.abandon()
-	cfg.Logger = inv.logger.With("component", "proxy")
-	srv, err := proxy.New(cfg)
-	if err != nil {
-		return usageErrorf("%v", err)
-	}
-	if err := pm.watch(srv, an, events); err != nil {
-		return err
-	}
-
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", *o.listen)
-	if err != nil {
-		return err // "listen tcp 127.0.0.1:6432: bind: address already in use"
-	}
-	var hs *httpServer
-	if *o.http != "" {
-		hs, err = listenHTTP(ctx, *o.http, httpDeps{
-			checkUpstream: srv.CheckUpstream,
-			findings:      outs.store,
-			analyzer:      an,
-			metrics:       pm.handler(inv.logger.With("component", "http")),
-			logger:        inv.logger.With("component", "http"),
-		})
-		if err != nil {
-			ln.Close()
-			return err
-		}
-	}
-
-	var consumers sync.WaitGroup
-	// The analyzer flushes its open windows when events is closed.
-	analyzed := rec.tee(events, &consumers) // events itself without --record
-	consumers.Go(func() { an.Run(context.WithoutCancel(ctx), analyzed) })
-
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	httpErr := make(chan error, 1)
-	if hs != nil {
-		go func() { httpErr <- hs.serve() }()
-	}
-	// Scripts and tests wait for this line (msg=listening component=proxy).
-	cfg.Logger.Info("listening", "addr", ln.Addr().String(), "upstream", cfg.Upstream,
-		"upstream_sslmode", sslModeOrDisable(cfg.UpstreamSSLMode), "tls", cfg.TLS != nil)
-
-	var failure error
-	proxyServing, httpServing := true, hs != nil
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down", "timeout", *o.shutdownTimeout)
-	case err := <-serveErr:
-		proxyServing = false
-		failure = fmt.Errorf("proxy: %w", err)
-	case err := <-httpErr:
-		httpServing = false
-		failure = fmt.Errorf("http: %w", err)
-	}
-	if failure != nil {
-		logger.Info("shutting down after a failure", "timeout", *o.shutdownTimeout)
-	}
-
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), *o.shutdownTimeout)
-	defer cancel()
-	if hs != nil {
-		if err := hs.shutdown(sctx); err != nil {
-			logger.Warn("HTTP server shutdown", "err", err)
-		}
-		if httpServing {
-			<-httpErr // http.ErrServerClosed
-		}
-	}
-	if err := srv.Shutdown(sctx); err != nil {
-		logger.Warn("shutdown timeout reached; closed the remaining connections", "timeout", *o.shutdownTimeout)
-	}
-	if proxyServing {
-		if err := <-serveErr; err != nil && !errors.Is(err, proxy.ErrServerClosed) && failure == nil {
-			failure = fmt.Errorf("proxy: %w", err)
-		}
-	}
-	// Shutdown has waited for every connection handler: nothing sends on
-	// events any more.
-	close(events)
-	consumers.Wait()
-	st := srv.Stats()
-	logger.Info("stopped", "connections", st.ConnsAccepted, "events", st.Events, "events_dropped", st.EventsDropped)
-	if err := o.analysis.finish(inv, outs); err != nil && failure == nil {
-		failure = err
-	}
-	return failure
-}
-
-func sslModeOrDisable(mode string) string {
-	if mode == "" {
-		return proxy.SSLDisable
-	}
-	return mode
+	return p.Run(ctx)
 }

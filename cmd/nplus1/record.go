@@ -7,7 +7,7 @@ import (
 
 	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
-	"github.com/nplus1/nplus1/recording"
+	"github.com/nplus1/nplus1/replay/recording"
 )
 
 // recordOptions are the proxy's recording flags (--record).
@@ -35,10 +35,11 @@ type recorder struct {
 	started bool
 }
 
-// open starts the recording when --record is set (nil otherwise) and makes
-// the proxy keep parameter values for it.
+// open starts the recording when --record is set (nil otherwise, and for
+// a nil o: a command without the flag) and makes the proxy keep parameter
+// values for it.
 func (o *recordOptions) open(cfg *proxy.Config, logger *slog.Logger) (*recorder, error) {
-	if *o.path == "" {
+	if o == nil || *o.path == "" {
 		return nil, nil
 	}
 	if *o.fileBytes <= 0 {

@@ -9,9 +9,9 @@ import (
 	"testing"
 )
 
-// fixture is a committed capture of the capture package: one connection
+// fixture is a committed capture of package replay/pcap: one connection
 // running an N+1 (a source query and six lookups).
-var fixture = filepath.Join("..", "..", "capture", "testdata", "basic.pcap")
+var fixture = filepath.Join("..", "..", "replay", "pcap", "testdata", "basic.pcap")
 
 func TestReplayText(t *testing.T) {
 	stdout, stderr, err := runArgs(t, nil, "replay", "--progress", "off", fixture)

@@ -1,4 +1,4 @@
-// Package capture reads PostgreSQL traffic from pcap and pcapng files
+// Package pcap reads PostgreSQL traffic from pcap and pcapng files
 // (tcpdump -w) and turns it into the Executions the live proxy would have
 // emitted, by driving the same pgwire.Tracker with the capture's timestamps.
 //
@@ -51,11 +51,14 @@
 // # Bounds
 //
 // Memory does not grow with the file: packets are read one at a time into a
-// reused buffer, at most MaxConnections connections are followed (the least
-// recently active is ended to make room; one idle for IdleTimeout of capture
-// time is ended), each with the tracker's own bounds and the reassembly
-// bounds above.
+// reused buffer, at most MaxConnections connections are followed, in an
+// internal/lru table (the least recently active is ended to make room; one
+// idle for IdleTimeout of capture time is ended), each with the tracker's own
+// bounds and the reassembly bounds above. Both count as Stats.Evicted.
+//
+// Open reads several files in order as one capture; package replay's Open
+// detects pcap and pcapng files and calls it.
 //
 // Concurrency: a Reader is used by one goroutine; BytesRead may be called
 // from any.
-package capture
+package pcap

@@ -1,4 +1,4 @@
-package capture
+package pcap
 
 import (
 	"bytes"
@@ -401,7 +401,7 @@ func TestFixturesUpToDate(t *testing.T) {
 		}
 		got, err := os.ReadFile(path)
 		if err != nil {
-			t.Fatalf("%v (go test -run TestFixturesUpToDate -update ./capture/ writes it)", err)
+			t.Fatalf("%v (go test -run TestFixturesUpToDate -update ./replay/pcap/ writes it)", err)
 		}
 		if !bytes.Equal(got, want) {
 			t.Errorf("%s differs from what its builder makes; rerun with -update", path)

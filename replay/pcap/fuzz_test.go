@@ -1,4 +1,4 @@
-package capture
+package pcap
 
 import (
 	"bytes"
@@ -31,8 +31,8 @@ func FuzzReader(f *testing.F) {
 				t.Fatal("execution without a connection")
 			}
 		}
-		if len(r.conns) > 8 || r.oooBytes > 1<<16+maxOOOBytes || r.oooBytes < 0 {
-			t.Fatalf("bounds: %d connections, %d buffered bytes", len(r.conns), r.oooBytes)
+		if r.conns.Len() > 8 || r.oooBytes > 1<<16+maxOOOBytes || r.oooBytes < 0 {
+			t.Fatalf("bounds: %d connections, %d buffered bytes", r.conns.Len(), r.oooBytes)
 		}
 		if cap(r.pr.buf) > maxBlockBytes+64<<10 {
 			t.Fatalf("packet buffer grew to %d", cap(r.pr.buf))

@@ -1,4 +1,4 @@
-package capture
+package pcap
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,4 +182,75 @@ func TestNotACapture(t *testing.T) {
 	}
 }
 
-var _ = time.Second
+// merged returns the frames of several convos in time order (stable).
+func merged(t testing.TB, cs ...*convo) []framed {
+	var out []framed
+	for _, c := range cs {
+		out = append(out, c.frames(t, fixEthernet)...)
+	}
+	slices.SortStableFunc(out, func(a, b framed) int { return a.ts.Compare(b.ts) })
+	return out
+}
+
+// Past MaxConnections the least recently active connection is ended (and
+// counted), not the oldest: one still talking is followed to its end.
+func TestConnectionBound(t *testing.T) {
+	a := newConvo("10.0.0.1", "127.0.0.1", 41001)
+	a.handshake()
+	a.startup("a", "shopdb", "a")
+	b := newConvo("10.0.0.2", "127.0.0.1", 41002)
+	b.at = fixtureStart.Add(time.Millisecond)
+	b.handshake()
+	b.startup("b", "shopdb", "b")
+	b.nPlusOne(0)
+	a.at = fixtureStart.Add(5 * time.Millisecond)
+	a.nPlusOne(1) // a is now more recently active than b
+	c := newConvo("10.0.0.3", "127.0.0.1", 41003)
+	c.at = fixtureStart.Add(10 * time.Millisecond)
+	c.handshake() // ends b, the least recently active
+	c.startup("c", "shopdb", "c")
+	c.nPlusOne(1)
+	a.at = fixtureStart.Add(20 * time.Millisecond)
+	a.nPlusOne(1)
+	a.finish()
+
+	path := filepath.Join(t.TempDir(), "bound.pcap")
+	writeCapture(t, path, false, fixEthernet, merged(t, a, b, c))
+	execs, r := readAll(t, []string{path}, Options{MaxConnections: 2})
+	st := r.Stats()
+	if st.Connections != 3 || st.Evicted != 1 || st.Midstream != 0 {
+		t.Fatalf("stats %+v; want 3 connections, 1 ended by the bound, none joined mid-way", st)
+	}
+	perConn := map[uint64]int{}
+	for _, e := range execs {
+		perConn[e.Conn.ID]++
+	}
+	if perConn[1] != 4 || perConn[2] != 1 || perConn[3] != 2 {
+		t.Errorf("executions per connection %v; want a (1): 4, b (2): 1, c (3): 2", perConn)
+	}
+	if !strings.Contains(strings.Join(r.Notes(), "\n"), "1 connections ended early by the bounds") {
+		t.Errorf("notes %q", r.Notes())
+	}
+}
+
+// A connection with no packet for IdleTimeout (capture time) is ended by
+// the periodic sweep.
+func TestIdleConnectionEnded(t *testing.T) {
+	a := newConvo("10.0.0.1", "127.0.0.1", 41001)
+	a.handshake()
+	a.startup("a", "shopdb", "a")
+	a.nPlusOne(1)
+	b := newConvo("10.0.0.2", "127.0.0.1", 41002)
+	b.at = fixtureStart.Add(time.Second)
+	b.handshake()
+	b.startup("b", "shopdb", "b")
+	b.nPlusOne(sweepEvery / 2) // enough packets for a sweep
+	b.finish()
+
+	path := filepath.Join(t.TempDir(), "idle.pcap")
+	writeCapture(t, path, false, fixEthernet, merged(t, a, b))
+	execs, r := readAll(t, []string{path}, Options{IdleTimeout: 100 * time.Millisecond})
+	if st := r.Stats(); st.Connections != 2 || st.Evicted != 1 || len(execs) != 2+1+sweepEvery/2 {
+		t.Fatalf("%d executions, stats %+v; want %d and a ended as idle", len(execs), st, 2+1+sweepEvery/2)
+	}
+}

@@ -1,13 +1,16 @@
-package capture
+package pcap
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nplus1/nplus1/internal/fileseq"
+	"github.com/nplus1/nplus1/internal/lru"
 	"github.com/nplus1/nplus1/pgwire"
 )
 
@@ -76,7 +79,9 @@ type Reader struct {
 	pkt packet
 	seg segment
 
-	conns    map[connKey]*conn
+	// conns are the connections followed, the least recently active
+	// first to go past MaxConnections.
+	conns    *lru.Cache[connKey, *conn]
 	nextID   uint64
 	oooBytes int
 	out      []*pgwire.Execution // emitted, not yet returned
@@ -126,7 +131,8 @@ func newReader(opts Options) *Reader {
 	if opts.MaxBufferedBytes <= 0 {
 		opts.MaxBufferedBytes = DefaultMaxBufferedBytes
 	}
-	r := &Reader{opts: opts, ports: map[uint16]bool{}, conns: map[connKey]*conn{}, nextID: opts.FirstID}
+	r := &Reader{opts: opts, ports: map[uint16]bool{}, nextID: opts.FirstID}
+	r.conns = lru.New(opts.MaxConnections, 0, r.evicted)
 	if r.nextID == 0 {
 		r.nextID = 1
 	}
@@ -224,24 +230,20 @@ func (r *Reader) nameOr() string {
 // finish ends every connection at the end of the capture.
 func (r *Reader) finish() {
 	r.done = true
-	for _, c := range r.sortedConns() {
+	var cs []*conn
+	r.conns.All(func(_ connKey, c *conn) bool {
+		cs = append(cs, c)
+		return true
+	})
+	for _, c := range byID(cs) {
 		r.closeConn(c)
 	}
 	r.Close()
 }
 
-// sortedConns returns the connections by id, so that ending them is
-// deterministic.
-func (r *Reader) sortedConns() []*conn {
-	cs := make([]*conn, 0, len(r.conns))
-	for _, c := range r.conns {
-		cs = append(cs, c)
-	}
-	for i := 1; i < len(cs); i++ {
-		for j := i; j > 0 && cs[j].id < cs[j-1].id; j-- {
-			cs[j], cs[j-1] = cs[j-1], cs[j]
-		}
-	}
+// byID sorts connections by id, so that ending several is deterministic.
+func byID(cs []*conn) []*conn {
+	slices.SortFunc(cs, func(a, b *conn) int { return cmp.Compare(a.id, b.id) })
 	return cs
 }
 
@@ -278,7 +280,7 @@ func (r *Reader) packet(p *packet) {
 		r.stats.Ignored++
 		return
 	}
-	c := r.conns[key]
+	c, _ := r.conns.Get(key)
 	if c != nil && dir == toServer && s.syn && !s.ack && (c.dirs[toServer].started || c.phase == phaseDone) {
 		r.closeConn(c) // the port was reused for a new connection
 		c = nil
@@ -290,12 +292,9 @@ func (r *Reader) packet(p *packet) {
 		if s.rst || (s.fin && len(s.payload) == 0) {
 			return
 		}
-		if len(r.conns) >= r.opts.MaxConnections {
-			r.evictOldest()
-		}
 		c = &conn{id: r.nextID, key: key, lastSeen: p.ts}
 		r.nextID++
-		r.conns[key] = c
+		r.conns.Add(key, c, 0) // past MaxConnections, ends the least recently active
 		r.stats.Connections++
 	}
 	r.segment(c, dir, s, p.ts)
@@ -304,28 +303,30 @@ func (r *Reader) packet(p *packet) {
 	}
 }
 
-// sweep ends connections idle for longer than IdleTimeout.
+// sweep ends connections idle for longer than IdleTimeout: the least
+// recently active ones, in id order.
 func (r *Reader) sweep() {
 	cutoff := r.now.Add(-r.opts.IdleTimeout)
-	for _, c := range r.sortedConns() {
-		if c.lastSeen.Before(cutoff) {
-			r.stats.Evicted++
-			r.closeConn(c)
+	var idle []*conn
+	for {
+		k, c, ok := r.conns.Oldest()
+		if !ok || !c.lastSeen.Before(cutoff) {
+			break
 		}
+		r.conns.Remove(k)
+		idle = append(idle, c)
+	}
+	for _, c := range byID(idle) {
+		r.stats.Evicted++
+		r.closeConn(c)
 	}
 }
 
-func (r *Reader) evictOldest() {
-	var old *conn
-	for _, c := range r.conns {
-		if old == nil || c.lastSeen.Before(old.lastSeen) || c.lastSeen.Equal(old.lastSeen) && c.id < old.id {
-			old = c
-		}
-	}
-	if old != nil {
-		r.stats.Evicted++
-		r.closeConn(old)
-	}
+// evicted ends the least recently active connection, which the table
+// dropped to make room for a new one.
+func (r *Reader) evicted(_ connKey, c *conn) {
+	r.stats.Evicted++
+	r.closeConn(c)
 }
 
 // Notes describe, for a person, what could not be followed.

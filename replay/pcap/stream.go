@@ -1,4 +1,4 @@
-package capture
+package pcap
 
 import (
 	"encoding/binary"
@@ -592,7 +592,9 @@ func (r *Reader) closeConn(c *conn) {
 		r.midConns = append(r.midConns, c.describe())
 	}
 	c.phase = phaseDone
-	delete(r.conns, c.key)
+	if cur, ok := r.conns.Peek(c.key); ok && cur == c {
+		r.conns.Remove(c.key)
+	}
 }
 
 func (c *conn) describe() string {

@@ -46,9 +46,10 @@
 // # Bounds
 //
 // Lines are streamed: a record longer than MaxRecordBytes is skipped (and
-// counted) without being held, sessions are bounded (the oldest forgotten
-// past MaxSessions; a session also ends at its disconnection line), and
-// statement texts are interned in a bounded table.
+// counted) without being held, sessions are bounded (past MaxSessions the
+// one that appeared first is forgotten, its pending statement emitted, and
+// counted; a session also ends at its disconnection line), and statement
+// texts are interned in a bounded table.
 //
 // Concurrency: a Reader is used by one goroutine; BytesRead may be called
 // from any.

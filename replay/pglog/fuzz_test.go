@@ -36,8 +36,8 @@ func FuzzReader(f *testing.F) {
 				t.Fatalf("bad execution %+v", e)
 			}
 		}
-		if len(r.sessions) > 4 || cap(r.csv.buf) > 2*max || cap(r.line) > 2*max+64<<10 {
-			t.Fatalf("bounds: %d sessions, buffers %d, %d", len(r.sessions), cap(r.csv.buf), cap(r.line))
+		if r.sessions.Len() > 4 || cap(r.csv.buf) > 2*max || cap(r.line) > 2*max+64<<10 {
+			t.Fatalf("bounds: %d sessions, buffers %d, %d", r.sessions.Len(), cap(r.csv.buf), cap(r.line))
 		}
 	})
 }

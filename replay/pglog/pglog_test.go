@@ -156,3 +156,33 @@ func TestTimestamps(t *testing.T) {
 		t.Error("parsed yesterday")
 	}
 }
+
+// Past MaxSessions the session that appeared first is forgotten (counted),
+// even when it was used since: its pending statement is emitted then, and
+// its next line starts a new session.
+func TestSessionBound(t *testing.T) {
+	line := func(ms int, session, msg string) string {
+		return csvLine(fmt.Sprintf("2026-03-14 15:09:26.%03d", ms), "u", "d", session, "", "LOG", "00000", msg, "", "", "")
+	}
+	in := line(1, "s.1", "statement: SELECT 1") +
+		line(2, "s.2", "statement: SELECT 2") +
+		line(3, "s.1", "duration: 1.000 ms") + // s.1 is used again
+		line(4, "s.1", "statement: SELECT 11") +
+		line(5, "s.3", "statement: SELECT 3") + // forgets s.1, the first to appear
+		line(6, "s.1", "statement: SELECT 12")
+	got, r := readAll(t, CSV, in, Options{MaxSessions: 2})
+	var seq []string
+	for _, e := range got {
+		seq = append(seq, fmt.Sprintf("%d:%s", e.Conn.ID, e.SQL))
+	}
+	want := "1:SELECT 1 1:SELECT 11 2:SELECT 2 3:SELECT 3 4:SELECT 12"
+	if s := strings.Join(seq, " "); s != want {
+		t.Errorf("got  %s\nwant %s", s, want)
+	}
+	if st := r.Stats(); st.Sessions != 4 || st.Forgotten != 2 {
+		t.Errorf("stats %+v; want 4 sessions, 2 forgotten", st)
+	}
+	if n := strings.Join(r.Notes(), " "); !strings.Contains(n, "2 sessions forgotten at the bound of 2") {
+		t.Errorf("notes %q", r.Notes())
+	}
+}

@@ -3,18 +3,20 @@ package pglog
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nplus1/nplus1/internal/fileseq"
-	"github.com/nplus1/nplus1/pgwire"
-
 	"github.com/nplus1/nplus1/internal/intern"
+	"github.com/nplus1/nplus1/internal/lru"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // Formats.
@@ -72,7 +74,7 @@ type session struct {
 	info    *pgwire.ConnInfo
 	inTx    bool
 	pending *pgwire.Execution // logged before it ran (log_statement), awaiting its duration
-	order   uint64            // for forgetting the oldest
+	order   uint64            // when it first appeared
 }
 
 // Reader turns csvlog or jsonlog records into executions.
@@ -85,7 +87,9 @@ type Reader struct {
 	csv  csvReader
 	line []byte
 
-	sessions map[string]*session
+	// sessions by session id, forgotten in the order they first appeared
+	// (lookups use Peek and do not reorder) past MaxSessions.
+	sessions *lru.Cache[string, *session]
 	nextID   uint64
 	order    uint64
 	out      []*pgwire.Execution
@@ -138,7 +142,8 @@ func newReader(format string, opts Options) (*Reader, error) {
 	if opts.MaxSQLBytes <= 0 {
 		opts.MaxSQLBytes = DefaultMaxSQLBytes
 	}
-	r := &Reader{format: format, opts: opts, sessions: map[string]*session{}}
+	r := &Reader{format: format, opts: opts}
+	r.sessions = lru.New(opts.MaxSessions, 0, r.forget)
 	r.csv.max = opts.MaxRecordBytes
 	return r, nil
 }
@@ -231,16 +236,13 @@ func (r *Reader) finish() {
 	r.done = true
 	// In session order, so the output is deterministic.
 	var ss []*session
-	for _, s := range r.sessions {
+	r.sessions.All(func(_ string, s *session) bool {
 		if s.pending != nil {
 			ss = append(ss, s)
 		}
-	}
-	for i := 1; i < len(ss); i++ {
-		for j := i; j > 0 && ss[j].order < ss[j-1].order; j-- {
-			ss[j], ss[j-1] = ss[j-1], ss[j]
-		}
-	}
+		return true
+	})
+	slices.SortFunc(ss, func(a, b *session) int { return cmp.Compare(a.order, b.order) })
 	for _, s := range ss {
 		r.flush(s)
 	}
@@ -360,16 +362,13 @@ func clip(b []byte) string {
 
 // session returns the record's session, creating it on first sight.
 func (r *Reader) session(rec *record) *session {
-	s := r.sessions[string(rec.sessionID)]
+	s, _ := r.sessions.Peek(string(rec.sessionID))
 	if s == nil {
-		if len(r.sessions) >= r.opts.MaxSessions {
-			r.forgetOldest()
-		}
 		r.nextID++
 		r.order++
 		r.stats.Sessions++
 		s = &session{info: &pgwire.ConnInfo{ID: r.nextID}, order: r.order}
-		r.sessions[string(rec.sessionID)] = s
+		r.sessions.Add(string(rec.sessionID), s, 0) // past MaxSessions, forgets the oldest
 	}
 	// Identity: the latest the log says (application_name may change).
 	c := s.info
@@ -392,19 +391,11 @@ func (r *Reader) session(rec *record) *session {
 	return s
 }
 
-func (r *Reader) forgetOldest() {
-	var oldKey string
-	var old *session
-	for k, s := range r.sessions {
-		if old == nil || s.order < old.order {
-			oldKey, old = k, s
-		}
-	}
-	if old != nil {
-		r.flush(old)
-		delete(r.sessions, oldKey)
-		r.stats.Forgotten++
-	}
+// forget is called for the oldest session, which the table dropped past
+// MaxSessions: what it holds is emitted.
+func (r *Reader) forget(_ string, s *session) {
+	r.flush(s)
+	r.stats.Forgotten++
 }
 
 // hostOf strips the port from csvlog's connection_from ("host:port").
@@ -465,7 +456,7 @@ func (r *Reader) handle(rec *record) {
 		msg = bytes.TrimLeft(rest[i+len(" ms"):], " ")
 		if len(msg) == 0 {
 			// The duration of a statement logged before it ran.
-			if s := r.sessions[string(rec.sessionID)]; s != nil && s.pending != nil {
+			if s, _ := r.sessions.Peek(string(rec.sessionID)); s != nil && s.pending != nil {
 				p := s.pending
 				p.End = rec.time
 				p.Start = rec.time.Add(-dur)
@@ -501,9 +492,8 @@ func (r *Reader) handle(rec *record) {
 	case bytes.HasPrefix(msg, prefixAuthorized):
 		r.session(rec)
 	case bytes.HasPrefix(msg, prefixDisconnect):
-		if s := r.sessions[string(rec.sessionID)]; s != nil {
+		if s, ok := r.sessions.Remove(string(rec.sessionID)); ok {
 			r.flush(s)
-			delete(r.sessions, string(rec.sessionID))
 		}
 	}
 }

@@ -37,7 +37,10 @@
 // A Writer rotates by size: with a directory it writes
 // nplus1-YYYYMMDDTHHMMSSZ-NNNN.jsonl files in it, with a file name it writes
 // that file and then NAME.0001, NAME.0002, ... A Reader reads files in the
-// order given (a directory in name order) as one stream, in constant memory.
+// order given as one stream, in constant memory; package replay's Open
+// expands a directory into its files in name order and detects recordings
+// by their first line. The sessions a Reader remembers are bounded (the
+// least recently used is forgotten, and rebuilt from its next item).
 //
 // Concurrency: a Writer and a Reader are each used by one goroutine.
 package recording

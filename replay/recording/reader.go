@@ -6,15 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
-	"sync/atomic"
 	"time"
 
+	"github.com/nplus1/nplus1/internal/fileseq"
 	"github.com/nplus1/nplus1/internal/intern"
+	"github.com/nplus1/nplus1/internal/lru"
 	"github.com/nplus1/nplus1/pgwire"
 )
 
@@ -24,9 +22,9 @@ const (
 	// and counted (a statement of 64 KB with 1 MB of parameters, hex
 	// encoded, fits).
 	DefaultMaxLineBytes = 16 << 20
-	// maxSessions bounds the sessions remembered; past it they are
-	// forgotten, and rebuilt from the next item of each (every item names
-	// its session).
+	// maxSessions bounds the sessions remembered; past it the least
+	// recently used is forgotten, and rebuilt from its next item (every
+	// item names its session).
 	maxSessions = 1 << 16
 )
 
@@ -50,17 +48,14 @@ type ReaderStats struct {
 // Reader reads executions from recordings (and from pgreplay-go's JSON
 // files), in constant memory.
 type Reader struct {
-	opts  ReaderOptions
-	files []string // still to open; nil for NewReader
-	name  string   // current file, for errors
-	f     *os.File
-	br    *bufio.Reader
-	bytes atomic.Int64 // read so far, for progress
+	opts ReaderOptions
+	in   *fileseq.Seq
+	br   *bufio.Reader // in.Buf()
 
 	line     []byte
 	sc       scanner
 	it       item
-	sessions map[string]*pgwire.ConnInfo
+	sessions *lru.Cache[string, *pgwire.ConnInfo]
 	nextID   uint64
 	intern   intern.Table // SQL texts and names, shared
 
@@ -68,54 +63,23 @@ type Reader struct {
 	lastErr string // the first bad line's problem, for the caller's report
 }
 
-// Open returns a Reader over the files, read in order as one stream; a
-// directory stands for its regular files in name order.
-func Open(paths []string, opts ReaderOptions) (*Reader, error) {
-	files, err := ExpandPaths(paths)
-	if err != nil {
-		return nil, err
-	}
+// Open returns a Reader over the files, read in order as one stream (the
+// Writer's rotation splits one recording into several).
+func Open(files []string, opts ReaderOptions) (*Reader, error) {
 	r := newReader(opts)
-	r.files = files
-	if err := r.nextFile(); err != nil {
+	r.in = fileseq.New(files)
+	if err := r.in.Next(); err != nil {
 		return nil, err
 	}
+	r.br = r.in.Buf()
 	return r, nil
-}
-
-// ExpandPaths replaces each directory in paths by its regular files, in
-// name order.
-func ExpandPaths(paths []string) ([]string, error) {
-	var out []string
-	for _, p := range paths {
-		st, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		if !st.IsDir() {
-			out = append(out, p)
-			continue
-		}
-		ents, err := os.ReadDir(p)
-		if err != nil {
-			return nil, err
-		}
-		var names []string
-		for _, e := range ents {
-			if e.Type().IsRegular() {
-				names = append(names, filepath.Join(p, e.Name()))
-			}
-		}
-		sort.Strings(names)
-		out = append(out, names...)
-	}
-	return out, nil
 }
 
 // NewReader returns a Reader over one stream.
 func NewReader(in io.Reader, opts ReaderOptions) *Reader {
 	r := newReader(opts)
-	r.br = bufio.NewReaderSize(in, 256<<10)
+	r.in = fileseq.FromReader(in)
+	r.br = r.in.Buf()
 	return r
 }
 
@@ -125,54 +89,33 @@ func newReader(opts ReaderOptions) *Reader {
 	}
 	return &Reader{
 		opts:     opts,
-		sessions: make(map[string]*pgwire.ConnInfo),
+		sessions: lru.New[string, *pgwire.ConnInfo](maxSessions, 0, nil),
 	}
-}
-
-func (r *Reader) nextFile() error {
-	if r.f != nil {
-		r.f.Close()
-		r.f = nil
-	}
-	if len(r.files) == 0 {
-		return io.EOF
-	}
-	f, err := os.Open(r.files[0])
-	if err != nil {
-		return err
-	}
-	r.name, r.files = r.files[0], r.files[1:]
-	r.f = f
-	if r.br == nil {
-		r.br = bufio.NewReaderSize(f, 256<<10)
-	} else {
-		r.br.Reset(f)
-	}
-	return nil
 }
 
 // Close closes the current file.
-func (r *Reader) Close() error {
-	if r.f != nil {
-		err := r.f.Close()
-		r.f = nil
-		return err
-	}
-	return nil
-}
+func (r *Reader) Close() error { return r.in.Close() }
 
 // Stats returns the counters.
 func (r *Reader) Stats() ReaderStats {
 	s := r.stats
-	s.Bytes = r.bytes.Load()
+	s.Bytes = r.in.BytesRead()
 	return s
 }
 
 // BytesRead is how far the Reader got; safe to call from another goroutine.
-func (r *Reader) BytesRead() int64 { return r.bytes.Load() }
+func (r *Reader) BytesRead() int64 { return r.in.BytesRead() }
 
 // FirstProblem describes the first skipped line, "" when none was.
 func (r *Reader) FirstProblem() string { return r.lastErr }
+
+// Notes describe, for a person, what could not be read.
+func (r *Reader) Notes() []string {
+	if r.stats.Skipped == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("recording: %d of %d lines skipped (first: %s)", r.stats.Skipped, r.stats.Lines, r.lastErr)}
+}
 
 // readLine returns the next line without its newline; a line longer than
 // MaxLineBytes is skipped (counted). It returns io.EOF after the last file.
@@ -181,7 +124,6 @@ func (r *Reader) readLine() ([]byte, error) {
 	tooLong := false
 	for {
 		chunk, err := r.br.ReadSlice('\n')
-		r.bytes.Add(int64(len(chunk)))
 		if !tooLong {
 			if len(r.line)+len(chunk) > r.opts.MaxLineBytes {
 				tooLong = true
@@ -202,14 +144,11 @@ func (r *Reader) readLine() ([]byte, error) {
 			if len(r.line) > 0 || tooLong {
 				return r.finishLine(r.line, tooLong)
 			}
-			if r.files == nil && r.f == nil {
-				return nil, io.EOF
-			}
-			if err := r.nextFile(); err != nil {
-				return nil, err
+			if err := r.in.Next(); err != nil {
+				return nil, err // io.EOF after the last file
 			}
 		default:
-			return nil, fmt.Errorf("read %s: %w", r.name, err)
+			return nil, fmt.Errorf("read %s: %w", r.in.Name(), err)
 		}
 	}
 }
@@ -229,8 +168,8 @@ func (r *Reader) finishLine(line []byte, tooLong bool) ([]byte, error) {
 func (r *Reader) skipped(why string) {
 	r.stats.Skipped++
 	if r.lastErr == "" {
-		if r.name != "" {
-			why = r.name + ": " + why
+		if name := r.in.Name(); name != "" {
+			why = name + ": " + why
 		}
 		r.lastErr = why
 	}
@@ -473,7 +412,7 @@ func (r *Reader) apply() (*pgwire.Execution, bool) {
 		r.session(true)
 		return nil, false
 	case TypeDisconnect:
-		delete(r.sessions, string(it.sessionID))
+		r.sessions.Remove(string(it.sessionID))
 		return nil, false
 	default:
 		r.skipped(fmt.Sprintf("line %d: unknown item type %q", r.stats.Lines, truncate(it.typ)))
@@ -561,7 +500,7 @@ func (r *Reader) params(e *pgwire.Execution) {
 // rebuilt from the next one.
 func (r *Reader) session(connect bool) *pgwire.ConnInfo {
 	it := &r.it
-	c, ok := r.sessions[string(it.sessionID)]
+	c, ok := lru.GetString(r.sessions, it.sessionID)
 	if ok && !connect && string(it.user) == c.User && string(it.database) == c.Database &&
 		string(it.appName) == c.ApplicationName && (len(it.clientAddr) == 0 || string(it.clientAddr) == c.ClientAddr) {
 		return c
@@ -584,10 +523,8 @@ func (r *Reader) session(connect bool) *pgwire.ConnInfo {
 		r.nextID++
 		nc.ID = r.nextID
 	}
-	if !ok && len(r.sessions) >= maxSessions {
-		clear(r.sessions)
-	}
-	r.sessions[string(it.sessionID)] = nc
+	r.sessions.Add(string(it.sessionID), nc, 0) // past maxSessions, forgets the least recently used
+
 	return nc
 }
 

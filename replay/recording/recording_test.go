@@ -3,6 +3,7 @@ package recording
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -169,11 +170,16 @@ func TestRotation(t *testing.T) {
 	if !strings.HasPrefix(filepath.Base(files[0]), "nplus1-20260314T150926Z-0001") {
 		t.Errorf("file name %s", files[0])
 	}
-	r, err := Open([]string{dir}, ReaderOptions{})
+	r, err := Open(files, ReaderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	var size int64
+	for _, f := range files {
+		st, _ := os.Stat(f)
+		size += st.Size()
+	}
 	n := 0
 	var ids []uint64
 	for {
@@ -187,8 +193,8 @@ func TestRotation(t *testing.T) {
 		ids = append(ids, e.Conn.ID)
 		n++
 	}
-	if n != 10*len(want) || r.Stats().Skipped != 0 {
-		t.Fatalf("read %d executions (stats %+v), want %d", n, r.Stats(), 10*len(want))
+	if st := r.Stats(); n != 10*len(want) || st.Skipped != 0 || st.Bytes != size || r.BytesRead() != size {
+		t.Fatalf("read %d executions (stats %+v), want %d and %d bytes", n, st, 10*len(want), size)
 	}
 	for i, id := range ids {
 		if id != want[i%len(want)].Conn.ID {
@@ -208,6 +214,41 @@ func TestRotation(t *testing.T) {
 	w.Close()
 	if _, err := os.Stat(name + ".0001"); err != nil {
 		t.Errorf("no rotated file: %v", err)
+	}
+}
+
+// Past maxSessions the least recently used session is forgotten: a session
+// still in use keeps its connection id; a forgotten one gets a new id when
+// it comes back (items without conn_id, as pgreplay-go writes them).
+func TestSessionBound(t *testing.T) {
+	var b strings.Builder
+	item := func(session int) {
+		fmt.Fprintf(&b, `{"type":"Statement","item":{"timestamp":"2019-02-25T15:08:27Z","session_id":"s%d","user":"u","database":"d","query":"SELECT 1"}}`+"\n", session)
+	}
+	for i := range maxSessions {
+		item(i)
+	}
+	item(0)           // session 0 is used again: session 1 is now the least recently used
+	item(maxSessions) // one too many: forgets session 1
+	item(0)
+	item(1)
+	r := NewReader(strings.NewReader(b.String()), ReaderOptions{})
+	var ids []uint64
+	for {
+		e, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.Conn.ID)
+	}
+	if n := len(ids); n != maxSessions+4 || ids[n-3] != maxSessions+1 || ids[n-2] != 1 || ids[n-1] != maxSessions+2 {
+		t.Fatalf("%d executions, last ids %v; want %d, then %d, 1 (kept), %d (session 1 forgotten)", n, ids[n-4:], maxSessions+4, maxSessions+1, maxSessions+2)
+	}
+	if r.sessions.Len() != maxSessions {
+		t.Errorf("%d sessions remembered, want %d", r.sessions.Len(), maxSessions)
 	}
 }
 
