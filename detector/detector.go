@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/fingerprint"
+	"github.com/nplus1/nplus1/internal/lru"
 	"github.com/nplus1/nplus1/pgwire"
 )
 
@@ -118,7 +119,7 @@ type Event struct {
 	Tags    map[string]string
 }
 
-// Close reasons, the keys of Stats.WindowsClosed.
+// Close reasons, the keys of Stats.WindowsClosed (CloseReasons lists them).
 const (
 	CloseTxEnd     = "tx_end"
 	CloseIdleGap   = "idle_gap"
@@ -128,7 +129,9 @@ const (
 	CloseFlush     = "flush"
 )
 
-func closeReasons() []string {
+// CloseReasons returns every reason a window closes for, the keys of
+// Stats.WindowsClosed, in a fixed order.
+func CloseReasons() []string {
 	return []string{CloseTxEnd, CloseIdleGap, CloseMaxWindow, CloseMaxEvents, CloseEvicted, CloseFlush}
 }
 
@@ -182,12 +185,14 @@ type Stats struct {
 type Detector struct {
 	cfg Config
 
-	groups map[string]*group
-	oldest *group // least recently observed group; the LRU list's head
-	newest *group // its tail
+	// groups by key, least recently observed first out; evict makes room
+	// before the bound is reached, so that a window is judged before its
+	// group goes.
+	groups *lru.Cache[string, *group]
 
-	star      map[uint64]*starSeen // select_star: fingerprints reported so far
-	starOrder []uint64             // insertion order of star, for eviction
+	// star is select_star's memory: the fingerprints reported so far,
+	// forgotten in the order they were first reported (read with Peek).
+	star *lru.Cache[uint64, *starSeen]
 
 	stats Stats
 }
@@ -196,9 +201,7 @@ type Detector struct {
 // defaults).
 func New(cfg Config) *Detector {
 	d := &Detector{
-		cfg:    cfg.withDefaults(),
-		groups: make(map[string]*group),
-		star:   make(map[uint64]*starSeen),
+		cfg: cfg.withDefaults(),
 		stats: Stats{
 			Found:         make(map[Kind]uint64),
 			Reported:      make(map[Kind]uint64),
@@ -213,9 +216,11 @@ func New(cfg Config) *Detector {
 		d.stats.Suppressed[k] = 0
 		d.stats.Ignored[k] = 0
 	}
-	for _, r := range closeReasons() {
+	for _, r := range CloseReasons() {
 		d.stats.WindowsClosed[r] = 0
 	}
+	d.groups = lru.New[string, *group](d.cfg.MaxGroups, 0, nil)
+	d.star = lru.New[uint64, *starSeen](d.cfg.MaxSelectStar, 0, nil)
 	return d
 }
 
@@ -236,17 +241,14 @@ func (d *Detector) Observe(ev Event) []Finding {
 	var out []Finding
 
 	key := groupKey(ev)
-	g := d.groups[key]
-	if g == nil {
-		if len(d.groups) >= d.cfg.MaxGroups {
+	g, ok := d.groups.Get(key)
+	if !ok {
+		if d.groups.Len() >= d.cfg.MaxGroups {
 			out = d.evict(out)
 		}
-		g = &group{key: key, traceID: ev.TraceID}
-		d.groups[key] = g
-	} else {
-		d.unlink(g)
+		g = &group{traceID: ev.TraceID}
+		d.groups.Add(key, g, 0)
 	}
-	d.pushNewest(g)
 
 	start, end := x.Start, x.End
 	if start.IsZero() || end.Before(start) {
@@ -285,8 +287,7 @@ func (d *Detector) Observe(ev Event) []Finding {
 // windows close early.
 func (d *Detector) Advance(now time.Time) []Finding {
 	var out []Finding
-	for g := d.oldest; g != nil; {
-		next := g.newer
+	for key, g := range d.groups.Backward {
 		if w := g.win; w != nil {
 			switch {
 			case now.Sub(w.end) >= d.cfg.IdleGap:
@@ -296,9 +297,8 @@ func (d *Detector) Advance(now time.Time) []Finding {
 			}
 		}
 		if g.win == nil && !d.remembers(g, now) {
-			d.drop(g)
+			d.groups.Remove(key)
 		}
-		g = next
 	}
 	return out
 }
@@ -307,7 +307,7 @@ func (d *Detector) Advance(now time.Time) []Finding {
 // their findings: the end of a replay, or shutdown. Cooldown state is kept.
 func (d *Detector) Flush() []Finding {
 	var out []Finding
-	for g := d.oldest; g != nil; g = g.newer {
+	for _, g := range d.groups.Backward {
 		if g.win != nil {
 			out = d.close(out, g, CloseFlush)
 		}
@@ -315,22 +315,10 @@ func (d *Detector) Flush() []Finding {
 	return out
 }
 
-// ResetReported forgets what was already reported (cooldowns and
-// select_star's once-per-fingerprint memory), so the next occurrence of
-// anything is reported again: for "clear the findings" between the tests of
-// a suite. Open windows are kept.
-func (d *Detector) ResetReported() {
-	for _, g := range d.groups {
-		g.cooldown = nil
-	}
-	clear(d.star)
-	d.starOrder = d.starOrder[:0]
-}
-
 // Stats returns a copy of the counters.
 func (d *Detector) Stats() Stats {
 	s := d.stats
-	s.Groups = len(d.groups)
+	s.Groups = d.groups.Len()
 	s.Found = maps.Clone(d.stats.Found)
 	s.Reported = maps.Clone(d.stats.Reported)
 	s.Suppressed = maps.Clone(d.stats.Suppressed)
@@ -353,43 +341,14 @@ func groupKey(ev Event) string {
 
 // evict drops the least recently observed group, closing its window first.
 func (d *Detector) evict(out []Finding) []Finding {
-	g := d.oldest
-	if g == nil {
+	key, g, ok := d.groups.Oldest()
+	if !ok {
 		return out
 	}
 	if g.win != nil {
 		out = d.close(out, g, CloseEvicted)
 	}
-	d.drop(g)
+	d.groups.Remove(key)
 	d.stats.GroupsEvicted++
 	return out
-}
-
-func (d *Detector) drop(g *group) {
-	d.unlink(g)
-	delete(d.groups, g.key)
-}
-
-func (d *Detector) pushNewest(g *group) {
-	g.older, g.newer = d.newest, nil
-	if d.newest != nil {
-		d.newest.newer = g
-	} else {
-		d.oldest = g
-	}
-	d.newest = g
-}
-
-func (d *Detector) unlink(g *group) {
-	if g.older != nil {
-		g.older.newer = g.newer
-	} else if d.oldest == g {
-		d.oldest = g.newer
-	}
-	if g.newer != nil {
-		g.newer.older = g.older
-	} else if d.newest == g {
-		d.newest = g.older
-	}
-	g.older, g.newer = nil, nil
 }

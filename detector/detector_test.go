@@ -388,8 +388,8 @@ func TestStatsMapsHaveEveryKey(t *testing.T) {
 			}
 		}
 	}
-	if len(s.WindowsClosed) != len(closeReasons()) {
-		t.Errorf("got %d close reasons, want %d", len(s.WindowsClosed), len(closeReasons()))
+	if len(s.WindowsClosed) != len(CloseReasons()) {
+		t.Errorf("got %d close reasons, want %d", len(s.WindowsClosed), len(CloseReasons()))
 	}
 	// Stats is a copy.
 	s.Found[KindNPlusOne] = 99

@@ -5,15 +5,13 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/fingerprint"
+	"github.com/nplus1/nplus1/internal/fnv1a"
 	"github.com/nplus1/nplus1/pgwire"
 )
 
 // group is the state kept per group key (trace id or connection).
 type group struct {
-	key     string
 	traceID string
-
-	older, newer *group // LRU list by last Observe; owned by Detector
 
 	lastSeen time.Time // latest statement end observed
 	win      *window   // nil between windows
@@ -21,18 +19,6 @@ type group struct {
 	// cooldown holds, per (kind, fingerprint, source), when it was last
 	// reported; entries unseen for a whole cooldown are pruned.
 	cooldown map[cooldownKey]*cooldownEntry
-}
-
-type cooldownKey struct {
-	kind        Kind
-	fingerprint uint64
-	source      uint64 // 0 when none
-}
-
-type cooldownEntry struct {
-	reported   time.Time // finding time of the last report
-	lastSeen   time.Time // finding time of the last occurrence
-	suppressed int       // occurrences since the last report
 }
 
 // window is the statements of one group between two boundaries.
@@ -180,122 +166,7 @@ func isCatalog(name string) bool {
 // (extended protocol) and the literals in the text (simple protocol, or
 // literals inlined by the client), hashed together.
 func paramsKey(x *pgwire.Execution, st *fingerprint.Statement) uint64 {
-	const prime = 1099511628211 // FNV-64 prime
 	h := x.ParamsHash
 	h ^= st.LiteralsHash + 0x9e3779b97f4a7c15 + (h << 6) + (h >> 2)
-	return h * prime
-}
-
-// close ends g's window, applies the rules, the safelist and the cooldown,
-// and appends what is to be reported to out.
-func (d *Detector) close(out []Finding, g *group, reason string) []Finding {
-	w := g.win
-	g.win = nil
-	d.stats.WindowsOpen--
-	d.stats.WindowsClosed[reason]++
-
-	for _, c := range d.evaluate(g, w) {
-		f := c.finding
-		d.stats.Found[f.Kind]++
-		if d.ignored(&f) {
-			d.stats.Ignored[f.Kind]++
-			continue
-		}
-		var report bool
-		if f.Kind == KindSelectStar {
-			report = d.starReport(&f, c.id)
-		} else {
-			report = d.cooldownReport(g, &f, cooldownKey{f.Kind, c.id, c.source})
-		}
-		if !report {
-			d.stats.Suppressed[f.Kind]++
-			continue
-		}
-		d.stats.Reported[f.Kind]++
-		out = append(out, f)
-	}
-	d.prune(g, w.end)
-	return out
-}
-
-func (d *Detector) ignored(f *Finding) bool {
-	for _, ig := range d.cfg.Ignore {
-		if ig.Match(f) {
-			return true
-		}
-	}
-	return false
-}
-
-// cooldownReport decides whether f is reported now, and sets its occurrences.
-func (d *Detector) cooldownReport(g *group, f *Finding, k cooldownKey) bool {
-	if d.cfg.ReportCooldown < 0 {
-		f.Occurrences = 1
-		return true
-	}
-	t := f.Time
-	e := g.cooldown[k]
-	if e != nil && t.Sub(e.reported) < d.cfg.ReportCooldown {
-		e.suppressed++
-		if t.After(e.lastSeen) {
-			e.lastSeen = t
-		}
-		return false
-	}
-	f.Occurrences = 1
-	if e != nil {
-		f.Occurrences += e.suppressed
-	}
-	if g.cooldown == nil {
-		g.cooldown = make(map[cooldownKey]*cooldownEntry)
-	}
-	g.cooldown[k] = &cooldownEntry{reported: t, lastSeen: t}
-	return true
-}
-
-// prune forgets cooldown entries not seen for a whole cooldown by now.
-func (d *Detector) prune(g *group, now time.Time) {
-	for k, e := range g.cooldown {
-		if now.Sub(e.lastSeen) >= d.cfg.ReportCooldown {
-			delete(g.cooldown, k)
-		}
-	}
-}
-
-// remembers reports whether g still has cooldown state worth keeping at now,
-// pruning what expired.
-func (d *Detector) remembers(g *group, now time.Time) bool {
-	d.prune(g, now)
-	return len(g.cooldown) > 0
-}
-
-// starSeen is select_star's memory of one fingerprint.
-type starSeen struct {
-	severity Severity // the loudest severity reported
-	windows  int      // windows that showed it
-}
-
-// starReport applies select_star's once-per-fingerprint rule: report the
-// first time, and again only when the severity rises (the shape later shows
-// up in an N+1 or unpaginated).
-func (d *Detector) starReport(f *Finding, id uint64) bool {
-	s := d.star[id]
-	if s == nil {
-		if len(d.starOrder) >= d.cfg.MaxSelectStar {
-			old := d.starOrder[0]
-			d.starOrder = d.starOrder[1:]
-			delete(d.star, old)
-			d.stats.SelectStarForgotten++
-		}
-		s = &starSeen{}
-		d.star[id] = s
-		d.starOrder = append(d.starOrder, id)
-	}
-	s.windows++
-	if f.Severity.rank() <= s.severity.rank() {
-		return false
-	}
-	s.severity = f.Severity
-	f.Occurrences = s.windows
-	return true
+	return h * fnv1a.Prime
 }

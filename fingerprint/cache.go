@@ -4,6 +4,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/nplus1/nplus1/internal/lru"
 )
 
 // Default cache sizes, used for zero Options fields.
@@ -67,9 +69,9 @@ type LevelStats struct {
 // by fingerprint. It is safe for concurrent use. Two goroutines that miss on
 // the same text at once both compute it; one Result is kept.
 type Cache struct {
-	texts        *lru[string, *Result]
-	templates    *lru[string, *shape]
-	shapes       *lru[uint64, *shape]
+	texts        *level[string, *Result]
+	templates    *level[string, *shape]
+	shapes       *level[uint64, *shape]
 	maxEntryCost int
 	failures     atomic.Uint64
 	oversize     atomic.Uint64
@@ -94,9 +96,9 @@ func New(opts Options) *Cache {
 	maxBytes := def(opts.MaxTextBytes, DefaultMaxTextBytes)
 	shapes := def(opts.MaxShapes, DefaultMaxShapes)
 	return &Cache{
-		texts:        newLRU[string, *Result](def(opts.MaxTexts, DefaultMaxTexts), maxBytes),
-		templates:    newLRU[string, *shape](shapes, maxBytes),
-		shapes:       newLRU[uint64, *shape](shapes, 0),
+		texts:        newLevel[string, *Result](def(opts.MaxTexts, DefaultMaxTexts), maxBytes),
+		templates:    newLevel[string, *shape](shapes, maxBytes),
+		shapes:       newLevel[uint64, *shape](shapes, 0),
 		maxEntryCost: maxBytes / 16,
 	}
 }
@@ -108,7 +110,7 @@ func (c *Cache) Of(sql string) *Result {
 		return r
 	}
 	a := analyzer{maxKey: c.maxEntryCost}
-	if c.shapes.capacity > 0 {
+	if c.shapes.enabled() {
 		a.shapes, a.templates = c.shapes, c.templates
 	}
 	if sc, ok := c.scratch.Get().(*scratch); ok {
@@ -157,107 +159,78 @@ func (c *Cache) Stats() CacheStats {
 	return s
 }
 
-// lru is a map with least-recently-used eviction, bounded by a number of
-// entries and optionally by a total cost. All fields are guarded by mu.
-type lru[K comparable, V any] struct {
-	mu       sync.Mutex
-	m        map[K]*lruEntry[K, V]
-	root     lruEntry[K, V] // root.next is the most recently used entry
-	capacity int            // max entries; 0 keeps nothing
-	maxCost  int            // max summed cost; 0 means no bound
-	cost     int
-	hits     uint64
-	misses   uint64
-	evicted  uint64
+// level is one of a Cache's inner caches: an lru.Cache behind a mutex, with
+// hit and miss counters. All fields are guarded by mu.
+type level[K comparable, V any] struct {
+	mu     sync.Mutex
+	c      *lru.Cache[K, V] // nil keeps nothing
+	hits   uint64
+	misses uint64
 }
 
-type lruEntry[K comparable, V any] struct {
-	key        K
-	val        V
-	cost       int
-	prev, next *lruEntry[K, V]
-}
-
-func newLRU[K comparable, V any](capacity, maxCost int) *lru[K, V] {
-	c := &lru[K, V]{m: make(map[K]*lruEntry[K, V]), capacity: capacity, maxCost: maxCost}
-	c.root.prev, c.root.next = &c.root, &c.root
-	return c
-}
-
-func (c *lru[K, V]) get(k K) (V, bool) {
-	c.mu.Lock()
-	e, ok := c.m[k]
-	if !ok {
-		c.misses++
-		c.mu.Unlock()
-		var zero V
-		return zero, false
+// newLevel returns a level of at most capacity entries (none when
+// capacity <= 0) and, when maxCost > 0, of summed cost at most maxCost.
+func newLevel[K comparable, V any](capacity, maxCost int) *level[K, V] {
+	l := &level[K, V]{}
+	if capacity > 0 {
+		l.c = lru.New[K, V](capacity, maxCost, nil)
 	}
-	c.hits++
-	c.unlink(e)
-	c.pushFront(e)
-	v := e.val
-	c.mu.Unlock()
-	return v, true
+	return l
 }
 
-// getBytes is get for a string-keyed cache, with the key as bytes: it does
+// enabled reports whether the level keeps anything.
+func (l *level[K, V]) enabled() bool { return l.c != nil }
+
+func (l *level[K, V]) get(k K) (v V, ok bool) {
+	l.mu.Lock()
+	if l.c != nil {
+		v, ok = l.c.Get(k)
+	}
+	if ok {
+		l.hits++
+	} else {
+		l.misses++
+	}
+	l.mu.Unlock()
+	return v, ok
+}
+
+// getBytes is get for a string-keyed level, with the key as bytes: it does
 // not allocate the string.
-func getBytes[V any](c *lru[string, V], k []byte) (V, bool) {
-	c.mu.Lock()
-	e, ok := c.m[string(k)]
-	if !ok {
-		c.misses++
-		c.mu.Unlock()
-		var zero V
-		return zero, false
+func getBytes[V any](l *level[string, V], k []byte) (v V, ok bool) {
+	l.mu.Lock()
+	if l.c != nil {
+		v, ok = lru.GetString(l.c, k)
 	}
-	c.hits++
-	c.unlink(e)
-	c.pushFront(e)
-	v := e.val
-	c.mu.Unlock()
-	return v, true
+	if ok {
+		l.hits++
+	} else {
+		l.misses++
+	}
+	l.mu.Unlock()
+	return v, ok
 }
 
 // add stores v under k unless k is present already, and returns the value
 // stored under k.
-func (c *lru[K, V]) add(k K, v V, cost int) V {
-	if c.capacity <= 0 {
+func (l *level[K, V]) add(k K, v V, cost int) V {
+	if l.c == nil {
 		return v
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[k]; ok {
-		return e.val
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if old, ok := l.c.Peek(k); ok {
+		return old
 	}
-	e := &lruEntry[K, V]{key: k, val: v, cost: cost}
-	c.m[k] = e
-	c.pushFront(e)
-	c.cost += cost
-	for len(c.m) > c.capacity || c.maxCost > 0 && c.cost > c.maxCost && len(c.m) > 1 {
-		old := c.root.prev
-		c.unlink(old)
-		delete(c.m, old.key)
-		c.cost -= old.cost
-		c.evicted++
-	}
+	l.c.Add(k, v, cost)
 	return v
 }
 
-func (c *lru[K, V]) unlink(e *lruEntry[K, V]) {
-	e.prev.next, e.next.prev = e.next, e.prev
-	e.prev, e.next = nil, nil
-}
-
-func (c *lru[K, V]) pushFront(e *lruEntry[K, V]) {
-	e.prev, e.next = &c.root, c.root.next
-	c.root.next.prev = e
-	c.root.next = e
-}
-
-func (c *lru[K, V]) stats() (hits, misses, evictions uint64, entries, cost int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.hits, c.misses, c.evicted, len(c.m), c.cost
+func (l *level[K, V]) stats() (hits, misses, evictions uint64, entries, cost int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.c != nil {
+		evictions, entries, cost = l.c.Evictions(), l.c.Len(), l.c.Cost()
+	}
+	return l.hits, l.misses, evictions, entries, cost
 }

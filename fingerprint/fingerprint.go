@@ -8,6 +8,8 @@ import (
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"github.com/pganalyze/pg_query_go/v6/parser"
+
+	"github.com/nplus1/nplus1/internal/fnv1a"
 )
 
 // Kind is the kind of a statement.
@@ -203,13 +205,13 @@ const volatileAfter = 1024
 // templates set it does not call pg_query at all for a statement whose
 // template it has seen.
 type analyzer struct {
-	shapes    *lru[uint64, *shape] // nil: no shape cache
-	templates *lru[string, *shape] // nil: no template cache
-	maxKey    int                  // longest template key to keep
-	toks      []token              // scratch, reused between texts
-	key       []byte               // scratch for template keys
-	failures  int                  // statements that did not parse, this text
-	volatile  bool                 // a statement of this text has a volatile shape
+	shapes    *level[uint64, *shape] // nil: no shape cache
+	templates *level[string, *shape] // nil: no template cache
+	maxKey    int                    // longest template key to keep
+	toks      []token                // scratch, reused between texts
+	key       []byte                 // scratch for template keys
+	failures  int                    // statements that did not parse, this text
+	volatile  bool                   // a statement of this text has a volatile shape
 }
 
 func (a *analyzer) analyze(sql string) *Result {
@@ -523,40 +525,22 @@ func paramNumber(digits string) int64 {
 	return n
 }
 
-// FNV-1a, 64 bit: small, and the same everywhere.
-const (
-	fnvOffset uint64 = 14695981039346656037
-	fnvPrime  uint64 = 1099511628211
-)
-
-func fnvString(h uint64, s string) uint64 {
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= fnvPrime
-	}
-	return h
-}
-
-func fnvByte(h uint64, c byte) uint64 {
-	h ^= uint64(c)
-	return h * fnvPrime
-}
-
-func fnvLen(h uint64, n int) uint64 {
+// hashLen advances an FNV-1a hash by n's four low bytes, low byte first.
+func hashLen(h uint64, n int) uint64 {
 	for i := 0; i < 4; i++ {
-		h = fnvByte(h, byte(n>>(8*i)))
+		h = fnv1a.AddByte(h, byte(n>>(8*i)))
 	}
 	return h
 }
 
 // literalsHash hashes the literal tokens of a statement as written.
 func literalsHash(sql string, toks []token) uint64 {
-	h, found := fnvOffset, false
+	h, found := fnv1a.Offset, false
 	for i, t := range toks {
 		if isLiteralAt(sql, toks, i) {
 			found = true
-			h = fnvLen(h, int(t.end-t.start))
-			h = fnvString(h, sql[t.start:t.end])
+			h = hashLen(h, int(t.end-t.start))
+			h = fnv1a.Add(h, sql[t.start:t.end])
 		}
 	}
 	switch {
@@ -573,7 +557,7 @@ func literalsHash(sql string, toks []token) uint64 {
 // literal or parameter as one placeholder, and a list of placeholders
 // ("1, 2, 3") as one placeholder, so that IN lists of any length agree.
 func fallbackID(sql string, toks []token) uint64 {
-	h := fnvString(fnvOffset, "nplus1 fallback fingerprint v1")
+	h := fnv1a.Add(fnv1a.Offset, "nplus1 fallback fingerprint v1")
 	lastPlaceholder, comma := false, false
 	for _, t := range toks {
 		switch {
@@ -583,10 +567,10 @@ func fallbackID(sql string, toks []token) uint64 {
 				continue
 			}
 			if comma {
-				h = fnvString(fnvByte(h, byte(tkOp)), ",")
+				h = fnv1a.Add(fnv1a.AddByte(h, byte(tkOp)), ",")
 				comma = false
 			}
-			h = fnvByte(h, 'L')
+			h = fnv1a.AddByte(h, 'L')
 			lastPlaceholder = true
 			continue
 		case isOp(sql, t, ",") && lastPlaceholder && !comma:
@@ -594,11 +578,11 @@ func fallbackID(sql string, toks []token) uint64 {
 			continue
 		}
 		if comma {
-			h = fnvString(fnvByte(h, byte(tkOp)), ",")
+			h = fnv1a.Add(fnv1a.AddByte(h, byte(tkOp)), ",")
 			comma = false
 		}
 		lastPlaceholder = false
-		h = fnvByte(h, byte(t.kind))
+		h = fnv1a.AddByte(h, byte(t.kind))
 		text := sql[t.start:t.end]
 		if t.kind == tkWord {
 			for i := 0; i < len(text); i++ {
@@ -606,15 +590,15 @@ func fallbackID(sql string, toks []token) uint64 {
 				if c >= 'A' && c <= 'Z' {
 					c += 'a' - 'A'
 				}
-				h = fnvByte(h, c)
+				h = fnv1a.AddByte(h, c)
 			}
 		} else {
-			h = fnvString(h, text)
+			h = fnv1a.Add(h, text)
 		}
-		h = fnvByte(h, 0)
+		h = fnv1a.AddByte(h, 0)
 	}
 	if comma {
-		h = fnvString(fnvByte(h, byte(tkOp)), ",")
+		h = fnv1a.Add(fnv1a.AddByte(h, byte(tkOp)), ",")
 	}
 	if h == 0 {
 		h = 1

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nplus1/nplus1/detector"
@@ -59,7 +61,7 @@ func newSourcesCollector(src Sources) *sourcesCollector {
 
 		occurrences:   d("nplus1_detector_occurrences_total", "Occurrences of a pattern in a closed window, by kind and result (reported; suppressed by the report cooldown; ignored by the safelist).", "kind", "result"),
 		windowsOpen:   d("nplus1_detector_windows_open", "Windows of statements open now."),
-		windowsClosed: d("nplus1_detector_windows_closed_total", "Windows closed, by reason (tx_end, idle_gap, max_window, max_events, evicted, flush).", "reason"),
+		windowsClosed: d("nplus1_detector_windows_closed_total", "Windows closed, by reason ("+strings.Join(detector.CloseReasons(), ", ")+").", "reason"),
 		groups:        d("nplus1_detector_groups", "Group keys (connections, traces) the detector remembers now."),
 		groupsEvicted: d("nplus1_detector_groups_evicted_total", "Group keys forgotten because the detector's bound on groups was reached."),
 		paramsDropped: d("nplus1_detector_params_dropped_total", "Distinct parameter sets not tracked because a shape reached its bound in a window."),
@@ -135,7 +137,7 @@ func (c *sourcesCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.occurrences, s.Ignored[k], string(k), "ignored")
 		}
 		gauge(c.windowsOpen, float64(s.WindowsOpen))
-		for _, r := range closeReasons {
+		for _, r := range detector.CloseReasons() {
 			counter(c.windowsClosed, s.WindowsClosed[r], r)
 		}
 		gauge(c.groups, float64(s.Groups))
@@ -164,11 +166,4 @@ func (c *sourcesCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.cacheVolatile, s.Volatile)
 		counter(c.parseFailures, s.Failures)
 	}
-}
-
-// closeReasons are the keys of detector.Stats.WindowsClosed, fixed here so
-// that the reason label stays a closed list.
-var closeReasons = []string{
-	detector.CloseTxEnd, detector.CloseIdleGap, detector.CloseMaxWindow,
-	detector.CloseMaxEvents, detector.CloseEvicted, detector.CloseFlush,
 }

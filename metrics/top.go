@@ -13,6 +13,7 @@ import (
 
 	"github.com/nplus1/nplus1/detector"
 	"github.com/nplus1/nplus1/fingerprint"
+	"github.com/nplus1/nplus1/internal/lru"
 )
 
 // windowSlots is the number of slots of the ranking window: a fingerprint's
@@ -77,8 +78,6 @@ type entry struct {
 	member        bool
 
 	slots [windowSlots]slot
-
-	prev, next *entry // the recency list; guarded by topK.mu
 }
 
 func (e *entry) slotAt(epoch int64) *slot {
@@ -123,12 +122,10 @@ type topK struct {
 	trackedDesc, evictionsDesc                               *prometheus.Desc
 
 	mu        sync.Mutex
-	entries   map[uint64]*entry // guarded by mu
-	newest    *entry            // head of the recency list; guarded by mu
-	oldest    *entry            // its tail; guarded by mu
-	members   []*entry          // the top-K as of the last scrape; guarded by mu
-	other     counts            // guarded by mu
-	evictions uint64            // guarded by mu
+	entries   *lru.Cache[uint64, *entry] // by fingerprint, least recently seen first out; guarded by mu
+	members   []*entry                   // the top-K as of the last scrape; guarded by mu
+	other     counts                     // guarded by mu
+	evictions uint64                     // guarded by mu
 }
 
 func newTopK(o Options) *topK {
@@ -139,7 +136,7 @@ func newTopK(o Options) *topK {
 		slotDur: o.TopWindow / windowSlots,
 		max:     o.Tracked,
 		now:     o.Now,
-		entries: make(map[uint64]*entry),
+		entries: lru.New[uint64, *entry](o.Tracked, 0, nil),
 
 		callsDesc: prometheus.NewDesc("nplus1_fingerprint_calls_total",
 			"Executions per query fingerprint, for the top-K fingerprints (--metrics-top-k) and __other__.", fp, nil),
@@ -211,58 +208,30 @@ func (t *topK) count(e *entry, d counts) {
 
 // lookup returns the entry of id, made the most recent; nil when untracked.
 func (t *topK) lookup(id uint64) *entry {
-	e := t.entries[id]
-	if e != nil && e != t.newest {
-		t.unlink(e)
-		t.pushNewest(e)
-	}
+	e, _ := t.entries.Get(id)
 	return e
 }
 
 // insert tracks a new fingerprint, forgetting the least recently seen one
 // outside the top-K when the bound is reached.
 func (t *topK) insert(id uint64, hex, command, query, tables string) *entry {
-	for len(t.entries) >= t.max {
-		victim := t.oldest
-		for victim != nil && victim.member {
-			victim = victim.next
+	for t.entries.Len() >= t.max {
+		var victim *entry
+		for _, e := range t.entries.Backward {
+			if !e.member {
+				victim = e
+				break
+			}
 		}
 		if victim == nil {
 			break // cannot happen: max > k
 		}
-		t.unlink(victim)
-		delete(t.entries, victim.id)
+		t.entries.Remove(victim.id)
 		t.evictions++
 	}
 	e := &entry{id: id, hex: hex, command: command, query: truncate(query), tables: truncate(tables)}
-	t.entries[id] = e
-	t.pushNewest(e)
+	t.entries.Add(id, e, 0)
 	return e
-}
-
-// The recency list runs from oldest (least recently seen) to newest.
-func (t *topK) pushNewest(e *entry) {
-	e.prev, e.next = t.newest, nil
-	if t.newest != nil {
-		t.newest.next = e
-	} else {
-		t.oldest = e
-	}
-	t.newest = e
-}
-
-func (t *topK) unlink(e *entry) {
-	if e.prev != nil {
-		e.prev.next = e.next
-	} else {
-		t.oldest = e.next
-	}
-	if e.next != nil {
-		e.next.prev = e.prev
-	} else {
-		t.newest = e.prev
-	}
-	e.prev, e.next = nil, nil
 }
 
 // rerank recomputes the top-K: fingerprints active in the window, ordered by
@@ -276,7 +245,7 @@ func (t *topK) rerank(now time.Time) {
 	}
 	var cands []ranked
 	if t.k > 0 {
-		for _, e := range t.entries {
+		for _, e := range t.entries.All {
 			if sc := e.score(epoch); sc.calls > 0 || sc.findings > 0 {
 				cands = append(cands, ranked{e, sc})
 			}
@@ -342,7 +311,7 @@ func (t *topK) Collect(ch chan<- prometheus.Metric) {
 		rows = append(rows, row{e.hex, e.command, e.query, e.tables, e.cur})
 	}
 	rows = append(rows, row{hex: Other, c: t.other})
-	tracked, evictions := len(t.entries), t.evictions
+	tracked, evictions := t.entries.Len(), t.evictions
 	t.mu.Unlock()
 
 	kinds := detector.Kinds()

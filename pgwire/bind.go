@@ -3,6 +3,8 @@ package pgwire
 import (
 	"encoding/binary"
 	"math"
+
+	"github.com/nplus1/nplus1/internal/fnv1a"
 )
 
 // boundParams are the values of one Bind, kept only with KeepParams.
@@ -82,20 +84,6 @@ const (
 	bindRest
 )
 
-// FNV-1a, 64 bit.
-const (
-	fnvOffset64 = 14695981039346656037
-	fnvPrime64  = 1099511628211
-)
-
-func fnvAdd(h uint64, p []byte) uint64 {
-	for _, c := range p {
-		h ^= uint64(c)
-		h *= fnvPrime64
-	}
-	return h
-}
-
 func (b *bindState) nextParam() {
 	if b.left > 0 {
 		b.left--
@@ -123,7 +111,7 @@ func (t *Tracker) bindBody(p []byte) {
 			for b.need > 0 && len(p) > 0 {
 				b.num = b.num<<8 | uint32(p[0])
 				if b.stage == bindParamLen {
-					b.h = fnvAdd(b.h, p[:1])
+					b.h = fnv1a.AddByte(b.h, p[0])
 				}
 				p = p[1:]
 				b.need--
@@ -149,7 +137,7 @@ func (t *Tracker) bindBody(p []byte) {
 			}
 		case bindFmts, bindParamVal:
 			n := min(b.need, len(p))
-			b.h = fnvAdd(b.h, p[:n])
+			b.h = fnv1a.Add(b.h, p[:n])
 			if t.keepParams {
 				t.keepParamBytes(b.stage, p[:n])
 			}
@@ -206,11 +194,11 @@ func HashParams(formats []int16, values [][]byte) uint64 {
 	if len(values) == 0 {
 		return 0
 	}
-	h := uint64(fnvOffset64)
+	h := fnv1a.Offset
 	var b [4]byte
 	for _, f := range formats {
 		binary.BigEndian.PutUint16(b[:2], uint16(f))
-		h = fnvAdd(h, b[:2])
+		h = fnv1a.Add(h, b[:2])
 	}
 	for _, v := range values {
 		l := int32(-1)
@@ -218,8 +206,8 @@ func HashParams(formats []int16, values [][]byte) uint64 {
 			l = int32(len(v))
 		}
 		binary.BigEndian.PutUint32(b[:], uint32(l))
-		h = fnvAdd(h, b[:])
-		h = fnvAdd(h, v)
+		h = fnv1a.Add(h, b[:])
+		h = fnv1a.Add(h, v)
 	}
 	return h
 }

@@ -102,8 +102,7 @@ func (t *Tracker) reply(typ byte, now time.Time) {
 		}
 	case beBindComplete:
 		if h.kind == reqBind {
-			st := t.lookupStmt(h.name)
-			t.touchStmt(st)
+			st := t.useStmt(h.name)
 			t.putPortal(portal{name: h.portal, stmtName: h.name, stmt: st, hash: h.hash, nparams: h.nparam, params: h.params})
 			t.pop()
 			return

@@ -3,6 +3,8 @@ package pgwire
 import (
 	"bytes"
 	"time"
+
+	"github.com/nplus1/nplus1/internal/fnv1a"
 )
 
 // errState picks the SQLSTATE ('C' field) out of a streaming ErrorResponse.
@@ -57,7 +59,7 @@ func (t *Tracker) feStart() {
 	case feBind:
 		t.name.reset()
 		t.name2.reset()
-		t.bind = bindState{h: fnvOffset64}
+		t.bind = bindState{h: fnv1a.Offset}
 		if t.keepParams {
 			t.pv.reset()
 		}

@@ -1,6 +1,10 @@
 package pgwire
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/nplus1/nplus1/internal/lru"
+)
 
 // stmt is a prepared statement the server confirmed. Its text is never
 // changed: a new Parse of the same name makes a new stmt, so portals keep
@@ -9,10 +13,6 @@ type stmt struct {
 	name  string
 	sql   string
 	trunc bool
-
-	// The named statements form a list, least recently used first; only
-	// the Tracker touches these links.
-	prev, next *stmt
 }
 
 type portal struct {
@@ -53,18 +53,28 @@ func (t *Tracker) sqlText(cur *stmt) string {
 	return t.lastSQL
 }
 
+// stmtByName returns the statement called name, without marking it used.
 func (t *Tracker) stmtByName(name []byte) *stmt {
 	if len(name) == 0 {
 		return t.unnamedStmt
 	}
-	return t.stmts[string(name)]
+	if t.stmts == nil {
+		return nil
+	}
+	st, _ := lru.PeekString(t.stmts, name)
+	return st
 }
 
+// lookupStmt returns the statement called name, without marking it used.
 func (t *Tracker) lookupStmt(name string) *stmt {
 	if name == "" {
 		return t.unnamedStmt
 	}
-	return t.stmts[name]
+	if t.stmts == nil {
+		return nil
+	}
+	st, _ := t.stmts.Peek(name)
+	return st
 }
 
 // stmtName returns name as a string, sharing the remembered statement's.
@@ -88,57 +98,31 @@ func (t *Tracker) portalName(name []byte) string {
 	return string(name)
 }
 
+// putStmt remembers st, confirmed by the server. When the named statements
+// are full (MaxStatements, or their text's byte budget) the least recently
+// used ones are evicted: deterministic, so that a replay of the same traffic
+// gives the same executions.
 func (t *Tracker) putStmt(st *stmt) {
 	if st.name == "" {
 		t.unnamedStmt = st
 		return
 	}
 	if t.stmts == nil {
-		t.stmts = make(map[string]*stmt)
+		t.stmts = lru.New[string, *stmt](t.maxStatements, t.sqlBudget, nil)
 	}
-	t.dropStmt(st.name)
-	// Evict the least recently used: deterministic, so that a replay of the
-	// same traffic gives the same executions.
-	for t.lruHead != nil && (len(t.stmts) >= t.maxStatements || t.stmtBytes+len(st.sql) > t.sqlBudget) {
-		t.dropStmt(t.lruHead.name)
-		t.stats.Evictions++
-	}
-	t.stmts[st.name] = st
-	t.stmtBytes += len(st.sql)
-	t.lruPush(st)
+	t.stats.Evictions += uint64(t.stmts.Add(st.name, st, len(st.sql)))
 }
 
-// touchStmt marks a named statement as just used.
-func (t *Tracker) touchStmt(st *stmt) {
-	if st == nil || st.name == "" || st == t.lruTail {
-		return
+// useStmt returns the statement called name and marks it as just used.
+func (t *Tracker) useStmt(name string) *stmt {
+	if name == "" {
+		return t.unnamedStmt
 	}
-	t.lruUnlink(st)
-	t.lruPush(st)
-}
-
-func (t *Tracker) lruPush(st *stmt) {
-	st.prev, st.next = t.lruTail, nil
-	if t.lruTail != nil {
-		t.lruTail.next = st
-	} else {
-		t.lruHead = st
+	if t.stmts == nil {
+		return nil
 	}
-	t.lruTail = st
-}
-
-func (t *Tracker) lruUnlink(st *stmt) {
-	if st.prev != nil {
-		st.prev.next = st.next
-	} else {
-		t.lruHead = st.next
-	}
-	if st.next != nil {
-		st.next.prev = st.prev
-	} else {
-		t.lruTail = st.prev
-	}
-	st.prev, st.next = nil, nil
+	st, _ := t.stmts.Get(name)
+	return st
 }
 
 func (t *Tracker) dropStmt(name string) {
@@ -146,19 +130,15 @@ func (t *Tracker) dropStmt(name string) {
 		t.unnamedStmt = nil
 		return
 	}
-	if old, ok := t.stmts[name]; ok {
-		t.stmtBytes -= len(old.sql)
-		delete(t.stmts, name)
-		t.lruUnlink(old)
+	if t.stmts != nil {
+		t.stmts.Remove(name)
 	}
 }
 
 func (t *Tracker) clearStmts() {
-	for t.lruHead != nil {
-		t.lruUnlink(t.lruHead)
+	if t.stmts != nil {
+		t.stmts.Clear()
 	}
-	clear(t.stmts)
-	t.stmtBytes = 0
 }
 
 func (t *Tracker) putPortal(p portal) {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/nplus1/nplus1/internal/lru"
 )
 
 // ProtocolError is a malformed or oversized message. The relay answers it
@@ -234,10 +236,7 @@ type Tracker struct {
 	feCopy       bool // the server is in copy-in: it ignores Sync and Flush until CopyDone/CopyFail
 
 	unnamedStmt   *stmt
-	stmts         map[string]*stmt
-	lruHead       *stmt // least recently used named statement
-	lruTail       *stmt
-	stmtBytes     int
+	stmts         *lru.Cache[string, *stmt] // named, by name; cost: len(sql); nil until the first
 	unnamedPortal portal
 	hasUnnamed    bool
 	portals       map[string]portal

@@ -230,22 +230,38 @@ func FuzzTracker(f *testing.F) {
 	})
 }
 
+// numStmts is the number of named statements remembered.
+func (t *Tracker) numStmts() int {
+	if t.stmts == nil {
+		return 0
+	}
+	return t.stmts.Len()
+}
+
+// stmtBytes is the summed length of the named statements' text.
+func (t *Tracker) stmtBytes() int {
+	if t.stmts == nil {
+		return 0
+	}
+	return t.stmts.Cost()
+}
+
 // trCheckBounds asserts the tracker's memory stays within its bounds.
 func trCheckBounds(t *testing.T, tr *Tracker, opts TrackerOptions) {
 	t.Helper()
 	switch {
 	case tr.q.n > opts.MaxPending:
 		t.Fatalf("queue holds %d requests, MaxPending is %d", tr.q.n, opts.MaxPending)
-	case len(tr.stmts) > opts.MaxStatements || len(tr.portals) > opts.MaxStatements:
-		t.Fatalf("%d statements, %d portals, MaxStatements is %d", len(tr.stmts), len(tr.portals), opts.MaxStatements)
+	case tr.numStmts() > opts.MaxStatements || len(tr.portals) > opts.MaxStatements:
+		t.Fatalf("%d statements, %d portals, MaxStatements is %d", tr.numStmts(), len(tr.portals), opts.MaxStatements)
 	case len(tr.held) > maxHeld:
 		t.Fatalf("%d executions held", len(tr.held))
 	case cap(tr.sql.buf) > 64 || cap(tr.name.buf) > 128 || cap(tr.name2.buf) > 128:
 		t.Fatalf("scratch buffers grew: %d, %d, %d", cap(tr.sql.buf), cap(tr.name.buf), cap(tr.name2.buf))
 	case len(tr.feSmall) > frontendSmallCap || len(tr.beSmall) > backendSmallCap:
 		t.Fatalf("small buffers grew: %d, %d", len(tr.feSmall), len(tr.beSmall))
-	case tr.pendingSQL < 0 || tr.pendingSQL > tr.sqlBudget || tr.stmtBytes < 0 || tr.stmtBytes > tr.sqlBudget:
-		t.Fatalf("SQL bytes out of bounds: pending %d, statements %d", tr.pendingSQL, tr.stmtBytes)
+	case tr.pendingSQL < 0 || tr.pendingSQL > tr.sqlBudget || tr.stmtBytes() < 0 || tr.stmtBytes() > tr.sqlBudget:
+		t.Fatalf("SQL bytes out of bounds: pending %d, statements %d", tr.pendingSQL, tr.stmtBytes())
 	case tr.untracked < 0:
 		t.Fatalf("negative untracked count %d", tr.untracked)
 	}

@@ -541,7 +541,7 @@ var trCases = []trCase{
 			{SQL: "DISCARD ALL", Proto: "extended", Command: "DISCARD ALL", Rows: -1, App: "app", Start: 14, End: 15},
 		},
 		check: func(t *testing.T, r *trRun) {
-			if n := len(r.tr.stmts); n != 0 {
+			if n := r.tr.numStmts(); n != 0 {
 				t.Errorf("got %d statements after DISCARD ALL, want 0", n)
 			}
 		},
@@ -679,7 +679,7 @@ var trCases = []trCase{
 			{SQL: "select 3", Proto: "extended", Prepared: "c", Command: "SELECT", Rows: 1, App: "app", Start: 7, End: 7},
 		},
 		check: func(t *testing.T, r *trRun) {
-			if n, s := len(r.tr.stmts), r.tr.Stats(); n != 2 || s.Evictions != 1 || r.tr.unnamedStmt == nil {
+			if n, s := r.tr.numStmts(), r.tr.Stats(); n != 2 || s.Evictions != 1 || r.tr.unnamedStmt == nil {
 				t.Errorf("got %d statements, %d evictions, unnamed %v; want 2, 1, kept", n, s.Evictions, r.tr.unnamedStmt)
 			}
 		},

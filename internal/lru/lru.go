@@ -84,6 +84,17 @@ func (c *Cache[K, V]) Peek(k K) (V, bool) {
 	return c.nodes[i].val, true
 }
 
+// PeekString is Peek for a string-keyed Cache with the key as bytes; it does
+// not allocate.
+func PeekString[V any](c *Cache[string, V], k []byte) (V, bool) {
+	i, ok := c.idx[string(k)]
+	if !ok {
+		var zero V
+		return zero, false
+	}
+	return c.nodes[i].val, true
+}
+
 // Add stores v under k with the given cost as the most recently used entry,
 // replacing what k held, then evicts the least recently used entries until
 // the bounds hold. It returns how many it evicted.
@@ -136,12 +147,26 @@ func (c *Cache[K, V]) Oldest() (k K, v V, ok bool) {
 }
 
 // All calls f for each entry from the most to the least recently used,
-// until f returns false. f must not change the Cache.
+// until f returns false. f must not change the Cache. All and Backward are
+// iterators: for k, v := range c.All { ... }.
 func (c *Cache[K, V]) All(f func(K, V) bool) {
 	for i := c.nodes[0].next; i != 0; i = c.nodes[i].next {
 		if !f(c.nodes[i].key, c.nodes[i].val) {
 			return
 		}
+	}
+}
+
+// Backward calls f for each entry from the least to the most recently used,
+// until f returns false. f may Remove the entry it is given, and must not
+// change the Cache otherwise.
+func (c *Cache[K, V]) Backward(f func(K, V) bool) {
+	for i := c.nodes[0].prev; i != 0; {
+		prev := c.nodes[i].prev
+		if !f(c.nodes[i].key, c.nodes[i].val) {
+			return
+		}
+		i = prev
 	}
 }
 
@@ -172,24 +197,34 @@ func (c *Cache[K, V]) remove(i int32) {
 	c.free = i
 }
 
+// link, unlink and moveToFront work on a local copy of the slice header:
+// through c, every store to a node would make the compiler load c.nodes again.
+
 func (c *Cache[K, V]) link(i int32) {
-	root := &c.nodes[0]
-	first := root.next
-	c.nodes[i].prev, c.nodes[i].next = 0, first
-	c.nodes[first].prev = i
-	c.nodes[0].next = i
+	nodes := c.nodes
+	first := nodes[0].next
+	nodes[i].prev, nodes[i].next = 0, first
+	nodes[first].prev = i
+	nodes[0].next = i
 }
 
 func (c *Cache[K, V]) unlink(i int32) {
-	n := &c.nodes[i]
-	c.nodes[n.prev].next = n.next
-	c.nodes[n.next].prev = n.prev
+	nodes := c.nodes
+	prev, next := nodes[i].prev, nodes[i].next
+	nodes[prev].next = next
+	nodes[next].prev = prev
 }
 
 func (c *Cache[K, V]) moveToFront(i int32) {
-	if c.nodes[0].next == i {
+	nodes := c.nodes
+	first := nodes[0].next
+	if first == i {
 		return
 	}
-	c.unlink(i)
-	c.link(i)
+	n := &nodes[i]
+	nodes[n.prev].next = n.next
+	nodes[n.next].prev = n.prev
+	n.prev, n.next = 0, first
+	nodes[first].prev = i
+	nodes[0].next = i
 }

@@ -61,6 +61,57 @@ func TestOrderAndEviction(t *testing.T) {
 	}
 }
 
+func TestPeekStringAndBackward(t *testing.T) {
+	c := New[string, int](4, 0, nil)
+	for i, k := range []string{"a", "b", "c", "d"} {
+		c.Add(k, i, 0)
+	}
+	if v, ok := PeekString(c, []byte("b")); !ok || v != 1 {
+		t.Fatalf("PeekString(b) = %v, %v", v, ok)
+	}
+	if _, ok := PeekString(c, []byte("x")); ok {
+		t.Fatal("PeekString(x) found")
+	}
+	if k, _, _ := c.Oldest(); k != "a" {
+		t.Fatalf("PeekString moved an entry: oldest %q", k)
+	}
+	var back []string
+	for k := range c.Backward {
+		back = append(back, k)
+	}
+	if !slices.Equal(back, []string{"a", "b", "c", "d"}) {
+		t.Fatalf("Backward %v", back)
+	}
+	back = back[:0]
+	for k := range c.Backward {
+		back = append(back, k)
+		if k == "b" {
+			break
+		}
+	}
+	if !slices.Equal(back, []string{"a", "b"}) {
+		t.Fatalf("Backward with break %v", back)
+	}
+	// Removing the entry at hand while walking.
+	back = back[:0]
+	for k, v := range c.Backward {
+		back = append(back, k)
+		if v%2 == 0 {
+			c.Remove(k)
+		}
+	}
+	if !slices.Equal(back, []string{"a", "b", "c", "d"}) || !slices.Equal(keys(c), []string{"d", "b"}) {
+		t.Fatalf("Backward removing: walked %v, left %v", back, keys(c))
+	}
+	c.Add("e", 5, 0)
+	if got := keys(c); !slices.Equal(got, []string{"e", "d", "b"}) {
+		t.Fatalf("after removing while walking: %v", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { PeekString(c, []byte("d")) }); n != 0 {
+		t.Fatalf("PeekString allocates %.0f", n)
+	}
+}
+
 func TestCost(t *testing.T) {
 	c := New[int, string](100, 10, nil)
 	c.Add(1, "a", 4)
@@ -119,6 +170,11 @@ func TestModel(t *testing.T) {
 		}
 		if got := keys(c); !slices.Equal(got, model) {
 			t.Fatalf("step %d: order %v, want %v", step, got, model)
+		}
+		var back []int
+		c.Backward(func(k, _ int) bool { back = append(back, k); return true })
+		if slices.Reverse(back); !slices.Equal(back, model) {
+			t.Fatalf("step %d: backward order %v, want the reverse of %v", step, back, model)
 		}
 	}
 }

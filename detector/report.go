@@ -1,0 +1,137 @@
+package detector
+
+import "time"
+
+// The report side: a closed window's findings pass the safelist, then the
+// cooldown (select_star: its once-per-fingerprint memory) before they are
+// returned.
+
+type cooldownKey struct {
+	kind        Kind
+	fingerprint uint64
+	source      uint64 // 0 when none
+}
+
+type cooldownEntry struct {
+	reported   time.Time // finding time of the last report
+	lastSeen   time.Time // finding time of the last occurrence
+	suppressed int       // occurrences since the last report
+}
+
+// ResetReported forgets what was already reported (cooldowns and
+// select_star's once-per-fingerprint memory), so the next occurrence of
+// anything is reported again: for "clear the findings" between the tests of
+// a suite. Open windows are kept.
+func (d *Detector) ResetReported() {
+	for _, g := range d.groups.All {
+		g.cooldown = nil
+	}
+	d.star.Clear()
+}
+
+// close ends g's window, applies the rules, the safelist and the cooldown,
+// and appends what is to be reported to out.
+func (d *Detector) close(out []Finding, g *group, reason string) []Finding {
+	w := g.win
+	g.win = nil
+	d.stats.WindowsOpen--
+	d.stats.WindowsClosed[reason]++
+
+	for _, c := range d.evaluate(g, w) {
+		f := c.finding
+		d.stats.Found[f.Kind]++
+		if d.ignored(&f) {
+			d.stats.Ignored[f.Kind]++
+			continue
+		}
+		var report bool
+		if f.Kind == KindSelectStar {
+			report = d.starReport(&f, c.id)
+		} else {
+			report = d.cooldownReport(g, &f, cooldownKey{f.Kind, c.id, c.source})
+		}
+		if !report {
+			d.stats.Suppressed[f.Kind]++
+			continue
+		}
+		d.stats.Reported[f.Kind]++
+		out = append(out, f)
+	}
+	d.prune(g, w.end)
+	return out
+}
+
+func (d *Detector) ignored(f *Finding) bool {
+	for _, ig := range d.cfg.Ignore {
+		if ig.Match(f) {
+			return true
+		}
+	}
+	return false
+}
+
+// cooldownReport decides whether f is reported now, and sets its occurrences.
+func (d *Detector) cooldownReport(g *group, f *Finding, k cooldownKey) bool {
+	if d.cfg.ReportCooldown < 0 {
+		f.Occurrences = 1
+		return true
+	}
+	t := f.Time
+	e := g.cooldown[k]
+	if e != nil && t.Sub(e.reported) < d.cfg.ReportCooldown {
+		e.suppressed++
+		if t.After(e.lastSeen) {
+			e.lastSeen = t
+		}
+		return false
+	}
+	f.Occurrences = 1
+	if e != nil {
+		f.Occurrences += e.suppressed
+	}
+	if g.cooldown == nil {
+		g.cooldown = make(map[cooldownKey]*cooldownEntry)
+	}
+	g.cooldown[k] = &cooldownEntry{reported: t, lastSeen: t}
+	return true
+}
+
+// prune forgets cooldown entries not seen for a whole cooldown by now.
+func (d *Detector) prune(g *group, now time.Time) {
+	for k, e := range g.cooldown {
+		if now.Sub(e.lastSeen) >= d.cfg.ReportCooldown {
+			delete(g.cooldown, k)
+		}
+	}
+}
+
+// remembers reports whether g still has cooldown state worth keeping at now,
+// pruning what expired.
+func (d *Detector) remembers(g *group, now time.Time) bool {
+	d.prune(g, now)
+	return len(g.cooldown) > 0
+}
+
+// starSeen is select_star's memory of one fingerprint.
+type starSeen struct {
+	severity Severity // the loudest severity reported
+	windows  int      // windows that showed it
+}
+
+// starReport applies select_star's once-per-fingerprint rule: report the
+// first time, and again only when the severity rises (the shape later shows
+// up in an N+1 or unpaginated).
+func (d *Detector) starReport(f *Finding, id uint64) bool {
+	s, ok := d.star.Peek(id)
+	if !ok {
+		s = &starSeen{}
+		d.stats.SelectStarForgotten += uint64(d.star.Add(id, s, 0))
+	}
+	s.windows++
+	if f.Severity.rank() <= s.severity.rank() {
+		return false
+	}
+	s.severity = f.Severity
+	f.Occurrences = s.windows
+	return true
+}
