@@ -196,7 +196,8 @@ func TestSQLStateClass(t *testing.T) {
 
 func TestSources(t *testing.T) {
 	ps := proxy.Stats{ConnsAccepted: 10, ConnsRejected: 1, ConnsActive: 3, ConnErrors: 2, UpstreamErrors: 4, UpstreamActive: 3,
-		ProtocolErrors: 5, Cancels: 6, BytesFromClient: 1000, BytesFromServer: 9000, Events: 70, EventsDropped: 7}
+		ProtocolErrors: 5, Cancels: 6, BytesFromClient: 1000, BytesFromServer: 9000, Events: 70, EventsDropped: 7,
+		LoginsActive: 2, LoginsRejected: 11, LoginTimeouts: 12}
 	c := newSourcesCollector(Sources{Proxy: func() proxy.Stats { return ps }, QueueLength: func() int { return 8 }, QueueCapacity: 100})
 	const want = `
 # HELP nplus1_analysis_queue_capacity Size of the analysis queue (--queue-size).
@@ -218,9 +219,18 @@ nplus1_client_connections_accepted_total 10
 # HELP nplus1_client_connections_active Client connections open now.
 # TYPE nplus1_client_connections_active gauge
 nplus1_client_connections_active 3
-# HELP nplus1_client_connections_rejected_total Client connections refused because --max-connections was reached or the proxy was shutting down.
+# HELP nplus1_client_connections_rejected_total Client connections refused because --max-connections or --max-login-connections was reached or the proxy was shutting down.
 # TYPE nplus1_client_connections_rejected_total counter
 nplus1_client_connections_rejected_total 1
+# HELP nplus1_client_login_timeouts_total Client connections closed because their login took longer than --login-timeout.
+# TYPE nplus1_client_login_timeouts_total counter
+nplus1_client_login_timeouts_total 12
+# HELP nplus1_client_logins_active Client connections logging in now (accepted, not yet authenticated).
+# TYPE nplus1_client_logins_active gauge
+nplus1_client_logins_active 2
+# HELP nplus1_client_logins_rejected_total Client connections refused at once because --max-login-connections were logging in.
+# TYPE nplus1_client_logins_rejected_total counter
+nplus1_client_logins_rejected_total 11
 # HELP nplus1_executions_dropped_total Executions dropped because the analysis queue was full (the relay never waits for analysis).
 # TYPE nplus1_executions_dropped_total counter
 nplus1_executions_dropped_total 7

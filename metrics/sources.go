@@ -33,6 +33,7 @@ type sourcesCollector struct {
 	connsActive, connsAccepted, connsRejected, connErrors *prometheus.Desc
 	upstreamActive, upstreamErrors, cancels, bytes        *prometheus.Desc
 	queued, dropped, queueLength, queueCapacity           *prometheus.Desc
+	loginsActive, loginsRejected, loginTimeouts           *prometheus.Desc
 
 	occurrences, windowsOpen, windowsClosed, groups, groupsEvicted, paramsDropped *prometheus.Desc
 
@@ -48,12 +49,15 @@ func newSourcesCollector(src Sources) *sourcesCollector {
 
 		connsActive:    d("nplus1_client_connections_active", "Client connections open now."),
 		connsAccepted:  d("nplus1_client_connections_accepted_total", "Client connections accepted."),
-		connsRejected:  d("nplus1_client_connections_rejected_total", "Client connections refused because --max-connections was reached or the proxy was shutting down."),
+		connsRejected:  d("nplus1_client_connections_rejected_total", "Client connections refused because --max-connections or --max-login-connections was reached or the proxy was shutting down."),
 		connErrors:     d("nplus1_client_connection_errors_total", "Client connections that ended with an error rather than a clean close, by reason (protocol: a malformed or oversized message; other).", "reason"),
 		upstreamActive: d("nplus1_upstream_connections_active", "Upstream (PostgreSQL) connections open now, one per client session."),
 		upstreamErrors: d("nplus1_upstream_connect_errors_total", "Failed upstream dials and TLS handshakes (for sessions and for forwarded cancel requests)."),
 		cancels:        d("nplus1_cancel_requests_total", "CancelRequests forwarded to the upstream."),
 		bytes:          d("nplus1_relayed_bytes_total", "Bytes relayed, by direction (client_to_server, server_to_client).", "direction"),
+		loginsActive:   d("nplus1_client_logins_active", "Client connections logging in now (accepted, not yet authenticated)."),
+		loginsRejected: d("nplus1_client_logins_rejected_total", "Client connections refused at once because --max-login-connections were logging in."),
+		loginTimeouts:  d("nplus1_client_login_timeouts_total", "Client connections closed because their login took longer than --login-timeout."),
 		queued:         d("nplus1_executions_queued_total", "Executions handed to the analysis queue."),
 		dropped:        d("nplus1_executions_dropped_total", "Executions dropped because the analysis queue was full (the relay never waits for analysis)."),
 		queueLength:    d("nplus1_analysis_queue_length", "Executions waiting in the analysis queue."),
@@ -81,7 +85,8 @@ func (c *sourcesCollector) descs() []*prometheus.Desc {
 	var ds []*prometheus.Desc
 	if c.src.Proxy != nil {
 		ds = append(ds, c.connsActive, c.connsAccepted, c.connsRejected, c.connErrors,
-			c.upstreamActive, c.upstreamErrors, c.cancels, c.bytes, c.queued, c.dropped)
+			c.upstreamActive, c.upstreamErrors, c.cancels, c.bytes, c.queued, c.dropped,
+			c.loginsActive, c.loginsRejected, c.loginTimeouts)
 	}
 	if c.src.QueueLength != nil {
 		ds = append(ds, c.queueLength, c.queueCapacity)
@@ -124,6 +129,9 @@ func (c *sourcesCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.bytes, s.BytesFromServer, "server_to_client")
 		counter(c.queued, s.Events)
 		counter(c.dropped, s.EventsDropped)
+		gauge(c.loginsActive, float64(s.LoginsActive))
+		counter(c.loginsRejected, s.LoginsRejected)
+		counter(c.loginTimeouts, s.LoginTimeouts)
 	}
 	if c.src.QueueLength != nil {
 		gauge(c.queueLength, float64(c.src.QueueLength()))

@@ -4,7 +4,8 @@
 // startup-phase codes and parsing that both the live proxy and the pcap
 // reader need.
 //
-// It is a leaf: it imports no other package of nplus1 and owns no sockets.
+// It is a leaf: of nplus1's packages it imports only the internal helpers
+// (lru, fnv1a, valuekey), and it owns no sockets.
 // The live proxy (package proxy) and the offline readers (replay/pcap,
 // replay/recording, replay/pglog) produce Executions; the analyzer,
 // detector and metrics consume them. Nothing else crosses that line.
