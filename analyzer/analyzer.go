@@ -43,6 +43,11 @@ type Config struct {
 	Lag time.Duration
 	// Now is the wall clock for Run (time.Now when nil).
 	Now func() time.Time
+	// EvidenceBudget is the budget the trackers took the executions'
+	// evidence from (proxy.Config.EvidenceBudget): Process gives it back once
+	// the detector has the execution. The detector bounds what it keeps
+	// itself (detector.Config.MaxEvidenceBytes).
+	EvidenceBudget *pgwire.EvidenceBudget
 }
 
 // Analyzer runs the detector over executions. Process and Flush are for a
@@ -90,6 +95,9 @@ func (a *Analyzer) Process(e *pgwire.Execution) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.deliver(a.det.Observe(ev))
+	if e != nil {
+		a.cfg.EvidenceBudget.Give(e.EvidenceSize())
+	}
 }
 
 // Advance closes the windows that ended by now (event time).

@@ -72,6 +72,9 @@ func (c *Console) Finding(f *detector.Finding) {
 		} else {
 			fmt.Fprintf(&b, "  source: none found in the window\n")
 		}
+		if line := describeEvidence(f.Evidence); line != "" {
+			fmt.Fprintf(&b, "  proof:  %s\n", line)
+		}
 	}
 	where := fmt.Sprintf("conn %d, user %s, database %s", f.Connection.ID, f.Connection.User, f.Connection.Database)
 	if f.ApplicationName != "" {
@@ -243,4 +246,32 @@ func (g *Gate) Summary(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", k, c.findings, c.occurrences, mark)
 	}
 	tw.Flush()
+}
+
+// describeEvidence says in words why an N+1 is one.
+func describeEvidence(ev *detector.Evidence) string {
+	switch {
+	case ev == nil:
+		return ""
+	case ev.Kind == detector.EvidenceDataFlow:
+		s := fmt.Sprintf("%d of its %d keys ($%d) were read from the source's column %s", ev.Matched, ev.Of, ev.Param, printable(ev.SourceColumn))
+		if ev.SourceConnection != 0 {
+			s += fmt.Sprintf(" (on conn %d of the same pool)", ev.SourceConnection)
+		}
+		return s
+	case ev.Kind == detector.EvidenceRepetition:
+		return "repetition only: no earlier result held its keys (keys from the request, or no rows on the wire)"
+	}
+	return ev.Kind
+}
+
+// printable replaces control characters, which a column name may hold, so
+// that nothing the traffic sends can drive the operator's terminal.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, s)
 }

@@ -22,6 +22,8 @@ const (
 	DefaultMaxWindowEvents    = 2000
 	DefaultMaxParamsPerShape  = 512
 	DefaultMaxSelectStar      = 10000
+	DefaultMaxEvidenceBytes   = 64 << 20
+	DefaultMaxRecentSources   = 1024
 )
 
 // Config holds the detector's knobs. A zero field takes its default.
@@ -67,6 +69,14 @@ type Config struct {
 	// MaxSelectStar bounds the fingerprints remembered for select_star's
 	// once-per-fingerprint rule; the oldest is forgotten first.
 	MaxSelectStar int
+	// MaxEvidenceBytes bounds the result digests (pgwire.ResultKeys) that
+	// open windows keep as candidate sources; past it results are not kept
+	// (Stats.EvidenceDropped) and loops over them fall back to repetition.
+	MaxEvidenceBytes int
+	// MaxRecentSources bounds the recent results, over all connections,
+	// kept to prove loops whose source ran on another connection of the same
+	// pool scope.
+	MaxRecentSources int
 }
 
 func (c Config) withDefaults() Config {
@@ -94,6 +104,8 @@ func (c Config) withDefaults() Config {
 	setInt(&c.MaxWindowEvents, DefaultMaxWindowEvents)
 	setInt(&c.MaxParamsPerShape, DefaultMaxParamsPerShape)
 	setInt(&c.MaxSelectStar, DefaultMaxSelectStar)
+	setInt(&c.MaxEvidenceBytes, DefaultMaxEvidenceBytes)
+	setInt(&c.MaxRecentSources, DefaultMaxRecentSources)
 	// The N+1 rule needs that many distinct parameter sets to be countable.
 	c.MaxParamsPerShape = max(c.MaxParamsPerShape, c.NPlusOneThreshold)
 	return c
@@ -174,6 +186,16 @@ type Stats struct {
 	// SelectStarForgotten counts fingerprints dropped from select_star's
 	// memory because MaxSelectStar was reached.
 	SelectStarForgotten uint64
+
+	// Proven counts n_plus_one occurrences whose keys were found in an
+	// earlier result (evidence data_flow); Unproven those reported on
+	// repetition alone; Concurrent the repeated shapes not reported because
+	// no data flow proved them while other connections of the same pool
+	// scope ran the same shape (independent requests over a pool).
+	Proven, Unproven, Concurrent uint64
+	// EvidenceDropped counts results not kept as candidate sources because
+	// MaxEvidenceBytes was reached.
+	EvidenceDropped uint64
 }
 
 // Detector groups executions into windows and applies the rules when a
@@ -193,6 +215,13 @@ type Detector struct {
 	// star is select_star's memory: the fingerprints reported so far,
 	// forgotten in the order they were first reported (read with Peek).
 	star *lru.Cache[uint64, *starSeen]
+
+	// recent are the latest results that could be the source of a loop run
+	// on another connection of their pool scope; scopes tracks which
+	// connections of a scope ran a shape lately (concurrency).
+	recent  recentSources
+	scopes  *lru.Cache[scopeKey, *scopeState]
+	evBytes int // ResultKeys bytes kept by open windows
 
 	stats Stats
 }
@@ -221,6 +250,8 @@ func New(cfg Config) *Detector {
 	}
 	d.groups = lru.New[string, *group](d.cfg.MaxGroups, 0, nil)
 	d.star = lru.New[uint64, *starSeen](d.cfg.MaxSelectStar, 0, nil)
+	d.recent = recentSources{buf: make([]recentSource, 0, min(d.cfg.MaxRecentSources, 64)), max: d.cfg.MaxRecentSources}
+	d.scopes = lru.New[scopeKey, *scopeState](maxScopes, 0, nil)
 	return d
 }
 

@@ -27,6 +27,8 @@ func TestDefaults(t *testing.T) {
 		MaxWindowEvents:    2000,
 		MaxParamsPerShape:  512,
 		MaxSelectStar:      10000,
+		MaxEvidenceBytes:   64 << 20,
+		MaxRecentSources:   1024,
 	}
 	gj, _ := json.Marshal(got)
 	wj, _ := json.Marshal(want)

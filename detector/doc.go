@@ -87,16 +87,55 @@
 //     its summed rows when the loop ran more often than it (nested loops:
 //     orders → items per order → product per item give two findings, items
 //     sourced by orders and products by items). When none qualifies the
-//     finding has no source and its suggestion says so. Severity warning;
-//     critical from 10 × NPlusOneThreshold executions or one second of summed
-//     server time.
+//     finding has no source and its suggestion says so.
+//
+//     The loop is then proven or not (Finding.Evidence):
+//
+//   - data_flow: the loop's keys — its bound parameters
+//     (Execution.ParamKeys) or, in the simple protocol, the literals of its
+//     text (Statement.LiteralKeys) — are found among the values of one
+//     earlier result (Execution.Result): a single execution in the window,
+//     the union of the results of a shape that is itself an N+1 in the window
+//     (the outer loop of a nested loop), or a recent result of another
+//     connection of the same pool scope (same user, database, application
+//     name and client address: a loop whose lookups went out over a pool),
+//     at most MaxWindow before the loop. Proof needs, for one parameter
+//     position and one column, at least NPlusOneThreshold (or all) of the
+//     loop's distinct keys and at least half of them: digests of small
+//     integers match by chance across unrelated columns, half of a loop's
+//     keys do not. The proven source replaces the row-count guess in
+//     Finding.Source. Only digests are compared (internal/valuekey, a
+//     random per-process key); no value is kept.
+//
+//   - repetition: no result held the keys (keys from the request itself, a
+//     cache, a form; or no value evidence: a server-log replay, the
+//     evidence turned off). Such a loop is reported only when nothing says
+//     the repeats are independent requests: its group is a trace (one
+//     request), or no other connection of its pool scope ran the same shape
+//     since its window began. Otherwise (a pool serving concurrent requests,
+//     pgbench) it is not reported (Stats.Concurrent): at the wire, without a
+//     trace id or a data flow, a busy pool and a loop look alike. A loop
+//     whose lookups are spread so thin over a large pool that no connection
+//     runs NPlusOneThreshold of them is not seen (a known limit).
+//
+//     Severity: warning; critical from 10 × NPlusOneThreshold executions or
+//     one second of summed server time when a source is known (proven, or
+//     found by row count); keys from the request alone stay a warning.
+//
 //   - duplicate_query: a shape with a parameter set that ran at least
 //     DuplicateThreshold times, when the shape is not an N+1 in that window
 //     (a loop that revisits some keys is one N+1, not an N+1 and a
-//     duplicate). Severity warning; critical from 10 × DuplicateThreshold.
+//     duplicate). When the pool was busy (as above: no trace, another
+//     connection of the scope ran the shape), a parameter set counts only its
+//     executions in a row: independent requests repeat a popular key by
+//     chance, spread among other keys (pgbench's random ids), while one
+//     request that repeats a query runs it again and again. Severity
+//     warning; critical from 10 × DuplicateThreshold.
+//
 //   - unpaginated: a SELECT with no LIMIT/FETCH, not aggregate-only, that
 //     returned at least UnpaginatedRows rows; rows is the largest count seen.
 //     Severity warning; critical from 10 × UnpaginatedRows rows.
+//
 //   - select_star: a SELECT whose top-level target list is * or t.*. It is
 //     reported once per fingerprint for the detector's life (bounded by
 //     MaxSelectStar), with severity info, or warning when the shape is also an
@@ -130,5 +169,13 @@
 // Stats: MaxGroups (least recently active group evicted, its window closed and
 // judged first), MaxWindowEvents (window closed early), MaxParamsPerShape
 // (further parameter sets counted, not kept; distinct_params is then a lower
-// bound) and MaxSelectStar.
+// bound) and MaxSelectStar. The value evidence is bounded too: the result
+// digests open windows keep (MaxEvidenceBytes, 64 MB; past it results are not
+// kept, Stats.EvidenceDropped, and their loops fall back to repetition), the
+// recent results kept for loops through a pool (MaxRecentSources, 1024
+// results with at least NPlusOneThreshold rows, each at most the tracker's
+// MaxEvidenceRows × MaxEvidenceColumns digests), the pool scopes followed for
+// concurrency (1024, with 4096 shapes each, the least recently active
+// forgotten) and the keys per shape (MaxParamsPerShape per parameter
+// position, 8 positions).
 package detector

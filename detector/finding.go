@@ -99,6 +99,10 @@ type Finding struct {
 	// Source is, for n_plus_one, the earlier query whose rows the loop
 	// walked; nil when no query in the window qualifies (Suggestion says so).
 	Source *Source `json:"source,omitempty"`
+	// Evidence is, for n_plus_one, why the repeats are called a loop: the
+	// loop's keys found in the source's values (data_flow), or only the
+	// repetition on a connection that served nothing concurrently.
+	Evidence *Evidence `json:"evidence,omitempty"`
 
 	// Suggestion names the fix in one or two sentences.
 	Suggestion string `json:"suggestion"`

@@ -34,6 +34,7 @@ func (d *Detector) ResetReported() {
 func (d *Detector) close(out []Finding, g *group, reason string) []Finding {
 	w := g.win
 	g.win = nil
+	d.evBytes -= w.evBytes
 	d.stats.WindowsOpen--
 	d.stats.WindowsClosed[reason]++
 

@@ -21,19 +21,29 @@ type candidate struct {
 // duplicate_query, then unpaginated, then select_star: deterministic.
 func (d *Detector) evaluate(g *group, w *window) []candidate {
 	var out []candidate
+	loops := d.loopsOf(g, w) // outer loops can source inner ones, whatever ran first
 	for _, s := range w.shapes {
 		if !s.judged {
 			continue
 		}
 		facts := s.stmt.Facts
 		loud := false // in an N+1 or unpaginated: select_star gets louder
+		// Independent requests over a pool: another connection of the same
+		// scope ran this shape since the window began. Only a trace id or
+		// the data flow can then tell a loop from a busy pool.
+		busy := g.traceID == "" && d.concurrent(s.conn, s.stmt.ID, w.start.Add(-d.cfg.IdleGap))
 
+		reported := false
 		if s.count >= d.cfg.NPlusOneThreshold && len(s.params) >= d.cfg.NPlusOneThreshold && !s.paged() {
-			c := d.nPlusOne(g, w, s)
-			out = append(out, c)
-			loud = true
-		} else if c, ok := d.duplicate(g, w, s); ok {
-			out = append(out, c)
+			if c, ok := d.nPlusOne(g, w, s, loops, busy); ok {
+				out = append(out, c)
+				loud, reported = true, true
+			}
+		}
+		if !reported {
+			if c, ok := d.duplicate(g, w, s, busy); ok {
+				out = append(out, c)
+			}
 		}
 
 		if !facts.HasLimit && !facts.AggregateOnly && s.maxRows >= d.cfg.UnpaginatedRows {
@@ -105,26 +115,72 @@ func (s *shape) paged() bool {
 	return s.pageRows >= 2 && s.pageSteady && (s.lastRows < s.pageRows || f.HasOffset)
 }
 
-func (d *Detector) nPlusOne(g *group, w *window, s *shape) candidate {
+// loopsOf finds the shapes of w that are N+1s, to a fixed point: a loop
+// proven by the union of another loop's results (a nested loop) is found
+// even when its shape first ran before the outer loop's (another request
+// ran it earlier on the connection).
+func (d *Detector) loopsOf(g *group, w *window) map[*shape]bool {
+	loops := map[*shape]bool{}
+	for changed := true; changed; {
+		changed = false
+		for _, s := range w.shapes {
+			if loops[s] || !s.judged || s.count < d.cfg.NPlusOneThreshold || len(s.params) < d.cfg.NPlusOneThreshold || s.paged() {
+				continue
+			}
+			busy := g.traceID == "" && d.concurrent(s.conn, s.stmt.ID, w.start.Add(-d.cfg.IdleGap))
+			if _, _, _, ok := d.loopEvidence(w, s, loops); ok || !busy {
+				loops[s], changed = true, true
+			}
+		}
+	}
+	return loops
+}
+
+// nPlusOne judges a shape that repeated with distinct parameters. With its
+// keys found in an earlier result it is an N+1 proven by the data flow
+// (severity as the counts say). Without that proof it is an N+1 on
+// repetition alone when its group is one request (a trace id) or its
+// connection's pool served nothing concurrently (severity at most warning:
+// keys from the request itself, or no evidence on the wire); when the pool
+// was busy (busy) it is not reported: independent requests look like this.
+func (d *Detector) nPlusOne(g *group, w *window, s *shape, loops map[*shape]bool, busy bool) (candidate, bool) {
+	ev, proven, provenRows, ok := d.loopEvidence(w, s, loops)
+	if !ok && busy {
+		d.stats.Concurrent++
+		return candidate{}, false
+	}
 	f := d.base(g, w, s, KindNPlusOne)
 	f.Count = s.count
 	f.DistinctParams = len(s.params)
 	f.DurationMS = millis(s.dur)
 	f.Severity = SeverityWarning
-	if s.count >= 10*d.cfg.NPlusOneThreshold || s.dur >= time.Second {
+	c := candidate{id: s.stmt.ID}
+	var src *fingerprint.Statement
+	var rows int64
+	if ok {
+		d.stats.Proven++
+		f.Evidence = &ev
+		src, rows = proven, provenRows
+	} else {
+		d.stats.Unproven++
+		f.Evidence = &Evidence{Kind: EvidenceRepetition}
+		if sh, r := w.source(s); sh != nil {
+			src, rows = sh.stmt, r
+		}
+	}
+	// Critical when the loop is long or slow and it is known what it looped
+	// over (proven, or a source by row count); keys from the request alone
+	// stay a warning.
+	if src != nil && (s.count >= 10*d.cfg.NPlusOneThreshold || s.dur >= time.Second) {
 		f.Severity = SeverityCritical
 	}
-	c := candidate{id: s.stmt.ID}
-	src, rows := w.source(s)
 	if src != nil {
-		c.source = src.stmt.ID
-		f.Source = &Source{Fingerprint: hexOf(src.stmt), Query: src.stmt.Normalized, Rows: rows}
-		f.Suggestion = suggestNPlusOne(s.stmt, src.stmt, s.count)
-	} else {
-		f.Suggestion = suggestNPlusOne(s.stmt, nil, s.count)
+		c.source = src.ID
+		f.Source = &Source{Fingerprint: hexOf(src), Query: src.Normalized, Rows: rows}
 	}
+	f.Suggestion = suggestNPlusOne(s.stmt, src, s.count)
 	c.finding = f
-	return c
+	return c, true
 }
 
 // source finds the query an N+1 of shape a iterated over: walking back from
@@ -156,10 +212,18 @@ func (w *window) source(a *shape) (*shape, int64) {
 
 // duplicate finds the parameter sets of s that ran DuplicateThreshold times
 // or more.
-func (d *Detector) duplicate(g *group, w *window, s *shape) (candidate, bool) {
+//
+// When the pool was busy (busy), a parameter set counts only for the
+// executions it had in a row: independent requests repeat a popular key by
+// chance, spread among other keys; one request that repeats a query runs it
+// again and again on its connection.
+func (d *Detector) duplicate(g *group, w *window, s *shape, busy bool) (candidate, bool) {
 	var count, sets, most int
 	var dur time.Duration
 	for _, p := range s.params {
+		if busy {
+			p.count = p.maxRun
+		}
 		if p.count >= d.cfg.DuplicateThreshold {
 			count += p.count
 			sets++

@@ -6,6 +6,7 @@ import (
 
 	"github.com/nplus1/nplus1/fingerprint"
 	"github.com/nplus1/nplus1/internal/fnv1a"
+	"github.com/nplus1/nplus1/internal/valuekey"
 	"github.com/nplus1/nplus1/pgwire"
 )
 
@@ -29,9 +30,11 @@ type window struct {
 
 	// seq is every successful, fingerprinted execution in order: the
 	// material for finding an N+1's source.
-	seq    []step
-	shapes []*shape         // in order of first execution
-	byID   map[uint64]int32 // fingerprint ID → index in shapes
+	seq []step
+	// evBytes is the ResultKeys memory its shapes keep (Detector.evBytes).
+	evBytes int
+	shapes  []*shape         // in order of first execution
+	byID    map[uint64]int32 // fingerprint ID → index in shapes
 }
 
 type step struct {
@@ -49,6 +52,16 @@ type shape struct {
 	count     int
 	dur       time.Duration
 	rowsTotal int64
+	start     time.Time // start of the first execution
+	firstEnd  time.Time // end of the first execution
+	last      int       // index in window.seq of the latest execution
+	lastStart time.Time // start of the latest execution
+
+	// Value evidence: the results of its executions (candidate sources of
+	// a later loop, while MaxEvidenceBytes allows) and, for judged shapes,
+	// the distinct keys per parameter position.
+	results []*pgwire.ResultKeys
+	keys    *loopKeys
 
 	// The rest is kept only for shapes the rules judge.
 	judged     bool
@@ -61,11 +74,14 @@ type shape struct {
 	pageRows   int64         // rows of the first execution
 	pageSteady bool          // every execution but the latest returned pageRows
 	lastRows   int64         // rows of the latest execution
+	lastKey    uint64        // parameter set of the latest execution
+	run        int           // executions in a row with lastKey
 }
 
 type paramStat struct {
-	count int
-	dur   time.Duration
+	count  int
+	dur    time.Duration
+	maxRun int // most executions with this set in a row, no other set of the shape between
 }
 
 func newWindow(start time.Time) *window {
@@ -91,7 +107,7 @@ func (d *Detector) add(w *window, ev Event, start, end time.Time) {
 	if !ok {
 		idx = int32(len(w.shapes))
 		w.byID[st.ID] = idx
-		s := &shape{stmt: st, conn: x.Conn, tags: ev.Tags, first: len(w.seq)}
+		s := &shape{stmt: st, conn: x.Conn, tags: ev.Tags, first: len(w.seq), start: start, firstEnd: end}
 		s.judged = d.judges(st)
 		if s.judged {
 			s.params = make(map[uint64]paramStat)
@@ -101,12 +117,20 @@ func (d *Detector) add(w *window, ev Event, start, end time.Time) {
 	s := w.shapes[idx]
 	rows := max(x.Rows, 0)
 	dur := max(end.Sub(start), 0)
+	s.last, s.lastStart = len(w.seq), start
 	w.seq = append(w.seq, step{shape: idx, rows: rows})
+
+	d.addEvidence(w, s, ev, end)
 
 	if s.judged {
 		key := paramsKey(x, st)
+		if s.count > 0 && key == s.lastKey {
+			s.run++
+		} else {
+			s.lastKey, s.run = key, 1
+		}
 		if p, ok := s.params[key]; ok || len(s.params) < d.cfg.MaxParamsPerShape {
-			s.params[key] = paramStat{count: p.count + 1, dur: p.dur + dur}
+			s.params[key] = paramStat{count: p.count + 1, dur: p.dur + dur, maxRun: max(p.maxRun, s.run)}
 		} else {
 			s.paramsFull = true
 			d.stats.ParamsDropped++
@@ -169,4 +193,46 @@ func paramsKey(x *pgwire.Execution, st *fingerprint.Statement) uint64 {
 	h := x.ParamsHash
 	h ^= st.LiteralsHash + 0x9e3779b97f4a7c15 + (h << 6) + (h >> 2)
 	return h * fnv1a.Prime
+}
+
+// addEvidence keeps what the value evidence needs of one execution of s:
+// its result as a candidate source (in the window, and among the recent
+// results of its pool scope when it has rows enough to drive a loop), its
+// keys when s is judged, and that its connection ran s (concurrency).
+func (d *Detector) addEvidence(w *window, s *shape, ev Event, end time.Time) {
+	x := ev.Exec
+	if r := x.Result; r != nil && r.Rows() > 0 {
+		if n := r.Size(); d.evBytes+n <= d.cfg.MaxEvidenceBytes {
+			s.results = append(s.results, r)
+			d.evBytes += n
+			w.evBytes += n
+			if r.Rows() >= d.cfg.NPlusOneThreshold {
+				d.recent.add(recentSource{scope: scopeOf(x.Conn), conn: connID(x.Conn), end: end,
+					stmt: s.stmt, rows: max(x.Rows, int64(r.Rows())), res: r})
+			}
+		} else {
+			d.stats.EvidenceDropped++
+		}
+	}
+	if !s.judged {
+		return
+	}
+	if keys := keysOf(x, ev.Stmt); len(keys) > 0 {
+		if s.keys == nil {
+			s.keys = &loopKeys{}
+		}
+		s.keys.add(keys, x.Start, d.cfg.MaxParamsPerShape)
+	}
+	if ev.TraceID == "" {
+		d.sawShape(x.Conn, s.stmt.ID, end)
+	}
+}
+
+// keysOf is the execution's keys: its bound parameters, or the literals of
+// its text (simple protocol, or values inlined by the client).
+func keysOf(x *pgwire.Execution, st *fingerprint.Statement) []valuekey.Key {
+	if len(x.ParamKeys) > 0 {
+		return x.ParamKeys
+	}
+	return literalKeys(st)
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
@@ -19,6 +20,16 @@ type want struct {
 	// Source, for n_plus_one, is the table the source query reads; "" does
 	// not check it, noSource wants none.
 	Source string
+	// Evidence, when set, is the evidence kind the finding must carry
+	// (evidence.kind in its JSON: "data_flow", "repetition"). It does not
+	// decide which finding is the expected one (Kind, Table and Source do);
+	// a matched finding with other or no evidence fails the case, and the
+	// report counts it apart from precision and recall.
+	Evidence string
+	// Spread is set for a loop whose queries hopped pool connections: one
+	// finding, or one per connection it ran on, are equally right; the
+	// further findings it describes are neither TP nor FP.
+	Spread bool
 }
 
 // noSource is want.Source for an N+1 over keys that no query in the window
@@ -30,7 +41,32 @@ func (w want) String() string {
 	if w.Source != "" {
 		s += " ← " + w.Source
 	}
+	if w.Evidence != "" {
+		s += "; " + w.Evidence
+	}
+	if w.Spread {
+		s += "; per connection"
+	}
 	return s + ")"
+}
+
+// evidenceKind is the finding's evidence.kind, read from its JSON, so that
+// the corpus builds whether or not detector.Finding has the field; "" when
+// the finding has no evidence.
+func evidenceKind(f detector.Finding) string {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return ""
+	}
+	var v struct {
+		Evidence *struct {
+			Kind string `json:"kind"`
+		} `json:"evidence"`
+	}
+	if json.Unmarshal(b, &v) != nil || v.Evidence == nil {
+		return ""
+	}
+	return v.Evidence.Kind
 }
 
 func nPlusOne(table, source string) want {
@@ -90,7 +126,15 @@ type corpusCase struct {
 	// Paced is set when the code pauses longer than the idle gap on
 	// purpose (requests spaced apart); see stallAttempts.
 	Paced bool
-	Run   func(ctx context.Context) error
+	// Class is the class of code the case belongs to, reported apart:
+	// "" for one request at a time, classConcurrency for requests served
+	// concurrently over a pool (concurrency_test.go).
+	Class string
+	// App, when set, is the application_name every connection of the case
+	// uses: its findings are those of that application name, and a finding
+	// of another during the case fails it.
+	App string
+	Run func(ctx context.Context) error
 }
 
 // stallAttempts is how often a case that never pauses is run when its result
@@ -110,9 +154,35 @@ func (c corpusCase) client() string {
 	return client
 }
 
-// corpus is every case, Go clients first.
+// corpus is every case, Go clients first, then the concurrency class.
 func corpus() []corpusCase {
-	return slices.Concat(goCases(), nodeCases())
+	return slices.Concat(goCases(), nodeCases(), concurrencyCases())
+}
+
+// className is the class's name in the report.
+func (c corpusCase) className() string {
+	if c.Class == "" {
+		return "single request"
+	}
+	return c.Class
+}
+
+// own returns the findings of the case: all of them, or, when the case has
+// an application name, those of that name, failing the case for the others.
+func (c corpusCase) own(t *testing.T, fs []detector.Finding) []detector.Finding {
+	t.Helper()
+	if c.App == "" {
+		return fs
+	}
+	var mine []detector.Finding
+	for _, f := range fs {
+		if f.ApplicationName == c.App {
+			mine = append(mine, f)
+			continue
+		}
+		t.Errorf("a finding of application %q during the case: %s on %q", f.ApplicationName, f.Kind, f.Query)
+	}
+	return mine
 }
 
 // outcome is what one case produced, matched against its truth.
@@ -122,31 +192,99 @@ type outcome struct {
 	tp, fn   []want             // expected findings produced, and missing
 	fp       []detector.Finding // produced but not expected
 	reruns   int                // runs discarded after a machine stall
+	// evWant counts the expected findings that name an evidence kind,
+	// evOK those produced with that kind (Spread: every finding of it).
+	evWant, evOK int
 }
 
 // match pairs wants with findings, each finding used once.
 func match(ws []want, fs []detector.Finding) (tp, fn []want, fp []detector.Finding) {
-	used := make([]bool, len(fs))
-	for _, w := range ws {
-		found := false
-		for i, f := range fs {
-			if !used[i] && w.matches(f) {
-				used[i], found = true, true
-				break
-			}
-		}
-		if found {
+	of, owner := pair(ws, fs)
+	for i, w := range ws {
+		if len(of[i]) > 0 {
 			tp = append(tp, w)
 		} else {
 			fn = append(fn, w)
 		}
 	}
-	for i, f := range fs {
-		if !used[i] {
+	for j, f := range fs {
+		if owner[j] < 0 {
 			fp = append(fp, f)
 		}
 	}
 	return tp, fn, fp
+}
+
+// pair gives each want the findings it matched (of[i], in fs order): one,
+// preferring one that carries the evidence the want names, or for a Spread
+// want also every further finding it describes; owner[j] is the want of
+// finding j, -1 for none.
+func pair(ws []want, fs []detector.Finding) (of [][]int, owner []int) {
+	of = make([][]int, len(ws))
+	owner = make([]int, len(fs))
+	for j := range owner {
+		owner[j] = -1
+	}
+	for i, w := range ws {
+		pick := -1
+		for j, f := range fs {
+			if owner[j] >= 0 || !w.matches(f) {
+				continue
+			}
+			if pick < 0 {
+				pick = j
+			}
+			if w.Evidence == "" || evidenceKind(f) == w.Evidence {
+				pick = j
+				break
+			}
+		}
+		if pick >= 0 {
+			owner[pick] = i
+			of[i] = append(of[i], pick)
+		}
+	}
+	for i, w := range ws {
+		if !w.Spread || len(of[i]) == 0 {
+			continue
+		}
+		for j, f := range fs {
+			if owner[j] < 0 && w.matches(f) {
+				owner[j] = i
+				of[i] = append(of[i], j)
+			}
+		}
+	}
+	return of, owner
+}
+
+// evidenceMisses describes each expected finding that was produced without
+// the evidence kind its want names, and counts the wants naming one (want)
+// and those produced with it (ok).
+func evidenceMisses(ws []want, fs []detector.Finding) (misses []string, want, ok int) {
+	of, _ := pair(ws, fs)
+	for i, w := range ws {
+		if w.Evidence == "" {
+			continue
+		}
+		want++
+		good := len(of[i]) > 0
+		for _, j := range of[i] {
+			if got := evidenceKind(fs[j]); got != w.Evidence {
+				good = false
+				if got == "" {
+					got = "none (the finding has no evidence)"
+				} else {
+					got = fmt.Sprintf("%q", got)
+				}
+				misses = append(misses, fmt.Sprintf("%s on %q (connection %d): evidence %s, want %q", w, fs[j].Query, fs[j].Connection.ID, got, w.Evidence))
+			}
+		}
+		if good {
+			ok++
+		}
+	}
+	return misses, want, ok
 }
 
 // TestCorpus runs every case through the proxy, checks that it produced
@@ -156,10 +294,16 @@ func match(ws []want, fs []detector.Finding) (tp, fn []want, fp []detector.Findi
 // expected, FN an expected finding missing. The table is logged, and written
 // as markdown to the file named by NPLUS1_CORPUS_REPORT when it is set (a
 // relative path is relative to this package's directory).
+// NPLUS1_CORPUS_CLASS, when set, runs only the cases of that class
+// ("concurrency", or "single request").
 func TestCorpus(t *testing.T) {
 	ensureNode(t)
+	only := os.Getenv("NPLUS1_CORPUS_CLASS")
 	var outcomes []outcome
 	for _, c := range corpus() {
+		if only != "" && c.className() != only {
+			continue
+		}
 		t.Run(c.Name, func(t *testing.T) {
 			expect := c.Want
 			if c.Known != nil {
@@ -172,6 +316,7 @@ func TestCorpus(t *testing.T) {
 			for attempt := 1; ; attempt++ {
 				var gap time.Duration
 				fs, gap = runCaseGap(t, c.Name, c.Run)
+				fs = c.own(t, fs)
 				_, missing, extra = match(expect, fs)
 				stalled := !c.Paced && gap > detector.DefaultIdleGap
 				if len(missing)+len(extra) == 0 || !stalled || attempt == stallAttempts {
@@ -188,9 +333,14 @@ func TestCorpus(t *testing.T) {
 			}
 			o := outcome{c: c, produced: fs, reruns: reruns}
 			o.tp, o.fn, o.fp = match(c.Want, fs)
+			_, o.evWant, o.evOK = evidenceMisses(c.Want, fs)
 			outcomes = append(outcomes, o)
 			for _, w := range missing {
 				t.Errorf("missing %s", w)
+			}
+			evMisses, _, _ := evidenceMisses(expect, fs)
+			for _, m := range evMisses {
+				t.Errorf("wrong evidence: %s", m)
 			}
 			for _, f := range extra {
 				t.Errorf("unexpected %s on %q (source %v)", f.Kind, f.Query, f.Source)
@@ -243,33 +393,48 @@ func rate(n, d int) string {
 	return fmt.Sprintf("%.3f", float64(n)/float64(d))
 }
 
-// corpusReport is the measured table in markdown: per kind and overall, then
-// per case.
+// corpusReport is the measured table in markdown: per kind and overall,
+// then, when the corpus has more than one class of code, per class (overall,
+// and per kind for each class), then per case.
 func corpusReport(outs []outcome) string {
-	type tally struct{ tp, fp, fn int }
-	per := map[detector.Kind]*tally{}
-	for _, k := range detector.Kinds() {
-		per[k] = &tally{}
+	type tally struct{ tp, fp, fn, evWant, evOK int }
+	count := func(outs []outcome) (map[detector.Kind]*tally, tally) {
+		per := map[detector.Kind]*tally{}
+		for _, k := range detector.Kinds() {
+			per[k] = &tally{}
+		}
+		var all tally
+		for _, o := range outs {
+			for _, w := range o.tp {
+				per[w.Kind].tp++
+				all.tp++
+			}
+			for _, w := range o.fn {
+				per[w.Kind].fn++
+				all.fn++
+			}
+			for _, f := range o.fp {
+				if per[f.Kind] == nil {
+					per[f.Kind] = &tally{}
+				}
+				per[f.Kind].fp++
+				all.fp++
+			}
+			all.evWant += o.evWant
+			all.evOK += o.evOK
+		}
+		return per, all
 	}
-	var all tally
 	clients := map[string]int{}
+	var classes []string
+	byClass := map[string][]outcome{}
 	for _, o := range outs {
 		clients[o.c.client()]++
-		for _, w := range o.tp {
-			per[w.Kind].tp++
-			all.tp++
+		cl := o.c.className()
+		if byClass[cl] == nil {
+			classes = append(classes, cl)
 		}
-		for _, w := range o.fn {
-			per[w.Kind].fn++
-			all.fn++
-		}
-		for _, f := range o.fp {
-			if per[f.Kind] == nil {
-				per[f.Kind] = &tally{}
-			}
-			per[f.Kind].fp++
-			all.fp++
-		}
+		byClass[cl] = append(byClass[cl], o)
 	}
 	var b strings.Builder
 	names := make([]string, 0, len(clients))
@@ -282,15 +447,36 @@ func corpusReport(outs []outcome) string {
 		byClient = append(byClient, fmt.Sprintf("%s %d", c, clients[c]))
 	}
 	fmt.Fprintf(&b, "Corpus: %d cases (%s).\n\n", len(outs), strings.Join(byClient, ", "))
-	b.WriteString("| kind | expected | produced | TP | FP | FN | precision | recall |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
-	row := func(name string, x tally) {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %s | %s |\n", name, x.tp+x.fn, x.tp+x.fp, x.tp, x.fp, x.fn, rate(x.tp, x.tp+x.fp), rate(x.tp, x.tp+x.fn))
+	rates := func(x tally) string {
+		return fmt.Sprintf("%d | %d | %d | %d | %d | %s | %s", x.tp+x.fn, x.tp+x.fp, x.tp, x.fp, x.fn, rate(x.tp, x.tp+x.fp), rate(x.tp, x.tp+x.fn))
 	}
-	for _, k := range detector.Kinds() {
-		row(string(k), *per[k])
+	kindTable := func(outs []outcome) {
+		per, all := count(outs)
+		b.WriteString("| kind | expected | produced | TP | FP | FN | precision | recall |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, k := range detector.Kinds() {
+			fmt.Fprintf(&b, "| %s | %s |\n", k, rates(*per[k]))
+		}
+		fmt.Fprintf(&b, "| **all** | %s |\n", rates(all))
 	}
-	row("**all**", all)
+	kindTable(outs)
+	if len(classes) > 1 || len(classes) == 1 && classes[0] != "single request" {
+		b.WriteString("\nBy class (evidence: expected findings that name an evidence kind, and of those, produced with it):\n\n")
+		b.WriteString("| class | cases | expected | produced | TP | FP | FN | precision | recall | evidence |\n")
+		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, cl := range classes {
+			_, all := count(byClass[cl])
+			ev := "n/a"
+			if all.evWant > 0 {
+				ev = fmt.Sprintf("%d/%d", all.evOK, all.evWant)
+			}
+			fmt.Fprintf(&b, "| %s | %d | %s | %s |\n", cl, len(byClass[cl]), rates(all), ev)
+		}
+		for _, cl := range classes {
+			fmt.Fprintf(&b, "\nClass %s:\n\n", cl)
+			kindTable(byClass[cl])
+		}
+	}
 
 	b.WriteString("\n| case | expected | produced | result |\n|---|---|---|---|\n")
 	for _, o := range outs {
@@ -308,6 +494,9 @@ func corpusReport(outs []outcome) string {
 					}
 				}
 			}
+			if ev := evidenceKind(f); ev != "" {
+				g += "; " + ev
+			}
 			got = append(got, g+")")
 		}
 		result := "ok"
@@ -318,6 +507,9 @@ func corpusReport(outs []outcome) string {
 			result = "missed"
 		case len(o.fp) > 0:
 			result = "extra"
+		}
+		if o.evOK < o.evWant {
+			result += fmt.Sprintf(", evidence %d/%d", o.evOK, o.evWant)
 		}
 		if o.c.Known != nil {
 			result = "known: " + result + " (" + o.c.Note + ")"

@@ -7,11 +7,13 @@
 //
 // One throwaway PostgreSQL, one proxy and one analyzer serve the whole
 // package (TestMain); cases run one at a time, because the findings of a case
-// are those the analyzer made while it ran.
+// are those the analyzer made while it ran (and, for a case that connects
+// with an application_name of its own, those of that name: corpusCase.App).
 package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -122,7 +124,8 @@ func startHarness() (*harness, func(), error) {
 
 	fromProxy := make(chan *pgwire.Execution, 100000)
 	events := make(chan *pgwire.Execution, 100000)
-	p, err := proxy.New(proxy.Config{Upstream: pg.Addr(), Events: fromProxy})
+	budget := pgwire.NewEvidenceBudget(pgwire.DefaultEvidenceBudgetBytes)
+	p, err := proxy.New(proxy.Config{Upstream: pg.Addr(), Events: fromProxy, Evidence: true, EvidenceBudget: budget})
 	if err != nil {
 		pg.Stop()
 		return nil, nil, err
@@ -137,9 +140,10 @@ func startHarness() (*harness, func(), error) {
 
 	store := analyzer.NewStore(100000)
 	an := analyzer.New(analyzer.Config{
-		Sinks: []analyzer.Sink{store},
-		Tick:  10 * time.Millisecond,
-		Lag:   20 * time.Millisecond,
+		Sinks:          []analyzer.Sink{store},
+		Tick:           10 * time.Millisecond,
+		Lag:            20 * time.Millisecond,
+		EvidenceBudget: budget,
 	})
 	hh := &harness{pg: pg, proxyAddr: ln.Addr().String(), fromProxy: fromProxy, events: events, store: store, an: an}
 	actx, astop := context.WithCancel(context.Background())
@@ -269,13 +273,25 @@ func runCaseGap(t *testing.T, name string, fn func(ctx context.Context) error) (
 	fs := h.store.List("", time.Time{})[before:]
 	execs := h.takeRecorded()
 	gap := maxGap(execs)
-	t.Logf("%s: %d executions, longest gap on one connection %s", name, len(execs), gap.Round(time.Millisecond))
+	conns := map[uint64]bool{}
+	for _, e := range execs {
+		conns[e.Conn.ID] = true
+	}
+	t.Logf("%s: %d executions on %d connections, longest gap on one connection %s", name, len(execs), len(conns), gap.Round(time.Millisecond))
 	for _, f := range fs {
 		src := ""
 		if f.Source != nil {
 			src = fmt.Sprintf(" source=%q rows=%d", f.Source.Query, f.Source.Rows)
 		}
-		t.Logf("%s: %s %s count=%d distinct=%d rows=%d query=%q%s", name, f.Kind, f.Severity, f.Count, f.DistinctParams, f.Rows, f.Query, src)
+		if b, err := json.Marshal(f); err == nil {
+			var v struct {
+				Evidence json.RawMessage `json:"evidence"`
+			}
+			if json.Unmarshal(b, &v) == nil && len(v.Evidence) > 0 {
+				src += " evidence=" + string(v.Evidence)
+			}
+		}
+		t.Logf("%s: %s %s app=%q conn=%d count=%d distinct=%d rows=%d query=%q%s", name, f.Kind, f.Severity, f.ApplicationName, f.Connection.ID, f.Count, f.DistinctParams, f.Rows, f.Query, src)
 	}
 	return fs, gap
 }

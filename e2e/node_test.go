@@ -71,11 +71,12 @@ func installNode() error {
 	return os.WriteFile(stampPath, []byte(stamp), 0o644)
 }
 
-// runNode runs one case of cases.js against the proxy.
-func runNode(ctx context.Context, name string) error {
+// runNode runs one case of cases.js against the proxy, with env ("K=V")
+// added to its environment.
+func runNode(ctx context.Context, name string, env ...string) error {
 	cmd := exec.CommandContext(ctx, "node", "cases.js", name)
 	cmd.Dir = nodeDir
-	cmd.Env = append(os.Environ(), "NPLUS1_E2E_DATABASE_URL="+h.nodeURL())
+	cmd.Env = append(append(os.Environ(), "NPLUS1_E2E_DATABASE_URL="+h.nodeURL()), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -142,7 +143,8 @@ func nodeCases() []corpusCase {
 	return cs
 }
 
-// TestNodeCaseList checks that cases.js and nodeCases name the same cases.
+// TestNodeCaseList checks that cases.js names the cases of nodeCases and
+// nodeConcurrencyCases.
 func TestNodeCaseList(t *testing.T) {
 	ensureNode(t)
 	cmd := exec.Command("node", "cases.js", "--list")
@@ -160,7 +162,7 @@ func TestNodeCaseList(t *testing.T) {
 		t.Fatalf("node cases.js --list: %v in %q", err, out)
 	}
 	var want []string
-	for _, c := range nodeCases() {
+	for _, c := range slices.Concat(nodeCases(), nodeConcurrencyCases()) {
 		want = append(want, c.Name[len("node-"):])
 	}
 	slices.Sort(got)

@@ -91,6 +91,16 @@ func BenchmarkCacheMiss(b *testing.B) {
 	benchMiss(b, 1024, benchSelectLiteral)
 }
 
+// BenchmarkCacheMissStrings: a new text of a known shape with string
+// literals inlined (Sequelize's update), whose values are unquoted for
+// their keys.
+func BenchmarkCacheMissStrings(b *testing.B) {
+	benchMiss(b, 1024, func(i int) string {
+		return `UPDATE "Users" SET "name"='Ada ` + strconv.Itoa(i) + `',"email"='o''hara` + strconv.Itoa(i) + `@example.com',` +
+			`"updatedAt"='2024-05-01 10:00:00.000 +00:00' WHERE "id" = ` + strconv.Itoa(i)
+	})
+}
+
 // BenchmarkCacheMissTraceparent: a prepared statement text whose only change
 // is a sqlcommenter traceparent.
 func BenchmarkCacheMissTraceparent(b *testing.B) {

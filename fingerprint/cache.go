@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/nplus1/nplus1/internal/lru"
+	"github.com/nplus1/nplus1/internal/valuekey"
 )
 
 // Default cache sizes, used for zero Options fields.
@@ -83,6 +84,7 @@ type Cache struct {
 type scratch struct {
 	toks []token
 	key  []byte
+	keys []valuekey.Key
 }
 
 // New returns a Cache sized by opts.
@@ -113,12 +115,15 @@ func (c *Cache) Of(sql string) *Result {
 	if c.shapes.enabled() {
 		a.shapes, a.templates = c.shapes, c.templates
 	}
-	if sc, ok := c.scratch.Get().(*scratch); ok {
-		a.toks, a.key = sc.toks[:0], sc.key[:0]
+	sc, _ := c.scratch.Get().(*scratch)
+	if sc == nil {
+		sc = new(scratch)
 	}
+	a.toks, a.key, a.keys = sc.toks[:0], sc.key[:0], sc.keys[:0]
 	r := a.analyze(sql)
-	if cap(a.toks) <= 1<<14 && cap(a.key) <= 1<<16 {
-		c.scratch.Put(&scratch{toks: a.toks, key: a.key})
+	if cap(a.toks) <= 1<<14 && cap(a.key) <= 1<<16 && cap(a.keys) <= 1<<12 {
+		sc.toks, sc.key, sc.keys = a.toks, a.key, a.keys
+		c.scratch.Put(sc)
 	}
 	if a.failures > 0 {
 		c.failures.Add(uint64(a.failures))
@@ -139,7 +144,7 @@ func (c *Cache) Of(sql string) *Result {
 func entryCost(sql string, r *Result) int {
 	n := 256 + len(sql)
 	for _, st := range r.Statements {
-		n += 160 + len(st.Normalized)
+		n += 160 + len(st.Normalized) + 8*len(st.LiteralKeys)
 	}
 	for k, v := range r.Tags {
 		n += 64 + len(k) + len(v)

@@ -27,6 +27,17 @@
 //     fuzz tests plant literals in every notation and check.
 //   - LiteralsHash: a hash of the literal values, for telling "the same query
 //     with the same values" (a duplicate) from "with other values".
+//   - LiteralKeys: the keyed digests (internal/valuekey) of the literal
+//     values, one per literal in the order Normalized numbers them: numbers
+//     as written (integers in decimal, a '-' sign folded in where the
+//     grammar folds it), strings after unquoting (doubled quotes, E'...'
+//     escapes, $$...$$, U&'...'). With them the detector can find the keys of a
+//     query that inlines its values (simple protocol, psql, an ORM's raw
+//     path) among the values of an earlier result, as it does with bound
+//     parameters. A literal that is not a key, or that cannot be decoded
+//     exactly, has valuekey.None, never a guess; a statement keys its first
+//     MaxLiteralKeys (1024) literals. A test holds every key to the
+//     constants of pg_query's parse tree, and the fuzz tests keep doing so.
 //   - Facts: kind, tables read and written, SELECT *, LIMIT, OFFSET and its
 //     value, aggregate-only, the columns compared by equality, leading-wildcard
 //     LIKE, row locking, UPDATE or DELETE without WHERE. Each field's
@@ -65,6 +76,10 @@
 //
 // Input assumptions: the text is UTF-8 with standard_conforming_strings on
 // (PostgreSQL's defaults), and it ends at its first NUL byte, as on the wire.
+// A text meant for a session with standard_conforming_strings off is read
+// as if it were on: its fingerprint and literal keys may then be those of
+// other tokens and values, but nothing of it leaks: Normalized holds no
+// literal in any case, and keys are digests that never leave the process.
 //
 // # Concurrency
 //
@@ -97,7 +112,11 @@
 //
 // A text seen before costs a map lookup. A new text of a known shape, which
 // is what an ORM that inlines values or adds a traceparent produces on every
-// execution, costs a few microseconds and no call into pg_query. A new shape
+// execution, costs a few microseconds and no call into pg_query; of that,
+// keying its literals costs 100 to 150 ns a literal, most of it in
+// valuekey (measured before and after LiteralKeys on a busy 2-vCPU machine:
+// BenchmarkCacheMiss, an id and LIMIT 1, 2.8 to 3.1 µs;
+// BenchmarkCacheMissStrings, three strings and an id, 2.3 to 2.8 µs). A new shape
 // costs pg_query's fingerprint and a full parse into Go structures, where
 // the protobuf round trip dominates: tens of microseconds, once per
 // fingerprint while the Cache holds it.

@@ -10,6 +10,7 @@ import (
 	"github.com/pganalyze/pg_query_go/v6/parser"
 
 	"github.com/nplus1/nplus1/internal/fnv1a"
+	"github.com/nplus1/nplus1/internal/valuekey"
 )
 
 // Kind is the kind of a statement.
@@ -113,6 +114,53 @@ type Statement struct {
 	// values have equal IDs and different LiteralsHash. It is the same in
 	// every process and run.
 	LiteralsHash uint64
+	// LiteralKeys are the keyed digests (internal/valuekey) of the
+	// statement's literals, in order of appearance: numbers as written,
+	// strings after unquoting (the value the server sees). Never the values
+	// themselves. There is one entry per literal as Normalized counts them
+	// (TRUE and FALSE used as values included): LiteralKeys[k] belongs to
+	// the literal that Normalized replaced by its (k+1)-th new parameter.
+	// valuekey.None stands for a literal that is no key:
+	//
+	//   - Numbers: an integer in any notation (8, 008, 1_000, 0x2A) is keyed
+	//     as its decimal text, as valuekey.String does, so 8 and '8' have
+	//     one key. A '-' right before a number is a sign, and the key is of
+	//     the negative number, where PostgreSQL's grammar folds it into the
+	//     constant: where an operand starts, that is at the start, after an
+	//     operator or punctuation other than ")" and "]", or after a
+	//     keyword an operand follows (WHERE, AND, OR, NOT, IN, SELECT, CASE,
+	//     WHEN, THEN, ELSE, LIMIT, OFFSET, LIKE, the BETWEEN operator, ORDER
+	//     BY, ...). So "id = -8", "id=-8" and "IN (1, -8)" give the key of
+	//     "-8"; "a -8", "$1 - 8", "(a) - 8" and "SELECT between - 8", which
+	//     subtract, that of "8"; "- -8" that of "8" and "5 - -8" that of
+	//     "-8". A fraction is keyed as a numeric prints it (007.50 as
+	//     "7.50", .5 as "0.5"); an exponent (1e3), or a hexadecimal, octal
+	//     or binary integer beyond 64 bits, gives None.
+	//   - Strings: '...' with '' for a quote, continued sections joined;
+	//     E'...' with its backslash escapes decoded (\n, \', \\, octal, hex,
+	//     \u and \U with surrogate pairs); $$...$$ and $tag$...$tag$ as
+	//     written; U&'...' with its Unicode escapes decoded, UESCAPE
+	//     included. N'...' is a '...'. A typed literal is its string: '8'::int
+	//     and int '8' give the key of "8" (valuekey canonicalizes integers).
+	//     A value the server would reject (not UTF-8, a NUL byte, a bad
+	//     escape) gets None, never a guess.
+	//   - None: B'...' and X'...' bit strings, TRUE and FALSE, the escape
+	//     character after UESCAPE, tokens the server rejects, and values
+	//     valuekey does not key (empty, or over valuekey.MaxValueBytes).
+	//
+	// A statement that does not parse has its literals keyed all the same.
+	// Values are read as PostgreSQL reads them with standard_conforming_strings
+	// on and UTF-8 as client and server encoding. A text meant for a session
+	// with the setting off ('a\'b' as one string) is lexed and decoded as if
+	// it were on: its keys may then be of other values than the server saw,
+	// and match nothing or the wrong thing; but a key is a keyed digest that
+	// never leaves the process, so a wrong reading costs correctness only,
+	// never a value.
+	//
+	// Only the first MaxLiteralKeys literals are keyed (IN lists of
+	// thousands of inlined ids): later ones have no entry. nil when the
+	// statement has no literal. Shared with the cached Result: read only.
+	LiteralKeys []valuekey.Key
 	// Err is a *ParseError when the statement did not parse; then Kind is
 	// KindUnknown and ID is the fallback fingerprint. (Rarely, a statement
 	// pg_query fingerprints has a parse tree too deep to analyze: then ID is
@@ -210,6 +258,7 @@ type analyzer struct {
 	maxKey    int                    // longest template key to keep
 	toks      []token                // scratch, reused between texts
 	key       []byte                 // scratch for template keys
+	keys      []valuekey.Key         // scratch for literal keys
 	failures  int                    // statements that did not parse, this text
 	volatile  bool                   // a statement of this text has a volatile shape
 }
@@ -240,8 +289,25 @@ func (a *analyzer) analyze(sql string) *Result {
 			toks = append(toks, t)
 		}
 	}
+	a.keys = a.keys[:0]
 	for _, sp := range splitStatements(sql, toks) {
 		res.Statements = append(res.Statements, a.statement(sql, toks[sp.lo:sp.hi]))
+	}
+	// The statements' keys, which lie in a.keys one after the other, move to
+	// one allocation of the Result's own.
+	var keys []valuekey.Key
+	if len(a.keys) > 0 {
+		keys = make([]valuekey.Key, len(a.keys))
+		copy(keys, a.keys)
+	}
+	for i := range res.Statements {
+		st := &res.Statements[i]
+		n := len(st.LiteralKeys)
+		if n == 0 {
+			st.LiteralKeys = nil
+			continue
+		}
+		st.LiteralKeys, keys = keys[:n:n], keys[n:]
 	}
 	if len(res.Statements) == 0 {
 		res.Statements = append(res.Statements, Statement{
@@ -255,10 +321,12 @@ func (a *analyzer) analyze(sql string) *Result {
 
 // statement analyzes one statement, given its tokens without comments.
 func (a *analyzer) statement(sql string, toks []token) Statement {
-	st := Statement{
-		Normalized:   normalize(sql, toks),
-		LiteralsHash: literalsHash(sql, toks),
-	}
+	st := Statement{Normalized: normalize(sql, toks)}
+	lo := len(a.keys)
+	st.LiteralsHash, a.keys = readLiterals(sql, toks, a.keys)
+	// A view of the scratch buffer until analyze gives the keys of all
+	// statements one allocation of their own.
+	st.LiteralKeys = a.keys[lo:len(a.keys):len(a.keys)]
 	keyed := false
 	if a.templates != nil {
 		a.key, keyed = appendTemplateKey(a.key[:0], sql, toks)
@@ -529,25 +597,6 @@ func paramNumber(digits string) int64 {
 func hashLen(h uint64, n int) uint64 {
 	for i := 0; i < 4; i++ {
 		h = fnv1a.AddByte(h, byte(n>>(8*i)))
-	}
-	return h
-}
-
-// literalsHash hashes the literal tokens of a statement as written.
-func literalsHash(sql string, toks []token) uint64 {
-	h, found := fnv1a.Offset, false
-	for i, t := range toks {
-		if isLiteralAt(sql, toks, i) {
-			found = true
-			h = hashLen(h, int(t.end-t.start))
-			h = fnv1a.Add(h, sql[t.start:t.end])
-		}
-	}
-	switch {
-	case !found:
-		return 0
-	case h == 0:
-		return 1
 	}
 	return h
 }

@@ -5,6 +5,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/nplus1/nplus1/internal/valuekey"
 )
 
 // fuzzSeeds add to lexerCases the other corners of the input space.
@@ -104,6 +107,9 @@ func FuzzOf(f *testing.F) {
 	for _, s := range append(append([]string{}, lexerCases...), fuzzSeeds...) {
 		f.Add(s)
 	}
+	for _, c := range literalKeyCases {
+		f.Add(c.sql)
+	}
 	cache := New(Options{MaxTexts: 100, MaxShapes: 100})
 	f.Fuzz(func(t *testing.T, sql string) {
 		if len(sql) > 1<<14 {
@@ -111,6 +117,7 @@ func FuzzOf(f *testing.F) {
 		}
 		r := Of(sql)
 		checkResult(t, sql, r)
+		checkLiteralKeysAgainstParser(t, sql, r)
 		if cr := cache.Of(sql); !sameResult(r, cr) {
 			t.Fatalf("%q: Cache.Of and Of disagree\n%s\n%s", sql, dump(cr), dump(r))
 		}
@@ -208,9 +215,46 @@ func checkPlanted(t *testing.T, cache *Cache, tmplIndex uint8, s string, n uint6
 		if st.Err != nil && st.Err.(*ParseError).Message != w.Err.(*ParseError).Message {
 			t.Fatalf("%q: error %q, want %q as for %q", sql, st.Err, w.Err, base)
 		}
-		if c := cache.Of(sql).Statements[i]; c.ID != st.ID || c.Normalized != st.Normalized {
-			t.Fatalf("%q: the cache gives %s %q, want %s %q", sql, c.Hex, c.Normalized, st.Hex, st.Normalized)
+		if c := cache.Of(sql).Statements[i]; c.ID != st.ID || c.Normalized != st.Normalized || !sameKeys(c.LiteralKeys, st.LiteralKeys) {
+			t.Fatalf("%q: the cache gives %s %q %v, want %s %q %v", sql, c.Hex, c.Normalized, c.LiteralKeys, st.Hex, st.Normalized, st.LiteralKeys)
 		}
+	}
+	checkPlantedKeys(t, sql, got, s, n, nForm, strings.Contains(tmpl, "{N}"))
+}
+
+// checkPlantedKeys checks that the LiteralKeys of a text with planted
+// values hold the key of each: of the string, and of the number or its
+// negation (one template writes -{N}). Values without a key (empty, too
+// long, not UTF-8) and the notation without one (1e3) are not looked for.
+func checkPlantedKeys(t *testing.T, sql string, r *Result, s string, n uint64, nForm uint8, number bool) {
+	t.Helper()
+	has := func(k valuekey.Key) bool {
+		for _, st := range r.Statements {
+			for _, lk := range st.LiteralKeys {
+				if lk == k {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if v := strings.ReplaceAll(s, "\x00", " "); utf8.ValidString(v) {
+		if k := valuekey.String(v); k != valuekey.None && !has(k) {
+			t.Fatalf("%q: no key of the planted string %q among %v", sql, v, r.Statements[0].LiteralKeys)
+		}
+	}
+	if !number {
+		return
+	}
+	d := strconv.FormatUint(n, 10)
+	switch nForm % 5 {
+	case 2:
+		d += ".5"
+	case 3:
+		return
+	}
+	if !has(valuekey.String(d)) && !has(valuekey.String("-"+d)) {
+		t.Fatalf("%q: no key of the planted number %s among %v", sql, d, r.Statements[0].LiteralKeys)
 	}
 }
 

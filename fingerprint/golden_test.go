@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nplus1/nplus1/internal/valuekey"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -59,6 +61,7 @@ type goldenStatement struct {
 	Fingerprint  string   `json:"fingerprint"`
 	Normalized   string   `json:"normalized"`
 	LiteralsHash string   `json:"literals_hash,omitempty"`
+	LiteralKeys  string   `json:"literal_keys,omitempty"` // per literal: k a key, - none (keys are per process)
 	Error        string   `json:"error,omitempty"`
 	Kind         Kind     `json:"kind"`
 	TablesRead   []string `json:"tables_read,omitempty"`
@@ -83,6 +86,13 @@ func toGolden(c goldenCase, r *Result) goldenResult {
 		}
 		if st.LiteralsHash != 0 {
 			gs.LiteralsHash = hex16(st.LiteralsHash)
+		}
+		for _, k := range st.LiteralKeys {
+			if k != valuekey.None {
+				gs.LiteralKeys += "k"
+			} else {
+				gs.LiteralKeys += "-"
+			}
 		}
 		if st.Err != nil {
 			gs.Error = st.Err.Error()

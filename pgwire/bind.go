@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/nplus1/nplus1/internal/fnv1a"
+	"github.com/nplus1/nplus1/internal/valuekey"
 )
 
 // boundParams are the values of one Bind, kept only with KeepParams.
@@ -66,11 +67,27 @@ func (v *paramValues) take(nparams int) *boundParams {
 // Bind is read field by field so that its parameters are hashed, never kept.
 type bindState struct {
 	stage   uint8
-	need    int    // bytes left in the current field
-	num     uint32 // integer being read
-	left    int    // parameters still to read
+	ev      bool // value evidence: t.bk is filled too
+	bad     bool // an invalid parameter length: the server rejects the Bind
+	need    int  // bytes left in the current field
+	num     uint32
+	left    int // parameters still to read
 	nparams int
 	h       uint64
+}
+
+// bindKeys is the value evidence of the Bind being read (Tracker.evidence).
+type bindKeys struct {
+	out  *bindEvidence // what the Bind carries to its portal
+	nfmt int           // parameter format codes
+	fpos int           // format code bytes read
+	bin  uint64        // parameters in binary format (the first maxParamKeys)
+	idx  int           // parameter being read
+	vlen int           // its length
+	nv   int           // its bytes in Tracker.bindVal
+	oids []uint32      // the statement's parameter types, when known
+	nres int           // result format codes
+	rpos int           // result format code bytes read
 }
 
 const (
@@ -81,6 +98,8 @@ const (
 	bindNParams
 	bindParamLen
 	bindParamVal
+	bindNRes // result format codes: read only for evidence
+	bindRes
 	bindRest
 )
 
@@ -88,13 +107,21 @@ func (b *bindState) nextParam() {
 	if b.left > 0 {
 		b.left--
 		b.stage, b.need, b.num = bindParamLen, 4, 0
+	} else if b.ev {
+		b.stage, b.need, b.num = bindNRes, 2, 0
 	} else {
 		b.stage = bindRest
 	}
 }
 
+// complete reports whether every parameter was read and none was malformed:
+// a Bind the server accepts as far as its values go.
+func (b *bindState) complete() bool {
+	return !b.bad && (b.stage == bindNRes || b.stage == bindRes || b.stage == bindRest)
+}
+
 func (t *Tracker) bindBody(p []byte) {
-	b := &t.bind
+	b, k := &t.bind, &t.bk
 	for len(p) > 0 {
 		switch b.stage {
 		case bindPortal:
@@ -106,8 +133,11 @@ func (t *Tracker) bindBody(p []byte) {
 			p = p[t.name2.feed(p, maxNameBytes):]
 			if t.name2.done {
 				b.stage, b.need, b.num = bindNFmt, 2, 0
+				if b.ev {
+					k.oids = t.bindOIDs(t.name2.buf)
+				}
 			}
-		case bindNFmt, bindNParams, bindParamLen:
+		case bindNFmt, bindNParams, bindParamLen, bindNRes:
 			for b.need > 0 && len(p) > 0 {
 				b.num = b.num<<8 | uint32(p[0])
 				if b.stage == bindParamLen {
@@ -122,17 +152,43 @@ func (t *Tracker) bindBody(p []byte) {
 			switch b.stage {
 			case bindNFmt: // counts are unsigned 16-bit (pq_getmsgint(msg, 2))
 				b.stage, b.need = bindFmts, 2*int(b.num)
+				if b.ev {
+					k.nfmt = int(b.num)
+				}
 			case bindNParams:
 				b.nparams, b.left = int(b.num), int(b.num)
+				if b.ev {
+					t.bindKeysStart()
+				}
 				b.nextParam()
 			case bindParamLen:
-				if t.keepParams {
-					t.keepParamStart(int32(b.num))
+				l := int32(b.num)
+				if l < -1 {
+					// exec_bind_message reads the value with
+					// pq_getmsgbytes, which rejects a negative length:
+					// the Bind fails (08P01), nothing past it matters.
+					b.bad, b.stage = true, bindRest
+					continue
 				}
-				if l := int32(b.num); l > 0 {
+				if t.keepParams {
+					t.keepParamStart(l)
+				}
+				if l > 0 {
 					b.stage, b.need = bindParamVal, int(l)
-				} else { // NULL (-1) or empty
+					if b.ev {
+						k.vlen, k.nv = int(l), 0
+					}
+				} else { // NULL (-1) or empty: not a key
+					if b.ev {
+						k.idx++
+					}
 					b.nextParam()
+				}
+			case bindNRes:
+				b.stage, b.need = bindRes, 2*int(b.num)
+				k.nres = int(b.num)
+				if b.need == 0 {
+					b.stage = bindRest
 				}
 			}
 		case bindFmts, bindParamVal:
@@ -141,19 +197,99 @@ func (t *Tracker) bindBody(p []byte) {
 			if t.keepParams {
 				t.keepParamBytes(b.stage, p[:n])
 			}
+			if b.ev {
+				if b.stage == bindFmts {
+					k.bin |= codeMask(p[:n], k.fpos)
+					k.fpos += n
+				} else {
+					t.bindValue(p[:n])
+				}
+			}
 			p = p[n:]
 			b.need -= n
 			if b.need == 0 {
 				if b.stage == bindFmts {
 					b.stage, b.need, b.num = bindNParams, 2, 0
 				} else {
+					if b.ev {
+						k.idx++
+					}
 					b.nextParam()
 				}
+			}
+		case bindRes:
+			n := min(b.need, len(p))
+			k.out.resFmt |= codeMask(p[:n], k.rpos)
+			k.rpos += n
+			p = p[n:]
+			if b.need -= n; b.need == 0 {
+				if k.nres == 1 && k.out.resFmt&1 != 0 {
+					k.out.resFmt = ^uint64(0) // one code for all
+				}
+				b.stage = bindRest
 			}
 		default:
 			return
 		}
 	}
+}
+
+// bindKeysStart is called when the parameter count of a Bind is read: the
+// format codes are known, the keys can be filled.
+func (t *Tracker) bindKeysStart() {
+	k, n := &t.bk, t.bind.nparams
+	if k.nfmt == 1 && k.bin&1 != 0 {
+		k.bin = ^uint64(0) // one code for all
+	}
+	k.out = &bindEvidence{}
+	switch {
+	case n == 0:
+	case n <= len(k.out.small):
+		k.out.keys = k.out.small[:n:n]
+	default:
+		k.out.keys = make([]valuekey.Key, min(n, maxParamKeys))
+	}
+}
+
+// codeMask returns the bits of the non-zero (binary) format codes among
+// the bytes p of a list of 16-bit codes, p starting at byte pos of the list.
+func codeMask(p []byte, pos int) uint64 {
+	var m uint64
+	for i, c := range p {
+		if k := (pos + i) / 2; c != 0 && k < 64 {
+			m |= 1 << k
+		}
+	}
+	return m
+}
+
+// bindValue hashes the bytes p of the parameter being read; values longer
+// than valuekey.MaxValueBytes are not keys and cost nothing.
+func (t *Tracker) bindValue(p []byte) {
+	k := &t.bk
+	if k.idx >= len(k.out.keys) || k.vlen > valuekey.MaxValueBytes {
+		return
+	}
+	if k.nv == 0 && len(p) == k.vlen { // whole in this chunk: no copy
+		k.out.keys[k.idx] = k.paramKey(p)
+		return
+	}
+	k.nv += copy(t.bindVal[k.nv:], p)
+	if k.nv == k.vlen {
+		k.out.keys[k.idx] = k.paramKey(t.bindVal[:k.vlen])
+	}
+}
+
+// paramKey is the key of the value v of the parameter being read.
+func (k *bindKeys) paramKey(v []byte) valuekey.Key {
+	if k.bin>>k.idx&1 == 0 {
+		return valuekey.Text(v)
+	}
+	var oid uint32
+	if k.idx < len(k.oids) {
+		oid = k.oids[k.idx]
+	}
+	return valuekey.Binary(v, oid)
 }
 
 // keepParamStart notes a parameter of length l (-1: NULL) about to stream by.

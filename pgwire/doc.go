@@ -23,7 +23,10 @@
 // An emitted Execution is the receiver's: the Tracker never touches it
 // again. Its *ConnInfo is shared, read only, by every Execution of its
 // connection; a ParameterStatus that changes application_name makes a new
-// ConnInfo rather than changing the old one.
+// ConnInfo rather than changing the old one. With value evidence,
+// ParamKeys (shared by a portal's executions) and Result.Columns (shared by
+// the results of one statement) are read only too; the evidence's memory is
+// the receiver's to give back to the EvidenceBudget it came from.
 //
 // # Layout
 //
@@ -32,10 +35,12 @@
 //   - framing.go: message framing over arbitrary chunks, both directions.
 //   - requests.go: client messages and the queue of requests awaiting replies.
 //   - bind.go: Bind parameters, hashed as they stream by (kept only on request).
+//   - evidence.go: value evidence: result descriptions, DataRow digests, Parse types.
+//   - budget.go: EvidenceBudget, the process-wide bound on attached evidence.
 //   - replies.go: server replies matched to requests, held executions, transactions.
 //   - statements.go: prepared statement and portal tables.
 //   - tags.go: CommandComplete tags and the few statement texts the tracker reads.
 //   - startup.go: startup-phase codes, StartupMessage and ParameterStatus parsing.
 //   - msgtypes.go: message type bytes by name.
-//   - limits.go: the default bounds.
+//   - limits.go: the default bounds, and the bounds of the value evidence.
 package pgwire

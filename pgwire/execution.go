@@ -1,6 +1,10 @@
 package pgwire
 
-import "time"
+import (
+	"time"
+
+	"github.com/nplus1/nplus1/internal/valuekey"
+)
 
 // ConnInfo identifies one client connection. It is shared, read-only, by every
 // Execution of that connection: the tracker fills it from the startup packet and
@@ -59,6 +63,23 @@ type Execution struct {
 	ParamFormats    []int16
 	ParamsTruncated bool
 
+	// ParamKeys and Result are the value evidence (see internal/valuekey):
+	// keyed digests of each bound parameter, in order (valuekey.None for a
+	// NULL or a value too long to be a key), and of the column values of the
+	// first rows the statement returned. They let the detector prove that a
+	// loop's keys were read from an earlier result. Filled only when the
+	// tracker runs with TrackerOptions.Evidence; digests, never values. Read
+	// only: ParamKeys is shared by the executions of one portal.
+	//
+	// ParamKeys has one key per parameter, at most the first 64 (a wider
+	// Bind is a bulk write, not a lookup); it is nil without parameters and
+	// for a Bind the server rejects as malformed. Result is nil when the
+	// statement returned no row, failed, or its columns were never
+	// described on the wire. The memory both take was taken from
+	// TrackerOptions.EvidenceBudget: give EvidenceSize back when done.
+	ParamKeys []valuekey.Key
+	Result    *ResultKeys
+
 	// Command is the CommandComplete tag's command word (SELECT, INSERT, ...),
 	// empty when the statement failed.
 	Command string
@@ -86,3 +107,51 @@ func (e *Execution) setParams(p *boundParams) {
 
 // Duration is End - Start.
 func (e *Execution) Duration() time.Duration { return e.End.Sub(e.Start) }
+
+// EvidenceSize is the memory e's evidence takes, in bytes: what the tracker
+// took from its EvidenceBudget when it attached ParamKeys and Result, and
+// what the consumer gives back (EvidenceBudget.Give) when done with them.
+// ParamKeys is counted once per execution even when a portal's executions
+// share it.
+func (e *Execution) EvidenceSize() int {
+	return e.Result.Size() + 8*len(e.ParamKeys)
+}
+
+// ResultKeys are the digests of the values of a statement's result, column
+// by column, for the first rows (TrackerOptions.MaxEvidenceRows) and columns
+// (MaxEvidenceColumns).
+type ResultKeys struct {
+	// Columns are the column names from the RowDescription.
+	Columns []string
+	// Keys[c][r] is the digest of column c in row r; valuekey.None for a
+	// NULL or a value longer than valuekey.MaxValueBytes.
+	Keys [][]valuekey.Key
+	// Truncated is set when rows or columns past the bounds were not hashed.
+	Truncated bool
+}
+
+// Rows is the number of rows hashed.
+func (r *ResultKeys) Rows() int {
+	if r == nil || len(r.Keys) == 0 {
+		return 0
+	}
+	return len(r.Keys[0])
+}
+
+// Size is the memory the digests take, in bytes, for the budgets.
+func (r *ResultKeys) Size() int {
+	if r == nil {
+		return 0
+	}
+	n := 64 + 16*len(r.Columns)
+	for _, k := range r.Keys {
+		n += 24 + 8*cap(k)
+	}
+	return n
+}
+
+// resultSize is the Size of the ResultKeys the tracker builds for cols
+// columns of rows rows (each column's keys exactly rows long).
+func resultSize(cols, rows int) int {
+	return 64 + 16*cols + cols*(24+8*rows)
+}

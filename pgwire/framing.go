@@ -126,6 +126,9 @@ func (t *Tracker) Backend(p []byte, now time.Time) error {
 			observe = t.emit != nil || f.typ == beReadyForQuery
 			if observe {
 				t.beStart()
+				if t.evidence {
+					t.evidenceStart()
+				}
 			}
 		}
 		if f.left > 0 && len(p) > 0 {

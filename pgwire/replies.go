@@ -19,6 +19,10 @@ func (t *Tracker) beBody(p []byte) {
 		}
 	case beErrorResponse:
 		t.errResp.feed(p)
+	default:
+		if t.evRead {
+			t.evidenceBody(p)
+		}
 	}
 }
 
@@ -75,18 +79,32 @@ func (t *Tracker) reply(typ byte, now time.Time) {
 	case beDataRow:
 		if h.kind == reqExecute || h.kind == reqQuery {
 			h.rows++
+			if t.row.on {
+				t.rowEnd()
+			}
 			return
 		}
 	case beRowDescription:
 		switch h.kind {
 		case reqDescribe:
+			if t.rdOn {
+				t.describeRows(h)
+			}
 			t.pop()
 			return
-		case reqQuery, reqExecute:
+		case reqQuery:
+			if t.rdOn {
+				t.beginResult(t.readDesc(nil, nil))
+			}
+			return
+		case reqExecute:
 			return
 		}
 	case beNoData:
 		if h.kind == reqDescribe {
+			if t.evidence {
+				t.describeNoData(h)
+			}
 			t.pop()
 			return
 		}
@@ -103,7 +121,11 @@ func (t *Tracker) reply(typ byte, now time.Time) {
 	case beBindComplete:
 		if h.kind == reqBind {
 			st := t.useStmt(h.name)
-			t.putPortal(portal{name: h.portal, stmtName: h.name, stmt: st, hash: h.hash, nparams: h.nparam, params: h.params})
+			p := portal{name: h.portal, stmtName: h.name, stmt: st, hash: h.hash, nparams: h.nparam, params: h.params}
+			if t.evidence {
+				p.ev = t.evq.front().ev
+			}
+			t.putPortal(p)
 			t.pop()
 			return
 		}
@@ -131,6 +153,9 @@ func (t *Tracker) reply(typ byte, now time.Time) {
 			return
 		}
 	case beEmptyQueryResponse:
+		if t.evidence {
+			t.endResult()
+		}
 		switch h.kind {
 		case reqQuery:
 			return
@@ -142,6 +167,9 @@ func (t *Tracker) reply(typ byte, now time.Time) {
 		if h.kind == reqExecute {
 			e := t.newExecution(h, now)
 			e.Command, e.Rows = "SELECT", h.rows
+			if t.evidence {
+				t.evComplete(e, true)
+			}
 			t.produce(e)
 			t.pop()
 			return
@@ -167,8 +195,12 @@ func (t *Tracker) reply(typ byte, now time.Time) {
 
 func (t *Tracker) parseComplete(h *request) {
 	cur := t.lookupStmt(h.name)
-	if cur == nil || cur.sql != h.sql || cur.trunc != h.trunc {
-		cur = &stmt{name: h.name, sql: h.sql, trunc: h.trunc}
+	var types *paramTypes
+	if t.evidence {
+		types = t.evq.front().types
+	}
+	if cur == nil || cur.sql != h.sql || cur.trunc != h.trunc || cur.types != types {
+		cur = &stmt{name: h.name, sql: h.sql, trunc: h.trunc, types: types}
 	}
 	t.putStmt(cur)
 }
@@ -207,6 +239,9 @@ func (t *Tracker) commandComplete(h *request, now time.Time) {
 	cmd, rows := parseTag(untilNUL(t.beSmall))
 	e := t.newExecution(h, now)
 	e.Command, e.Rows = cmd, rows
+	if t.evidence {
+		t.evComplete(e, true)
+	}
 	switch cmd {
 	case "BEGIN", "START TRANSACTION":
 		t.groupBegan = true
@@ -231,6 +266,9 @@ func (t *Tracker) commandComplete(h *request, now time.Time) {
 }
 
 func (t *Tracker) errorResponse(h *request, now time.Time) {
+	if t.evidence {
+		t.endResult()
+	}
 	switch h.kind {
 	case reqQuery: // the rest of the query is skipped; ReadyForQuery follows
 		e := t.newExecution(h, now)
@@ -244,6 +282,9 @@ func (t *Tracker) errorResponse(h *request, now time.Time) {
 	case reqParse, reqBind, reqExecute:
 		e := t.newExecution(h, now)
 		e.SQLState = string(t.errResp.code[:t.errResp.n])
+		if t.evidence {
+			t.evComplete(e, false)
+		}
 		t.produce(e)
 	}
 	// The server now discards every message until Sync.
@@ -258,6 +299,9 @@ func (t *Tracker) errorResponse(h *request, now time.Time) {
 }
 
 func (t *Tracker) readyForQuery(status byte) {
+	if t.evidence {
+		t.endResult()
+	}
 	dropped := false
 	for t.q.n > 0 && !t.q.at(0).kind.syncPoint() {
 		if t.q.at(0).kind != reqCopyEnd {
@@ -313,6 +357,10 @@ func (t *Tracker) desync() {
 	}
 	t.q.clear()
 	t.pendingSQL = 0
+	if t.evidence {
+		t.evq.clear()
+		t.endResult()
+	}
 }
 
 // newExecution starts an Execution for the request h completing now.
@@ -338,6 +386,9 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 		}
 		e.Prepared, e.ParamsHash, e.NumParams = h.name, h.hash, h.nparam
 		e.setParams(h.params)
+		if t.evidence {
+			e.ParamKeys = t.evq.front().ev.keys
+		}
 	case reqExecute:
 		if p, ok := t.lookupPortal(h.name); ok {
 			if p.stmt != nil {
@@ -345,6 +396,9 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 			}
 			e.Prepared, e.ParamsHash, e.NumParams = p.stmtName, p.hash, p.nparams
 			e.setParams(p.params)
+			if p.ev != nil {
+				e.ParamKeys = p.ev.keys
+			}
 		}
 	}
 	return e

@@ -56,10 +56,16 @@ func (t *Tracker) feStart() {
 	case feParse:
 		t.name.reset()
 		t.sql.reset()
+		if t.evidence {
+			t.evParseStart()
+		}
 	case feBind:
 		t.name.reset()
 		t.name2.reset()
-		t.bind = bindState{h: fnv1a.Offset}
+		t.bind = bindState{h: fnv1a.Offset, ev: t.evidence}
+		if t.evidence {
+			t.evBindStart()
+		}
 		if t.keepParams {
 			t.pv.reset()
 		}
@@ -79,7 +85,10 @@ func (t *Tracker) feBody(p []byte) {
 			p = p[t.name.feed(p, maxNameBytes):]
 		}
 		if len(p) > 0 && t.name.done && !t.sql.done {
-			t.sql.feed(p, t.maxSQL)
+			p = p[t.sql.feed(p, t.maxSQL):]
+		}
+		if len(p) > 0 && t.sql.done && t.evidence {
+			t.po.feed(p)
 		}
 	case feBind:
 		t.bindBody(p)
@@ -147,6 +156,7 @@ type request struct {
 	hash   uint64       // Bind
 	nparam int          // Bind
 	params *boundParams // Bind, with keepParams
+	// With evidence, each Parse and Bind has its entry in Tracker.evq.
 }
 
 // requestQueue is a FIFO ring of requests; its size is a power of two.
@@ -193,10 +203,14 @@ func (q *requestQueue) clear() {
 }
 
 func (t *Tracker) pop() {
-	if r := t.q.at(0); r.kind == reqQuery || r.kind == reqParse {
+	r := t.q.at(0)
+	if r.kind == reqQuery || r.kind == reqParse {
 		t.pendingSQL -= len(r.sql)
 	} else if r.params != nil {
 		t.pendingSQL -= r.params.size
+	}
+	if t.evidence && (r.kind == reqParse || r.kind == reqBind) {
+		t.evPop()
 	}
 	t.q.pop()
 }
@@ -230,6 +244,9 @@ func (t *Tracker) feEnd(now time.Time) {
 	if kind == reqQuery || kind == reqParse {
 		sqlLen = len(t.sql.buf)
 	}
+	if kind == reqParse && t.evidence {
+		sqlLen += t.po.size()
+	}
 	if !t.untracking && (t.q.n >= t.maxPending || t.pendingSQL+sqlLen > t.sqlBudget) {
 		t.untracking, t.untrackedTail, t.untrackedRFQs = true, false, 0
 		t.stats.Overflows++
@@ -255,6 +272,9 @@ func (t *Tracker) feEnd(now time.Time) {
 		r.name = t.stmtName(t.name.buf, cur)
 		r.sql, r.trunc = t.sqlText(cur), t.sql.trunc
 		t.pendingSQL += len(r.sql)
+		if t.evidence {
+			t.evParse(r.name, cur)
+		}
 	case reqBind:
 		r.portal = t.portalName(t.name.buf)
 		r.name = t.stmtName(t.name2.buf, t.stmtByName(t.name2.buf))
@@ -268,11 +288,17 @@ func (t *Tracker) feEnd(now time.Time) {
 			}
 			t.pendingSQL += r.params.size
 		}
+		if t.evidence {
+			t.evBind()
+		}
 	case reqExecute:
 		r.name = t.portalName(nameOf(t.feSmall))
 	case reqDescribe:
 		if len(t.feSmall) > 0 {
 			r.sub = t.feSmall[0]
+			if t.evidence {
+				r.name = t.evDescribeName(r.sub)
+			}
 		}
 	case reqClose:
 		if len(t.feSmall) > 0 {

@@ -13,6 +13,20 @@ type stmt struct {
 	name  string
 	sql   string
 	trunc bool
+
+	// Value evidence: the parameter types the Parse named (nil when none
+	// did), and the result columns from the last RowDescription that
+	// described the statement or one of its portals (replaced, never
+	// changed; nil when unknown or NoData). PostgreSQL never lets a
+	// prepared statement's result columns change ("cached plan must not
+	// change result type"), so they hold for its later portals.
+	types *paramTypes
+	desc  *resultDesc
+}
+
+// cost is what st counts against the statements' byte budget.
+func (st *stmt) cost() int {
+	return len(st.sql) + 4*len(st.types.get()) + st.desc.size()
 }
 
 type portal struct {
@@ -22,6 +36,21 @@ type portal struct {
 	hash     uint64
 	nparams  int
 	params   *boundParams // only with keepParams; shared, read only
+
+	ev *bindEvidence // only with evidence; the portal's own
+}
+
+// size is what p counts against the portals' byte budget: its kept values
+// and its evidence.
+func (p *portal) size() int {
+	n := 0
+	if p.params != nil {
+		n += p.params.size
+	}
+	if p.ev != nil {
+		n += p.ev.cost
+	}
+	return n
 }
 
 // nameOf returns the name at the start of p, cut as maxNameBytes says.
@@ -110,7 +139,7 @@ func (t *Tracker) putStmt(st *stmt) {
 	if t.stmts == nil {
 		t.stmts = lru.New[string, *stmt](t.maxStatements, t.sqlBudget, nil)
 	}
-	t.stats.Evictions += uint64(t.stmts.Add(st.name, st, len(st.sql)))
+	t.stats.Evictions += uint64(t.stmts.Add(st.name, st, st.cost()))
 }
 
 // useStmt returns the statement called name and marks it as just used.
@@ -142,15 +171,8 @@ func (t *Tracker) clearStmts() {
 }
 
 func (t *Tracker) putPortal(p portal) {
-	if p.params != nil {
-		old, had := t.lookupPortal(p.name)
-		if had && old.params != nil {
-			t.portalParams -= old.params.size
-		}
-		if t.portalParams+p.params.size > t.sqlBudget {
-			p.params = &boundParams{formats: p.params.formats, truncated: true}
-		}
-		t.portalParams += p.params.size
+	if p.params != nil || p.ev != nil {
+		t.accountPortal(&p)
 	}
 	if p.name == "" {
 		t.unnamedPortal, t.hasUnnamed = p, true
@@ -163,12 +185,34 @@ func (t *Tracker) putPortal(p portal) {
 		// Full: the new portal is not remembered (its Executes emit with
 		// SQL ""). Portals end with their transaction, so this is short.
 		t.stats.Evictions++
-		if p.params != nil {
-			t.portalParams -= p.params.size
-		}
+		t.portalParams -= p.size()
 		return
 	}
 	t.portals[p.name] = p
+}
+
+// accountPortal counts what p holds (kept values, evidence) against the
+// portals' byte budget, in place of the portal of the same name, and drops
+// it from p when it does not fit.
+func (t *Tracker) accountPortal(p *portal) {
+	if p.ev != nil {
+		p.ev.recost(p.stmt == nil)
+	}
+	if old, had := t.lookupPortal(p.name); had {
+		t.portalParams -= old.size()
+	}
+	if t.portalParams+p.size() > t.sqlBudget {
+		// Over the byte budget: keep what the portal needs to be
+		// followed, not its values, keys or description.
+		if p.params != nil {
+			p.params = &boundParams{formats: p.params.formats, truncated: true}
+		}
+		if p.ev != nil {
+			p.ev.keys, p.ev.desc = nil, nil
+			p.ev.recost(p.stmt == nil)
+		}
+	}
+	t.portalParams += p.size()
 }
 
 func (t *Tracker) lookupPortal(name string) (portal, bool) {
@@ -180,8 +224,15 @@ func (t *Tracker) lookupPortal(name string) (portal, bool) {
 }
 
 func (t *Tracker) dropPortal(name string) {
-	if p, ok := t.lookupPortal(name); ok && p.params != nil {
-		t.portalParams -= p.params.size
+	if name == "" && !t.hasUnnamed { // every simple Query: nothing to drop
+		return
+	}
+	t.removePortal(name)
+}
+
+func (t *Tracker) removePortal(name string) {
+	if p, ok := t.lookupPortal(name); ok {
+		t.portalParams -= p.size()
 	}
 	if name == "" {
 		t.unnamedPortal, t.hasUnnamed = portal{}, false

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/internal/lru"
+	"github.com/nplus1/nplus1/internal/valuekey"
 )
 
 // ProtocolError is a malformed or oversized message. The relay answers it
@@ -39,6 +40,23 @@ type TrackerOptions struct {
 	// summed length); a Bind with more keeps none and sets
 	// Execution.ParamsTruncated. Only with KeepParams.
 	MaxParamBytes int
+
+	// Evidence makes the tracker hash the values that can prove an N+1
+	// and attach the digests: Execution.ParamKeys (the bound parameters)
+	// and Execution.Result (the first MaxEvidenceRows rows and
+	// MaxEvidenceColumns columns of a result). Digests only: values are
+	// hashed as they stream by and never kept. Off by default.
+	Evidence bool
+	// MaxEvidenceRows and MaxEvidenceColumns bound the digests of one
+	// result (DefaultMaxEvidenceRows, DefaultMaxEvidenceColumns when 0;
+	// columns at most MaxEvidenceColumnsLimit). While a result streams its
+	// digests take 8*rows*columns bytes of the connection's memory.
+	MaxEvidenceRows    int
+	MaxEvidenceColumns int
+	// EvidenceBudget bounds the memory of the evidence attached by all the
+	// trackers that share it, until its consumer gives it back (see
+	// EvidenceBudget). Nil: no bound beyond the per-result ones.
+	EvidenceBudget *EvidenceBudget
 }
 
 func (o *TrackerOptions) setDefaults() {
@@ -57,6 +75,13 @@ func (o *TrackerOptions) setDefaults() {
 	if o.MaxParamBytes <= 0 {
 		o.MaxParamBytes = DefaultMaxParamBytes
 	}
+	if o.MaxEvidenceRows <= 0 {
+		o.MaxEvidenceRows = DefaultMaxEvidenceRows
+	}
+	if o.MaxEvidenceColumns <= 0 {
+		o.MaxEvidenceColumns = DefaultMaxEvidenceColumns
+	}
+	o.MaxEvidenceColumns = min(o.MaxEvidenceColumns, MaxEvidenceColumnsLimit)
 }
 
 // TrackerStats counts what a Tracker could not follow. Every field only grows.
@@ -71,6 +96,12 @@ type TrackerStats struct {
 	// Evictions counts prepared statements and portals forgotten because
 	// MaxStatements (or the byte budget for statement text) was reached.
 	Evictions uint64
+	// EvidenceTruncated counts the results whose digests were cut by
+	// MaxEvidenceRows or MaxEvidenceColumns (Result.Truncated).
+	EvidenceTruncated uint64
+	// EvidenceDropped counts the executions that got no evidence because
+	// the EvidenceBudget was exhausted.
+	EvidenceDropped uint64
 }
 
 // Limits of the tracker that are not options.
@@ -184,7 +215,9 @@ const (
 //
 // ParamsHash is FNV-1a 64 over the Bind message's parameter format codes and,
 // for each parameter, its 4-byte length and its value bytes, all as sent; it
-// is 0 when there are no parameters (HashParams computes it from values).
+// is 0 when there are no parameters (HashParams computes it from values). A
+// negative length other than -1 (NULL) ends the hashing there: the server
+// rejects such a Bind (08P01), and no values or keys are kept for it.
 //
 // With KeepParams, a Bind's format codes and values are also copied (one
 // allocation per Bind, at most MaxParamBytes of values) and shared, read
@@ -192,6 +225,22 @@ const (
 // bytes count against the budget for pending SQL text while the Bind awaits
 // its reply, and against the statements' budget while its portal lives; a
 // Bind that would exceed either keeps no values (ParamsTruncated).
+//
+// Value evidence (Evidence): each Bind's values are hashed into
+// Execution.ParamKeys as they stream by (valuekey.Text or valuekey.Binary by
+// the Bind's format codes, with the type the Parse named), as are the values
+// of a result's first MaxEvidenceRows rows and MaxEvidenceColumns columns
+// into Execution.Result (by the RowDescription's types and the result's
+// formats: see evidence.go for where they come from). A value is hashed
+// from the chunk it arrives in, or from a scratch buffer of
+// valuekey.MaxValueBytes when it is split; longer values and the rows and
+// columns past the bounds are counted, never read. A result's digests are
+// gathered in a per-connection scratch buffer (8 bytes a value) and copied
+// into one allocation when its CommandComplete or PortalSuspended arrives;
+// its description is kept on its statement, in the statements' byte budget,
+// and shared. Before attaching evidence the tracker takes its size
+// (Execution.EvidenceSize) from EvidenceBudget, and attaches none when the
+// budget refuses (TrackerStats.EvidenceDropped).
 //
 // A Tracker created with a nil emit function only frames and validates
 // (replication connections), and counts Sync/Query/FunctionCall against
@@ -208,6 +257,7 @@ type Tracker struct {
 	sqlBudget     int
 	keepParams    bool
 	maxParams     int
+	evidence      bool
 
 	fe, be framer
 
@@ -251,6 +301,24 @@ type Tracker struct {
 	bareSyncs int // without emit: Sync, Query and FunctionCall not yet answered
 
 	stats TrackerStats
+
+	// Value evidence (only with evidence), last: the fields above are the
+	// hot path of every connection.
+	maxRows   int // MaxEvidenceRows
+	maxCols   int // MaxEvidenceColumns
+	budget    *EvidenceBudget
+	evRead    bool        // the current server message is read for evidence
+	rdOn      bool        // the RowDescription being read answers a Describe or a Query
+	rd        []byte      // that RowDescription: its first maxCols columns
+	lastDesc  *resultDesc // the last description read, reused when it repeats
+	res       resultState
+	row       rowState
+	bk        bindKeys                     // the Bind being read
+	po        oidState                     // the Parse being read: its parameter types
+	evq       evQueue                      // the evidence of the queued Parse and Bind requests
+	lastParse parseSlot                    // the latest Parse queued
+	bindVal   [valuekey.MaxValueBytes]byte // a Bind value split across chunks
+	rowVal    [valuekey.MaxValueBytes]byte // a DataRow value split across chunks
 }
 
 // NewTracker returns a Tracker for a connection whose startup and
@@ -275,6 +343,10 @@ func NewTracker(conn *ConnInfo, emit func(*Execution), opts TrackerOptions) *Tra
 		sqlBudget:     max(minSQLBudget, 4*opts.MaxSQLBytes),
 		keepParams:    opts.KeepParams,
 		maxParams:     opts.MaxParamBytes,
+		evidence:      opts.Evidence && emit != nil,
+		maxRows:       opts.MaxEvidenceRows,
+		maxCols:       opts.MaxEvidenceColumns,
+		budget:        opts.EvidenceBudget,
 		txStatus:      txIdle,
 	}
 }

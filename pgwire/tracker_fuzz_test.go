@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/nplus1/nplus1/internal/valuekey"
 )
 
 var updateTrackerCorpus = flag.Bool("update-tracker-corpus", false,
@@ -154,6 +156,30 @@ func trFuzzSeeds(t testing.TB) map[string][]byte {
 		m(true, 'S', "application_name\x00x\x00"), m(true, 'Z', "T"),
 		m(false, 'Q', "commit\x00"), m(true, 'C', "COMMIT\x00"), m(true, 'Z', "I"),
 	)
+	// A negative parameter length other than -1: the server rejects the
+	// Bind; the kept values, their hash and the keys must agree.
+	seeds["msg-bind-bad-param-length"] = trFuzzMessages(
+		m(false, 'P', "\x00select $1, $2\x00\x00\x00"),
+		m(false, 'B', "\x00\x00\x00\x00\x00\x02\xff\xff\xff\xfe\x00\x00\x00\x01a\x00\x00"),
+		m(false, 'E', "\x00\x00\x00\x00\x00"), m(false, 'S', ""),
+		m(true, '1', ""), m(true, 'E', "SERROR\x00C08P01\x00Minsufficient data left in message\x00\x00"), m(true, 'Z', "I"),
+	)
+	// Value evidence: a statement described once, then Bind with binary
+	// parameters and result formats, and Execute.
+	seeds["msg-evidence-cached-statement"] = trFuzzMessages(
+		m(false, 'P', "s\x00select id, v from t where id = $1\x00\x00\x01\x00\x00\x00\x14"),
+		m(false, 'D', "Ss\x00"), m(false, 'S', ""),
+		m(true, '1', ""), m(true, 't', "\x00\x01\x00\x00\x00\x14"),
+		m(true, 'T', "\x00\x02id\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x14\x00\x08\xff\xff\xff\xff\x00\x00"+
+			"v\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x19\xff\xff\xff\xff\xff\xff\x00\x00"),
+		m(true, 'Z', "I"),
+		m(false, 'B', "\x00s\x00\x00\x01\x00\x01\x00\x01\x00\x00\x00\x08\x00\x00\x00\x00\x00\x00\x00\x07\x00\x02\x00\x01\x00\x00"),
+		m(false, 'E', "\x00\x00\x00\x00\x00"), m(false, 'S', ""),
+		m(true, '2', ""),
+		m(true, 'D', "\x00\x02\x00\x00\x00\x08\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00\x00\x01x"),
+		m(true, 'D', "\x00\x02\x00\x00\x00\x08\x00\x00\x00\x00\x00\x00\x00\x08\xff\xff\xff\xff"),
+		m(true, 'C', "SELECT 2\x00"), m(true, 'Z', "I"),
+	)
 	seeds["raw-bad-length"] = []byte{0, 5, 'Q', 0, 0, 0, 3}
 	seeds["raw-split-header"] = []byte{0, 2, 'Q', 0, 3, 0, 0, 6, 2, 'x', 0}
 	return seeds
@@ -163,15 +189,22 @@ func FuzzTracker(f *testing.F) {
 	for _, s := range trFuzzSeeds(f) {
 		f.Add(s)
 	}
-	opts := TrackerOptions{MaxMessageBytes: 1 << 16, MaxSQLBytes: 16, MaxStatements: 3, MaxPending: 8}
+	opts := TrackerOptions{MaxMessageBytes: 1 << 16, MaxSQLBytes: 16, MaxStatements: 3, MaxPending: 8,
+		Evidence: true, MaxEvidenceRows: 3, MaxEvidenceColumns: 2}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		var gotA, gotB []*Execution
-		a := NewTracker(&ConnInfo{ID: 1}, func(e *Execution) { gotA = append(gotA, e) }, opts)
+		var gotA, gotB, gotD []*Execution
+		optsA := opts
+		optsA.EvidenceBudget = NewEvidenceBudget(1 << 30)
+		a := NewTracker(&ConnInfo{ID: 1}, func(e *Execution) { gotA = append(gotA, e) }, optsA)
 		// b also keeps parameter values: that must change nothing else.
 		optsB := opts
 		optsB.KeepParams, optsB.MaxParamBytes = true, 32
 		b := NewTracker(&ConnInfo{ID: 1}, func(e *Execution) { gotB = append(gotB, e) }, optsB)
 		c := NewTracker(&ConnInfo{ID: 1}, nil, opts)
+		// d hashes no values: that must change nothing else.
+		optsD := opts
+		optsD.Evidence = false
+		d := NewTracker(&ConnInfo{ID: 1}, func(e *Execution) { gotD = append(gotD, e) }, optsD)
 		feed := func(tr *Tracker, r trFuzzRecord, i int, bytewise bool) error {
 			chunks := [][]byte{r.data}
 			if bytewise {
@@ -194,8 +227,9 @@ func FuzzTracker(f *testing.F) {
 			errA := feed(a, r, i, false)
 			errB := feed(b, r, i, true)
 			errC := feed(c, r, i, false)
-			if (errA == nil) != (errB == nil) || (errA == nil) != (errC == nil) {
-				t.Fatalf("record %d: whole %v, byte by byte %v, without emit %v", i, errA, errB, errC)
+			errD := feed(d, r, i, false)
+			if (errA == nil) != (errB == nil) || (errA == nil) != (errC == nil) || (errA == nil) != (errD == nil) {
+				t.Fatalf("record %d: whole %v, byte by byte %v, without emit %v, without evidence %v", i, errA, errB, errC, errD)
 			}
 			trCheckBounds(t, a, opts)
 			if errA != nil {
@@ -204,11 +238,31 @@ func FuzzTracker(f *testing.F) {
 		}
 		a.Close()
 		b.Close()
+		d.Close()
 		if d := diffEvs(evs(gotA), evs(gotB)); d != "" {
 			t.Fatalf("chunking changed the executions:%s", d)
 		}
 		if a.Stats() != b.Stats() {
 			t.Fatalf("chunking changed the stats: %+v, %+v", a.Stats(), b.Stats())
+		}
+		if d := diffEvidence(gotA, gotB); d != "" {
+			t.Fatalf("chunking changed the evidence: %s", d)
+		}
+		if d := diffEvs(evs(gotA), evs(gotD)); d != "" {
+			t.Fatalf("evidence changed the executions:%s", d)
+		}
+		size := 0
+		for _, e := range gotA {
+			size += e.EvidenceSize()
+			trCheckEvidence(t, e, opts)
+		}
+		if used := optsA.EvidenceBudget.Used(); used != int64(size) {
+			t.Fatalf("budget used %d, evidence attached %d", used, size)
+		}
+		for _, e := range gotD {
+			if e.ParamKeys != nil || e.Result != nil {
+				t.Fatalf("evidence without Evidence: %v %+v", e.ParamKeys, e.Result)
+			}
 		}
 		for _, e := range gotA {
 			if e.Conn == nil || len(e.SQL) > opts.MaxSQLBytes || e.End.Before(e.Start) {
@@ -223,11 +277,70 @@ func FuzzTracker(f *testing.F) {
 			if n > optsB.MaxParamBytes || (e.Params != nil && HashParams(e.ParamFormats, e.Params) != e.ParamsHash) {
 				t.Fatalf("kept params %q (formats %v): %d bytes, hash %x, tracker's %x", e.Params, e.ParamFormats, n, HashParams(e.ParamFormats, e.Params), e.ParamsHash)
 			}
+			if e.Params != nil && e.ParamKeys != nil {
+				trCheckParamKeys(t, e)
+			}
 		}
 		if b.portalParams < 0 || b.portalParams > b.sqlBudget {
 			t.Fatalf("portal params out of bounds: %d", b.portalParams)
 		}
 	})
+}
+
+// trCheckEvidence asserts the shape and bounds of e's evidence.
+func trCheckEvidence(t *testing.T, e *Execution, opts TrackerOptions) {
+	t.Helper()
+	if e.ParamKeys != nil && len(e.ParamKeys) != min(e.NumParams, maxParamKeys) {
+		t.Fatalf("%d ParamKeys for %d parameters", len(e.ParamKeys), e.NumParams)
+	}
+	r := e.Result
+	if r == nil {
+		return
+	}
+	if len(r.Columns) != len(r.Keys) || len(r.Keys) == 0 || len(r.Keys) > opts.MaxEvidenceColumns ||
+		r.Rows() == 0 || r.Rows() > opts.MaxEvidenceRows {
+		t.Fatalf("result of %d columns (%d names), %d rows", len(r.Keys), len(r.Columns), r.Rows())
+	}
+	for _, k := range r.Keys {
+		if len(k) != r.Rows() || cap(k) != len(k) {
+			t.Fatalf("result column of %d keys (cap %d), %d rows", len(k), cap(k), r.Rows())
+		}
+	}
+	if e.Rows >= 0 && int64(r.Rows()) > e.Rows && e.Command != "" {
+		t.Fatalf("result of %d rows for a statement of %d", r.Rows(), e.Rows)
+	}
+}
+
+// trCheckParamKeys asserts that the keys are those of the kept values, as
+// the server reads them: text, or binary read as an integer or UUID by
+// width or as bytes by a named type.
+func trCheckParamKeys(t *testing.T, e *Execution) {
+	t.Helper()
+	for i, k := range e.ParamKeys {
+		v := e.Params[i]
+		f := int16(0)
+		switch len(e.ParamFormats) {
+		case 0:
+		case 1:
+			f = e.ParamFormats[0]
+		default:
+			f = e.ParamFormats[i]
+		}
+		switch {
+		case v == nil:
+			if k != valuekey.None {
+				t.Fatalf("parameter %d: NULL has key %v", i, k)
+			}
+		case f == 0:
+			if k != valuekey.Text(v) {
+				t.Fatalf("parameter %d %q (text): key %v, want %v", i, v, k, valuekey.Text(v))
+			}
+		default:
+			if k != valuekey.Binary(v, 0) && k != valuekey.Binary(v, 25) {
+				t.Fatalf("parameter %d %q (binary): key %v", i, v, k)
+			}
+		}
+	}
 }
 
 // numStmts is the number of named statements remembered.
@@ -264,6 +377,21 @@ func trCheckBounds(t *testing.T, tr *Tracker, opts TrackerOptions) {
 		t.Fatalf("SQL bytes out of bounds: pending %d, statements %d", tr.pendingSQL, tr.stmtBytes())
 	case tr.untracked < 0:
 		t.Fatalf("negative untracked count %d", tr.untracked)
+	case len(tr.res.keys) > opts.MaxEvidenceRows*opts.MaxEvidenceColumns || len(tr.rd) > rdCap(opts.MaxEvidenceColumns):
+		t.Fatalf("evidence buffers grew: %d keys, %d description bytes", len(tr.res.keys), len(tr.rd))
+	case tr.portalParams < 0 || tr.portalParams > tr.sqlBudget:
+		t.Fatalf("portal bytes out of bounds: %d", tr.portalParams)
+	}
+	if tr.evidence {
+		n := 0
+		for i := 0; i < tr.q.n; i++ {
+			if k := tr.q.at(i).kind; k == reqParse || k == reqBind {
+				n++
+			}
+		}
+		if n != tr.evq.n {
+			t.Fatalf("%d Parse and Bind queued, %d evidence entries", n, tr.evq.n)
+		}
 	}
 }
 

@@ -1127,7 +1127,10 @@ func TestTrackerLargeMessagesStream(t *testing.T) {
 // BindComplete, RowDescription, DataRow, CommandComplete, ReadyForQuery;
 // extended adds Parse/ParseComplete, simple is Query and its replies. The one
 // allocation is the emitted Execution (a simple Query whose text differs from
-// the previous one adds its SQL string).
+// the previous one adds its SQL string). "cached-50x5" is pgx's statement
+// cache (Bind and Execute of a statement described once) returning 50 rows
+// of 5 columns. The "-evidence" variants hash the values (Evidence): add
+// ParamKeys (one allocation) and the Result (three).
 //
 //	BenchmarkTracker/prepared-2    301 ns/op   192 B/op   1 allocs/op
 //	BenchmarkTracker/extended-2    348 ns/op   192 B/op   1 allocs/op
@@ -1138,9 +1141,9 @@ func BenchmarkTracker(b *testing.B) {
 	enc := func(msgs ...pgproto3.Message) []byte { return trStep{msgs: msgs}.bytes(b) }
 	const sql = "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"
 	aid := []byte("12345")
-	bench := func(b *testing.B, setupFE, setupBE, feBytes, beBytes []byte) {
+	bench := func(b *testing.B, opts TrackerOptions, rows int64, setupFE, setupBE, feBytes, beBytes []byte) {
 		var sink *Execution
-		tr := NewTracker(&ConnInfo{ID: 1}, func(e *Execution) { sink = e }, TrackerOptions{})
+		tr := NewTracker(&ConnInfo{ID: 1}, func(e *Execution) { sink = e }, opts)
 		now := trBase
 		if err := tr.Frontend(setupFE, now); err != nil {
 			b.Fatal(err)
@@ -1159,24 +1162,60 @@ func BenchmarkTracker(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		if sink == nil || sink.Rows != 1 || tr.Stats().Desyncs != 0 {
+		if sink == nil || sink.Rows != rows || tr.Stats().Desyncs != 0 {
 			b.Fatalf("tracker lost step: %+v %+v", sink, tr.Stats())
+		}
+		if opts.Evidence != (sink.Result != nil) || (opts.Evidence && sink.Result.Rows() != int(min(rows, DefaultMaxEvidenceRows))) {
+			b.Fatalf("evidence %v: got %+v", opts.Evidence, sink.Result)
 		}
 	}
 	replies := enc(rowDesc(), dataRow("4711"), cc("SELECT 1"), rfq('I'))
-	b.Run("prepared", func(b *testing.B) {
-		bench(b, enc(parse("P0_1", sql), sync_), enc(parseComplete, rfq('I')),
-			enc(bind("", "P0_1", aid), describe('P', ""), execute("", 0), sync_),
-			append(enc(bindComplete), replies...))
-	})
-	b.Run("extended", func(b *testing.B) {
-		bench(b, nil, nil,
-			enc(parse("", sql), bind("", "", aid), describe('P', ""), execute("", 0), sync_),
-			append(enc(parseComplete, bindComplete), replies...))
-	})
-	b.Run("simple", func(b *testing.B) {
-		bench(b, nil, nil, enc(query("SELECT abalance FROM pgbench_accounts WHERE aid = 12345;")), replies)
-	})
+	// 50 rows of 5 columns, binary where pgx asks for it.
+	const sql50 = "SELECT id, owner_id, name, email, created FROM users WHERE org_id = $1"
+	desc50 := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+		{Name: []byte("id"), DataTypeOID: 20, DataTypeSize: 8},
+		{Name: []byte("owner_id"), DataTypeOID: 23, DataTypeSize: 4},
+		{Name: []byte("name"), DataTypeOID: 25, DataTypeSize: -1},
+		{Name: []byte("email"), DataTypeOID: 1043, DataTypeSize: -1},
+		{Name: []byte("created"), DataTypeOID: 1184, DataTypeSize: 8},
+	}}
+	rows50 := []pgproto3.Message{bindComplete}
+	for i := range 50 {
+		rows50 = append(rows50, &pgproto3.DataRow{Values: [][]byte{
+			binary.BigEndian.AppendUint64(nil, uint64(100000+i)), binary.BigEndian.AppendUint32(nil, uint32(7+i%3)),
+			[]byte(fmt.Sprintf("user number %d", i)), []byte(fmt.Sprintf("user%d@example.com", i)),
+			binary.BigEndian.AppendUint64(nil, uint64(789000000000+i)),
+		}})
+	}
+	rows50 = append(rows50, cc("SELECT 50"), rfq('I'))
+	for _, ev := range []bool{false, true} {
+		suffix := ""
+		if ev {
+			suffix = "-evidence"
+		}
+		opts := TrackerOptions{Evidence: ev}
+		b.Run("prepared"+suffix, func(b *testing.B) {
+			bench(b, opts, 1, enc(parse("P0_1", sql), sync_), enc(parseComplete, rfq('I')),
+				enc(bind("", "P0_1", aid), describe('P', ""), execute("", 0), sync_),
+				append(enc(bindComplete), replies...))
+		})
+		b.Run("extended"+suffix, func(b *testing.B) {
+			bench(b, opts, 1, nil, nil,
+				enc(parse("", sql), bind("", "", aid), describe('P', ""), execute("", 0), sync_),
+				append(enc(parseComplete, bindComplete), replies...))
+		})
+		b.Run("simple"+suffix, func(b *testing.B) {
+			bench(b, opts, 1, nil, nil, enc(query("SELECT abalance FROM pgbench_accounts WHERE aid = 12345;")), replies)
+		})
+		b.Run("cached-50x5"+suffix, func(b *testing.B) {
+			bench(b, opts, 50, enc(parse("stmtcache_1", sql50), describe('S', "stmtcache_1"), sync_),
+				enc(parseComplete, paramDesc, desc50, rfq('I')),
+				enc(&pgproto3.Bind{PreparedStatement: "stmtcache_1", ParameterFormatCodes: []int16{1},
+					Parameters: [][]byte{binary.BigEndian.AppendUint64(nil, 42)}, ResultFormatCodes: []int16{1, 1, 0, 0, 1}},
+					execute("", 0), sync_),
+				enc(rows50...))
+		})
+	}
 }
 
 // When the paused count can never drain (it was wrong), tracking resumes

@@ -89,6 +89,22 @@ type Config struct {
 	KeepParams    bool
 	MaxParamBytes int
 
+	// Evidence makes the tracker attach value evidence to each
+	// pgwire.Execution (ParamKeys, Result: keyed digests of the bound
+	// parameters and of the first rows of results, never the values), so
+	// that the detector can prove an N+1 from the data flow. Off by
+	// default. MaxEvidenceRows and MaxEvidenceColumns bound the digests of
+	// one result (0: pgwire.DefaultMaxEvidenceRows and
+	// DefaultMaxEvidenceColumns).
+	Evidence           bool
+	MaxEvidenceRows    int
+	MaxEvidenceColumns int
+	// EvidenceBudget bounds the memory of the evidence of all connections
+	// until the consumer of Events gives it back (see pgwire.EvidenceBudget);
+	// an execution dropped because Events is full gives its share back at
+	// once. Nil: no bound beyond the per-result ones.
+	EvidenceBudget *pgwire.EvidenceBudget
+
 	// Events receives one pgwire.Execution per executed statement. The proxy never
 	// blocks on it: when it is full the event is dropped and counted in
 	// Stats.EventsDropped. Nil disables tracking.
@@ -138,7 +154,8 @@ func (c *Config) setDefaults() error {
 		c.MaxLoginConnections = DefaultMaxLoginConnections
 	}
 	// The tracker limits (MaxMessageBytes, MaxSQLBytes, MaxStatements,
-	// MaxPending, MaxParamBytes) take their defaults in pgwire.TrackerOptions.
+	// MaxPending, MaxParamBytes, MaxEvidenceRows, MaxEvidenceColumns) take
+	// their defaults in pgwire.TrackerOptions.
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -522,12 +522,16 @@ func (c *conn) relay(info *pgwire.ConnInfo) error {
 		emit = c.s.emit
 	}
 	t := pgwire.NewTracker(info, emit, pgwire.TrackerOptions{
-		MaxMessageBytes: cfg.MaxMessageBytes,
-		MaxSQLBytes:     cfg.MaxSQLBytes,
-		MaxStatements:   cfg.MaxStatements,
-		MaxPending:      cfg.MaxPending,
-		KeepParams:      cfg.KeepParams,
-		MaxParamBytes:   cfg.MaxParamBytes,
+		MaxMessageBytes:    cfg.MaxMessageBytes,
+		MaxSQLBytes:        cfg.MaxSQLBytes,
+		MaxStatements:      cfg.MaxStatements,
+		MaxPending:         cfg.MaxPending,
+		KeepParams:         cfg.KeepParams,
+		MaxParamBytes:      cfg.MaxParamBytes,
+		Evidence:           cfg.Evidence,
+		EvidenceBudget:     cfg.EvidenceBudget,
+		MaxEvidenceRows:    cfg.MaxEvidenceRows,
+		MaxEvidenceColumns: cfg.MaxEvidenceColumns,
 	})
 	c.tmu.Lock()
 	c.tracker = t

@@ -287,5 +287,6 @@ func (s *Server) emit(e *pgwire.Execution) {
 		s.stats.events.Add(1)
 	default:
 		s.stats.eventsDropped.Add(1)
+		s.cfg.EvidenceBudget.Give(e.EvidenceSize())
 	}
 }

@@ -41,6 +41,13 @@ type OpenOptions struct {
 	Ports []uint16
 	// KeepParams keeps the bound parameter values, for re-execution.
 	KeepParams bool
+	// Evidence attaches value evidence to the executions of pcap files
+	// (pgwire.TrackerOptions.Evidence: digests of the bound parameters and
+	// of the first rows of results), for the detector's data-flow proof;
+	// from EvidenceBudget, nil for no global bound. The other formats carry
+	// no result values and attach none.
+	Evidence       bool
+	EvidenceBudget *pgwire.EvidenceBudget
 }
 
 // Input is the executions of a replay's input files, read as one Source.
@@ -91,7 +98,8 @@ type reader interface {
 // recording split by --record-file-bytes).
 var openers = map[string]func(files []string, o OpenOptions) (reader, error){
 	FormatPcap: func(files []string, o OpenOptions) (reader, error) {
-		return adapt(pcap.Open(files, pcap.Options{Ports: o.Ports, Tracker: pgwire.TrackerOptions{KeepParams: o.KeepParams}}))
+		return adapt(pcap.Open(files, pcap.Options{Ports: o.Ports, Tracker: pgwire.TrackerOptions{
+			KeepParams: o.KeepParams, Evidence: o.Evidence, EvidenceBudget: o.EvidenceBudget}}))
 	},
 	FormatRecording: func(files []string, o OpenOptions) (reader, error) {
 		return adapt(recording.Open(files, recording.ReaderOptions{KeepParams: o.KeepParams}))

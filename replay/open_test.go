@@ -189,3 +189,26 @@ func TestOpenErrors(t *testing.T) {
 		}
 	}
 }
+
+// Evidence reaches the pcap reader's trackers; the other formats have none.
+func TestOpenEvidence(t *testing.T) {
+	dir := t.TempDir()
+	writeRecording(t, filepath.Join(dir, "a.jsonl"), 1)
+	for _, on := range []bool{false, true} {
+		in, err := Open([]string{pcapFixture, filepath.Join(dir, "a.jsonl")}, OpenOptions{Evidence: on})
+		if err != nil {
+			t.Fatal(err)
+		}
+		execs := readInput(t, in)
+		in.Close()
+		if len(execs) != 8 {
+			t.Fatalf("got %d executions", len(execs))
+		}
+		for i, e := range execs {
+			has := e.Result != nil || e.ParamKeys != nil
+			if want := on && i < 7; has != want {
+				t.Errorf("evidence %v: execution %d (%s) has evidence %v", on, i, e.SQL, has)
+			}
+		}
+	}
+}

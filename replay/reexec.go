@@ -15,6 +15,7 @@ import (
 
 	"github.com/nplus1/nplus1/analyzer"
 	"github.com/nplus1/nplus1/fingerprint"
+	"github.com/nplus1/nplus1/internal/valuekey"
 	"github.com/nplus1/nplus1/pgwire"
 )
 
@@ -374,7 +375,71 @@ func (s *session) do(ctx context.Context, j job) {
 	}
 	start := time.Now()
 	res := s.pg.ExecParams(ctx, e.SQL, e.Params, nil, formats, nil).Read()
-	s.emit(e, e.StatementIndex, start, time.Now(), res.CommandTag, res.Err)
+	x := s.emit(e, e.StatementIndex, start, time.Now(), res.CommandTag, res.Err)
+	if x != nil {
+		x.ParamKeys = paramKeys(e.Params, formats)
+		x.Result = resultKeys(res.FieldDescriptions, res.Rows)
+		s.r.results <- x
+	}
+}
+
+// Bounds of the value evidence of a re-executed statement: as the live
+// tracker's defaults.
+const (
+	reexecEvidenceRows    = 256
+	reexecEvidenceColumns = 16
+)
+
+// paramKeys are the digests of bound values (formats as in a Bind: none
+// means text, one applies to all).
+func paramKeys(values [][]byte, formats []int16) []valuekey.Key {
+	if len(values) == 0 {
+		return nil
+	}
+	keys := make([]valuekey.Key, len(values))
+	for i, v := range values {
+		f := int16(0)
+		switch {
+		case len(formats) == 1:
+			f = formats[0]
+		case i < len(formats):
+			f = formats[i]
+		}
+		switch {
+		case v == nil:
+		case f == 1:
+			keys[i] = valuekey.Binary(v, 0)
+		default:
+			keys[i] = valuekey.Text(v)
+		}
+	}
+	return keys
+}
+
+// resultKeys are the digests of a result's first rows and columns.
+func resultKeys(fields []pgconn.FieldDescription, rows [][][]byte) *pgwire.ResultKeys {
+	if len(fields) == 0 || len(rows) == 0 {
+		return nil
+	}
+	r := &pgwire.ResultKeys{Truncated: len(fields) > reexecEvidenceColumns || len(rows) > reexecEvidenceRows}
+	fields = fields[:min(len(fields), reexecEvidenceColumns)]
+	rows = rows[:min(len(rows), reexecEvidenceRows)]
+	r.Keys = make([][]valuekey.Key, len(fields))
+	for c, fd := range fields {
+		r.Columns = append(r.Columns, fd.Name)
+		r.Keys[c] = make([]valuekey.Key, len(rows))
+		for i, row := range rows {
+			if c >= len(row) || row[c] == nil {
+				continue
+			}
+			if fd.Format == 1 {
+				r.Keys[c][i] = valuekey.Binary(row[c], fd.DataTypeOID)
+			} else {
+				r.Keys[c][i] = valuekey.Text(row[c])
+			}
+		}
+	}
+	return r
 }
 
 // simple runs a simple-protocol text and reports each of its statements.
@@ -384,21 +449,41 @@ func (s *session) simple(ctx context.Context, e *pgwire.Execution) {
 	i := 0
 	reported := false
 	for mrr.NextResult() {
-		tag, err := mrr.ResultReader().Close()
+		rr := mrr.ResultReader()
+		var rows [][][]byte
+		for rr.NextRow() {
+			if len(rows) < reexecEvidenceRows {
+				vals := rr.Values()
+				row := make([][]byte, len(vals))
+				for c, v := range vals {
+					if v != nil {
+						row[c] = append([]byte{}, v...)
+					}
+				}
+				rows = append(rows, row)
+			}
+		}
+		tag, err := rr.Close()
 		end := time.Now()
-		s.emit(e, i, start, end, tag, err)
+		if x := s.emit(e, i, start, end, tag, err); x != nil {
+			x.Result = resultKeys(rr.FieldDescriptions(), rows)
+			s.r.results <- x
+		}
 		reported = reported || err != nil
 		start = end
 		i++
 	}
 	if err := mrr.Close(); err != nil && !reported {
 		// An error before any result of its statement (a syntax error).
-		s.emit(e, i, start, time.Now(), pgconn.CommandTag{}, err)
+		if x := s.emit(e, i, start, time.Now(), pgconn.CommandTag{}, err); x != nil {
+			s.r.results <- x
+		}
 	}
 }
 
-// emit hands what the target answered to the analysis.
-func (s *session) emit(orig *pgwire.Execution, idx int, start, end time.Time, tag pgconn.CommandTag, err error) {
+// emit builds the execution of what the target answered, for the caller to
+// complete with its evidence and hand to the analysis.
+func (s *session) emit(orig *pgwire.Execution, idx int, start, end time.Time, tag pgconn.CommandTag, err error) *pgwire.Execution {
 	x := &pgwire.Execution{
 		Conn: orig.Conn, Start: start, End: end,
 		SQL: orig.SQL, StatementIndex: idx, Truncated: orig.Truncated,
@@ -422,7 +507,7 @@ func (s *session) emit(orig *pgwire.Execution, idx int, start, end time.Time, ta
 			x.Rows = tag.RowsAffected()
 		}
 	}
-	s.r.results <- x
+	return x
 }
 
 // commandWord is a CommandComplete tag without its counts.

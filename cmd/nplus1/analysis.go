@@ -11,6 +11,8 @@ import (
 	"github.com/nplus1/nplus1/analyzer"
 	"github.com/nplus1/nplus1/detector"
 	"github.com/nplus1/nplus1/fingerprint"
+	"github.com/nplus1/nplus1/pgwire"
+	"github.com/nplus1/nplus1/proxy"
 )
 
 // analysisOptions are the flags of every command that analyzes executions
@@ -29,6 +31,7 @@ type analysisOptions struct {
 	failOn             *kindList
 	findingsOut        *string
 	cacheSize          *int
+	evidence           *bool
 }
 
 func newAnalysisOptions(fs *flagSet) *analysisOptions {
@@ -51,6 +54,8 @@ func newAnalysisOptions(fs *flagSet) *analysisOptions {
 		findingsOut: fs.String("findings-out", "", "append findings to `FILE` as JSON lines"),
 		cacheSize: fs.Int("fingerprint-cache-size", fingerprint.DefaultMaxTexts,
 			"SQL texts whose fingerprint is cached"),
+		evidence: fs.Bool("evidence", true, "prove N+1s from the data flow: keep keyed digests (never values) of result\n"+
+			"columns and parameters; false judges on repetition alone"),
 	}
 	fs.Var(o.ignore, "ignore", "drop findings matching `ENTRY`: fingerprint:HEX, query:REGEXP (over the\n"+
 		"normalized query), table:NAME or app:NAME (application_name); repeatable")
@@ -148,6 +153,18 @@ func (o *analysisOptions) analyzerConfig(inv *invocation, dcfg detector.Config, 
 	}
 	pm.observe(&cfg)
 	return cfg
+}
+
+// evidenceConfig turns the proxy's value evidence on or off, with a
+// process-wide budget that the analyzer gives back to.
+func (o *analysisOptions) evidenceConfig(cfg *proxy.Config) {
+	if o == nil || o.evidence == nil {
+		return
+	}
+	cfg.Evidence = *o.evidence
+	if cfg.Evidence {
+		cfg.EvidenceBudget = pgwire.NewEvidenceBudget(pgwire.DefaultEvidenceBudgetBytes)
+	}
 }
 
 // finish closes the findings file and applies the CI gate: with --fail-on it

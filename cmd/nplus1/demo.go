@@ -115,7 +115,7 @@ func runDemo(ctx context.Context, inv *invocation, analysis *analysisOptions) er
 	acfg := analysis.analyzerConfig(inv, dcfg, demoSinks(w, inv, outs, tally), nil)
 	acfg.Tick, acfg.Lag = 10*time.Millisecond, 20*time.Millisecond
 	p, err := newPipeline(ctx, inv, pipelineConfig{
-		proxy:           proxy.Config{Upstream: pg.Addr()},
+		proxy:           demoProxyConfig(pg.Addr(), analysis),
 		listen:          "127.0.0.1:0",
 		queueSize:       10000,
 		shutdownTimeout: 5 * time.Second,
@@ -257,4 +257,12 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// demoProxyConfig is the demo's proxy: the throwaway server upstream, value
+// evidence as the flags say.
+func demoProxyConfig(upstream string, analysis *analysisOptions) proxy.Config {
+	cfg := proxy.Config{Upstream: upstream}
+	analysis.evidenceConfig(&cfg)
+	return cfg
 }

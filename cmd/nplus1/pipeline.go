@@ -62,6 +62,7 @@ type pipeline struct {
 // newPipeline builds the pipeline and listens; nothing is served until
 // Start. Errors in the configuration are *usageError.
 func newPipeline(ctx context.Context, inv *invocation, pc pipelineConfig) (_ *pipeline, err error) {
+	pc.analyzer.EvidenceBudget = pc.proxy.EvidenceBudget
 	p := &pipeline{
 		inv:             inv,
 		analysis:        pc.analysis,

@@ -137,6 +137,7 @@ func (o *proxyOptions) config() (proxy.Config, error) {
 		return cfg, fs.errorf("max-login-connections", "must be positive, got %d", *o.maxLoginConnections)
 	}
 	cfg.MaxLoginConnections = *o.maxLoginConnections
+	o.analysis.evidenceConfig(&cfg)
 	if *o.maxMessageBytes <= 0 {
 		return cfg, fs.errorf("max-message-bytes", "must be positive, got %d", *o.maxMessageBytes)
 	}

@@ -226,6 +226,9 @@ const cases = {
     }),
 };
 
+// The concurrency class (concurrency.js).
+Object.assign(cases, require('./concurrency.js'));
+
 async function main() {
   const name = process.argv[2];
   if (name === '--list') {

@@ -27,7 +27,7 @@ func TestScenariosThroughProxy(t *testing.T) {
 	defer srv.Stop()
 
 	events := make(chan *pgwire.Execution, 10000)
-	p, err := proxy.New(proxy.Config{Upstream: srv.Addr(), Events: events})
+	p, err := proxy.New(proxy.Config{Upstream: srv.Addr(), Events: events, Evidence: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -254,3 +254,45 @@ func TestIdleConnectionEnded(t *testing.T) {
 		t.Fatalf("%d executions, stats %+v; want %d and a ended as idle", len(execs), st, 2+1+sweepEvery/2)
 	}
 }
+
+// With Tracker.Evidence the capture's N+1 carries its proof: the lookups'
+// keys (binary int8 1..6) are among the source's values (text 0..5).
+func TestEvidence(t *testing.T) {
+	path := fixturePath(fixtures()[0])
+	budget := pgwire.NewEvidenceBudget(1 << 20)
+	execs, r := readAll(t, []string{path}, Options{Tracker: pgwire.TrackerOptions{Evidence: true, EvidenceBudget: budget}})
+	if len(execs) != 7 {
+		t.Fatalf("got %d executions", len(execs))
+	}
+	src := execs[0].Result
+	if src == nil || src.Rows() != 6 || !slices.Equal(src.Columns, []string{"id"}) || execs[0].ParamKeys != nil {
+		t.Fatalf("source result %+v", src)
+	}
+	found, size := 0, execs[0].EvidenceSize()
+	for _, e := range execs[1:] {
+		size += e.EvidenceSize()
+		if len(e.ParamKeys) != 1 || e.Result == nil || e.Result.Rows() != 1 {
+			t.Fatalf("lookup: keys %v, result %+v", e.ParamKeys, e.Result)
+		}
+		if slices.Contains(src.Keys[0], e.ParamKeys[0]) {
+			found++
+		}
+	}
+	if found != 5 {
+		t.Errorf("%d of 6 lookup keys found in the source, want 5 (1..5)", found)
+	}
+	if budget.Used() != int64(size) {
+		t.Errorf("budget used %d, evidence attached %d", budget.Used(), size)
+	}
+	if st := r.Stats(); st.EvidenceDropped != 0 || st.EvidenceTruncated != 0 {
+		t.Errorf("stats %+v", st)
+	}
+
+	// Off by default.
+	execs, _ = readAll(t, []string{path}, Options{})
+	for _, e := range execs {
+		if e.ParamKeys != nil || e.Result != nil {
+			t.Errorf("evidence without Tracker.Evidence: %v %+v", e.ParamKeys, e.Result)
+		}
+	}
+}

@@ -36,7 +36,8 @@ type Options struct {
 	// Ports are the PostgreSQL server ports (5432 when empty).
 	Ports []uint16
 	// Tracker bounds each connection's tracker; set KeepParams to get the
-	// bound parameter values (for re-execution).
+	// bound parameter values (for re-execution), Evidence to get value
+	// evidence (Execution.ParamKeys and Result: digests, never values).
 	Tracker pgwire.TrackerOptions
 	// MaxConnections, IdleTimeout and MaxBufferedBytes bound the Reader's
 	// memory (the defaults above when 0).
@@ -62,10 +63,12 @@ type Stats struct {
 	// look for a boundary again; ProtocolErrors the messages the tracker
 	// refused.
 	SkippedBytes, LostBytes, Resyncs, ProtocolErrors int64
-	// Desyncs and Overflows sum the trackers' counters.
-	Desyncs, Overflows uint64
-	Executions         int64
-	Evicted            int64 // connections ended by the bounds
+	// Desyncs and Overflows sum the trackers' counters, as do
+	// EvidenceTruncated and EvidenceDropped (with Tracker.Evidence).
+	Desyncs, Overflows                 uint64
+	EvidenceTruncated, EvidenceDropped uint64
+	Executions                         int64
+	Evicted                            int64 // connections ended by the bounds
 }
 
 // Reader follows the PostgreSQL connections of pcap and pcapng files and

@@ -574,6 +574,8 @@ func (r *Reader) collect(c *conn) {
 	st := c.tr.Stats()
 	r.stats.Desyncs += st.Desyncs
 	r.stats.Overflows += st.Overflows
+	r.stats.EvidenceTruncated += st.EvidenceTruncated
+	r.stats.EvidenceDropped += st.EvidenceDropped
 }
 
 // closeConn ends a connection: held executions are emitted.

@@ -1,0 +1,405 @@
+package detector
+
+import (
+	"strings"
+	"time"
+
+	"github.com/nplus1/nplus1/fingerprint"
+	"github.com/nplus1/nplus1/internal/lru"
+	"github.com/nplus1/nplus1/internal/valuekey"
+	"github.com/nplus1/nplus1/pgwire"
+)
+
+// Evidence says why a repeated query is called an N+1.
+type Evidence struct {
+	// Kind is EvidenceDataFlow when the loop's keys were found in the
+	// values of one earlier result, EvidenceRepetition when only the
+	// repetition was seen (keys from the request itself, or no value
+	// evidence on the wire: a server log, the evidence turned off).
+	Kind string `json:"kind"`
+	// SourceFingerprint and SourceColumn name the result the keys came
+	// from; Param is the loop's parameter (or literal) position, from 1.
+	SourceFingerprint string `json:"source_fingerprint,omitempty"`
+	SourceColumn      string `json:"source_column,omitempty"`
+	Param             int    `json:"param,omitempty"`
+	// Matched of Of distinct keys of the loop were found in the source.
+	Matched int `json:"matched,omitempty"`
+	Of      int `json:"of,omitempty"`
+	// SourceConnection is the connection the source ran on, when it is not
+	// the loop's own (a loop through a pool).
+	SourceConnection uint64 `json:"source_connection,omitempty"`
+}
+
+// Evidence kinds.
+const (
+	EvidenceDataFlow   = "data_flow"
+	EvidenceRepetition = "repetition"
+)
+
+// Bounds of the evidence kept per window shape.
+const (
+	// maxKeyPositions is how many parameter positions of a shape are
+	// followed: lookups have one or two; a wide insert is not a loop.
+	maxKeyPositions = 8
+)
+
+// loopKeys are the distinct keys a repeated shape used, per parameter
+// position.
+type loopKeys struct {
+	pos  []map[valuekey.Key]time.Time // key → start of its first use
+	full bool                         // a position reached the detector's MaxParamsPerShape
+}
+
+// add records one execution's keys.
+func (l *loopKeys) add(keys []valuekey.Key, at time.Time, max int) {
+	if len(keys) > maxKeyPositions {
+		keys = keys[:maxKeyPositions]
+	}
+	for len(l.pos) < len(keys) {
+		l.pos = append(l.pos, nil)
+	}
+	for i, k := range keys {
+		if k == valuekey.None {
+			continue
+		}
+		m := l.pos[i]
+		if m == nil {
+			m = make(map[valuekey.Key]time.Time)
+			l.pos[i] = m
+		}
+		if _, seen := m[k]; seen {
+			continue
+		}
+		if len(m) >= max {
+			l.full = true
+			continue
+		}
+		m[k] = at
+	}
+}
+
+// keySource is a candidate source of a loop's keys: the values of one
+// execution's result, or the union of the results of all executions of a
+// shape in the window (the outer loop of a nested loop).
+type keySource struct {
+	fingerprint uint64
+	conn        uint64
+	results     []*pgwire.ResultKeys
+	// after is when the source's values were first known: a key used
+	// before it cannot have been read from it. within, when set, is how soon
+	// after that the loop's first matched key must be used: a loop reads
+	// its source's keys right away.
+	after  time.Time
+	within time.Duration
+}
+
+// match finds, over every parameter position of the loop and every column
+// of the source (the union of its results, column by column: the columns of
+// one shape are the same in every result), the pair that shares the most
+// distinct keys used after the source was known; it returns the column, the
+// position (0-based), matched, of (the distinct keys at that position) and
+// srcVals (the distinct values of that column).
+func (l *loopKeys) match(src *keySource, reject func(col string) bool) (col string, param, matched, of, srcVals int) {
+	union := make(map[string]map[valuekey.Key]struct{})
+	var order []string
+	for _, r := range src.results {
+		if r == nil {
+			continue
+		}
+		for c, name := range r.Columns {
+			if c >= len(r.Keys) {
+				break
+			}
+			m := union[name]
+			if m == nil {
+				m = make(map[valuekey.Key]struct{})
+				union[name] = m
+				order = append(order, name)
+			}
+			for _, v := range r.Keys[c] {
+				if v != valuekey.None {
+					m[v] = struct{}{}
+				}
+			}
+		}
+	}
+	param = -1
+	for _, name := range order {
+		if reject(name) {
+			continue
+		}
+		vals := union[name]
+		for p, keys := range l.pos {
+			n := 0
+			var first time.Time
+			for k, at := range keys {
+				if _, ok := vals[k]; ok && !at.Before(src.after) {
+					n++
+					if first.IsZero() || at.Before(first) {
+						first = at
+					}
+				}
+			}
+			if src.within > 0 && first.Sub(src.after) > src.within {
+				continue
+			}
+			if n > matched || n == matched && n > 0 && len(keys) < of {
+				col, param, matched, of, srcVals = name, p, n, len(keys), len(vals)
+			}
+		}
+	}
+	return col, param, matched, of, srcVals
+}
+
+// proves reports whether matched of of keys prove the data flow: at least
+// threshold keys (as many as make a loop: a parameter that takes one value,
+// a LIMIT, proves nothing) and at least half of the loop's keys. Digests of
+// small integers match by chance across unrelated columns; half of a
+// loop's keys do not.
+func proves(matched, of, threshold int) bool {
+	return matched >= max(threshold, 1) && 2*matched >= of
+}
+
+// walks reports whether the loop read at least half of the distinct values
+// of a source column that has at least twice threshold of them: a loop that
+// walked the source, even on a connection that also served other requests
+// of the same shape (whose keys then make "of" large). Used only for
+// sources on the loop's own connection, in its window.
+func walks(matched, srcVals, threshold int) bool {
+	return matched >= max(threshold, 1) && srcVals >= 2*threshold && 2*matched >= srcVals
+}
+
+// maxScopes bounds the pool scopes whose concurrency is followed, and
+// maxScopeShapes the shapes per scope: the least recently active go first.
+const (
+	maxScopes      = 1024
+	maxScopeShapes = 4096
+)
+
+// scopeKey is a pool scope: the connections one connection pool opens look
+// alike in all of these.
+type scopeKey struct {
+	user, database, application, client string
+}
+
+func scopeOf(c *pgwire.ConnInfo) scopeKey {
+	if c == nil {
+		return scopeKey{}
+	}
+	return scopeKey{c.User, c.Database, c.ApplicationName, c.ClientAddr}
+}
+
+// scopeState remembers, per shape, the connections of the scope that ran it
+// lately.
+type scopeState struct {
+	shapes *lru.Cache[uint64, *shapeConns]
+}
+
+// shapeConns are the last few connections that ran a shape, with when they
+// last did.
+type shapeConns struct {
+	conn [4]uint64
+	last [4]time.Time
+}
+
+func (s *shapeConns) saw(conn uint64, t time.Time) {
+	oldest := 0
+	for i := range s.conn {
+		if s.conn[i] == conn {
+			if t.After(s.last[i]) {
+				s.last[i] = t
+			}
+			return
+		}
+		if s.last[i].Before(s.last[oldest]) {
+			oldest = i
+		}
+	}
+	s.conn[oldest], s.last[oldest] = conn, t
+}
+
+// others reports whether a connection other than conn ran the shape at or
+// after since.
+func (s *shapeConns) others(conn uint64, since time.Time) bool {
+	for i := range s.conn {
+		if s.conn[i] != conn && !s.last[i].IsZero() && !s.last[i].Before(since) {
+			return true
+		}
+	}
+	return false
+}
+
+// sawShape records that conn ran shape fp at t.
+func (d *Detector) sawShape(c *pgwire.ConnInfo, fp uint64, t time.Time) {
+	k := scopeOf(c)
+	sc, ok := d.scopes.Get(k)
+	if !ok {
+		sc = &scopeState{shapes: lru.New[uint64, *shapeConns](maxScopeShapes, 0, nil)}
+		d.scopes.Add(k, sc, 0)
+	}
+	sh, ok := sc.shapes.Get(fp)
+	if !ok {
+		sh = &shapeConns{}
+		sc.shapes.Add(fp, sh, 0)
+	}
+	sh.saw(connID(c), t)
+}
+
+// concurrent reports whether another connection of c's pool scope ran shape
+// fp at or after since: the sign of independent requests served
+// concurrently over a pool.
+func (d *Detector) concurrent(c *pgwire.ConnInfo, fp uint64, since time.Time) bool {
+	sc, ok := d.scopes.Peek(scopeOf(c))
+	if !ok {
+		return false
+	}
+	sh, ok := sc.shapes.Peek(fp)
+	return ok && sh.others(connID(c), since)
+}
+
+func connID(c *pgwire.ConnInfo) uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.ID
+}
+
+// recentSource is one result kept as a candidate source for loops on other
+// connections of its scope.
+type recentSource struct {
+	scope scopeKey
+	conn  uint64
+	end   time.Time
+	stmt  *fingerprint.Statement
+	rows  int64
+	res   *pgwire.ResultKeys
+}
+
+// recentSources is a ring of the latest results with enough rows to be the
+// source of a loop.
+type recentSources struct {
+	buf  []recentSource
+	next int
+	max  int
+}
+
+func (r *recentSources) add(s recentSource) {
+	if len(r.buf) < r.max {
+		r.buf = append(r.buf, s)
+		return
+	}
+	r.buf[r.next] = s
+	r.next = (r.next + 1) % len(r.buf)
+}
+
+// loopEvidence looks for the source of shape a's keys: first among the
+// results of the window (single executions that started before the loop,
+// and the union of the results of an earlier shape that is itself a loop in
+// this window), then among the recent results of a's pool scope on other
+// connections. A source must have run before the loop's latest execution
+// (a loop's shape may have run before, for another request), and at most
+// MaxWindow before its first.
+// It returns the evidence and the source statement, or ok false.
+func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev Evidence, src *fingerprint.Statement, rows int64, ok bool) {
+	if a.keys == nil || len(a.keys.pos) == 0 {
+		return Evidence{}, nil, 0, false
+	}
+	best := Evidence{Kind: EvidenceDataFlow}
+	local := true                      // sources in the window: the connection's own recent past
+	var srcStmt *fingerprint.Statement // the candidate being tried
+	reject := func(col string) bool { return idCoincidence(a.stmt, srcStmt, col) }
+	try := func(col string, param, matched, of, srcVals int) bool {
+		if param < 0 {
+			return false
+		}
+		if !proves(matched, of, d.cfg.NPlusOneThreshold) &&
+			!(local && walks(matched, srcVals, d.cfg.NPlusOneThreshold)) {
+			return false
+		}
+		if matched > best.Matched || matched == best.Matched && of < best.Of {
+			best.SourceColumn, best.Param, best.Matched, best.Of = col, param+1, matched, of
+			return true
+		}
+		return false
+	}
+	for _, s := range w.shapes {
+		if s == a || s.first >= a.last || len(s.results) == 0 {
+			continue
+		}
+		if s.count > 1 && !loops[s] {
+			continue // a repeated shape is a source only as an outer loop
+		}
+		ks := keySource{fingerprint: s.stmt.ID, results: s.results, after: s.firstEnd}
+		srcStmt = s.stmt
+		if try(a.keys.match(&ks, reject)) {
+			src, rows = s.stmt, s.rowsTotal
+			best.SourceFingerprint, best.SourceConnection = hexOf(s.stmt), 0
+		}
+	}
+	if src == nil {
+		local = false
+		scope, conn := scopeOf(a.conn), connID(a.conn)
+		for i := range d.recent.buf {
+			r := &d.recent.buf[i]
+			if r.scope != scope || r.end.After(a.lastStart) || a.start.Sub(r.end) > d.cfg.MaxWindow {
+				continue
+			}
+			if r.conn == conn && !r.end.Before(w.start) {
+				continue // in this window: judged above
+			}
+			ks := keySource{fingerprint: r.stmt.ID, conn: r.conn, results: []*pgwire.ResultKeys{r.res}, after: r.end, within: d.cfg.IdleGap}
+			srcStmt = r.stmt
+			if try(a.keys.match(&ks, reject)) {
+				src, rows = r.stmt, r.rows
+				best.SourceFingerprint = hexOf(r.stmt)
+				best.SourceConnection = 0
+				if r.conn != conn {
+					best.SourceConnection = r.conn
+				}
+			}
+		}
+	}
+	if src == nil {
+		return Evidence{}, nil, 0, false
+	}
+	return best, src, rows, true
+}
+
+// literalKeys are the digests of the statement's literals.
+func literalKeys(st *fingerprint.Statement) []valuekey.Key {
+	if st == nil {
+		return nil
+	}
+	return st.LiteralKeys
+}
+
+// idCoincidence reports a match that means nothing: a loop that looks rows
+// up by their own primary key ("id") whose keys were found in the "id"
+// column of another table. Serial ids of different tables overlap, so
+// users.id = orders.id is chance, while users.id = orders.user_id, or
+// order_items.order_id = orders.id, is a reference.
+func idCoincidence(loop, src *fingerprint.Statement, col string) bool {
+	if src == nil || !strings.EqualFold(col, "id") || loop.Facts == nil || src.Facts == nil {
+		return false
+	}
+	for _, c := range loop.Facts.EqualityColumns {
+		if !strings.EqualFold(lastPart(c), "id") {
+			return false
+		}
+	}
+	for _, t := range loop.Facts.TablesRead {
+		for _, u := range src.Facts.TablesRead {
+			if normTable(t) == normTable(u) {
+				return false
+			}
+		}
+	}
+	return len(loop.Facts.EqualityColumns) > 0
+}
+
+func lastPart(s string) string {
+	if i := strings.LastIndexByte(s, '.'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}

@@ -1,0 +1,307 @@
+package detector
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nplus1/nplus1/fingerprint"
+	"github.com/nplus1/nplus1/internal/valuekey"
+	"github.com/nplus1/nplus1/pgwire"
+)
+
+// result builds the ResultKeys of rows of integer columns.
+func result(cols []string, rows ...[]int) *pgwire.ResultKeys {
+	r := &pgwire.ResultKeys{Columns: cols, Keys: make([][]valuekey.Key, len(cols))}
+	for _, row := range rows {
+		for c, v := range row {
+			r.Keys[c] = append(r.Keys[c], valuekey.String(strconv.Itoa(v)))
+		}
+	}
+	return r
+}
+
+func key(v int) []valuekey.Key { return []valuekey.Key{valuekey.String(strconv.Itoa(v))} }
+
+// source runs st returning rows (id, user_id) with user_id = keys.
+func (tl *timeline) source(st *fingerprint.Statement, keys []int) *pgwire.Execution {
+	rows := make([][]int, len(keys))
+	for i, k := range keys {
+		rows[i] = []int{100 + i, k}
+	}
+	x := tl.q(st, 1, int64(len(keys)))
+	x.Result = result([]string{"id", "user_id"}, rows...)
+	return x
+}
+
+// lookup runs st once with one key, returning one row (id, name-less).
+func (tl *timeline) lookup(st *fingerprint.Statement, k int) *pgwire.Execution {
+	x := tl.q(st, uint64(1_000_000+k), 1)
+	x.ParamKeys = key(k)
+	x.Result = result([]string{"id"}, []int{k})
+	return x
+}
+
+// poolTimeline is a timeline whose connections 1..n are one pool's: same
+// user, database, application and client address.
+func poolTimeline(n int) *timeline {
+	tl := newTimeline()
+	for id := 1; id <= n; id++ {
+		tl.on(uint64(id)).conn.ClientAddr = "10.0.0.1"
+	}
+	return tl.on(1)
+}
+
+func seq(from, n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = from + i
+	}
+	return s
+}
+
+func nPlusOnes(fs []Finding) []Finding {
+	var out []Finding
+	for _, f := range fs {
+		if f.Kind == KindNPlusOne {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func TestEvidenceDataFlow(t *testing.T) {
+	tl := poolTimeline(4)
+	tl.source(qOrders, seq(1, 30))
+	for _, k := range seq(1, 30) {
+		tl.lookup(qUser, k)
+		tl.wait(time.Millisecond)
+	}
+	fs := nPlusOnes(detect(Config{}, tl.events))
+	if len(fs) != 1 {
+		t.Fatalf("got %v", summaries(fs))
+	}
+	ev := fs[0].Evidence
+	if ev == nil || ev.Kind != EvidenceDataFlow || ev.SourceColumn != "user_id" || ev.Param != 1 || ev.Matched != 30 || ev.Of != 30 ||
+		ev.SourceFingerprint != qOrders.Hex || ev.SourceConnection != 0 {
+		t.Errorf("evidence %+v", ev)
+	}
+	if fs[0].Source == nil || fs[0].Source.Fingerprint != qOrders.Hex {
+		t.Errorf("source %+v", fs[0].Source)
+	}
+}
+
+func TestEvidencePartialOverlap(t *testing.T) {
+	tl := poolTimeline(4)
+	tl.source(qOrders, seq(1, 25))
+	for _, k := range append(seq(1, 25), seq(500, 5)...) { // 5 keys from elsewhere (a cache, the request)
+		tl.lookup(qUser, k)
+	}
+	fs := nPlusOnes(detect(Config{}, tl.events))
+	if len(fs) != 1 || fs[0].Evidence == nil || fs[0].Evidence.Kind != EvidenceDataFlow ||
+		fs[0].Evidence.Matched != 25 || fs[0].Evidence.Of != 30 {
+		t.Fatalf("got %v, evidence %+v", summaries(fs), fs[0].Evidence)
+	}
+	// Duplicated keys in the source and in the loop count once.
+	tl = newTimeline()
+	tl.source(qOrders, append(seq(1, 10), seq(1, 10)...))
+	for _, k := range append(seq(1, 10), seq(1, 10)...) {
+		tl.lookup(qUser, k)
+	}
+	fs = nPlusOnes(detect(Config{}, tl.events))
+	if len(fs) != 1 || fs[0].Evidence.Matched != 10 || fs[0].Evidence.Of != 10 {
+		t.Fatalf("duplicates: got %v, evidence %+v", summaries(fs), fs[0].Evidence)
+	}
+}
+
+func TestEvidenceChanceMatchesDoNotProve(t *testing.T) {
+	// Small integers are everywhere: 4 of 30 keys found in an unrelated
+	// column prove nothing, and a busy pool then reports nothing.
+	tl := poolTimeline(4)
+	tl.on(2).lookup(qUser, 9000)
+	tl.on(1).source(qOrders, append(seq(1, 4), seq(700, 26)...))
+	for _, k := range append(seq(1, 4), seq(2000, 26)...) {
+		tl.on(1).lookup(qUser, k)
+		tl.on(2).lookup(qUser, k+10000)
+	}
+	fs := nPlusOnes(detect(Config{}, tl.events))
+	if len(fs) != 0 {
+		t.Fatalf("got %v", summaries(fs))
+	}
+}
+
+func TestEvidenceBusyPoolNotFlagged(t *testing.T) {
+	// 40 independent requests over a pool of 4, each a lookup by an id from
+	// the request, and a dependent lookup by a column of its row.
+	tl := poolTimeline(4)
+	for r := range 40 {
+		tl.on(uint64(1 + r%4))
+		order := 5000 + r
+		x := tl.q(qOrders, uint64(order), 1)
+		x.ParamKeys = key(order)
+		x.Result = result([]string{"id", "user_id"}, []int{order, 70 + r})
+		tl.lookup(qUser, 70+r)
+		tl.wait(200 * time.Microsecond)
+	}
+	d := New(Config{})
+	var fs []Finding
+	for _, ev := range tl.events {
+		fs = append(fs, d.Observe(ev)...)
+	}
+	fs = append(fs, d.Flush()...)
+	for _, f := range fs {
+		if f.Kind == KindNPlusOne || f.Kind == KindDuplicateQuery {
+			t.Errorf("flagged %s (evidence %+v)", summary(f), f.Evidence)
+		}
+	}
+	if d.Stats().Concurrent == 0 {
+		t.Error("Stats.Concurrent = 0")
+	}
+}
+
+func TestEvidenceBusyPoolDuplicates(t *testing.T) {
+	// pgbench -S over 4 connections: popular keys repeat by chance, spread
+	// among others: no duplicate_query. One request that runs the same
+	// query three times in a row is one.
+	tl := poolTimeline(4)
+	for r := range 200 {
+		tl.on(uint64(1 + r%4))
+		k := r % 37
+		tl.q(qUser, uint64(1+k), 1).ParamKeys = key(k)
+	}
+	tl.on(3)
+	for range 3 {
+		tl.q(qUser, 999, 1).ParamKeys = key(999)
+	}
+	var dups []string
+	for _, f := range detect(Config{}, tl.events) {
+		if f.Kind == KindDuplicateQuery || f.Kind == KindNPlusOne {
+			dups = append(dups, summary(f)+" conn "+strconv.FormatUint(f.Connection.ID, 10))
+		}
+	}
+	if len(dups) != 1 || dups[0] != "duplicate_query user n=3 d=1 warning conn 3" {
+		t.Errorf("got %v", dups)
+	}
+}
+
+func TestEvidenceRealLoopUnderLoad(t *testing.T) {
+	// The same busy pool, and one request among them that lists 30 orders
+	// and looks up each user: flagged, proven, on its own connection.
+	tl := poolTimeline(4)
+	for r := range 20 {
+		tl.on(uint64(1 + r%4))
+		tl.lookup(qUser, 9000+r)
+	}
+	tl.on(2).source(qOrders, seq(1, 30))
+	for _, k := range seq(1, 30) {
+		tl.on(2).lookup(qUser, k)
+		tl.on(uint64(1+k%2*2)).lookup(qUser, 8000+k) // conns 1 and 3 stay busy
+	}
+	fs := nPlusOnes(detect(Config{}, tl.events))
+	if len(fs) != 1 || fs[0].Connection.ID != 2 || fs[0].Evidence.Kind != EvidenceDataFlow || fs[0].Evidence.Matched != 30 {
+		t.Fatalf("got %v", summaries(fs))
+	}
+}
+
+func TestEvidencePooledLoopHopsConnections(t *testing.T) {
+	// The source ran on connection 1; its lookups went out over 2, 3 and 4.
+	tl := poolTimeline(4)
+	tl.on(1).source(qOrders, seq(1, 30))
+	for _, k := range seq(1, 30) {
+		tl.on(uint64(2+k%3)).lookup(qUser, k)
+	}
+	fs := nPlusOnes(detect(Config{}, tl.events))
+	if len(fs) == 0 {
+		t.Fatal("not flagged")
+	}
+	for _, f := range fs {
+		ev := f.Evidence
+		if ev.Kind != EvidenceDataFlow || ev.SourceConnection != 1 || ev.SourceColumn != "user_id" || ev.Matched != 10 || ev.Of != 10 {
+			t.Errorf("%s: evidence %+v", summary(f), ev)
+		}
+	}
+}
+
+func TestEvidenceNestedLoop(t *testing.T) {
+	// orders → items per order → product per item: the products' keys are
+	// in the union of the items' results.
+	tl := poolTimeline(4)
+	x := tl.q(qOrders, 1, 6)
+	x.Result = result([]string{"id", "user_id"}, []int{1, 50}, []int{2, 51}, []int{3, 52}, []int{4, 53}, []int{5, 54}, []int{6, 55})
+	for o := 1; o <= 6; o++ {
+		items := tl.q(qItems, uint64(o), 3)
+		items.ParamKeys = key(o)
+		items.Result = result([]string{"id", "product_id"}, []int{10 * o, 100*o + 1}, []int{10*o + 1, 100*o + 2}, []int{10*o + 2, 100*o + 3})
+		for i := 1; i <= 3; i++ {
+			tl.lookup(qProduct, 100*o+i)
+		}
+	}
+	fs := nPlusOnes(detect(Config{}, tl.events))
+	if len(fs) != 2 {
+		t.Fatalf("got %v", summaries(fs))
+	}
+	items, products := fs[0].Evidence, fs[1].Evidence
+	if items.Kind != EvidenceDataFlow || items.SourceFingerprint != qOrders.Hex || items.SourceColumn != "id" || items.Matched != 6 {
+		t.Errorf("items evidence %+v", items)
+	}
+	if products.Kind != EvidenceDataFlow || products.SourceFingerprint != qItems.Hex || products.SourceColumn != "product_id" || products.Matched != 18 {
+		t.Errorf("products evidence %+v", products)
+	}
+}
+
+func TestEvidenceKeysFromRequest(t *testing.T) {
+	// A loop over ids from a form on a quiet connection: repetition, a
+	// warning however long.
+	tl := poolTimeline(4)
+	for _, k := range seq(1, 60) {
+		tl.lookup(qUser, k)
+	}
+	fs := nPlusOnes(detect(Config{}, tl.events))
+	if len(fs) != 1 || fs[0].Evidence == nil || fs[0].Evidence.Kind != EvidenceRepetition || fs[0].Severity != SeverityWarning {
+		t.Fatalf("got %v, evidence %+v", summaries(fs), fs[0].Evidence)
+	}
+}
+
+func TestEvidenceBudget(t *testing.T) {
+	tl := poolTimeline(4)
+	tl.source(qOrders, seq(1, 30))
+	for _, k := range seq(1, 30) {
+		tl.lookup(qUser, k)
+	}
+	d := New(Config{MaxEvidenceBytes: 100})
+	var fs []Finding
+	for _, ev := range tl.events {
+		fs = append(fs, d.Observe(ev)...)
+	}
+	fs = nPlusOnes(append(fs, d.Flush()...))
+	if len(fs) != 1 || fs[0].Evidence.Kind != EvidenceRepetition {
+		t.Fatalf("over the budget: got %v, evidence %+v", summaries(fs), fs[0].Evidence)
+	}
+	if d.Stats().EvidenceDropped == 0 {
+		t.Error("EvidenceDropped = 0")
+	}
+	if d.evBytes != 0 {
+		t.Errorf("evBytes = %d after every window closed", d.evBytes)
+	}
+}
+
+func TestEvidenceIDsOfAnotherTableProveNothing(t *testing.T) {
+	// users looked up by id, with keys equal to the ids (not the user_ids)
+	// of a list of orders: serial ids overlap by chance. On a busy pool that
+	// is no N+1.
+	tl := poolTimeline(4)
+	tl.on(2).lookup(qUser, 9000)
+	x := tl.on(1).q(qOrders, 1, 30)
+	rows := make([][]int, 30)
+	for i := range rows {
+		rows[i] = []int{1 + i, 500 + i}
+	}
+	x.Result = result([]string{"id", "user_id"}, rows...)
+	for _, k := range seq(1, 30) {
+		tl.on(1).lookup(qUser, k)
+		tl.on(2).lookup(qUser, 9100+k)
+	}
+	if fs := nPlusOnes(detect(Config{}, tl.events)); len(fs) != 0 {
+		t.Fatalf("got %v, evidence %+v", summaries(fs), fs[0].Evidence)
+	}
+}

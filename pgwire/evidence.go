@@ -1,0 +1,707 @@
+package pgwire
+
+import (
+	"encoding/binary"
+	"slices"
+
+	"github.com/nplus1/nplus1/internal/valuekey"
+)
+
+// Value evidence: keyed digests of bound parameters (bind.go) and of the
+// values of the first rows of results (here), read as the messages stream
+// by. No value is kept: a value is hashed from the chunk it arrives in, or
+// from a scratch buffer of valuekey.MaxValueBytes when a chunk ends inside
+// it; longer values are not keys and are skipped by counting.
+//
+// Where a result's column types and formats come from:
+//   - simple Query: the RowDescription before each statement's rows;
+//   - Execute of a described portal: the RowDescription that answered
+//     Describe of the portal (formats final);
+//   - Execute of a portal not described (pgx's statement cache: Parse and
+//     Describe of the statement once, then only Bind and Execute): the
+//     statement's RowDescription, remembered on the statement, with the
+//     Bind's result format codes.
+//
+// Without a RowDescription (NoData, an unknown statement) there is no
+// Result.
+
+// resultDesc is what the tracker keeps of a RowDescription: the names and type
+// OIDs of the first MaxEvidenceColumns columns. It is never changed once
+// built: statements, portals and ResultKeys.Columns share it.
+type resultDesc struct {
+	names []string
+	oids  []uint32
+	count int // columns in the message; more than len(names) when cut
+}
+
+// size is what a resultDesc costs in a statement's byte budget.
+func (d *resultDesc) size() int {
+	if d == nil {
+		return 0
+	}
+	n := 64 + 20*len(d.names)
+	for _, s := range d.names {
+		n += len(s)
+	}
+	return n
+}
+
+// rdIter walks the fields of a RowDescription body that may be cut short.
+type rdIter struct {
+	b []byte
+}
+
+// next returns the next field's name, type OID and format code; ok is false
+// when the body ends before the field does.
+func (it *rdIter) next() (name []byte, oid uint32, format uint16, ok bool) {
+	b := it.b
+	i := 0
+	for i < len(b) && b[i] != 0 {
+		i++
+	}
+	if i+1+18 > len(b) {
+		return nil, 0, 0, false
+	}
+	name, f := b[:i], b[i+1:]
+	// table OID (4), attribute number (2), type OID (4), type size (2),
+	// type modifier (4), format code (2)
+	oid = binary.BigEndian.Uint32(f[6:10])
+	format = binary.BigEndian.Uint16(f[16:18])
+	it.b = f[18:]
+	return name, oid, format, true
+}
+
+// rdCap is how much of a RowDescription is read: the first maxCols fields
+// with names of up to NAMEDATALEN-1 bytes.
+func rdCap(maxCols int) int { return 2 + maxCols*(maxNameBytes+1+18) }
+
+// readDesc reads the RowDescription collected in t.rd: it returns the
+// description (a, b or t.lastDesc when it has the same columns, so that a
+// repeated statement allocates nothing) and the mask of the columns sent
+// in binary format. It returns nil for a RowDescription without columns.
+func (t *Tracker) readDesc(a, b *resultDesc) (*resultDesc, uint64) {
+	if len(t.rd) < 2 {
+		return nil, 0
+	}
+	count := int(binary.BigEndian.Uint16(t.rd))
+	want := min(count, t.maxCols)
+	cands := [3]*resultDesc{a, b, t.lastDesc}
+	var match [3]bool
+	for i, c := range cands {
+		match[i] = c != nil && c.count == count
+	}
+	it := rdIter{b: t.rd[2:]}
+	var bin uint64
+	n := 0
+	for n < want {
+		name, oid, format, ok := it.next()
+		if !ok {
+			break
+		}
+		if format != 0 {
+			bin |= 1 << n
+		}
+		for i, c := range cands {
+			match[i] = match[i] && n < len(c.names) && c.oids[n] == oid && c.names[n] == string(name)
+		}
+		n++
+	}
+	if n == 0 {
+		return nil, 0
+	}
+	for i, c := range cands {
+		if match[i] && len(c.names) == n {
+			t.lastDesc = c
+			return c, bin
+		}
+	}
+	d := &resultDesc{names: make([]string, n), oids: make([]uint32, n), count: count}
+	it = rdIter{b: t.rd[2:]}
+	for i := range n {
+		name, oid, _, _ := it.next()
+		d.names[i], d.oids[i] = string(name), oid
+	}
+	t.lastDesc = d
+	return d, bin
+}
+
+// bindEvidence is what a Bind carries, through its request, to its
+// portal: its ParamKeys and result format codes, and later the answer to a
+// Describe of the portal. A Bind of up to 8 parameters takes one
+// allocation: its keys are in small.
+type bindEvidence struct {
+	keys      []valuekey.Key // ParamKeys; shared, read only, by the portal's executions
+	resFmt    uint64         // result columns the Bind asked in binary format
+	described bool           // a Describe of the portal was answered
+	desc      *resultDesc    // with this RowDescription (nil: NoData)
+	descBin   uint64         // and these binary columns
+	cost      int            // bytes counted in the portals' budget
+	small     [8]valuekey.Key
+}
+
+// recost sets what the portal's evidence costs: its keys, and its
+// description when it is its own (its statement is unknown).
+func (b *bindEvidence) recost(ownDesc bool) {
+	b.cost = 8 * len(b.keys)
+	if ownDesc {
+		b.cost += b.desc.size()
+	}
+}
+
+// resultState is the result being hashed: the rows of the request at the
+// head of the queue.
+type resultState struct {
+	begun bool // the head request's description was looked up
+	on    bool // its rows are hashed
+	desc  *resultDesc
+	bin   uint64 // columns in binary format
+	ncols int    // columns hashed: len(desc.names)
+	rows  int    // rows hashed
+	trunc bool   // rows or columns past the bounds
+	keys  []valuekey.Key
+}
+
+// rowState reads one DataRow: a column count, then per column a length
+// (-1 for NULL) and the value.
+type rowState struct {
+	on    bool
+	stage uint8
+	need  int
+	num   uint32
+	n     int // columns in the message
+	col   int
+	vlen  int // length of the value being read
+	nv    int // its bytes in t.rowVal
+	base  int // index of the row's first key in res.keys
+}
+
+const (
+	rowCount uint8 = iota
+	rowLen
+	rowVal
+	rowSkip
+	rowDone
+)
+
+// The evidence steps of the hot paths, out of line: without evidence they
+// cost one test of t.evidence each.
+
+//go:noinline
+func (t *Tracker) evParseStart() { t.po = oidState{need: 2, oids: t.po.oids[:0]} }
+
+//go:noinline
+func (t *Tracker) evBindStart() { t.bk = bindKeys{} }
+
+// evParse queues the evidence of the Parse just read.
+//
+//go:noinline
+func (t *Tracker) evParse(name string, cur *stmt) {
+	types := t.parseTypes(cur)
+	seq := t.evq.push(evEntry{types: types})
+	t.lastParse = parseSlot{seq: seq, name: name, types: types}
+	t.pendingSQL += 4 * len(types.get())
+}
+
+// evBind queues the evidence of the Bind just read.
+//
+//go:noinline
+func (t *Tracker) evBind() {
+	ev := t.bk.out
+	if ev == nil { // the message ended early: the server rejects it
+		ev = &bindEvidence{}
+	}
+	if !t.bind.complete() || t.pendingSQL+8*len(ev.keys) > t.sqlBudget {
+		ev.keys = nil
+	}
+	t.evq.push(evEntry{ev: ev})
+	t.pendingSQL += 8 * len(ev.keys)
+	t.bk = bindKeys{}
+}
+
+// evDescribeName returns the name a Describe (of target sub) names.
+//
+//go:noinline
+func (t *Tracker) evDescribeName(sub byte) string {
+	name := nameOf(t.feSmall[1:])
+	if sub == targetPortal {
+		return t.portalName(name)
+	}
+	return t.stmtName(name, t.stmtByName(name))
+}
+
+// evPop drops the evidence of the Parse or Bind leaving the queue.
+//
+//go:noinline
+func (t *Tracker) evPop() {
+	t.pendingSQL -= t.evq.front().size()
+	t.evq.pop()
+}
+
+// evComplete attaches the evidence of e, a statement that completed
+// (result: its rows are e's) or failed, and ends the result.
+//
+//go:noinline
+func (t *Tracker) evComplete(e *Execution, result bool) {
+	t.attachEvidence(e, result)
+	t.endResult()
+}
+
+// head returns the request the next reply answers, nil when none is queued.
+func (t *Tracker) head() *request {
+	for i := 0; i < t.q.n; i++ {
+		if r := t.q.at(i); r.kind != reqCopyEnd {
+			return r
+		}
+	}
+	return nil
+}
+
+// beginResult starts hashing a result described by d (nil: not hashed).
+func (t *Tracker) beginResult(d *resultDesc, bin uint64) {
+	r := &t.res
+	*r = resultState{begun: true, keys: r.keys[:0]}
+	if d == nil || len(d.names) == 0 {
+		return
+	}
+	r.on, r.desc, r.bin, r.ncols = true, d, bin, len(d.names)
+	r.trunc = d.count > len(d.names)
+}
+
+// beginExecuteResult looks up the description of the rows of an Execute.
+func (t *Tracker) beginExecuteResult(h *request) {
+	var d *resultDesc
+	var bin uint64
+	if p, ok := t.lookupPortal(h.name); ok && p.ev != nil {
+		switch {
+		case p.ev.described:
+			d, bin = p.ev.desc, p.ev.descBin
+		case p.stmt != nil:
+			d, bin = p.stmt.desc, p.ev.resFmt
+		}
+	}
+	t.beginResult(d, bin)
+}
+
+// endResult forgets the result being hashed.
+//
+//go:noinline
+func (t *Tracker) endResult() {
+	keys := t.res.keys[:0]
+	if cap(keys) > keepKeysCap {
+		keys = nil
+	}
+	t.res = resultState{keys: keys}
+	t.row.on = false
+}
+
+// rowStart is called when a DataRow begins: it decides whether its values
+// are hashed.
+func (t *Tracker) rowStart() {
+	t.row.on = false
+	h := t.head()
+	if h == nil {
+		return
+	}
+	switch h.kind {
+	case reqExecute:
+		if !t.res.begun {
+			t.beginExecuteResult(h)
+		}
+	case reqQuery:
+	default:
+		return
+	}
+	r := &t.res
+	if !r.on {
+		return
+	}
+	if r.rows >= t.maxRows {
+		r.trunc = true // counted, not read
+		return
+	}
+	base := len(r.keys)
+	r.keys = slices.Grow(r.keys, r.ncols)[:base+r.ncols]
+	clear(r.keys[base:])
+	t.row = rowState{on: true, need: 2, base: base}
+}
+
+// rowBody hashes the values of the DataRow being read.
+func (t *Tracker) rowBody(p []byte) {
+	w := &t.row
+	for len(p) > 0 {
+		switch w.stage {
+		case rowCount, rowLen:
+			if w.need == 4 && len(p) >= 4 { // the usual case: a whole length at once
+				w.num, w.need, p = binary.BigEndian.Uint32(p), 0, p[4:]
+			}
+			for w.need > 0 && len(p) > 0 {
+				w.num = w.num<<8 | uint32(p[0])
+				p = p[1:]
+				w.need--
+			}
+			if w.need > 0 {
+				return
+			}
+			if w.stage == rowCount {
+				w.n = int(w.num)
+				w.nextCol(t.res.ncols)
+				continue
+			}
+			switch l := int32(w.num); {
+			case l > valuekey.MaxValueBytes:
+				w.stage, w.need = rowSkip, int(l)
+			case l > 0:
+				w.stage, w.need, w.vlen, w.nv = rowVal, int(l), int(l), 0
+			case l < -1: // malformed; the server never sends it
+				w.stage = rowDone
+			default: // NULL or empty: not a key
+				w.col++
+				w.nextCol(t.res.ncols)
+			}
+		case rowVal:
+			n := min(w.need, len(p))
+			if w.nv == 0 && n == w.vlen {
+				t.rowKey(p[:n]) // whole in this chunk: no copy
+			} else {
+				w.nv += copy(t.rowVal[w.nv:], p[:n])
+				if w.nv == w.vlen {
+					t.rowKey(t.rowVal[:w.vlen])
+				}
+			}
+			p = p[n:]
+			if w.need -= n; w.need == 0 {
+				w.col++
+				w.nextCol(t.res.ncols)
+			}
+		case rowSkip:
+			n := min(w.need, len(p))
+			p = p[n:]
+			if w.need -= n; w.need == 0 {
+				w.col++
+				w.nextCol(t.res.ncols)
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (w *rowState) nextCol(ncols int) {
+	if w.col >= w.n || w.col >= ncols {
+		w.stage = rowDone
+		return
+	}
+	w.stage, w.need, w.num = rowLen, 4, 0
+}
+
+func (t *Tracker) rowKey(v []byte) {
+	r, c := &t.res, t.row.col
+	k := valuekey.Text(v)
+	if r.bin>>c&1 != 0 {
+		k = valuekey.Binary(v, r.desc.oids[c])
+	}
+	r.keys[t.row.base+c] = k
+}
+
+// evidenceStart is called when a server message other than the few the
+// tracker always reads begins: it decides whether a DataRow's values or a
+// RowDescription are read (evRead).
+func (t *Tracker) evidenceStart() {
+	t.evRead = false
+	switch t.be.typ {
+	case beDataRow:
+		t.rowStart()
+		t.evRead = t.row.on
+	case beRowDescription:
+		h := t.head()
+		t.rdOn = h != nil && (h.kind == reqDescribe || h.kind == reqQuery)
+		t.rd = t.rd[:0]
+		t.evRead = t.rdOn
+	}
+}
+
+// evidenceBody reads the bytes p of the message evidenceStart chose.
+func (t *Tracker) evidenceBody(p []byte) {
+	switch t.be.typ {
+	case beDataRow:
+		t.rowBody(p)
+	case beRowDescription:
+		if room := rdCap(t.maxCols) - len(t.rd); room > 0 {
+			t.rd = append(t.rd, p[:min(room, len(p))]...)
+		}
+	}
+}
+
+// rowEnd counts the DataRow just read. Columns it did not have, or cut
+// short, are None.
+func (t *Tracker) rowEnd() {
+	t.row.on = false
+	t.res.rows++
+}
+
+// build returns the digests hashed so far, column by column, in one
+// allocation for the keys.
+func (r *resultState) build() *ResultKeys {
+	rk := &ResultKeys{Columns: r.desc.names, Keys: make([][]valuekey.Key, r.ncols), Truncated: r.trunc}
+	rows := r.rows
+	back := make([]valuekey.Key, r.ncols*rows)
+	for c := range r.ncols {
+		col := back[c*rows : (c+1)*rows : (c+1)*rows]
+		for i := range col {
+			col[i] = r.keys[i*r.ncols+c]
+		}
+		rk.Keys[c] = col
+	}
+	return rk
+}
+
+// attachEvidence gives e (whose ParamKeys newExecution set) the digests of
+// the result just completed when result is set, within the budget.
+func (t *Tracker) attachEvidence(e *Execution, result bool) {
+	r := &t.res
+	rows := 0
+	if result && r.on && r.rows > 0 {
+		rows = r.rows
+		if r.trunc {
+			t.stats.EvidenceTruncated++
+		}
+	}
+	size := 8 * len(e.ParamKeys)
+	if rows > 0 {
+		size += resultSize(r.ncols, rows)
+	}
+	if size > 0 && !t.budget.Take(size) {
+		t.stats.EvidenceDropped++
+		e.ParamKeys = nil
+		return
+	}
+	if rows > 0 {
+		e.Result = r.build()
+	}
+}
+
+// describeRows handles the RowDescription that answers a Describe.
+func (t *Tracker) describeRows(h *request) {
+	switch h.sub {
+	case targetStatement:
+		if st := t.lookupStmt(h.name); st != nil {
+			d, _ := t.readDesc(st.desc, nil)
+			t.setStmtDesc(st, d)
+		}
+	case targetPortal:
+		p, ok := t.lookupPortal(h.name)
+		if !ok || p.ev == nil {
+			return
+		}
+		var cand *resultDesc
+		if p.stmt != nil {
+			cand = p.stmt.desc
+		}
+		d, bin := t.readDesc(cand, p.ev.desc)
+		t.describePortal(p, d, bin)
+		if p.stmt != nil && d != nil {
+			// The statement's columns, for its portals that are not described.
+			t.setStmtDesc(p.stmt, d)
+		}
+	}
+}
+
+// describePortal records the answer to a Describe of portal p: its
+// description is the statement's, or else counts in the portals' budget.
+func (t *Tracker) describePortal(p portal, d *resultDesc, bin uint64) {
+	before := p.size()
+	p.ev.described, p.ev.desc, p.ev.descBin = true, d, bin
+	p.ev.recost(p.stmt == nil)
+	if t.portalParams+p.size()-before > t.sqlBudget {
+		p.ev.desc = nil // over the budget: as if NoData
+		p.ev.recost(p.stmt == nil)
+	}
+	t.portalParams += p.size() - before
+}
+
+// describeNoData handles the NoData that answers a Describe.
+func (t *Tracker) describeNoData(h *request) {
+	switch h.sub {
+	case targetStatement:
+		if st := t.lookupStmt(h.name); st != nil {
+			t.setStmtDesc(st, nil)
+		}
+	case targetPortal:
+		if p, ok := t.lookupPortal(h.name); ok && p.ev != nil {
+			t.describePortal(p, nil, 0)
+		}
+	}
+}
+
+// setStmtDesc remembers d as the columns of st, in its byte budget.
+func (t *Tracker) setStmtDesc(st *stmt, d *resultDesc) {
+	if st.desc == d {
+		return
+	}
+	st.desc = d
+	if st.name == "" || t.stmts == nil {
+		return
+	}
+	if cur, ok := t.stmts.Peek(st.name); ok && cur == st {
+		t.stats.Evictions += uint64(t.stmts.Add(st.name, st, st.cost()))
+	}
+}
+
+// oidState reads the parameter type OIDs at the end of a Parse.
+type oidState struct {
+	stage   uint8 // 0: count; 1: OIDs; 2: done
+	need    int
+	num     uint32
+	left    int
+	oids    []uint32 // the first maxParamOIDs
+	nonzero bool
+}
+
+// size is what the types read take in the budget for pending requests.
+func (o *oidState) size() int {
+	if !o.nonzero {
+		return 0
+	}
+	return 4 * len(o.oids)
+}
+
+func (o *oidState) feed(p []byte) {
+	for len(p) > 0 && o.stage < 2 {
+		for o.need > 0 && len(p) > 0 {
+			o.num = o.num<<8 | uint32(p[0])
+			p = p[1:]
+			o.need--
+		}
+		if o.need > 0 {
+			return
+		}
+		if o.stage == 0 {
+			o.left, o.stage = int(o.num), 1
+		} else {
+			o.oids = append(o.oids, o.num)
+			o.nonzero = o.nonzero || o.num != 0
+			o.left--
+		}
+		o.num, o.need = 0, 4
+		if o.left == 0 || len(o.oids) >= maxParamOIDs {
+			o.stage = 2
+		}
+	}
+}
+
+// paramTypes are the parameter type OIDs a Parse named, shared by its
+// request, its statement and the Parses that repeat them.
+type paramTypes struct {
+	oids []uint32
+}
+
+func (p *paramTypes) get() []uint32 {
+	if p == nil {
+		return nil
+	}
+	return p.oids
+}
+
+// parseSlot is the latest Parse queued, while it awaits its reply (its
+// entry seq is still in evq): a Bind sent in the same pipeline uses its
+// parameter types before the server has confirmed the statement.
+type parseSlot struct {
+	seq   uint64
+	name  string
+	types *paramTypes
+}
+
+// pendingParse returns the latest Parse queued and whether it still awaits
+// its reply.
+func (t *Tracker) pendingParse() (parseSlot, bool) {
+	s := t.lastParse
+	return s, s.seq > t.evq.popped
+}
+
+// evEntry is the value evidence of a queued Parse or Bind: the request
+// queue stays as it is without evidence, and evq holds one entry per Parse
+// and Bind in it, in the same order.
+type evEntry struct {
+	types *paramTypes   // Parse: the parameter types it named
+	ev    *bindEvidence // Bind: what it carries to its portal
+}
+
+// size is what e holds against the budget for pending requests.
+func (e *evEntry) size() int {
+	n := 4 * len(e.types.get())
+	if e.ev != nil {
+		n += 8 * len(e.ev.keys)
+	}
+	return n
+}
+
+// evQueue is a FIFO ring of evEntry; its size is a power of two.
+type evQueue struct {
+	buf    []evEntry
+	head   int
+	n      int
+	popped uint64 // entries popped or cleared so far
+}
+
+// push appends e and returns its sequence number (from 1).
+func (q *evQueue) push(e evEntry) uint64 {
+	if q.n == len(q.buf) {
+		nb := make([]evEntry, max(16, 2*len(q.buf)))
+		for i := 0; i < q.n; i++ {
+			nb[i] = q.buf[(q.head+i)&(len(q.buf)-1)]
+		}
+		q.buf, q.head = nb, 0
+	}
+	q.buf[(q.head+q.n)&(len(q.buf)-1)] = e
+	q.n++
+	return q.popped + uint64(q.n)
+}
+
+// front returns the oldest entry; it is never called on an empty queue.
+func (q *evQueue) front() *evEntry { return &q.buf[q.head] }
+
+func (q *evQueue) pop() {
+	q.buf[q.head] = evEntry{}
+	q.head = (q.head + 1) & (len(q.buf) - 1)
+	q.n--
+	q.popped++
+	if q.n == 0 {
+		q.head = 0
+		if len(q.buf) > 1024 {
+			q.buf = nil
+		}
+	}
+}
+
+func (q *evQueue) clear() {
+	for q.n > 0 {
+		q.pop()
+	}
+}
+
+// parseTypes returns the parameter types of the Parse just read, sharing
+// equal ones already held.
+func (t *Tracker) parseTypes(cur *stmt) *paramTypes {
+	o := &t.po
+	if o.stage != 2 || !o.nonzero {
+		return nil
+	}
+	if cur != nil && slices.Equal(cur.types.get(), o.oids) {
+		return cur.types
+	}
+	if s, ok := t.pendingParse(); ok && slices.Equal(s.types.get(), o.oids) {
+		return s.types
+	}
+	return &paramTypes{oids: slices.Clone(o.oids)}
+}
+
+// bindOIDs returns the parameter types of the statement a Bind names.
+func (t *Tracker) bindOIDs(name []byte) []uint32 {
+	if s, ok := t.pendingParse(); ok && s.name == string(name) {
+		return s.types.get()
+	}
+	if st := t.stmtByName(name); st != nil {
+		return st.types.get()
+	}
+	return nil
+}
