@@ -196,8 +196,15 @@ func (in *input) Files() []File { return in.files }
 
 func (in *input) Notes() []string {
 	var notes []string
+	logs := false
 	for _, r := range in.readers {
 		notes = append(notes, r.Notes()...)
+	}
+	for _, f := range in.files {
+		logs = logs || f.Format == FormatCSVLog || f.Format == FormatJSONLog
+	}
+	if logs {
+		notes = append(notes, "server logs hold no result rows: N+1s found in them are judged on repetition alone (evidence \"repetition\"), without the data-flow proof a capture gives")
 	}
 	return notes
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/analyzer"
+	"github.com/nplus1/nplus1/proxy"
 	"github.com/nplus1/nplus1/replay"
 )
 
@@ -122,7 +123,12 @@ func (o *replayOptions) run(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
-	in, err := replay.Open(inv.args, replay.OpenOptions{Format: *o.inputFormat, Ports: ports, KeepParams: *o.target != ""})
+	var evidence proxy.Config // the same evidence switch and budget as the proxy's
+	if *o.target == "" { // a re-execution's evidence comes from the target's answers
+		o.analysis.evidenceConfig(&evidence)
+	}
+	in, err := replay.Open(inv.args, replay.OpenOptions{Format: *o.inputFormat, Ports: ports, KeepParams: *o.target != "",
+		Evidence: evidence.Evidence, EvidenceBudget: evidence.EvidenceBudget})
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
@@ -137,6 +143,7 @@ func (o *replayOptions) run(ctx context.Context, inv *invocation) error {
 		return err
 	}
 	acfg := o.analysis.analyzerConfig(inv, dcfg, outs.sinks, nil)
+	acfg.EvidenceBudget = evidence.EvidenceBudget
 
 	statements := new(atomic.Int64)
 	stopProgress := startProgress(*o.progress, inv.stderr, in.TotalBytes(), in.BytesRead, statements)
