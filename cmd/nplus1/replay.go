@@ -124,7 +124,7 @@ func (o *replayOptions) run(ctx context.Context, inv *invocation) error {
 		return err
 	}
 	var evidence proxy.Config // the same evidence switch and budget as the proxy's
-	if *o.target == "" { // a re-execution's evidence comes from the target's answers
+	if *o.target == "" {      // a re-execution's evidence comes from the target's answers
 		o.analysis.evidenceConfig(&evidence)
 	}
 	in, err := replay.Open(inv.args, replay.OpenOptions{Format: *o.inputFormat, Ports: ports, KeepParams: *o.target != "",
