@@ -117,6 +117,18 @@ func TestEvidenceExecModes(t *testing.T) {
 				}
 			}
 			src := srcs[0].Result
+			// The lookups' events arrive through the queue: wait for all.
+			itEventually(t, 10*time.Second, func() (bool, string) {
+				n := 0
+				for _, l := range lookups {
+					before, after, _ := strings.Cut(l.sql, "$1")
+					n += len(p.Events(func(e *pgwire.Execution) bool {
+						return itApp(app)(e) && strings.HasPrefix(e.SQL, before) && strings.HasSuffix(e.SQL, after) &&
+							(mode == "simple_protocol" || e.SQL == l.sql)
+					}))
+				}
+				return n >= wantLookups, fmt.Sprintf("%d lookup events, want %d", n, wantLookups)
+			})
 			got := 0
 			for _, l := range lookups {
 				before, after, _ := strings.Cut(l.sql, "$1") // the simple protocol has the literal there
