@@ -43,9 +43,14 @@ CREATE TABLE audit_log (id bigserial PRIMARY KEY, order_id bigint NOT NULL, note
 // settleMin is how long the harness waits after a case before it starts
 // asking whether every window has closed: long enough for the case's last
 // executions to be queued for the analyzer (microseconds) and for the window
-// to close (idle gap 100ms + lag 20ms + tick 10ms), so that usually one look
+// to close (idle gap 100ms + lag 250ms + tick 10ms), so that usually one look
 // suffices.
-const settleMin = 150 * time.Millisecond
+const settleMin = 370 * time.Millisecond
+
+// analyzerLag is the analyzer's Lag: the proxy's default, so that a busy
+// test run (the race detector, a loaded CI machine) cannot close a window
+// before its executions have left the queue.
+const analyzerLag = 250 * time.Millisecond
 
 // settleMax bounds the wait for windows to close under a loaded machine.
 const settleMax = 15 * time.Second
@@ -142,7 +147,7 @@ func startHarness() (*harness, func(), error) {
 	an := analyzer.New(analyzer.Config{
 		Sinks:          []analyzer.Sink{store},
 		Tick:           10 * time.Millisecond,
-		Lag:            20 * time.Millisecond,
+		Lag:            analyzerLag,
 		EvidenceBudget: budget,
 	})
 	hh := &harness{pg: pg, proxyAddr: ln.Addr().String(), fromProxy: fromProxy, events: events, store: store, an: an}
