@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/nplus1/nplus1/internal/pgtest"
+)
+
+// TestEvidenceHoldsNoValue plants distinctive keys, loops over them (bound
+// and, in the simple protocol, inlined), so that the N+1 is proven from the
+// data flow, and greps every output for them: the findings file, the API,
+// the metrics, the logs at debug level and the console.
+func TestEvidenceHoldsNoValue(t *testing.T) {
+	pg, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		t.Fatalf("start PostgreSQL: %v", err)
+	}
+	t.Cleanup(pg.Stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const plant = "zqplant"
+	setup, err := pgx.Connect(ctx, pg.URL(pgtest.Superuser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := setup.Exec(ctx, `CREATE TABLE accounts (code text PRIMARY KEY, owner text NOT NULL);
+		CREATE TABLE orders (id serial PRIMARY KEY, account_code text NOT NULL);
+		INSERT INTO accounts SELECT '`+plant+`-' || i, '`+plant+`-owner-' || i FROM generate_series(1, 12) i;
+		INSERT INTO orders (account_code) SELECT '`+plant+`-' || i FROM generate_series(1, 12) i;`); err != nil {
+		t.Fatal(err)
+	}
+	setup.Close(ctx)
+
+	out := filepath.Join(t.TempDir(), "findings.jsonl")
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var console bytes.Buffer
+	env := map[string]string{"NPLUS1_LOG_FORMAT": "json", "NPLUS1_UPSTREAM": pg.URL(pgtest.Superuser)}
+	args := []string{"proxy", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--findings-out", out,
+		"--log-level", "debug", "--shutdown-timeout", "5s"}
+	addrs, logs, done := startCommand(t, rctx, args, env, &console, "proxy", "http")
+
+	for _, mode := range []string{"cache_statement", "simple_protocol"} {
+		c, err := pgx.Connect(ctx, pgtest.URLFor(addrs["proxy"], pgtest.Superuser, "application_name=leak-"+mode, "default_query_exec_mode="+mode))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := c.Query(ctx, "SELECT id, account_code FROM orders ORDER BY id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var codes []string
+		for rows.Next() {
+			var id int
+			var code string
+			if err := rows.Scan(&id, &code); err != nil {
+				t.Fatal(err)
+			}
+			codes = append(codes, code)
+		}
+		rows.Close()
+		for _, code := range codes {
+			var owner string
+			if err := c.QueryRow(ctx, "SELECT owner FROM accounts WHERE code = $1", code).Scan(&owner); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close(ctx)
+	}
+
+	get := func(path string) string {
+		res, err := http.Get("http://" + addrs["http"] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	var api string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if api = get("/api/findings?kind=n_plus_one"); strings.Count(api, `"data_flow"`) >= 2 {
+			break
+		}
+	}
+	if strings.Count(api, `"data_flow"`) < 2 || !strings.Contains(api, `"source_column":"account_code"`) {
+		t.Fatalf("want two N+1s proven from orders.account_code (bound and inlined keys), got %s", api)
+	}
+	outputs := map[string]string{"api": api, "metrics": get("/metrics")}
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return")
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outputs["findings-out"] = string(data)
+	outputs["logs"] = logs.String()
+	outputs["console"] = console.String()
+	for name, o := range outputs {
+		if strings.Contains(o, plant) {
+			i := strings.Index(o, plant)
+			t.Errorf("%s holds a planted value: %s", name, o[max(0, i-200):min(len(o), i+100)])
+		}
+	}
+}
