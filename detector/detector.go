@@ -251,7 +251,7 @@ func New(cfg Config) *Detector {
 	d.groups = lru.New[string, *group](d.cfg.MaxGroups, 0, nil)
 	d.star = lru.New[uint64, *starSeen](d.cfg.MaxSelectStar, 0, nil)
 	d.recent = recentSources{buf: make([]recentSource, 0, min(d.cfg.MaxRecentSources, 64)), max: d.cfg.MaxRecentSources}
-	d.scopes = lru.New[scopeKey, *scopeState](maxScopes, 0, nil)
+	d.scopes = lru.New[scopeKey, *scopeState](maxScopes, 0, func(_ scopeKey, sc *scopeState) { sc.evicted = true })
 	return d
 }
 
@@ -297,7 +297,7 @@ func (d *Detector) Observe(ev Event) []Finding {
 		g.win = newWindow(start)
 		d.stats.WindowsOpen++
 	}
-	d.add(g.win, ev, start, end)
+	d.add(g, ev, start, end)
 	if end.After(g.lastSeen) {
 		g.lastSeen = end
 	}

@@ -192,7 +192,8 @@ func scopeOf(c *pgwire.ConnInfo) scopeKey {
 // scopeState remembers, per shape, the connections of the scope that ran it
 // lately.
 type scopeState struct {
-	shapes *lru.Cache[uint64, *shapeConns]
+	shapes  *lru.Cache[uint64, *shapeConns]
+	evicted bool // dropped from Detector.scopes: groups holding it look again
 }
 
 // shapeConns are the last few connections that ran a shape, with when they
@@ -230,12 +231,18 @@ func (s *shapeConns) others(conn uint64, since time.Time) bool {
 }
 
 // sawShape records that conn ran shape fp at t.
-func (d *Detector) sawShape(c *pgwire.ConnInfo, fp uint64, t time.Time) {
-	k := scopeOf(c)
-	sc, ok := d.scopes.Get(k)
-	if !ok {
-		sc = &scopeState{shapes: lru.New[uint64, *shapeConns](maxScopeShapes, 0, nil)}
-		d.scopes.Add(k, sc, 0)
+// The group remembers its connection's scope, so the scope key (four
+// strings) is hashed once per connection, not per execution.
+func (d *Detector) sawShape(g *group, c *pgwire.ConnInfo, fp uint64, t time.Time) {
+	sc := g.scope
+	if sc == nil || sc.evicted || g.scopeConn != c {
+		k := scopeOf(c)
+		var ok bool
+		if sc, ok = d.scopes.Get(k); !ok {
+			sc = &scopeState{shapes: lru.New[uint64, *shapeConns](maxScopeShapes, 0, nil)}
+			d.scopes.Add(k, sc, 0)
+		}
+		g.scope, g.scopeConn = sc, c
 	}
 	sh, ok := sc.shapes.Get(fp)
 	if !ok {

@@ -20,6 +20,11 @@ type group struct {
 	// cooldown holds, per (kind, fingerprint, source), when it was last
 	// reported; entries unseen for a whole cooldown are pruned.
 	cooldown map[cooldownKey]*cooldownEntry
+
+	// scope is the pool scope of scopeConn, kept so that a judged
+	// execution costs no scope-key lookup (sawShape).
+	scopeConn *pgwire.ConnInfo
+	scope     *scopeState
 }
 
 // window is the statements of one group between two boundaries.
@@ -89,7 +94,8 @@ func newWindow(start time.Time) *window {
 }
 
 // add records one execution in w.
-func (d *Detector) add(w *window, ev Event, start, end time.Time) {
+func (d *Detector) add(g *group, ev Event, start, end time.Time) {
+	w := g.win
 	w.events++
 	if end.After(w.end) {
 		w.end = end
@@ -120,7 +126,7 @@ func (d *Detector) add(w *window, ev Event, start, end time.Time) {
 	s.last, s.lastStart = len(w.seq), start
 	w.seq = append(w.seq, step{shape: idx, rows: rows})
 
-	d.addEvidence(w, s, ev, end)
+	d.addEvidence(g, s, ev, end)
 
 	if s.judged {
 		key := paramsKey(x, st)
@@ -199,8 +205,8 @@ func paramsKey(x *pgwire.Execution, st *fingerprint.Statement) uint64 {
 // its result as a candidate source (in the window, and among the recent
 // results of its pool scope when it has rows enough to drive a loop), its
 // keys when s is judged, and that its connection ran s (concurrency).
-func (d *Detector) addEvidence(w *window, s *shape, ev Event, end time.Time) {
-	x := ev.Exec
+func (d *Detector) addEvidence(g *group, s *shape, ev Event, end time.Time) {
+	w, x := g.win, ev.Exec
 	if r := x.Result; r != nil && r.Rows() > 0 {
 		if n := r.Size(); d.evBytes+n <= d.cfg.MaxEvidenceBytes {
 			s.results = append(s.results, r)
@@ -224,7 +230,7 @@ func (d *Detector) addEvidence(w *window, s *shape, ev Event, end time.Time) {
 		s.keys.add(keys, x.Start, d.cfg.MaxParamsPerShape)
 	}
 	if ev.TraceID == "" {
-		d.sawShape(x.Conn, s.stmt.ID, end)
+		d.sawShape(g, x.Conn, s.stmt.ID, end)
 	}
 }
 
