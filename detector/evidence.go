@@ -336,6 +336,9 @@ func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev 
 		if s.count > 1 && !loops[s] {
 			continue // a repeated shape is a source only as an outer loop
 		}
+		if catalogOnly(s.stmt) {
+			continue
+		}
 		ks := keySource{fingerprint: s.stmt.ID, results: s.results, after: s.firstEnd}
 		srcStmt = s.stmt
 		if try(a.keys.match(&ks, reject)) {
@@ -353,6 +356,9 @@ func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev 
 			}
 			if r.conn == conn && !r.end.Before(w.start) {
 				continue // in this window: judged above
+			}
+			if catalogOnly(r.stmt) {
+				continue
 			}
 			ks := keySource{fingerprint: r.stmt.ID, conn: r.conn, results: []*pgwire.ResultKeys{r.res}, after: r.end, within: d.cfg.IdleGap}
 			srcStmt = r.stmt
@@ -409,4 +415,19 @@ func lastPart(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// catalogOnly reports a statement that reads only system catalogs: a
+// driver's type lookup (oids are small integers, like application ids), never
+// the source of an application's loop.
+func catalogOnly(st *fingerprint.Statement) bool {
+	if st.Facts == nil || len(st.Facts.TablesRead) == 0 {
+		return false
+	}
+	for _, t := range st.Facts.TablesRead {
+		if !isCatalog(t) {
+			return false
+		}
+	}
+	return true
 }

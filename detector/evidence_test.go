@@ -305,3 +305,23 @@ func TestEvidenceIDsOfAnotherTableProveNothing(t *testing.T) {
 		t.Fatalf("got %v, evidence %+v", summaries(fs), fs[0].Evidence)
 	}
 }
+
+func TestEvidenceCatalogsAreNoSource(t *testing.T) {
+	// A driver's type lookup returns oids, small integers like user ids:
+	// it proves nothing, and the busy pool then reports nothing.
+	tl := poolTimeline(4)
+	tl.on(2).lookup(qUser, 9000)
+	x := tl.on(1).q(qPgType, 1, 30)
+	rows := make([][]int, 30)
+	for i := range rows {
+		rows[i] = []int{1 + i}
+	}
+	x.Result = result([]string{"oid"}, rows...)
+	for _, k := range seq(1, 30) {
+		tl.on(1).lookup(qUser, k)
+		tl.on(2).lookup(qUser, 9100+k)
+	}
+	if fs := nPlusOnes(detect(Config{}, tl.events)); len(fs) != 0 {
+		t.Fatalf("got %v, evidence %+v", summaries(fs), fs[0].Evidence)
+	}
+}
