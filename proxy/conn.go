@@ -35,7 +35,7 @@ type conn struct {
 	raw net.Conn // the accepted socket; closing it ends the client side
 
 	cr io.Reader // reads from the client (buffered or TLS); owned by the client pump
-	cw net.Conn  // writes to the client; writers hold wmu
+	cw net.Conn  // writes to the client; writers hold wsem
 	sr io.Reader // reads from the server (buffered); owned by the server pump
 	sw net.Conn  // the upstream socket; only the client pump writes to it
 
@@ -44,7 +44,11 @@ type conn struct {
 	replication bool
 	cancelPkt   []byte // CancelRequest for this session's backend, from BackendKeyData
 
-	wmu sync.Mutex // serializes writes to cw (server pump, fatal notices)
+	// wsem (capacity 1) serializes writes to cw: the server pump holds it
+	// from showing a chunk to the tracker to writing it, so a notice
+	// written under it knows where the client's stream stands. Notices
+	// wait for it a bounded time, never indefinitely (see lockWrite).
+	wsem chan struct{}
 
 	tmu     sync.Mutex      // guards tracker
 	tracker *pgwire.Tracker // set once the relay starts; nil before
@@ -71,6 +75,8 @@ func (c *conn) loggedIn() {
 func (c *conn) rejectLogin() {
 	c.s.stats.loginsRejected.Add(1)
 	c.s.stats.connsRejected.Add(1)
+	c.s.logs.log(c.log, logLoginRejected, slog.LevelWarn, "connection refused: too many clients logging in (53300)",
+		"max_login_connections", c.s.cfg.MaxLoginConnections, "client", c.raw.RemoteAddr().String())
 	c.cw = c.raw
 	c.fatal(stateTooManyConnections, fmt.Sprintf("sorry, too many clients are logging in (nplus1 --max-login-connections=%d)", c.s.cfg.MaxLoginConnections))
 	c.forceClose()
@@ -78,7 +84,7 @@ func (c *conn) rejectLogin() {
 
 func (s *Server) newConn(nc net.Conn) *conn {
 	id := s.ids.Add(1)
-	return &conn{s: s, id: id, raw: nc, log: s.cfg.Logger.With("conn", id)}
+	return &conn{s: s, id: id, raw: nc, log: s.cfg.Logger.With("conn", id), wsem: make(chan struct{}, 1)}
 }
 
 // bufConn reads through a bufio.Reader so bytes peeked before a TLS
@@ -102,10 +108,10 @@ func (c *conn) serve(overLimit bool) {
 		c.log.Debug("connection closed", "duration", c.s.cfg.Now().Sub(start))
 	case errors.As(err, &pe):
 		c.s.stats.protocolErrors.Add(1)
-		c.log.Warn("connection ended: protocol violation", "err", pe)
+		c.s.logs.log(c.log, logProtocolError, slog.LevelWarn, "connection ended: protocol violation", "err", pe)
 	default:
 		c.s.stats.connErrors.Add(1)
-		c.log.Info("connection ended with error", "err", err)
+		c.s.logs.log(c.log, logConnError, slog.LevelInfo, "connection ended with error", "err", err)
 	}
 }
 
@@ -114,16 +120,76 @@ func isClosedErr(err error) bool {
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// fatal sends a FATAL ErrorResponse to the client (best effort).
+// How long a notice waits for the client's write side, and how long its
+// write may take: a client that does not read never holds up the caller
+// (Shutdown, above all) for longer.
+const (
+	noticeLockWait = time.Second
+	noticeDeadline = time.Second
+)
+
+// Server-side losses the client is told about, as libpq words its own.
+const (
+	msgServerLost = "nplus1: the server closed the connection unexpectedly"
+	msgShutdown   = "terminating connection because the nplus1 proxy is shutting down"
+)
+
+// lockWrite takes wsem, waiting at most wait; false when it could not.
+func (c *conn) lockWrite(wait time.Duration) bool {
+	select {
+	case c.wsem <- struct{}{}:
+		return true
+	default:
+	}
+	if wait <= 0 {
+		return false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case c.wsem <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (c *conn) unlockWrite() { <-c.wsem }
+
+// fatal sends a FATAL ErrorResponse to the client (best effort): given up
+// when the client's write side stays busy, or the client does not read.
 func (c *conn) fatal(code, msg string) {
 	if sess := c.sess.Load(); sess != nil {
 		sess.fatal(code, msg)
 		return
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = c.cw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if !c.lockWrite(noticeLockWait) {
+		return
+	}
+	defer c.unlockWrite()
+	c.writeNotice(code, msg)
+}
+
+// writeNotice writes a FATAL ErrorResponse to the client; the caller holds
+// wsem.
+func (c *conn) writeNotice(code, msg string) {
+	_ = c.cw.SetWriteDeadline(time.Now().Add(noticeDeadline))
 	_, _ = c.cw.Write(errorResponse(code, msg))
+}
+
+// relayState reports whether the session is between requests and whether
+// what the server sent so far ends on a message boundary, with the type of
+// the last message. Before the relay starts, it is neither idle nor (for a
+// notice's sake) anywhere but on a boundary: login messages are written
+// whole.
+func (c *conn) relayState() (idle, boundary bool, last byte) {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	if c.tracker == nil {
+		return false, true, 0
+	}
+	boundary, last = c.tracker.BackendBoundary()
+	return c.tracker.Idle(), boundary, last
 }
 
 func (c *conn) run(overLimit bool) error {
@@ -160,6 +226,7 @@ func (c *conn) run(overLimit bool) error {
 
 	if overLimit {
 		c.s.stats.connsRejected.Add(1)
+		c.s.logs.log(c.log, logRejected, slog.LevelWarn, "connection refused: too many clients (53300)", "max_connections", cfg.MaxConnections)
 		c.fatal(stateTooManyConnections, fmt.Sprintf("sorry, too many clients already (nplus1 --max-connections=%d)", cfg.MaxConnections))
 		return nil
 	}
@@ -176,7 +243,7 @@ func (c *conn) run(overLimit bool) error {
 	cancel()
 	if err != nil {
 		c.s.stats.upstreamErrors.Add(1)
-		c.fatal(stateConnectionFailure, fmt.Sprintf("nplus1: cannot connect to upstream %s: %v", cfg.Upstream, err))
+		c.fatal(stateConnectionFailure, fmt.Sprintf("nplus1: cannot connect to upstream %s: %s", cfg.Upstream, dialReason(err)))
 		return fmt.Errorf("dial upstream %s: %w", cfg.Upstream, err)
 	}
 	c.upstream.Store(&sc)
@@ -297,6 +364,11 @@ func (c *conn) negotiate(br *bufio.Reader) ([]byte, error) {
 		case pgwire.CodeCancel:
 			return nil, c.forwardCancel(pkt)
 		default:
+			if v := binary.BigEndian.Uint32(pkt[4:8]); v>>16 < 3 {
+				// As PostgreSQL since 14 (which dropped protocol 2.0), but
+				// told in the 3.0 format: the one format clients parse today.
+				return nil, &pgwire.ProtocolError{Frontend: true, Msg: fmt.Sprintf("unsupported frontend protocol %d.%d: nplus1 supports 3.0 and later", v>>16, v&0xffff)}
+			}
 			return pkt, nil
 		}
 	}
@@ -555,7 +627,7 @@ func (c *conn) relay(info *pgwire.ConnInfo) error {
 		c.tmu.Unlock()
 		if busy && c.cancelPkt != nil {
 			if cerr := c.s.sendCancel(c.cancelPkt); cerr != nil {
-				c.log.Info("cancel after client left failed", "err", cerr)
+				c.s.logs.log(c.log, logCancelFailed, slog.LevelInfo, "cancel after client left failed", "err", cerr)
 			}
 		}
 	}
@@ -578,6 +650,14 @@ func (c *conn) relayPumps() (error, bool) {
 	go func() {
 		err := c.pumpServer()
 		first := !c.closed.Load()
+		if first && !isProtocolError(err) && c.lockWrite(noticeLockWait) {
+			// Written before the close: everything the pump showed the
+			// tracker has been written, so the boundary is the client's.
+			if _, boundary, last := c.relayState(); boundary && last != 'E' {
+				c.writeNotice(stateConnectionFailure, msgServerLost)
+			}
+			c.unlockWrite()
+		}
 		c.forceClose() // the server side ended: so does the client side
 		done <- result{err, first}
 	}()
@@ -608,14 +688,19 @@ func firstReal(errs ...error) error {
 // each chunk before it is written, so no reply can reach the tracker before
 // its request.
 func (c *conn) pumpClient() error {
-	return c.pump(c.cr, c.sw, nil, true)
+	return c.pump(c.cr, c.sw, true)
 }
 
 // pumpServer forwards the server's bytes to the client. A protocol error
 // here means the server broke the protocol (or sent more than
 // MaxMessageBytes): nothing sensible can follow.
 func (c *conn) pumpServer() error {
-	return c.pump(c.sr, c.cw, &c.wmu, false)
+	return c.pump(c.sr, c.cw, false)
+}
+
+func isProtocolError(err error) bool {
+	var pe *pgwire.ProtocolError
+	return errors.As(err, &pe)
 }
 
 // observe counts a chunk and shows it to the tracker: the client's
@@ -642,26 +727,36 @@ func violationNotice(pe *pgwire.ProtocolError, fromClient bool) string {
 
 // pump is one direction of the relay: read, let the tracker see the chunk,
 // write it on unchanged (one write per read), until EOF (nil) or an error.
-// wmu, when set, serializes the writes with fatal notices to the client. A
+// The server's direction holds wsem from observing a chunk to writing it,
+// which serializes its writes with notices to the client. A
 // pgwire.ProtocolError from the tracker sends the client FATAL 08P01.
-func (c *conn) pump(r io.Reader, w io.Writer, wmu *sync.Mutex, fromClient bool) error {
+//
+// A write has no deadline (a client may read a large result slowly), but
+// none is ever waited on under a lock that Shutdown needs: closing the
+// socket (forceClose) ends it.
+func (c *conn) pump(r io.Reader, w io.Writer, fromClient bool) error {
 	buf := make([]byte, relayBufSize)
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {
+			if !fromClient {
+				c.wsem <- struct{}{}
+			}
 			if terr := c.observe(fromClient, buf[:n], c.s.cfg.Now()); terr != nil {
 				var pe *pgwire.ProtocolError
-				if errors.As(terr, &pe) {
+				if fromClient && errors.As(terr, &pe) {
 					c.fatal(stateProtocolViolation, violationNotice(pe, fromClient))
+				} else if errors.As(terr, &pe) {
+					c.writeNotice(stateProtocolViolation, violationNotice(pe, fromClient))
+				}
+				if !fromClient {
+					c.unlockWrite()
 				}
 				return terr
 			}
-			if wmu != nil {
-				wmu.Lock()
-			}
 			_, err := w.Write(buf[:n])
-			if wmu != nil {
-				wmu.Unlock()
+			if !fromClient {
+				c.unlockWrite()
 			}
 			if err != nil {
 				return err
@@ -677,16 +772,42 @@ func (c *conn) pump(r io.Reader, w io.Writer, wmu *sync.Mutex, fromClient bool) 
 }
 
 // closeIfIdle ends the connection when it is between transactions with
-// nothing in flight, telling the client why (used by Shutdown).
+// nothing in flight, telling the client why (used by Shutdown). It never
+// waits: a session whose client write side is busy is tried again later.
 func (c *conn) closeIfIdle() {
-	c.tmu.Lock()
-	idle := c.tracker != nil && c.tracker.Idle()
-	c.tmu.Unlock()
-	if !idle {
+	if sess := c.sess.Load(); sess != nil {
+		sess.closeWithNotice(stateAdminShutdown, msgShutdown, true)
 		return
 	}
-	c.fatal(stateAdminShutdown, "terminating connection because the nplus1 proxy is shutting down")
+	if !c.lockWrite(0) {
+		return
+	}
+	idle, boundary, _ := c.relayState()
+	if idle && boundary {
+		c.writeNotice(stateAdminShutdown, msgShutdown)
+		c.forceClose() // under wsem: the pump writes nothing after the notice
+	}
+	c.unlockWrite()
+}
+
+// closeAtShutdown ends the connection when Shutdown's time is up: the
+// client is told (57P01) when its stream is at a message boundary and its
+// write side is free within a short wait; it is closed either way.
+func (c *conn) closeAtShutdown() {
+	if sess := c.sess.Load(); sess != nil {
+		sess.closeWithNotice(stateAdminShutdown, msgShutdown, false)
+		c.forceClose()
+		return
+	}
+	if !c.lockWrite(noticeLockWait / 10) {
+		c.forceClose()
+		return
+	}
+	if _, boundary, _ := c.relayState(); boundary {
+		c.writeNotice(stateAdminShutdown, msgShutdown)
+	}
 	c.forceClose()
+	c.unlockWrite()
 }
 
 // forceClose closes both sockets; it is idempotent and unblocks both pumps,
@@ -703,6 +824,9 @@ func (c *conn) forceClose() {
 		}
 	})
 }
+
+// errServerNoSSL: the upstream answered an SSLRequest with N.
+var errServerNoSSL = errors.New("server does not support SSL")
 
 // dialUpstream connects to the upstream and negotiates TLS per the SSL mode.
 func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
@@ -740,7 +864,7 @@ func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
 			return nc, nil
 		}
 		nc.Close()
-		return nil, fmt.Errorf("server does not support SSL, but upstream sslmode is %s", s.cfg.UpstreamSSLMode)
+		return nil, fmt.Errorf("%w, but upstream sslmode is %s", errServerNoSSL, s.cfg.UpstreamSSLMode)
 	default:
 		nc.Close()
 		return nil, fmt.Errorf("unexpected answer %q to SSLRequest", resp[0])

@@ -523,6 +523,13 @@ func (l *eventLoop) end(sess *loopSession, by *loopSock, err error) {
 	sess.ended = true
 	sess.err = err
 	sess.serverEnded = by != nil && !by.client
+	if sess.serverEnded && !isProtocolError(err) {
+		// What the client has, with what is pending, is all the tracker
+		// saw: on a boundary, a notice can follow it.
+		if _, boundary, last := sess.c.relayState(); boundary && last != 'E' {
+			sess.client.out = append(sess.client.out, errorResponse(stateConnectionFailure, msgServerLost)...)
+		}
+	}
 	if len(sess.client.out) > 0 {
 		_, _ = writeFD(sess.client.fd, sess.client.out)
 	}
@@ -626,6 +633,26 @@ func (sess *loopSession) fatal(code, msg string) {
 		sess.client.out = append(sess.client.out, errorResponse(code, msg)...)
 		l.update(&sess.client)
 		l.update(&sess.server)
+	})
+}
+
+// closeWithNotice tells the client of a session on a loop why it ends, when
+// its stream is at a message boundary, and ends the session; with onlyIdle,
+// only a session between requests (and nothing happens otherwise).
+func (sess *loopSession) closeWithNotice(code, msg string, onlyIdle bool) {
+	l := sess.l
+	l.post(func() {
+		if sess.ended {
+			return
+		}
+		idle, boundary, _ := sess.c.relayState()
+		if onlyIdle && !(idle && boundary) {
+			return
+		}
+		if boundary {
+			sess.client.out = append(sess.client.out, errorResponse(code, msg)...)
+		}
+		l.end(sess, nil, net.ErrClosed)
 	})
 }
 

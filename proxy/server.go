@@ -51,6 +51,7 @@ type Server struct {
 	cfg   Config
 	stats stats
 	ids   atomic.Uint64
+	logs  logLimiter // the lines a flood of connections would repeat
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{} // guarded by mu
@@ -170,27 +171,36 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		s.mu.Lock()
-		for c := range s.conns {
+		for _, c := range s.connList() {
 			c.closeIfIdle()
 		}
-		s.mu.Unlock()
 		select {
 		case <-finished:
 			s.stopLoops()
 			return nil
 		case <-ctx.Done():
-			s.mu.Lock()
-			for c := range s.conns {
-				c.forceClose()
+			for _, c := range s.connList() {
+				go c.closeAtShutdown()
 			}
-			s.mu.Unlock()
 			<-finished
 			s.stopLoops()
 			return ctx.Err()
 		case <-tick.C:
 		}
 	}
+}
+
+// connList is a snapshot of the sessions: Shutdown acts on them without
+// holding mu, so a session that is slow to close never stalls the others
+// (or the accept loop's bookkeeping).
+func (s *Server) connList() []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		list = append(list, c)
+	}
+	return list
 }
 
 // Stats returns a snapshot of the counters.
@@ -271,11 +281,13 @@ func (s *Server) stopLoops() {
 
 // CheckUpstream reports whether the upstream accepts TCP connections and,
 // when the SSL mode asks for it, completes a TLS handshake. It sends no
-// startup packet, so the server logs nothing for it.
+// startup packet, so the server logs nothing for it. The error's message
+// names only the upstream's address and the kind of failure (it may be
+// shown to anyone who can reach /readyz); errors.Unwrap gives the cause.
 func (s *Server) CheckUpstream(ctx context.Context) error {
 	nc, err := s.dialUpstream(ctx)
 	if err != nil {
-		return err
+		return &upstreamError{addr: s.cfg.Upstream, err: err}
 	}
 	return nc.Close()
 }

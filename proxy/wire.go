@@ -1,9 +1,14 @@
 package proxy
 
 import (
+	"context"
+	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/nplus1/nplus1/pgwire"
@@ -112,3 +117,44 @@ func stripChannelBinding(msg []byte) ([]byte, bool) {
 	binary.BigEndian.PutUint32(out[1:], uint32(len(out)-1))
 	return out, true
 }
+
+// dialReason says why dialing the upstream failed in words fit for a
+// client: the cause, without the proxy's own resolver or local addresses
+// that net's errors carry.
+func dialReason(err error) string {
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return "host name not found"
+	case errors.As(err, &dnsErr) && dnsErr.IsTimeout:
+		return "host name lookup timed out"
+	case errors.As(err, &dnsErr):
+		return "host name lookup failed"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "host unreachable"
+	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
+		return "timed out"
+	case errors.Is(err, errServerNoSSL):
+		return err.Error()
+	}
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &certErr) {
+		return "TLS certificate verification failed"
+	}
+	return "connection failed"
+}
+
+// upstreamError is a failed upstream check: its message names only the
+// upstream's address and dialReason; Unwrap gives the whole cause, for logs.
+type upstreamError struct {
+	addr string
+	err  error
+}
+
+func (e *upstreamError) Error() string {
+	return fmt.Sprintf("cannot connect to upstream %s: %s", e.addr, dialReason(e.err))
+}
+
+func (e *upstreamError) Unwrap() error { return e.err }
