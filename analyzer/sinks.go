@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/nplus1/nplus1/detector"
 )
@@ -53,7 +54,8 @@ func (c *Console) Finding(f *detector.Finding) {
 	if title == "" {
 		title = string(f.Kind)
 	}
-	sev := string(f.Severity)
+	title = Printable(title)
+	sev := Printable(string(f.Severity))
 	if c.color {
 		code := "36" // info: cyan
 		switch f.Severity {
@@ -76,23 +78,23 @@ func (c *Console) Finding(f *detector.Finding) {
 			fmt.Fprintf(&b, "  proof:  %s\n", line)
 		}
 	}
-	where := fmt.Sprintf("conn %d, user %s, database %s", f.Connection.ID, f.Connection.User, f.Connection.Database)
+	where := fmt.Sprintf("conn %d, user %s, database %s", f.Connection.ID, Printable(f.Connection.User), Printable(f.Connection.Database))
 	if f.ApplicationName != "" {
-		where += ", application " + f.ApplicationName
+		where += ", application " + Printable(f.ApplicationName)
 	}
 	if f.TraceID != "" {
-		where += ", trace " + f.TraceID
+		where += ", trace " + Printable(f.TraceID)
 	}
 	if r := f.Tags["route"]; r != "" {
-		where += ", route " + r
+		where += ", route " + Printable(r)
 	} else if ctl := f.Tags["controller"]; ctl != "" {
-		where += ", controller " + ctl
+		where += ", controller " + Printable(ctl)
 		if act := f.Tags["action"]; act != "" {
-			where += "#" + act
+			where += "#" + Printable(act)
 		}
 	}
 	fmt.Fprintf(&b, "  where:  %s\n", where)
-	fmt.Fprintf(&b, "  fix:    %s\n", f.Suggestion)
+	fmt.Fprintf(&b, "  fix:    %s\n", Printable(f.Suggestion))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	_, _ = c.w.Write(b.Bytes())
@@ -116,12 +118,27 @@ func describeCount(f *detector.Finding) string {
 	return s
 }
 
+// oneLine is s on one line for the console: runs of white space made one
+// space, cut to about 300 bytes (on a character boundary), then Printable.
 func oneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > 300 {
-		s = s[:297] + "..."
+		s = cut(s, 297) + "..."
 	}
-	return s
+	return Printable(s)
+}
+
+// cut returns s cut to at most n bytes, on the start of a UTF-8 sequence,
+// so that cutting never makes a valid text invalid.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	n = max(n, 0)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // LogSink writes each finding as one structured log record (for
@@ -254,7 +271,7 @@ func describeEvidence(ev *detector.Evidence) string {
 	case ev == nil:
 		return ""
 	case ev.Kind == detector.EvidenceDataFlow:
-		s := fmt.Sprintf("%d of its %d keys ($%d) were read from the source's column %s", ev.Matched, ev.Of, ev.Param, printable(ev.SourceColumn))
+		s := fmt.Sprintf("%d of its %d keys ($%d) were read from the source's column %s", ev.Matched, ev.Of, ev.Param, Printable(ev.SourceColumn))
 		if ev.SourceConnection != 0 {
 			s += fmt.Sprintf(" (on conn %d of the same pool)", ev.SourceConnection)
 		}
@@ -262,16 +279,89 @@ func describeEvidence(ev *detector.Evidence) string {
 	case ev.Kind == detector.EvidenceRepetition:
 		return "repetition only: no earlier result held its keys (keys from the request, or no rows on the wire)"
 	}
-	return ev.Kind
+	return Printable(ev.Kind)
 }
 
-// printable replaces control characters, which a column name may hold, so
-// that nothing the traffic sends can drive the operator's terminal.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return '?'
+// Printable returns s safe to write to a terminal. Whatever a terminal
+// could take as a control is written as a visible escape instead: C0
+// controls (tab, CR and LF included) and DEL as \x1b, C1 controls
+// (U+0080-U+009F, which some terminals take as ESC sequences: U+009B is
+// CSI) as \u009b, the bidirectional embedding, override and isolate
+// controls (U+202A-U+202E, U+2066-U+2069), which reorder what a line
+// shows, as \u202e, and each byte that is not part of valid UTF-8 as \xff.
+// Every other character, letters of any script included, is kept, so names
+// stay readable; a backslash is kept as it is.
+//
+// Everything that reaches a terminal from the traffic or the input files
+// goes through it: queries, table and column names, user, database,
+// application_name, trace ids and tags (the console's finding blocks), and
+// replay's report lines and notes. JSON is escaped by its encoder instead.
+func Printable(s string) string {
+	i := 0
+	for i < len(s) {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				break
+			}
+			i++
+			continue
 		}
-		return r
-	}, s)
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if escapedRune(r, n) {
+			break
+		}
+		i += n
+	}
+	if i == len(s) {
+		return s // the common case: nothing to escape, nothing allocated
+	}
+	const hex = "0123456789abcdef"
+	var b strings.Builder
+	b.Grow(len(s) + 16)
+	b.WriteString(s[:i])
+	for i < len(s) {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				b.WriteString(`\x`)
+				b.WriteByte(hex[c>>4])
+				b.WriteByte(hex[c&0xf])
+			} else {
+				b.WriteByte(c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1: // not UTF-8: the byte itself
+			b.WriteString(`\x`)
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xf])
+		case escapedRune(r, n):
+			b.WriteString(`\u`)
+			for shift := 12; shift >= 0; shift -= 4 {
+				b.WriteByte(hex[(r>>shift)&0xf])
+			}
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// escapedRune reports whether Printable escapes the rune r, decoded from n
+// bytes (a RuneError of 1 byte is a byte that is not UTF-8).
+func escapedRune(r rune, n int) bool {
+	switch {
+	case r == utf8.RuneError:
+		return n == 1
+	case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0): // C0, DEL, C1
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069: // bidi embeddings, overrides, isolates
+		return true
+	}
+	return false
 }

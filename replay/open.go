@@ -66,6 +66,15 @@ type Input interface {
 	// Notes describe, for a person, what the readers could not follow;
 	// complete after the last execution.
 	Notes() []string
+	// Problems say what of the files could not be read, one line each: a
+	// file cut short or corrupt past some point, records or lines that are
+	// not of the file's format. Each is also among the Notes; complete
+	// after the last execution. What the readers could not follow in
+	// readable files (connections joined mid-way, TLS, packets missing from
+	// a capture) is not a problem, only a note.
+	Problems() []string
+	// Executions is the number of executions Next has returned.
+	Executions() int64
 	// Close closes the files still open.
 	Close() error
 }
@@ -77,7 +86,8 @@ type File struct {
 
 // NewInputStats describes what in read, for a Report.
 func NewInputStats(in Input) InputStats {
-	st := InputStats{Formats: map[string]string{}, Bytes: in.BytesRead(), Notes: in.Notes()}
+	st := InputStats{Formats: map[string]string{}, Bytes: in.BytesRead(), Executions: in.Executions(),
+		Notes: in.Notes(), Problems: in.Problems()}
 	for _, f := range in.Files() {
 		st.Files = append(st.Files, f.Path)
 		st.Formats[f.Path] = f.Format
@@ -160,6 +170,7 @@ func Open(paths []string, opts OpenOptions) (Input, error) {
 			return nil, err
 		}
 		in.readers = append(in.readers, r)
+		in.formats = append(in.formats, format)
 		srcs = append(srcs, r)
 		for _, f := range byFormat[format] {
 			in.files = append(in.files, File{Path: f, Format: format})
@@ -174,13 +185,50 @@ func Open(paths []string, opts OpenOptions) (Input, error) {
 
 // input reads the readers of each format one after the other.
 type input struct {
-	readers []reader
-	src     Source // the readers, chained
-	files   []File
-	total   int64
+	readers    []reader
+	formats    []string // of each reader
+	src        Source   // the readers, chained
+	files      []File
+	total      int64
+	executions int64 // returned by Next
 }
 
-func (in *input) Next() (*pgwire.Execution, error) { return in.src.Next() }
+func (in *input) Next() (*pgwire.Execution, error) {
+	e, err := in.src.Next()
+	if err == nil {
+		in.executions++
+	}
+	return e, err
+}
+
+func (in *input) Executions() int64 { return in.executions }
+
+func (in *input) Problems() []string {
+	var out []string
+	for i, r := range in.readers {
+		switch r := r.(type) {
+		case *pcap.Reader:
+			out = append(out, r.Problems()...)
+		case *recording.Reader:
+			if st := r.Stats(); st.Skipped > 0 {
+				out = append(out, fmt.Sprintf("recording: %d of %d lines skipped (first: %s)", st.Skipped, st.Lines, r.FirstProblem()))
+			}
+		case *pglog.Reader:
+			if st := r.Stats(); st.Skipped > 0 {
+				// The reader's note names the first record skipped.
+				p := fmt.Sprintf("%s: %d of %d records skipped", in.formats[i], st.Skipped, st.Records)
+				for _, n := range r.Notes() {
+					if strings.HasPrefix(n, p) {
+						p = n
+						break
+					}
+				}
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
 
 func (in *input) BytesRead() int64 {
 	var n int64

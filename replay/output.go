@@ -3,12 +3,15 @@ package replay
 import (
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/nplus1/nplus1/analyzer"
 	"github.com/nplus1/nplus1/detector"
 )
 
@@ -36,9 +39,35 @@ type InputStats struct {
 	// Formats maps each file to its detected format.
 	Formats map[string]string `json:"formats"`
 	Bytes   int64             `json:"bytes"`
+	// Executions is the number of statements read from the files.
+	Executions int64 `json:"executions"`
 	// Notes are what the readers could not follow (skipped bytes of a
 	// capture that started mid-connection, TLS connections, bad lines).
 	Notes []string `json:"notes,omitempty"`
+	// Problems are what of the files could not be read (Input.Problems):
+	// a file cut short or corrupt, records or lines not of its format.
+	// Each is also among the Notes. See Err.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// ErrIncompleteInput is what InputStats.Err's errors wrap.
+var ErrIncompleteInput = errors.New("incomplete input")
+
+// Err says whether the input was read completely: nil when the files held
+// no Problems; else an error wrapping ErrIncompleteInput that names them,
+// and says whether nothing at all could be read (no statement) or the
+// report covers only what could be. The problems quote the input, so the
+// message is escaped (analyzer.Printable). A file that is read completely
+// but holds no statement is not an error (its note says so).
+func (st InputStats) Err() error {
+	if len(st.Problems) == 0 {
+		return nil
+	}
+	what := analyzer.Printable(strings.Join(st.Problems, "; ")) // for a terminal, in text or JSON logs
+	if st.Executions == 0 {
+		return fmt.Errorf("%w: nothing could be read: %s", ErrIncompleteInput, what)
+	}
+	return fmt.Errorf("%w: the report covers only the %d statements that could be read: %s", ErrIncompleteInput, st.Executions, what)
 }
 
 // Collector keeps findings for a report, at most max of them.
@@ -175,7 +204,7 @@ func WriteText(w io.Writer, r *Report, top int) error {
 	}
 	b.WriteString("\n")
 	for _, n := range r.Input.Notes {
-		fmt.Fprintf(&b, "  note: %s\n", n)
+		fmt.Fprintf(&b, "  note: %s\n", analyzer.Printable(n))
 	}
 	if len(r.Skipped) > 0 {
 		keys := make([]string, 0, len(r.Skipped))
@@ -184,7 +213,7 @@ func WriteText(w io.Writer, r *Report, top int) error {
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			fmt.Fprintf(&b, "  not re-executed: %d %s\n", r.Skipped[k], k)
+			fmt.Fprintf(&b, "  not re-executed: %d %s\n", r.Skipped[k], analyzer.Printable(k))
 		}
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
@@ -205,7 +234,7 @@ func WriteText(w io.Writer, r *Report, top int) error {
 	fmt.Fprintf(&t, "\n%8s %11s %10s %10s %9s %7s  %-*s  %-16s  %s\n", "CALLS", "TOTAL ms", "MEAN ms", "P95 ms", "ROWS", "ERRORS", kw, "FINDINGS", "FINGERPRINT", "QUERY")
 	for _, f := range shown {
 		fmt.Fprintf(&t, "%8d %11.3f %10.3f %10.3f %9d %7d  %-*s  %-16s  %s\n", f.Calls, msf(f.Total), msf(f.Mean()), msf(f.P95()),
-			f.Rows, f.Errors, kw, findingKinds(f), orDash(f.Fingerprint), oneLine(f.Query, 120))
+			f.Rows, f.Errors, kw, findingKinds(f), orDash(analyzer.Printable(f.Fingerprint)), oneLine(f.Query, 120))
 	}
 	if _, err := io.WriteString(w, t.String()); err != nil {
 		return err
@@ -242,12 +271,19 @@ func findingKinds(f *FingerprintStats) string {
 	return strings.Join(parts, ",")
 }
 
+// oneLine is s on one line, safe for a terminal: runs of white space made
+// one space, cut to n bytes on a character boundary (0: not cut), then
+// analyzer.Printable.
 func oneLine(s string, n int) string {
 	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > n {
-		s = s[:n-3] + "..."
+	if n > 0 && len(s) > n {
+		i := max(n-3, 0)
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		s = s[:i] + "..."
 	}
-	return s
+	return analyzer.Printable(s)
 }
 
 // JUnit document types.
@@ -295,7 +331,7 @@ func WriteJUnit(w io.Writer, r *Report, failOn []detector.Kind) error {
 			}
 			body := findingText(f)
 			c := junitCase{
-				Name:      fmt.Sprintf("%s %s: %s", f.Fingerprint, f.Kind, oneLine(f.Query, 200)),
+				Name:      fmt.Sprintf("%s %s: %s", analyzer.Printable(f.Fingerprint), f.Kind, oneLine(f.Query, 200)),
 				Classname: "nplus1." + string(k),
 				Time:      fmt.Sprintf("%.6f", f.DurationMS/1000),
 			}
@@ -329,24 +365,25 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
 // findingText is a finding's details for a JUnit failure.
 func findingText(f *detector.Finding) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s [%s] fingerprint %s: %d executions", f.Kind, f.Severity, f.Fingerprint, f.Count)
+	p := analyzer.Printable
+	fmt.Fprintf(&b, "%s [%s] fingerprint %s: %d executions", p(string(f.Kind)), p(string(f.Severity)), p(f.Fingerprint), f.Count)
 	if f.DistinctParams > 0 {
 		fmt.Fprintf(&b, ", %d distinct parameter sets", f.DistinctParams)
 	}
 	if f.Rows > 0 {
 		fmt.Fprintf(&b, ", up to %d rows", f.Rows)
 	}
-	fmt.Fprintf(&b, ", %.3f ms\nquery:  %s\n", f.DurationMS, f.Query)
+	fmt.Fprintf(&b, ", %.3f ms\nquery:  %s\n", f.DurationMS, oneLine(f.Query, 0))
 	if f.Source != nil {
-		fmt.Fprintf(&b, "source: %s (%d rows)\n", f.Source.Query, f.Source.Rows)
+		fmt.Fprintf(&b, "source: %s (%d rows)\n", oneLine(f.Source.Query, 0), f.Source.Rows)
 	}
-	fmt.Fprintf(&b, "where:  conn %d, user %s, database %s", f.Connection.ID, f.Connection.User, f.Connection.Database)
+	fmt.Fprintf(&b, "where:  conn %d, user %s, database %s", f.Connection.ID, p(f.Connection.User), p(f.Connection.Database))
 	if f.ApplicationName != "" {
-		fmt.Fprintf(&b, ", application %s", f.ApplicationName)
+		fmt.Fprintf(&b, ", application %s", p(f.ApplicationName))
 	}
 	if f.TraceID != "" {
-		fmt.Fprintf(&b, ", trace %s", f.TraceID)
+		fmt.Fprintf(&b, ", trace %s", p(f.TraceID))
 	}
-	fmt.Fprintf(&b, "\nwindow: %s to %s\nfix:    %s\n", f.WindowStart.UTC().Format(time.RFC3339Nano), f.WindowEnd.UTC().Format(time.RFC3339Nano), f.Suggestion)
+	fmt.Fprintf(&b, "\nwindow: %s to %s\nfix:    %s\n", f.WindowStart.UTC().Format(time.RFC3339Nano), f.WindowEnd.UTC().Format(time.RFC3339Nano), p(f.Suggestion))
 	return b.String()
 }

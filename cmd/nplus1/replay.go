@@ -47,7 +47,16 @@ With --target, the statements are instead re-executed against that database
 on a connection of its own, in the recorded order and at the recorded pace
 (--speed, --max-idle), and what the target answered is analyzed and
 summarized. Statements that may write are not run unless --allow-writes, and
-sessions are read-only (default_transaction_read_only) without it.`,
+sessions are read-only (default_transaction_read_only) without it.
+
+Exit codes: 0 when the input was read completely (and no finding matched
+--fail-on); 1 when findings matched --fail-on; 2 for a usage error, a file
+that cannot be opened, or one that is not a format nplus1 reads; 3 when the
+input could not be read completely: a file cut short or corrupt, records or
+lines skipped as unreadable, nothing readable at all (the report is still
+written, from what could be read; 3 wins over 1), or another failure
+(writing the output, reaching --target). Connections a capture joined
+mid-way, TLS connections and packets missing from a capture are only noted.`,
 	setup: replayFlags,
 }
 
@@ -130,7 +139,7 @@ func (o *replayOptions) run(ctx context.Context, inv *invocation) error {
 	in, err := replay.Open(inv.args, replay.OpenOptions{Format: *o.inputFormat, Ports: ports, KeepParams: *o.target != "",
 		Evidence: evidence.Evidence, EvidenceBudget: evidence.EvidenceBudget})
 	if err != nil {
-		return usageErrorf("%v", err)
+		return usageErrorf("%s", analyzer.Printable(err.Error()))
 	}
 	defer in.Close()
 	out, err := o.openOutput(inv)
@@ -170,7 +179,31 @@ func (o *replayOptions) run(ctx context.Context, inv *invocation) error {
 	if werr != nil {
 		return fmt.Errorf("write output: %w", werr)
 	}
-	return o.analysis.finish(inv, outs)
+	ferr := o.analysis.finish(inv, outs)
+	return incompleteInput(report.Input.Err(), ferr)
+}
+
+// incompleteInput applies the rule for input that could not be read
+// completely (a file cut short or corrupt, records skipped, nothing
+// readable at all): it is a failure, exit code 3, whatever --fail-on says,
+// because findings and summary cover only part of the input. ierr is the
+// input's error (replay.InputStats.Err), ferr what --fail-on and the
+// findings file gave: a write error of the findings file wins; findings
+// that matched --fail-on are named in the message, and their table is on
+// stderr already.
+func incompleteInput(ierr, ferr error) error {
+	if ierr == nil {
+		return ferr
+	}
+	var fe *findingsError
+	switch {
+	case ferr == nil:
+		return ierr
+	case errors.As(ferr, &fe):
+		return fmt.Errorf("%w (and %v)", ierr, fe)
+	default:
+		return ferr
+	}
 }
 
 // reportOutput is where the report goes: the --output file, or stdout.

@@ -332,6 +332,17 @@ func (r *Reader) evicted(_ connKey, c *conn) {
 	r.closeConn(c)
 }
 
+// Problems describe, one line each, the files that could not be read to
+// their end: cut short (a partial packet at the end) or corrupt past some
+// point. Each is also among the Notes.
+func (r *Reader) Problems() []string {
+	out := make([]string, 0, len(r.problems))
+	for _, p := range r.problems {
+		out = append(out, "pcap: "+p)
+	}
+	return out
+}
+
 // Notes describe, for a person, what could not be followed.
 func (r *Reader) Notes() []string {
 	var notes []string
