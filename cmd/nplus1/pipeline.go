@@ -27,6 +27,7 @@ type pipelineConfig struct {
 	record          *recordOptions // nil: no recording
 	metrics         *proxyMetrics  // nil: no metrics
 	http            string         // --http; "": no HTTP server
+	httpToken       string         // --http-token or --http-token-file; "": none
 	// quiet drops the lifecycle log lines (listening, shutting down,
 	// stopped): the demo prints its own progress.
 	quiet bool
@@ -105,6 +106,7 @@ func newPipeline(ctx context.Context, inv *invocation, pc pipelineConfig) (_ *pi
 			analyzer:      p.an,
 			metrics:       pc.metrics.handler(inv.logger.With("component", "http")),
 			logger:        inv.logger.With("component", "http"),
+			token:         pc.httpToken,
 		})
 		if err != nil {
 			return nil, err

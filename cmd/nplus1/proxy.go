@@ -38,6 +38,8 @@ type proxyOptions struct {
 	upstreamSSLRootCert *string
 	tlsCert, tlsKey     *string
 	http                *string
+	httpToken           *string
+	httpTokenFile       *string
 	maxConnections      *int
 	shutdownTimeout     *time.Duration
 	connectTimeout      *time.Duration
@@ -67,17 +69,21 @@ func newProxyOptions(fs *flagSet) *proxyOptions {
 	return &proxyOptions{
 		fs:     fs,
 		listen: fs.String("listen", "127.0.0.1:6432", "listen on `ADDR` (host:port) for PostgreSQL clients"),
-		upstream: fs.String("upstream", "", "the PostgreSQL server (required): host:port or a postgres:// `URL`, from which\n"+
-			"host, port (default 5432) and the sslmode and sslrootcert parameters are\n"+
-			"taken; a user, password or database in the URL is ignored"),
+		upstream: fs.String("upstream", "", "the PostgreSQL server (required): host:port, or a libpq connection string (a\n"+
+			"postgres:// `URL` or host=db port=5432 ...) read as libpq reads it, from which\n"+
+			"host, port and TLS settings are taken; its user, password and database are\n"+
+			"ignored and never printed"),
 		upstreamSSLMode: fs.Choice("upstream-sslmode", "", []string{proxy.SSLDisable, proxy.SSLPrefer, proxy.SSLRequire, proxy.SSLVerifyFull},
-			"TLS to the upstream; overrides the URL's sslmode (default: the URL's, else disable)"),
+			"TLS to the upstream; overrides the connection string's sslmode (default: the\n"+
+				"connection string's, libpq's prefer if it has none; disable for host:port)"),
 		upstreamSSLRootCert: fs.String("upstream-sslrootcert", "", "PEM `FILE` of the CAs that verify the upstream's certificate with\n"+
-			"verify-full (default: the URL's sslrootcert, else the system's CAs)"),
+			"verify-full (default: the connection string's sslrootcert, else the system's CAs)"),
 		tlsCert: fs.String("tls-cert", "", "PEM certificate `FILE` for client connections (with --tls-key); without it\n"+
 			"clients that ask for TLS are told no"),
 		tlsKey:          fs.String("tls-key", "", "PEM private key `FILE` for --tls-cert"),
-		http:            fs.String("http", "", "serve /healthz, /readyz, /metrics and the findings API over HTTP on `ADDR`\n(host:port); empty: no HTTP"),
+		http:            fs.String("http", "", "serve /healthz, /readyz, /metrics and the findings API over HTTP on `ADDR`\n(host:port); empty: no HTTP. Beyond loopback, anyone who can connect may\nread and clear the findings: set --http-token"),
+		httpToken:       fs.String("http-token", "", "require `TOKEN` as \"Authorization: Bearer TOKEN\" on every HTTP route but\n/healthz and /readyz; better set by NPLUS1_HTTP_TOKEN or --http-token-file,\nwhich other users' process lists do not show"),
+		httpTokenFile:   fs.String("http-token-file", "", "read the --http-token from `FILE` (surrounding whitespace trimmed)"),
 		maxConnections:  fs.Int("max-connections", 1000, "most client connections open at once; 0: unlimited"),
 		shutdownTimeout: fs.Duration("shutdown-timeout", 30*time.Second, "how long (e.g. 30s, 1m) a shutdown waits for open connections before closing them"),
 		connectTimeout:  fs.Duration("connect-timeout", 10*time.Second, "bound on dialing the upstream and on each TLS handshake"),
@@ -155,7 +161,8 @@ func (o *proxyOptions) config() (proxy.Config, error) {
 }
 
 // upstreamConfig sets the upstream's address and TLS from --upstream and
-// the flags that override its URL's parameters. Every error is a *usageError.
+// the flags that override its sslmode and sslrootcert. Every error is a
+// *usageError, and none repeats --upstream, which may hold a password.
 func (o *proxyOptions) upstreamConfig(cfg *proxy.Config) error {
 	fs := o.fs
 	if *o.upstream == "" {
@@ -167,26 +174,43 @@ func (o *proxyOptions) upstreamConfig(cfg *proxy.Config) error {
 	}
 	cfg.Upstream = up.addr
 	cfg.UpstreamSSLMode = up.sslmode
-	if *o.upstreamSSLMode != "" {
-		cfg.UpstreamSSLMode = *o.upstreamSSLMode
+	var tcfg *tls.Config
+	if up.tls != nil {
+		tcfg = up.tls.Clone()
 	}
-	rootCert := up.sslrootcert
-	if *o.upstreamSSLRootCert != "" {
-		rootCert = *o.upstreamSSLRootCert
-	}
-	if cfg.UpstreamSSLMode != "" && cfg.UpstreamSSLMode != proxy.SSLDisable {
-		cfg.UpstreamTLS = &tls.Config{ServerName: up.host, MinVersion: tls.VersionTLS12}
-		if rootCert != "" {
-			pool, err := loadCAs(rootCert)
-			if err != nil {
-				if *o.upstreamSSLRootCert != "" {
-					return fs.errorf("upstream-sslrootcert", "%v", err)
-				}
-				return fs.errorf("upstream", "sslrootcert: %v", err)
-			}
-			cfg.UpstreamTLS.RootCAs = pool
+	if mode := *o.upstreamSSLMode; mode != "" {
+		cfg.UpstreamSSLMode = mode
+		if tcfg != nil {
+			// The flag's mode replaces the connection string's, verifier included.
+			tcfg.VerifyPeerCertificate = nil
+			tcfg.InsecureSkipVerify = mode != proxy.SSLVerifyFull
 		}
 	}
+	if cfg.UpstreamSSLMode == "" || cfg.UpstreamSSLMode == proxy.SSLDisable {
+		cfg.UpstreamTLS = nil
+		return nil
+	}
+	if tcfg == nil {
+		tcfg = &tls.Config{}
+	}
+	if tcfg.ServerName == "" {
+		tcfg.ServerName = up.host
+	}
+	tcfg.MinVersion = max(tcfg.MinVersion, tls.VersionTLS12)
+	if *o.upstreamSSLRootCert != "" {
+		pool, err := loadCAs(*o.upstreamSSLRootCert)
+		if err != nil {
+			return fs.errorf("upstream-sslrootcert", "%v", err)
+		}
+		tcfg.RootCAs = pool
+		if tcfg.VerifyPeerCertificate != nil {
+			// pgx's verify-ca verifier holds the string's CAs: verify
+			// the chain with the flag's CAs instead.
+			tcfg.VerifyPeerCertificate = nil
+			tcfg.InsecureSkipVerify = false
+		}
+	}
+	cfg.UpstreamTLS = tcfg
 	return nil
 }
 
@@ -254,6 +278,10 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
+	token, err := httpToken(o.fs, *o.http, *o.httpToken, *o.httpTokenFile)
+	if err != nil {
+		return err
+	}
 	dcfg, err := o.analysis.detectorConfig()
 	if err != nil {
 		return err
@@ -277,6 +305,7 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 		record:          o.record,
 		metrics:         pm,
 		http:            *o.http,
+		httpToken:       token,
 	})
 	if err != nil {
 		return err

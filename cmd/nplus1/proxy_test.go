@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"slices"
@@ -55,7 +56,15 @@ func writeCert(t *testing.T) (certFile, keyFile string) {
 
 // proxyConfig parses args and env as the proxy command does and builds its
 // configuration.
-func proxyConfig(args []string, env map[string]string) (proxy.Config, *proxyOptions, error) {
+// Variables named PG* go to the process environment, where pgx's
+// connection-string parser reads them as libpq does: the caller must be a
+// test that is not parallel (t.Setenv).
+func proxyConfig(t *testing.T, args []string, env map[string]string) (proxy.Config, *proxyOptions, error) {
+	for k, v := range env {
+		if strings.HasPrefix(k, "PG") {
+			t.Setenv(k, v)
+		}
+	}
 	fs := newFlagSet("proxy")
 	o := newProxyOptions(fs)
 	if _, err := fs.parse(args, mapEnv(env)); err != nil {
@@ -97,8 +106,8 @@ func TestProxyConfig(t *testing.T) {
 			check: wantUpstream("[::1]:5432", "", ""),
 		},
 		{
-			name: "URL", args: []string{"--upstream", "postgres://app:pw@db.example:6543/shop?application_name=x"},
-			check: wantUpstream("db.example:6543", "", ""),
+			name: "URL", args: []string{"--upstream", "postgres://app:pw@db.example:6543/shop?application_name=x&sslmode=disable"},
+			check: wantUpstream("db.example:6543", "disable", ""),
 		},
 		{
 			name: "URL without port, with sslmode", args: []string{"--upstream", "postgresql://db.example/shop?sslmode=require"},
@@ -106,15 +115,32 @@ func TestProxyConfig(t *testing.T) {
 		},
 		{
 			name: "URL host and port parameters", args: []string{"--upstream", "postgres:///shop?host=db.example&port=6000"},
-			check: wantUpstream("db.example:6000", "", ""),
+			check: wantUpstream("db.example:6000", "prefer", "db.example"),
 		},
 		{
 			name: "URL with IPv6 host", args: []string{"--upstream", "postgres://[::1]:5433/x?sslmode=prefer"},
 			check: wantUpstream("[::1]:5433", "prefer", "::1"),
 		},
 		{
-			name: "URL sslmode verify-ca passes to the proxy", args: []string{"--upstream", "postgres://h/x?sslmode=verify-ca"},
-			check: wantUpstream("h:5432", "verify-ca", "h"),
+			name: "keyword/value, libpq's default sslmode", args: []string{"--upstream", "host=db.example port=6001 user=bob password=hunter2 dbname=shop"},
+			check: wantUpstream("db.example:6001", "prefer", "db.example"),
+		},
+		{
+			name: "keyword/value sslmode", args: []string{"--upstream", "host=h sslmode=require"},
+			check: wantUpstream("h:5432", "require", "h"),
+		},
+		{
+			name: "PGSSLMODE fills a connection string's gap, as in libpq", args: []string{"--upstream", "host=h"},
+			env:   map[string]string{"PGSSLMODE": "disable"},
+			check: wantUpstream("h:5432", "disable", ""),
+		},
+		{
+			name: "URL sslmode verify-ca verifies the chain", args: []string{"--upstream", "postgres://h/x?sslmode=verify-ca&sslrootcert=" + certFile},
+			check: func(t *testing.T, cfg proxy.Config, o *proxyOptions) {
+				if cfg.UpstreamSSLMode != proxy.SSLVerifyFull || cfg.UpstreamTLS == nil || cfg.UpstreamTLS.VerifyPeerCertificate == nil {
+					t.Errorf("got sslmode %q TLS %+v, want verify-full with pgx's chain verifier", cfg.UpstreamSSLMode, cfg.UpstreamTLS)
+				}
+			},
 		},
 		{
 			name: "flag overrides the URL's sslmode", args: []string{"--upstream", "postgres://h/x?sslmode=require", "--upstream-sslmode", "disable"},
@@ -176,7 +202,7 @@ func TestProxyConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, o, err := proxyConfig(tt.args, tt.env)
+			cfg, o, err := proxyConfig(t, tt.args, tt.env)
 			if err != nil {
 				t.Fatalf("got error %v", err)
 			}
@@ -218,19 +244,22 @@ func TestProxyConfigErrors(t *testing.T) {
 		notWant string // must not appear (secrets)
 	}{
 		{name: "no upstream", want: "--upstream is required (or NPLUS1_UPSTREAM, or upstream: in the config file)"},
-		{name: "upstream scheme", args: []string{"--upstream", "mysql://h:1"}, want: "--upstream: want host:port or a postgres:// URL"},
-		{name: "upstream bad port", args: []string{"--upstream", "h:http"}, want: `--upstream: invalid port "http"`},
-		{name: "upstream port out of range", args: []string{"--upstream", "h:70000"}, want: `invalid port "70000"`},
-		{name: "upstream URL bad port, password kept secret", args: []string{"--upstream", "postgres://u:hunter2@h:x/db"}, want: "--upstream: invalid URL", notWant: "hunter2"},
-		{name: "upstream URL without host", args: []string{"--upstream", "postgres:///db"}, want: "--upstream: no host"},
+		{name: "upstream scheme", args: []string{"--upstream", "mysql://h:1"}, want: "--upstream: want host:port, a postgres:// URL or a keyword/value list"},
+		{name: "upstream user:password@host without scheme", args: []string{"--upstream", "bob:hunter2@db:5432"}, want: "--upstream: not a host name", notWant: "hunter2"},
+		{name: "upstream keyword/value bad port, password kept secret", args: []string{"--upstream", "host=db port=x password=hunter2"}, want: "--upstream: cannot parse the connection string: invalid port", notWant: "hunter2"},
+		{name: "upstream keyword/value syntax, password kept secret", args: []string{"--upstream", "host=db password='hunter2"}, want: "--upstream: cannot parse the connection string", notWant: "hunter2"},
+		{name: "upstream bad port", args: []string{"--upstream", "h:http"}, want: `--upstream: invalid port`},
+		{name: "upstream port out of range", args: []string{"--upstream", "h:70000"}, want: `invalid port`},
+		{name: "upstream URL bad port, password kept secret", args: []string{"--upstream", "postgres://u:hunter2@h:x/db"}, want: "--upstream: cannot parse the connection string", notWant: "hunter2"},
+		{name: "upstream URL without host", args: []string{"--upstream", "postgres:///db"}, env: map[string]string{"PGHOST": ""}, want: "--upstream: Unix-domain sockets are not supported"},
 		{name: "upstream URL socket dir", args: []string{"--upstream", "postgres:///db?host=/var/run/postgresql"}, want: "Unix-domain sockets"},
 		{name: "upstream URL several hosts", args: []string{"--upstream", "postgres://a:1,b:2/db"}, want: "several hosts"},
-		{name: "upstream URL bad sslmode", args: []string{"--upstream", "postgres://h/db?sslmode=always"}, want: `sslmode "always" in URL`},
+		{name: "upstream URL bad sslmode", args: []string{"--upstream", "postgres://h/db?sslmode=always"}, want: `--upstream: cannot parse the connection string`},
 		{name: "upstream from env", env: map[string]string{"NPLUS1_UPSTREAM": "h:0"}, want: "--upstream (from NPLUS1_UPSTREAM): invalid port"},
 		{name: "bad sslmode flag", args: []string{"--upstream", "h", "--upstream-sslmode", "verify-ca"}, want: `invalid value "verify-ca" for flag --upstream-sslmode: want one of disable, prefer, require, verify-full`},
 		{name: "missing sslrootcert", args: []string{"--upstream", "h", "--upstream-sslmode", "verify-full", "--upstream-sslrootcert", "/nonexistent/ca.pem"}, want: "--upstream-sslrootcert: open /nonexistent/ca.pem"},
 		{name: "sslrootcert not PEM", args: []string{"--upstream", "h", "--upstream-sslmode", "require", "--upstream-sslrootcert", notPEM}, want: "no PEM certificates found"},
-		{name: "URL sslrootcert missing", args: []string{"--upstream", "postgres://h/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"}, want: "--upstream: sslrootcert: open /nonexistent/ca.pem"},
+		{name: "URL sslrootcert missing", args: []string{"--upstream", "postgres://h/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"}, want: "--upstream: cannot parse the connection string: failed to configure TLS (unable to read CA file"},
 		{name: "tls-cert without key", args: []string{"--upstream", "h", "--tls-cert", certFile}, want: "--tls-cert needs --tls-key"},
 		{name: "tls-key without cert", args: []string{"--upstream", "h", "--tls-key", keyFile}, want: "--tls-key needs --tls-cert"},
 		{name: "tls cert and key mismatch", args: []string{"--upstream", "h", "--tls-cert", keyFile, "--tls-key", certFile}, want: "--tls-cert: load certificate and key"},
@@ -248,7 +277,7 @@ func TestProxyConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := proxyConfig(tt.args, tt.env)
+			_, _, err := proxyConfig(t, tt.args, tt.env)
 			var ue *usageError
 			if !errors.As(err, &ue) {
 				t.Fatalf("got error %v (%T), want a *usageError", err, err)
@@ -267,12 +296,21 @@ func TestProxyConfigErrors(t *testing.T) {
 }
 
 func TestParseUpstreamKeepsCredentialsOut(t *testing.T) {
-	up, err := parseUpstream("postgres://app:hunter2@db:5432/shop?sslmode=require&password=x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if up.addr != "db:5432" || up.host != "db" || up.sslmode != "require" {
-		t.Errorf("got %+v, want db:5432 require", up)
+	for _, s := range []string{
+		"postgres://app:hunter2@db:5432/shop?sslmode=require&password=x",
+		"postgres://app:sec:hunter2@db:5432/shop?sslmode=require",
+		"host=db port=5432 user=app password=hunter2 sslmode=require",
+	} {
+		up, err := parseUpstream(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if up.addr != "db:5432" || up.host != "db" || up.sslmode != "require" {
+			t.Errorf("%s: got %+v, want db:5432 require", s, up)
+		}
+		if strings.Contains(fmt.Sprintf("%+v", up), "hunter2") {
+			t.Errorf("%s: the password is kept: %+v", s, up)
+		}
 	}
 }
 

@@ -1,87 +1,127 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/nplus1/nplus1/proxy"
 )
 
 // defaultPGPort is PostgreSQL's default port (DEF_PGPORT).
 const defaultPGPort = "5432"
 
-// upstreamSSLModes are the sslmode values a postgres:// URL may carry, as in
-// libpq; proxy.Config maps allow to prefer and verify-ca to verify-full.
-var upstreamSSLModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
-
 // upstream is where the proxy connects, from --upstream.
 type upstream struct {
-	host        string // without brackets for IPv6
-	addr        string // host:port
-	sslmode     string // from the URL; "" when absent
-	sslrootcert string // from the URL; "" when absent
+	host string // without brackets for IPv6
+	addr string // host:port
+	// sslmode is the proxy's mode for the connection string's sslmode (as
+	// libpq reads it, default prefer); "" for the host:port form.
+	sslmode string
+	// tls is the TLS configuration pgx built from the connection string
+	// (sslrootcert, client certificates); nil for the host:port form and
+	// for sslmode disable.
+	tls *tls.Config
 }
 
-// parseUpstream reads "host:port", "host" (port 5432), or a postgres:// or
-// postgresql:// URL, from which only host, port, sslmode and sslrootcert are
-// taken (host and port also from query parameters, as libpq does): the user,
-// password and database are the client's to choose.
+// parseUpstream reads "host:port", "host" (port 5432), or a libpq connection
+// string: a postgres:// or postgresql:// URL or a keyword/value list
+// ("host=db port=5432 sslmode=require"), parsed by pgx as libpq parses it
+// (PG* environment variables fill what it leaves out; sslmode defaults to
+// prefer). Only host, port and the TLS settings are used: the user, password
+// and database are each client's to give, so they are ignored, and no error
+// repeats the string, since it may hold a password.
 func parseUpstream(s string) (upstream, error) {
-	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
-		return parseUpstreamURL(s)
+	if isConnString(s) {
+		return parseConnString(s)
 	}
 	if strings.Contains(s, "://") {
-		return upstream{}, errors.New("want host:port or a postgres:// URL")
+		return upstream{}, errors.New("want host:port, a postgres:// URL or a keyword/value list (host=db port=5432)")
+	}
+	if strings.ContainsAny(s, "@ \t") {
+		// "user:password@db:5432" without a scheme: never echo it.
+		return upstream{}, errors.New("not a host name: want host:port, or a postgres:// URL (which may not be shortened to user:password@host)")
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
 		// A bare host name or IP address: the default port.
 		if strings.Contains(s, ":") && net.ParseIP(s) == nil {
-			return upstream{}, fmt.Errorf("want host:port or a postgres:// URL: %v", err)
+			return upstream{}, errors.New("want host:port, a postgres:// URL or a keyword/value list (host=db port=5432)")
 		}
 		host, port = s, defaultPGPort
 	}
 	return newUpstream(host, port)
 }
 
-func parseUpstreamURL(s string) (upstream, error) {
-	u, err := url.Parse(s)
+// isConnString reports whether s is a URL or a keyword/value connection
+// string rather than host[:port].
+func isConnString(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") || strings.Contains(s, "=")
+}
+
+func parseConnString(s string) (upstream, error) {
+	cfg, err := pgconn.ParseConfig(s)
 	if err != nil {
-		// url.Error repeats the whole URL, password included: keep only the cause.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
+		return upstream{}, connStringError(err)
+	}
+	for _, fb := range cfg.Fallbacks {
+		if fb.Host != cfg.Host || fb.Port != cfg.Port {
+			return upstream{}, errors.New("connection strings with several hosts are not supported: give one host")
 		}
-		return upstream{}, fmt.Errorf("invalid URL: %v", err)
 	}
-	if strings.Contains(u.Host, ",") {
-		return upstream{}, errors.New("URLs with several hosts are not supported: give one host")
-	}
-	// As in libpq, host and port query parameters override the authority.
-	q := u.Query()
-	host, port := u.Hostname(), u.Port()
-	if h := q.Get("host"); h != "" {
-		host = h
-	}
-	if p := q.Get("port"); p != "" {
-		port = p
-	}
-	if port == "" {
-		port = defaultPGPort
-	}
-	up, err := newUpstream(host, port)
+	up, err := newUpstream(cfg.Host, strconv.Itoa(int(cfg.Port)))
 	if err != nil {
 		return upstream{}, err
 	}
-	up.sslmode = q.Get("sslmode")
-	if up.sslmode != "" && !slices.Contains(upstreamSSLModes, up.sslmode) {
-		return upstream{}, fmt.Errorf("sslmode %q in URL: want one of %s", up.sslmode, strings.Join(upstreamSSLModes, ", "))
-	}
-	up.sslrootcert = q.Get("sslrootcert")
+	up.sslmode, up.tls = sslModeOf(cfg)
 	return up, nil
+}
+
+// connStringError is pgx's parse error without the connection string, which
+// pgx quotes with passwords redacted on a best-effort basis only.
+func connStringError(err error) error {
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) {
+		return errors.New("cannot parse the connection string")
+	}
+	bare := *pe
+	bare.ConnString = ""
+	msg := strings.TrimPrefix(bare.Error(), "cannot parse ``: ")
+	return fmt.Errorf("cannot parse the connection string: %s", msg)
+}
+
+// sslModeOf maps the TLS configuration pgx built back to the proxy's modes:
+// a TLS attempt with a plain-text fallback is prefer (allow, a plain attempt
+// with a TLS fallback, too), a TLS configuration that skips verification
+// without a verifier is require, and one that verifies (verify-ca,
+// verify-full) is verify-full with pgx's configuration kept.
+func sslModeOf(cfg *pgconn.Config) (string, *tls.Config) {
+	var fallbackTLS *tls.Config
+	plainFallback := false
+	for _, fb := range cfg.Fallbacks {
+		if fb.TLSConfig == nil {
+			plainFallback = true
+		} else if fallbackTLS == nil {
+			fallbackTLS = fb.TLSConfig
+		}
+	}
+	switch t := cfg.TLSConfig; {
+	case t == nil && fallbackTLS == nil:
+		return proxy.SSLDisable, nil
+	case t == nil:
+		return proxy.SSLPrefer, fallbackTLS
+	case plainFallback:
+		return proxy.SSLPrefer, t
+	case t.InsecureSkipVerify && t.VerifyPeerCertificate == nil:
+		return proxy.SSLRequire, t
+	default:
+		return proxy.SSLVerifyFull, t
+	}
 }
 
 func newUpstream(host, port string) (upstream, error) {
@@ -92,7 +132,7 @@ func newUpstream(host, port string) (upstream, error) {
 		return upstream{}, errors.New("Unix-domain sockets are not supported: give a host name or address")
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return upstream{}, fmt.Errorf("invalid port %q", port)
+		return upstream{}, errors.New("invalid port: want a number from 1 to 65535")
 	}
 	return upstream{host: host, addr: net.JoinHostPort(host, port)}, nil
 }
