@@ -51,25 +51,32 @@ type demoFinding struct {
 	kind     detector.Kind
 }
 
-// demoTally is what each scenario half produced: a sink that files each
-// finding under the half being run.
-type demoTally struct {
-	mu      sync.Mutex
-	current demoFinding
-	got     []demoFinding
+// demoApp is the application_name of a scenario half's connection: findings
+// are filed under the half whose connection they name, not by when they
+// arrive, so a slow machine cannot move one into the next half.
+func demoApp(scenario string, fixed bool) string {
+	if fixed {
+		return "shop-demo/" + scenario + "/fixed"
+	}
+	return "shop-demo/" + scenario + "/as-written"
 }
 
-// begin files the findings that follow under scenario's half.
-func (t *demoTally) begin(scenario string, fixed bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.current = demoFinding{scenario: scenario, fixed: fixed}
+// demoTally is what each scenario half produced: a sink that files each
+// finding under the half its application_name names.
+type demoTally struct {
+	mu  sync.Mutex
+	got []demoFinding
 }
 
 func (t *demoTally) add(f *detector.Finding) {
+	rest, ok := strings.CutPrefix(f.Connection.ApplicationName, "shop-demo/")
+	if !ok {
+		return
+	}
+	scenario, half, _ := strings.Cut(rest, "/")
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.got = append(t.got, demoFinding{scenario: t.current.scenario, fixed: t.current.fixed, kind: f.Kind})
+	t.got = append(t.got, demoFinding{scenario: scenario, fixed: half == "fixed", kind: f.Kind})
 }
 
 // kinds returns the kinds of scenario's findings, as written and fixed.
@@ -130,7 +137,9 @@ func runDemo(ctx context.Context, inv *invocation, analysis *analysisOptions) er
 	p.Start(ctx)
 	fmt.Fprintf(w, "nplus1 demo: PostgreSQL on %s, proxy on %s; running the workload through the proxy\n\n", pg.Addr(), p.Addr())
 	scenarios := shop.Scenarios()
-	runErr := runDemoWorkload(ctx, w, p.Addr().String(), scenarios, tally, dcfg.IdleGap)
+	runErr := runDemoWorkload(ctx, w, p.Addr().String(), scenarios, dcfg.IdleGap)
+	// Shutdown drains the queue and judges every open window before it
+	// returns: the tally is complete, however slow the machine.
 	_ = p.Shutdown(ctx, nil) // the demo reports the workload's errors, not the proxy's
 	if runErr != nil {
 		return runErr
@@ -187,26 +196,27 @@ func demoSinks(w io.Writer, inv *invocation, outs *outputs, tally *demoTally) []
 }
 
 // runDemoWorkload runs each scenario through the proxy at addr, as commonly
-// written and then fixed, with a pause longer than idleGap after each half.
-func runDemoWorkload(ctx context.Context, w io.Writer, addr string, scenarios []shop.Scenario, tally *demoTally, idleGap time.Duration) error {
-	c, err := pgx.Connect(ctx, pgtest.URLFor(addr, pgtest.Superuser, "application_name=shop-demo"))
-	if err != nil {
-		return err
-	}
-	defer c.Close(ctx)
+// written and then fixed, each half on its own connection (named by
+// demoApp), with a pause longer than idleGap after each half.
+func runDemoWorkload(ctx context.Context, w io.Writer, addr string, scenarios []shop.Scenario, idleGap time.Duration) error {
 	for _, sc := range scenarios {
 		for _, fixed := range []bool{false, true} {
-			tally.begin(sc.Name, fixed)
 			how, fn := "as commonly written", sc.Bad
 			if fixed {
 				how, fn = "fixed", sc.Fixed
 			}
 			fmt.Fprintf(w, "── %s: %s (%s)\n", sc.Name, sc.Title, how)
-			if err := fn(ctx, c); err != nil {
+			c, err := pgx.Connect(ctx, pgtest.URLFor(addr, pgtest.Superuser, "application_name="+demoApp(sc.Name, fixed)))
+			if err != nil {
+				return err
+			}
+			err = fn(ctx, c)
+			c.Close(ctx) // ends the connection's window: its findings follow
+			if err != nil {
 				return fmt.Errorf("scenario %s (%s): %w", sc.Name, how, err)
 			}
-			// A pause longer than the idle gap ends the window, like the
-			// time between two requests; the findings print meanwhile.
+			// A pause, so that the findings print under their scenario;
+			// which half a finding belongs to does not depend on it.
 			time.Sleep(max(shop.Pause, idleGap+150*time.Millisecond))
 		}
 		if ctx.Err() != nil {
