@@ -112,7 +112,10 @@ func describeCount(f *detector.Finding) string {
 	default:
 		s = fmt.Sprintf("%d executions", f.Count)
 	}
-	if f.Occurrences > 1 {
+	switch {
+	case f.Occurrences > 1 && f.Connections > 1:
+		s += fmt.Sprintf(" (seen %d times on %d connections since last reported)", f.Occurrences, f.Connections)
+	case f.Occurrences > 1:
 		s += fmt.Sprintf(" (seen %d times since last reported)", f.Occurrences)
 	}
 	return s

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
@@ -71,14 +73,57 @@ func TestAdvance(t *testing.T) {
 	if s.WindowsOpen != 0 || s.WindowsClosed[CloseIdleGap] != 1 {
 		t.Errorf("got %d windows open, %d closed by idle gap; want 0, 1", s.WindowsOpen, s.WindowsClosed[CloseIdleGap])
 	}
-	// The group stays for its cooldown, then is forgotten.
+	// A connection's group is forgotten once its window is judged: its
+	// cooldown lives in its pool scope.
 	d.Advance(last.Add(30 * time.Second))
-	if g := d.Stats().Groups; g != 1 {
-		t.Errorf("got %d groups during the cooldown, want 1", g)
-	}
-	d.Advance(last.Add(2 * time.Minute))
 	if g := d.Stats().Groups; g != 0 {
-		t.Errorf("got %d groups after the cooldown, want 0", g)
+		t.Errorf("got %d groups after the window was judged, want 0", g)
+	}
+}
+
+// TestCooldownPerPoolScope: one loop served by several connections of one
+// pool (same user, database, application and client address) is reported
+// once per cooldown, with the held-back occurrences and the connections
+// they were seen on; a trace keeps its own cooldown.
+func TestCooldownPerPoolScope(t *testing.T) {
+	tl := newTimeline()
+	for _, id := range []uint64{3, 4, 5} {
+		tl.conns[id] = &pgwire.ConnInfo{ID: id, ClientAddr: "10.0.0.9", User: "shop", Database: "shop", ApplicationName: "shop-api"}
+	}
+	tl.on(3)
+	nPlusOneRequest(tl, 6) // t0: reported
+	tl.wait(5 * time.Second).on(4)
+	nPlusOneRequest(tl, 7) // held back: same scope
+	tl.wait(5 * time.Second).on(5)
+	nPlusOneRequest(tl, 8) // held back
+	tl.wait(5 * time.Second).on(3)
+	nPlusOneRequest(tl, 9) // held back
+	tl.now = t0.Add(70 * time.Second)
+	tl.on(4)
+	nPlusOneRequest(tl, 10) // reported: 4 occurrences on 3 connections
+	tl.on(1)                // another client address: its own scope
+	tl.wait(time.Second)
+	nPlusOneRequest(tl, 11)
+
+	d := New(Config{})
+	var got []Finding
+	for _, ev := range tl.events {
+		got = append(got, d.Observe(ev)...)
+		got = append(got, d.Advance(ev.Exec.End.Add(-time.Nanosecond))...)
+	}
+	got = append(got, d.Flush()...)
+	checkSummaries(t, got, []string{
+		"n_plus_one user n=6 d=6 src=orders/6 warning",
+		"n_plus_one user n=10 d=10 src=orders/10 warning",
+		"n_plus_one user n=11 d=11 src=orders/11 warning",
+	})
+	type oc struct{ occ, conns int }
+	var counts []oc
+	for _, f := range got {
+		counts = append(counts, oc{f.Occurrences, f.Connections})
+	}
+	if want := []oc{{1, 1}, {4, 3}, {1, 1}}; !slices.Equal(counts, want) {
+		t.Errorf("got (occurrences, connections) %v, want %v", counts, want)
 	}
 }
 

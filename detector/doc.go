@@ -149,13 +149,18 @@
 //
 // A finding then passes the safelist (Config.Ignore, see ParseIgnore), then
 // the cooldown: the same (kind, fingerprint, source fingerprint) is reported
-// once per ReportCooldown of event time per group key, and the next report
-// carries in Occurrences how many windows showed it meanwhile. Stats counts
-// every occurrence, reported, suppressed or ignored. With trace ids every
-// request is a group key of its own, so each request that shows a pattern is
-// reported, with its trace id; without them a connection's repeats are
-// reported once per cooldown. ResetReported forgets the cooldowns, for a test
-// suite that clears findings between tests.
+// once per ReportCooldown of event time per pool scope (user, database,
+// application, client address: the connections of one client pool), and the
+// next report carries in Occurrences how many windows showed it meanwhile and
+// in Connections on how many connections. Stats counts every occurrence,
+// reported, suppressed or ignored. With trace ids every request is a group
+// key of its own, with a cooldown of its own, so each request that shows a
+// pattern is reported, with its trace id; without them one loop served by a
+// pool of ten connections is reported once per cooldown, not ten times. The
+// scopes' cooldowns are bounded by the scope table (1024 scopes, least
+// recently active forgotten; a forgotten scope may report again).
+// ResetReported forgets the cooldowns, for a test suite that clears findings
+// between tests.
 //
 // Sinks that write JSON should use a json.Encoder with SetEscapeHTML(false),
 // so that the > and & in suggestions stay readable.

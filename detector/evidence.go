@@ -194,6 +194,10 @@ func scopeOf(c *pgwire.ConnInfo) scopeKey {
 type scopeState struct {
 	shapes  *lru.Cache[uint64, *shapeConns]
 	evicted bool // dropped from Detector.scopes: groups holding it look again
+	// cooldown is the report cooldown of the scope's connection groups: one
+	// loop served by a pool of ten is reported once, not once per
+	// connection (see cooldownReport).
+	cooldown cooldowns
 }
 
 // shapeConns are the last few connections that ran a shape, with when they
@@ -234,6 +238,17 @@ func (s *shapeConns) others(conn uint64, since time.Time) bool {
 // The group remembers its connection's scope, so the scope key (four
 // strings) is hashed once per connection, not per execution.
 func (d *Detector) sawShape(g *group, c *pgwire.ConnInfo, fp uint64, t time.Time) {
+	sc := d.scopeFor(g, c)
+	sh, ok := sc.shapes.Get(fp)
+	if !ok {
+		sh = &shapeConns{}
+		sc.shapes.Add(fp, sh, 0)
+	}
+	sh.saw(connID(c), t)
+}
+
+// scopeFor returns the state of c's pool scope, through g's cache.
+func (d *Detector) scopeFor(g *group, c *pgwire.ConnInfo) *scopeState {
 	sc := g.scope
 	if sc == nil || sc.evicted || g.scopeConn != c {
 		k := scopeOf(c)
@@ -244,12 +259,7 @@ func (d *Detector) sawShape(g *group, c *pgwire.ConnInfo, fp uint64, t time.Time
 		}
 		g.scope, g.scopeConn = sc, c
 	}
-	sh, ok := sc.shapes.Get(fp)
-	if !ok {
-		sh = &shapeConns{}
-		sc.shapes.Add(fp, sh, 0)
-	}
-	sh.saw(connID(c), t)
+	return sc
 }
 
 // concurrent reports whether another connection of c's pool scope ran shape

@@ -107,12 +107,17 @@ type Finding struct {
 	// Suggestion names the fix in one or two sentences.
 	Suggestion string `json:"suggestion"`
 
-	// Occurrences counts the windows of this group key that showed the same
-	// (kind, fingerprint, source) since it was last reported, this one
-	// included: 1 for a first report, more when a cooldown held some back.
-	// For select_star, which is reported once per fingerprint, it counts
-	// every window that showed it so far.
+	// Occurrences counts the windows that showed the same (kind,
+	// fingerprint, source) since it was last reported, this one included: 1
+	// for a first report, more when a cooldown held some back. The cooldown
+	// is per pool scope (user, database, application, client address) for
+	// connections, per trace for traced requests. For select_star, which is
+	// reported once per fingerprint, it counts every window that showed it
+	// so far.
 	Occurrences int `json:"occurrences"`
+	// Connections is how many connections those occurrences were seen on
+	// (counted up to 64); 0 for select_star.
+	Connections int `json:"connections,omitempty"`
 }
 
 // Source is the query an N+1 loop iterated over.

@@ -12,10 +12,24 @@ type cooldownKey struct {
 	source      uint64 // 0 when none
 }
 
+// cooldowns is one cooldown table: a trace group's, or a pool scope's.
+type cooldowns map[cooldownKey]*cooldownEntry
+
+// maxCooldownConns bounds the connections an entry tells apart; past it,
+// Finding.Connections is a lower bound.
+const maxCooldownConns = 64
+
 type cooldownEntry struct {
-	reported   time.Time // finding time of the last report
-	lastSeen   time.Time // finding time of the last occurrence
-	suppressed int       // occurrences since the last report
+	reported   time.Time           // finding time of the last report
+	lastSeen   time.Time           // finding time of the last occurrence
+	suppressed int                 // occurrences since the last report
+	conns      map[uint64]struct{} // connections that showed it since the last report
+}
+
+func (e *cooldownEntry) sawConn(id uint64) {
+	if len(e.conns) < maxCooldownConns {
+		e.conns[id] = struct{}{}
+	}
 }
 
 // ResetReported forgets what was already reported (cooldowns and
@@ -25,6 +39,9 @@ type cooldownEntry struct {
 func (d *Detector) ResetReported() {
 	for _, g := range d.groups.All {
 		g.cooldown = nil
+	}
+	for _, sc := range d.scopes.All {
+		sc.cooldown = nil
 	}
 	d.star.Clear()
 }
@@ -38,6 +55,7 @@ func (d *Detector) close(out []Finding, g *group, reason string) []Finding {
 	d.stats.WindowsOpen--
 	d.stats.WindowsClosed[reason]++
 
+	cool := d.cooldownsOf(g)
 	for _, c := range d.evaluate(g, w) {
 		f := c.finding
 		d.stats.Found[f.Kind]++
@@ -49,7 +67,7 @@ func (d *Detector) close(out []Finding, g *group, reason string) []Finding {
 		if f.Kind == KindSelectStar {
 			report = d.starReport(&f, c.id)
 		} else {
-			report = d.cooldownReport(g, &f, cooldownKey{f.Kind, c.id, c.source})
+			report = d.cooldownReport(cool, &f, cooldownKey{f.Kind, c.id, c.source})
 		}
 		if !report {
 			d.stats.Suppressed[f.Kind]++
@@ -58,8 +76,21 @@ func (d *Detector) close(out []Finding, g *group, reason string) []Finding {
 		d.stats.Reported[f.Kind]++
 		out = append(out, f)
 	}
-	d.prune(g, w.end)
+	if *cool != nil {
+		d.prune(*cool, w.end)
+	}
 	return out
+}
+
+// cooldownsOf returns the cooldown table g's findings go through: a trace's
+// own (each request is its own story), else the pool scope's of the
+// connection that ran the window, so that one loop served by a pool of ten
+// connections is reported once per cooldown, with the connections counted.
+func (d *Detector) cooldownsOf(g *group) *cooldowns {
+	if g.traceID != "" || g.scopeConn == nil {
+		return &g.cooldown
+	}
+	return &d.scopeFor(g, g.scopeConn).cooldown
 }
 
 func (d *Detector) ignored(f *Finding) bool {
@@ -71,37 +102,43 @@ func (d *Detector) ignored(f *Finding) bool {
 	return false
 }
 
-// cooldownReport decides whether f is reported now, and sets its occurrences.
-func (d *Detector) cooldownReport(g *group, f *Finding, k cooldownKey) bool {
+// cooldownReport decides whether f is reported now, and sets its
+// occurrences and connections.
+func (d *Detector) cooldownReport(cool *cooldowns, f *Finding, k cooldownKey) bool {
 	if d.cfg.ReportCooldown < 0 {
-		f.Occurrences = 1
+		f.Occurrences, f.Connections = 1, 1
 		return true
 	}
 	t := f.Time
-	e := g.cooldown[k]
+	e := (*cool)[k]
 	if e != nil && t.Sub(e.reported) < d.cfg.ReportCooldown {
 		e.suppressed++
+		e.sawConn(f.Connection.ID)
 		if t.After(e.lastSeen) {
 			e.lastSeen = t
 		}
 		return false
 	}
-	f.Occurrences = 1
+	f.Occurrences, f.Connections = 1, 1
 	if e != nil {
 		f.Occurrences += e.suppressed
+		e.sawConn(f.Connection.ID)
+		f.Connections = max(1, len(e.conns))
 	}
-	if g.cooldown == nil {
-		g.cooldown = make(map[cooldownKey]*cooldownEntry)
+	if *cool == nil {
+		*cool = make(cooldowns)
 	}
-	g.cooldown[k] = &cooldownEntry{reported: t, lastSeen: t}
+	ne := &cooldownEntry{reported: t, lastSeen: t, conns: make(map[uint64]struct{}, 1)}
+	ne.sawConn(f.Connection.ID)
+	(*cool)[k] = ne
 	return true
 }
 
 // prune forgets cooldown entries not seen for a whole cooldown by now.
-func (d *Detector) prune(g *group, now time.Time) {
-	for k, e := range g.cooldown {
+func (d *Detector) prune(cool cooldowns, now time.Time) {
+	for k, e := range cool {
 		if now.Sub(e.lastSeen) >= d.cfg.ReportCooldown {
-			delete(g.cooldown, k)
+			delete(cool, k)
 		}
 	}
 }
@@ -109,7 +146,7 @@ func (d *Detector) prune(g *group, now time.Time) {
 // remembers reports whether g still has cooldown state worth keeping at now,
 // pruning what expired.
 func (d *Detector) remembers(g *group, now time.Time) bool {
-	d.prune(g, now)
+	d.prune(g.cooldown, now)
 	return len(g.cooldown) > 0
 }
 

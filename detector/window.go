@@ -18,8 +18,9 @@ type group struct {
 	win      *window   // nil between windows
 
 	// cooldown holds, per (kind, fingerprint, source), when it was last
-	// reported; entries unseen for a whole cooldown are pruned.
-	cooldown map[cooldownKey]*cooldownEntry
+	// reported; entries unseen for a whole cooldown are pruned. Only trace
+	// groups use their own; a connection's group uses its pool scope's.
+	cooldown cooldowns
 
 	// scope is the pool scope of scopeConn, kept so that a judged
 	// execution costs no scope-key lookup (sawShape).
