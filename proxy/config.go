@@ -118,7 +118,7 @@ type Config struct {
 
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
-	// Now is the clock (time.Now when nil); tests may replace it.
+	// Now is the clock (wallNow when nil); tests may replace it.
 	Now func() time.Time
 }
 
@@ -160,7 +160,14 @@ func (c *Config) setDefaults() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Now == nil {
-		c.Now = time.Now
+		c.Now = wallNow
 	}
 	return nil
 }
+
+// wallNow is the proxy's clock: the wall clock without Go's monotonic
+// reading, so that an execution's duration is End minus Start as written
+// (in a recording, say) and a replay computes the very times the live run
+// had. A wall-clock step can make a duration negative; the analysis takes
+// such an execution as instantaneous.
+func wallNow() time.Time { return time.Now().Round(0) }

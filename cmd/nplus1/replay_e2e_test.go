@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -279,6 +280,23 @@ func TestReplayMatchesLiveRun(t *testing.T) {
 			}
 			if doc.Summary.Statements == 0 {
 				t.Errorf("no statements replayed")
+			}
+			if tc.name == "recording" {
+				// One clock for the live run and the recording: the same
+				// times to the nanosecond.
+				times := func(fs []detector.Finding) []string {
+					var out []string
+					for _, f := range fs {
+						if f.ApplicationName == app {
+							out = append(out, fmt.Sprintf("%s %s %s %s", f.Kind, f.Time.Format(time.RFC3339Nano), f.WindowStart.Format(time.RFC3339Nano), f.WindowEnd.Format(time.RFC3339Nano)))
+						}
+					}
+					slices.Sort(out)
+					return out
+				}
+				if got, want := times(doc.Findings), times(live); !slices.Equal(got, want) {
+					t.Errorf("finding times differ from the live run's:\n got  %v\n want %v", got, want)
+				}
 			}
 		})
 	}
