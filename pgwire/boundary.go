@@ -8,3 +8,7 @@ package pgwire
 func (t *Tracker) BackendBoundary() (atBoundary bool, lastType byte) {
 	return !t.be.inBody && t.be.nhdr == 0, t.be.typ
 }
+
+// ClientTerminated reports whether the client's last message was Terminate:
+// the server closing the connection then is the end the client asked for.
+func (t *Tracker) ClientTerminated() bool { return t.fe.typ == feTerminate }

@@ -192,6 +192,20 @@ func (c *conn) relayState() (idle, boundary bool, last byte) {
 	return c.tracker.Idle(), boundary, last
 }
 
+// serverLostNotice reports whether a client whose server side just ended
+// should be told so (08006): not when the server explained itself (its last
+// message an ErrorResponse), not when the client asked for the end
+// (Terminate), and only on a message boundary.
+func (c *conn) serverLostNotice() bool {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	if c.tracker == nil || c.tracker.ClientTerminated() {
+		return false
+	}
+	boundary, last := c.tracker.BackendBoundary()
+	return boundary && last != 'E'
+}
+
 func (c *conn) run(overLimit bool) error {
 	cfg := &c.s.cfg
 	br := bufio.NewReaderSize(c.raw, relayBufSize)
@@ -653,7 +667,7 @@ func (c *conn) relayPumps() (error, bool) {
 		if first && !isProtocolError(err) && c.lockWrite(noticeLockWait) {
 			// Written before the close: everything the pump showed the
 			// tracker has been written, so the boundary is the client's.
-			if _, boundary, last := c.relayState(); boundary && last != 'E' {
+			if c.serverLostNotice() {
 				c.writeNotice(stateConnectionFailure, msgServerLost)
 			}
 			c.unlockWrite()

@@ -344,3 +344,23 @@ func TestShutdownDoesNotWaitForABlockedWrite(t *testing.T) {
 	}
 	<-held.wsem
 }
+
+// TestTerminateGetsNoNotice: a client that sends Terminate and keeps reading
+// until the server closes (node-postgres does) hears nothing more: the close
+// is the one it asked for.
+func TestTerminateGetsNoNotice(t *testing.T) {
+	for _, relay := range itRelays {
+		t.Run(relay, func(t *testing.T) {
+			p := itStartProxy(t, Config{Relay: relay})
+			r := itRawSession(t, p.Addr, "terminate-"+relay)
+			r.send(&pgproto3.Terminate{})
+			b, closed := itReadUntilClosed(r.nc, 10*time.Second)
+			if !closed {
+				t.Fatal("the connection stayed open after Terminate")
+			}
+			if len(b) != 0 {
+				t.Errorf("got %q after Terminate, want nothing", b)
+			}
+		})
+	}
+}

@@ -526,7 +526,7 @@ func (l *eventLoop) end(sess *loopSession, by *loopSock, err error) {
 	if sess.serverEnded && !isProtocolError(err) {
 		// What the client has, with what is pending, is all the tracker
 		// saw: on a boundary, a notice can follow it.
-		if _, boundary, last := sess.c.relayState(); boundary && last != 'E' {
+		if sess.c.serverLostNotice() {
 			sess.client.out = append(sess.client.out, errorResponse(stateConnectionFailure, msgServerLost)...)
 		}
 	}
