@@ -24,6 +24,7 @@ const (
 	DefaultMaxSelectStar      = 10000
 	DefaultMaxEvidenceBytes   = 64 << 20
 	DefaultMaxRecentSources   = 1024
+	DefaultStallGap           = 500 * time.Millisecond
 )
 
 // Config holds the detector's knobs. A zero field takes its default.
@@ -33,6 +34,13 @@ type Config struct {
 	IdleGap time.Duration
 	// MaxWindow ends a window this long after its first statement started.
 	MaxWindow time.Duration
+	// StallGap is the longest pause inside a running loop that is taken for
+	// a stall (of the client, the proxy or the machine) rather than the end
+	// of a request, when the data flow shows the loop goes on: the next
+	// statement repeats the loop's shape with a key read from a result
+	// earlier in the window and not used by the loop yet. Such a window
+	// stays open past IdleGap until StallGap. Negative: never.
+	StallGap time.Duration
 
 	// NPlusOneThreshold is the number of executions, and of distinct
 	// parameter sets, that make a repeated SELECT an N+1.
@@ -92,6 +100,9 @@ func (c Config) withDefaults() Config {
 	}
 	setDur(&c.IdleGap, DefaultIdleGap)
 	setDur(&c.MaxWindow, DefaultMaxWindow)
+	if c.StallGap == 0 {
+		c.StallGap = DefaultStallGap
+	}
 	setInt(&c.NPlusOneThreshold, DefaultNPlusOneThreshold)
 	setInt(&c.DuplicateThreshold, DefaultDuplicateThreshold)
 	if c.UnpaginatedRows <= 0 {
@@ -196,6 +207,9 @@ type Stats struct {
 	// EvidenceDropped counts results not kept as candidate sources because
 	// MaxEvidenceBytes was reached.
 	EvidenceDropped uint64
+	// StallsBridged counts pauses longer than IdleGap inside a loop that
+	// did not end its window because the loop went on (see StallGap).
+	StallsBridged uint64
 }
 
 // Detector groups executions into windows and applies the rules when a
@@ -287,7 +301,7 @@ func (d *Detector) Observe(ev Event) []Finding {
 	}
 	if w := g.win; w != nil {
 		switch {
-		case start.Sub(w.end) >= d.cfg.IdleGap:
+		case start.Sub(w.end) >= d.cfg.IdleGap && !d.loopGoesOn(w, ev, start):
 			out = d.close(out, g, CloseIdleGap)
 		case start.Sub(w.start) >= d.cfg.MaxWindow:
 			out = d.close(out, g, CloseMaxWindow)
@@ -321,7 +335,7 @@ func (d *Detector) Advance(now time.Time) []Finding {
 	for key, g := range d.groups.Backward {
 		if w := g.win; w != nil {
 			switch {
-			case now.Sub(w.end) >= d.cfg.IdleGap:
+			case now.Sub(w.end) >= d.cfg.IdleGap && !d.mayGoOn(w, now):
 				out = d.close(out, g, CloseIdleGap)
 			case now.Sub(w.start) >= d.cfg.MaxWindow:
 				out = d.close(out, g, CloseMaxWindow)

@@ -21,6 +21,7 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		IdleGap:            100 * time.Millisecond,
 		MaxWindow:          5 * time.Second,
+		StallGap:           500 * time.Millisecond,
 		NPlusOneThreshold:  5,
 		DuplicateThreshold: 3,
 		UnpaginatedRows:    1000,

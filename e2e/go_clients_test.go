@@ -602,6 +602,41 @@ func goCases() []corpusCase {
 			}),
 		},
 		{
+			// The client stalls for 250ms in the middle of the loop (as a
+			// SIGSTOP or a starved CPU does): one N+1 of 20 with its source,
+			// not two halves of 10 judged apart.
+			Name: "pgx/orders_with_user/n+1_stalled_250ms",
+			Want: []want{nPlusOneBy("users", "orders", "data_flow")},
+			Run: pgxConn(func(ctx context.Context, c *pgx.Conn) error {
+				uids, err := int64s(ctx, c, 1, qOpenOrders, "open", 20)
+				if err != nil {
+					return err
+				}
+				for i, uid := range uids {
+					if i == 3 {
+						time.Sleep(250 * time.Millisecond)
+					}
+					if err := loadUser(ctx, c, uid, ""); err != nil {
+						return err
+					}
+				}
+				return nil
+			}),
+		},
+		{
+			// Its fix, with the same stall between the list and the batch.
+			Name: "pgx/orders_with_user/fixed_any_stalled_250ms",
+			Run: pgxConn(func(ctx context.Context, c *pgx.Conn) error {
+				uids, err := int64s(ctx, c, 1, qOpenOrders, "open", 20)
+				if err != nil {
+					return err
+				}
+				time.Sleep(250 * time.Millisecond)
+				_, err = int64s(ctx, c, 0, qUsersAny, uids)
+				return err
+			}),
+		},
+		{
 			// Four concurrent requests, each with the N+1 on its own
 			// connection of one pool: one finding for the pool scope (the
 			// cooldown is the scope's), its occurrences counting the rest.

@@ -22,6 +22,7 @@ type analysisOptions struct {
 	fs *flagSet
 
 	idleGap            *time.Duration
+	stallGap           *time.Duration
 	maxWindow          *time.Duration
 	nplus1Threshold    *int
 	duplicateThreshold *int
@@ -39,6 +40,10 @@ func newAnalysisOptions(fs *flagSet) *analysisOptions {
 		fs: fs,
 		idleGap: fs.Duration("idle-gap", detector.DefaultIdleGap,
 			"a window of a connection's (or trace's) statements ends when none starts for this long"),
+		stallGap: fs.Duration("stall-gap", detector.DefaultStallGap,
+			"a loop paused for longer than --idle-gap, but less than this, goes on in the same window\n"+
+			"when its next statement looks up one more key of the result it walks (a stall of the\n"+
+			"client or the machine, not a new request); 0: never"),
 		maxWindow: fs.Duration("max-window", detector.DefaultMaxWindow,
 			"a window ends at the latest this long after its first statement"),
 		nplus1Threshold: fs.Int("nplus1-threshold", detector.DefaultNPlusOneThreshold,
@@ -86,8 +91,16 @@ func (o *analysisOptions) detectorConfig() (detector.Config, error) {
 	if cooldown == 0 {
 		cooldown = -1 // 0 on the command line means: report every occurrence
 	}
+	if *o.stallGap < 0 {
+		return detector.Config{}, o.fs.errorf("stall-gap", "must not be negative")
+	}
+	stallGap := *o.stallGap
+	if stallGap == 0 {
+		stallGap = -1 // 0 on the command line means: never
+	}
 	return detector.Config{
 		IdleGap:            *o.idleGap,
+		StallGap:           stallGap,
 		MaxWindow:          *o.maxWindow,
 		NPlusOneThreshold:  *o.nplus1Threshold,
 		DuplicateThreshold: *o.duplicateThreshold,

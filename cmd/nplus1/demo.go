@@ -137,7 +137,7 @@ func runDemo(ctx context.Context, inv *invocation, analysis *analysisOptions) er
 	p.Start(ctx)
 	fmt.Fprintf(w, "nplus1 demo: PostgreSQL on %s, proxy on %s; running the workload through the proxy\n\n", pg.Addr(), p.Addr())
 	scenarios := shop.Scenarios()
-	runErr := runDemoWorkload(ctx, w, p.Addr().String(), scenarios, dcfg.IdleGap)
+	runErr := runDemoWorkload(ctx, w, p.Addr().String(), scenarios, dcfg.IdleGap, detector.New(dcfg).Config().StallGap)
 	// Shutdown drains the queue and judges every open window before it
 	// returns: the tally is complete, however slow the machine.
 	_ = p.Shutdown(ctx, nil) // the demo reports the workload's errors, not the proxy's
@@ -198,7 +198,7 @@ func demoSinks(w io.Writer, inv *invocation, outs *outputs, tally *demoTally) []
 // runDemoWorkload runs each scenario through the proxy at addr, as commonly
 // written and then fixed, each half on its own connection (named by
 // demoApp), with a pause longer than idleGap after each half.
-func runDemoWorkload(ctx context.Context, w io.Writer, addr string, scenarios []shop.Scenario, idleGap time.Duration) error {
+func runDemoWorkload(ctx context.Context, w io.Writer, addr string, scenarios []shop.Scenario, idleGap, stallGap time.Duration) error {
 	for _, sc := range scenarios {
 		for _, fixed := range []bool{false, true} {
 			how, fn := "as commonly written", sc.Bad
@@ -215,9 +215,10 @@ func runDemoWorkload(ctx context.Context, w io.Writer, addr string, scenarios []
 			if err != nil {
 				return fmt.Errorf("scenario %s (%s): %w", sc.Name, how, err)
 			}
-			// A pause, so that the findings print under their scenario;
+			// A pause, so that the findings print under their scenario
+			// (a window that ends in a loop is held for the stall gap);
 			// which half a finding belongs to does not depend on it.
-			time.Sleep(max(shop.Pause, idleGap+150*time.Millisecond))
+			time.Sleep(max(shop.Pause, idleGap+150*time.Millisecond, stallGap+100*time.Millisecond))
 		}
 		if ctx.Err() != nil {
 			break

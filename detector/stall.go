@@ -1,0 +1,110 @@
+package detector
+
+import (
+	"time"
+
+	"github.com/nplus1/nplus1/internal/valuekey"
+	"github.com/nplus1/nplus1/pgwire"
+)
+
+// Stalls: a loop paused for longer than the idle gap, because the client,
+// the proxy or the whole machine was not scheduled for a while, looks at
+// the wire like two requests; judged apart, each half may fall under the
+// threshold, or lose its source. The data flow tells the two apart: a loop
+// that goes on looks up one more key of the result it walks. So a window
+// whose last statement belongs to a running loop (a judged shape run twice
+// or more, with keys, after a statement that returned values) is held open
+// past the idle gap, up to StallGap, and the next statement continues it
+// when it repeats the loop's shape with a key read from a result earlier in
+// the window that the loop has not used yet. Anything else closes the
+// window as the idle gap says.
+//
+// The limit: a new request on the same connection within StallGap whose
+// first statement looks up one more key of the previous request's list, by
+// the same query the previous request looped with, is taken into that
+// window too.
+
+// mayGoOn reports whether w, idle since w.end, is held open at now: a loop
+// was running when its statements stopped, and StallGap has not passed.
+func (d *Detector) mayGoOn(w *window, now time.Time) bool {
+	if d.cfg.StallGap <= d.cfg.IdleGap || now.Sub(w.end) >= d.cfg.StallGap || len(w.seq) == 0 {
+		return false
+	}
+	s := w.shapes[w.seq[len(w.seq)-1].shape]
+	return d.looping(w, s)
+}
+
+// looping reports whether s is a loop that may go on: judged, run twice or
+// more with keys, after another statement of the window that returned
+// values (its candidate source).
+func (d *Detector) looping(w *window, s *shape) bool {
+	if !s.judged || s.count < 2 || s.keys == nil {
+		return false
+	}
+	for _, src := range w.shapes {
+		if src != s && src.first < s.first && len(src.results) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// loopGoesOn reports whether ev, starting at start after a pause longer than
+// the idle gap, continues a loop of w (see the comment above), and counts it.
+func (d *Detector) loopGoesOn(w *window, ev Event, start time.Time) bool {
+	x, st := ev.Exec, ev.Stmt
+	if d.cfg.StallGap <= d.cfg.IdleGap || start.Sub(w.end) >= d.cfg.StallGap ||
+		st == nil || st.Err != nil || x.SQLState != "" {
+		return false
+	}
+	idx, ok := w.byID[st.ID]
+	if !ok {
+		return false
+	}
+	s := w.shapes[idx]
+	if !d.looping(w, s) {
+		return false
+	}
+	for _, k := range keysOf(x, st) {
+		if k == valuekey.None || s.keys.has(k) {
+			continue
+		}
+		for _, src := range w.shapes {
+			if src == s || src.first >= s.last {
+				continue
+			}
+			for _, r := range src.results {
+				if resultHas(r, k) {
+					d.stats.StallsBridged++
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// has reports whether any position of the loop's keys holds k.
+func (l *loopKeys) has(k valuekey.Key) bool {
+	for _, m := range l.pos {
+		if _, ok := m[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// resultHas reports whether any value of r is k.
+func resultHas(r *pgwire.ResultKeys, k valuekey.Key) bool {
+	if r == nil {
+		return false
+	}
+	for _, col := range r.Keys {
+		for _, v := range col {
+			if v == k {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,132 @@
+package detector
+
+import (
+	"testing"
+	"time"
+)
+
+// TestStallInsideALoop: a loop of 6 lookups paused for 300 ms after its
+// third (a stalled client or machine) is one N+1 with its source, however
+// the pause falls between Advance ticks; without the data flow the halves
+// (3 + 3, under the threshold of 5) would each be nothing.
+func TestStallInsideALoop(t *testing.T) {
+	for _, stall := range []time.Duration{150 * time.Millisecond, 300 * time.Millisecond, 450 * time.Millisecond} {
+		t.Run(stall.String(), func(t *testing.T) {
+			tl := newTimeline()
+			tl.source(qOrders, seq(1, 6))
+			for i, k := range seq(1, 6) {
+				if i == 3 {
+					tl.wait(stall)
+				}
+				tl.lookup(qUser, k)
+				tl.wait(time.Millisecond)
+			}
+			d := New(Config{})
+			var got []Finding
+			for _, ev := range tl.events {
+				// The analyzer's ticker runs meanwhile: Advance up to just
+				// before each statement starts.
+				got = append(got, d.Advance(ev.Exec.Start.Add(-time.Nanosecond))...)
+				got = append(got, d.Observe(ev)...)
+			}
+			got = append(got, d.Advance(tl.now.Add(2*time.Second))...)
+			ns := nPlusOnes(got)
+			if len(ns) != 1 || ns[0].Count != 6 || ns[0].Source == nil || ns[0].Evidence == nil || ns[0].Evidence.Kind != EvidenceDataFlow {
+				t.Fatalf("got %v, want one N+1 of 6 lookups proven from orders", summaries(got))
+			}
+			if s := d.Stats(); s.StallsBridged != 1 {
+				t.Errorf("StallsBridged = %d, want 1", s.StallsBridged)
+			}
+		})
+	}
+}
+
+// TestStallRulesOut: pauses that are not a stall in a loop end the window as
+// the idle gap says.
+func TestStallRulesOut(t *testing.T) {
+	t.Run("a pause longer than StallGap", func(t *testing.T) {
+		tl := newTimeline()
+		tl.source(qOrders, seq(1, 6))
+		for i, k := range seq(1, 6) {
+			if i == 3 {
+				tl.wait(600 * time.Millisecond)
+			}
+			tl.lookup(qUser, k)
+		}
+		if ns := nPlusOnes(detect(Config{}, tl.events)); len(ns) != 0 {
+			t.Errorf("got %v, want nothing: two requests of 3 lookups", summaries(ns))
+		}
+	})
+	t.Run("the next request starts with another statement", func(t *testing.T) {
+		tl := newTimeline()
+		tl.source(qOrders, seq(1, 3))
+		for _, k := range seq(1, 3) {
+			tl.lookup(qUser, k)
+		}
+		tl.wait(300 * time.Millisecond)
+		tl.q(qSession, 7, 1)
+		for _, k := range seq(1, 3) {
+			tl.lookup(qUser, k)
+		}
+		d := New(Config{})
+		var got []Finding
+		for _, ev := range tl.events {
+			got = append(got, d.Observe(ev)...)
+		}
+		got = append(got, d.Flush()...)
+		if ns := nPlusOnes(got); len(ns) != 0 {
+			t.Errorf("got %v, want nothing", summaries(ns))
+		}
+		if s := d.Stats(); s.StallsBridged != 0 || s.WindowsClosed[CloseIdleGap] != 1 {
+			t.Errorf("got %d stalls bridged, %d windows closed by the idle gap; want 0, 1", s.StallsBridged, s.WindowsClosed[CloseIdleGap])
+		}
+	})
+	t.Run("a key the loop already used", func(t *testing.T) {
+		tl := newTimeline()
+		tl.source(qOrders, seq(1, 3))
+		for _, k := range seq(1, 3) {
+			tl.lookup(qUser, k)
+		}
+		tl.wait(300 * time.Millisecond)
+		for range 3 {
+			tl.lookup(qUser, 1) // a refresh of one user, three times
+		}
+		d := New(Config{})
+		for _, ev := range tl.events {
+			d.Observe(ev)
+		}
+		if s := d.Stats(); s.StallsBridged != 0 {
+			t.Errorf("got %d stalls bridged, want 0", s.StallsBridged)
+		}
+	})
+	t.Run("disabled", func(t *testing.T) {
+		tl := newTimeline()
+		tl.source(qOrders, seq(1, 6))
+		for i, k := range seq(1, 6) {
+			if i == 3 {
+				tl.wait(300 * time.Millisecond)
+			}
+			tl.lookup(qUser, k)
+		}
+		if ns := nPlusOnes(detect(Config{StallGap: -1}, tl.events)); len(ns) != 0 {
+			t.Errorf("got %v, want nothing with StallGap -1", summaries(ns))
+		}
+	})
+	t.Run("an idle window with a loop is judged by StallGap", func(t *testing.T) {
+		tl := newTimeline()
+		tl.source(qOrders, seq(1, 6))
+		for _, k := range seq(1, 6) {
+			tl.lookup(qUser, k)
+		}
+		d := New(Config{})
+		for _, ev := range tl.events {
+			d.Observe(ev)
+		}
+		if got := d.Advance(tl.now.Add(400 * time.Millisecond)); len(got) != 0 {
+			t.Errorf("a loop's window closed %v after its last statement: %v", 400*time.Millisecond, summaries(got))
+		}
+		if got := nPlusOnes(d.Advance(tl.now.Add(500 * time.Millisecond))); len(got) != 1 {
+			t.Errorf("got %v at StallGap, want the N+1", summaries(got))
+		}
+	})
+}
