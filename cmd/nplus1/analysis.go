@@ -42,8 +42,8 @@ func newAnalysisOptions(fs *flagSet) *analysisOptions {
 			"a window of a connection's (or trace's) statements ends when none starts for this long"),
 		stallGap: fs.Duration("stall-gap", detector.DefaultStallGap,
 			"a loop paused for longer than --idle-gap, but less than this, goes on in the same window\n"+
-			"when its next statement looks up one more key of the result it walks (a stall of the\n"+
-			"client or the machine, not a new request); 0: never"),
+				"when its next statement looks up one more key of the result it walks (a stall of the\n"+
+				"client or the machine, not a new request); 0: never"),
 		maxWindow: fs.Duration("max-window", detector.DefaultMaxWindow,
 			"a window ends at the latest this long after its first statement"),
 		nplus1Threshold: fs.Int("nplus1-threshold", detector.DefaultNPlusOneThreshold,
