@@ -137,7 +137,7 @@ func (a *Analyzer) event(e *pgwire.Execution) detector.Event {
 	if e == nil || e.SQL == "" {
 		return ev
 	}
-	res := a.fp.Of(e.SQL)
+	res := a.fp.OfStrings(e.SQL, fingerprint.Strings(e.StandardStrings)) // the two types share their values
 	if n := len(res.Statements); n > 0 {
 		i := min(max(e.StatementIndex, 0), n-1)
 		ev.Stmt = &res.Statements[i]

@@ -70,7 +70,7 @@ type LevelStats struct {
 // by fingerprint. It is safe for concurrent use. Two goroutines that miss on
 // the same text at once both compute it; one Result is kept.
 type Cache struct {
-	texts        *level[string, *Result]
+	texts        *level[textKey, *Result]
 	templates    *level[string, *shape]
 	shapes       *level[uint64, *shape]
 	maxEntryCost int
@@ -80,11 +80,19 @@ type Cache struct {
 	scratch      sync.Pool // of *scratch
 }
 
+// textKey keys the text cache: one text reads differently under each
+// setting of standard_conforming_strings.
+type textKey struct {
+	sql  string
+	mode Strings
+}
+
 // scratch holds an analyzer's buffers between calls.
 type scratch struct {
-	toks []token
-	key  []byte
-	keys []valuekey.Key
+	toks  []token
+	toks2 []token
+	key   []byte
+	keys  []valuekey.Key
 }
 
 // New returns a Cache sized by opts.
@@ -98,20 +106,30 @@ func New(opts Options) *Cache {
 	maxBytes := def(opts.MaxTextBytes, DefaultMaxTextBytes)
 	shapes := def(opts.MaxShapes, DefaultMaxShapes)
 	return &Cache{
-		texts:        newLevel[string, *Result](def(opts.MaxTexts, DefaultMaxTexts), maxBytes),
+		texts:        newLevel[textKey, *Result](def(opts.MaxTexts, DefaultMaxTexts), maxBytes),
 		templates:    newLevel[string, *shape](shapes, maxBytes),
 		shapes:       newLevel[uint64, *shape](shapes, 0),
 		maxEntryCost: maxBytes / 16,
 	}
 }
 
-// Of returns the Result for sql, from the cache when it has seen sql before.
-// The Result is shared and must not be modified.
+// Of returns the Result for sql, read for a session whose
+// standard_conforming_strings is not known (StringsUnknown), from the cache
+// when it has seen sql before. The Result is shared and must not be
+// modified.
 func (c *Cache) Of(sql string) *Result {
-	if r, ok := c.texts.get(sql); ok {
+	return c.OfStrings(sql, StringsUnknown)
+}
+
+// OfStrings is Of for a session whose standard_conforming_strings is mode.
+// The text cache keeps one Result per text and mode; the template and shape
+// caches serve all modes alike (see appendTemplateKey).
+func (c *Cache) OfStrings(sql string, mode Strings) *Result {
+	mode = validStrings(mode)
+	if r, ok := c.texts.get(textKey{sql, mode}); ok {
 		return r
 	}
-	a := analyzer{maxKey: c.maxEntryCost}
+	a := analyzer{maxKey: c.maxEntryCost, mode: mode}
 	if c.shapes.enabled() {
 		a.shapes, a.templates = c.shapes, c.templates
 	}
@@ -119,10 +137,10 @@ func (c *Cache) Of(sql string) *Result {
 	if sc == nil {
 		sc = new(scratch)
 	}
-	a.toks, a.key, a.keys = sc.toks[:0], sc.key[:0], sc.keys[:0]
+	a.toks, a.toks2, a.key, a.keys = sc.toks[:0], sc.toks2[:0], sc.key[:0], sc.keys[:0]
 	r := a.analyze(sql)
-	if cap(a.toks) <= 1<<14 && cap(a.key) <= 1<<16 && cap(a.keys) <= 1<<12 {
-		sc.toks, sc.key, sc.keys = a.toks, a.key, a.keys
+	if cap(a.toks) <= 1<<14 && cap(a.toks2) <= 1<<14 && cap(a.key) <= 1<<16 && cap(a.keys) <= 1<<12 {
+		sc.toks, sc.toks2, sc.key, sc.keys = a.toks, a.toks2, a.key, a.keys
 		c.scratch.Put(sc)
 	}
 	if a.failures > 0 {
@@ -137,7 +155,7 @@ func (c *Cache) Of(sql string) *Result {
 		c.oversize.Add(1)
 		return r
 	}
-	return c.texts.add(strings.Clone(sql), r, cost)
+	return c.texts.add(textKey{strings.Clone(sql), mode}, r, cost)
 }
 
 // entryCost approximates the bytes a text cache entry holds on to.

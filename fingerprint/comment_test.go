@@ -33,7 +33,7 @@ func TestCommenterTags(t *testing.T) {
 		{"SELECT 1 /*note:x*/", nil, ""},
 	}
 	for _, tt := range tests {
-		r := Of(tt.sql)
+		r := ofOn(tt.sql)
 		if !reflect.DeepEqual(r.Tags, tt.tags) || r.TraceID != tt.trace {
 			t.Errorf("Of(%q): got tags %v trace %q, want %v %q", tt.sql, r.Tags, r.TraceID, tt.tags, tt.trace)
 		}
@@ -62,8 +62,8 @@ func TestTraceID(t *testing.T) {
 
 // TestTagsDoNotChangeFingerprint: the same statement with and without tags.
 func TestTagsDoNotChangeFingerprint(t *testing.T) {
-	plain := Of("SELECT id FROM users WHERE id = $1").Statements[0]
-	tagged := Of("SELECT id FROM users WHERE id = $1 /*controller='users',traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/").Statements[0]
+	plain := ofOn("SELECT id FROM users WHERE id = $1").Statements[0]
+	tagged := ofOn("SELECT id FROM users WHERE id = $1 /*controller='users',traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/").Statements[0]
 	if plain.ID != tagged.ID || plain.Normalized != tagged.Normalized || plain.LiteralsHash != tagged.LiteralsHash {
 		t.Errorf("tags changed the statement: %+v vs %+v", plain, tagged)
 	}

@@ -31,7 +31,8 @@
 //     values, one per literal in the order Normalized numbers them: numbers
 //     as written (integers in decimal, a '-' sign folded in where the
 //     grammar folds it), strings after unquoting (doubled quotes, E'...'
-//     escapes, $$...$$, U&'...'). With them the detector can find the keys of a
+//     escapes, and backslash escapes in '...' with
+//     standard_conforming_strings off, $$...$$, U&'...'). With them the detector can find the keys of a
 //     query that inlines its values (simple protocol, psql, an ORM's raw
 //     path) among the values of an earlier result, as it does with bound
 //     parameters. A literal that is not a key, or that cannot be decoded
@@ -74,12 +75,51 @@
 // no longer kept by exact text: they would never hit and would only push out
 // texts that repeat (CacheStats.Volatile counts them).
 //
-// Input assumptions: the text is UTF-8 with standard_conforming_strings on
-// (PostgreSQL's defaults), and it ends at its first NUL byte, as on the wire.
-// A text meant for a session with standard_conforming_strings off is read
-// as if it were on: its fingerprint and literal keys may then be those of
-// other tokens and values, but nothing of it leaks: Normalized holds no
-// literal in any case, and keys are digests that never leave the process.
+// # standard_conforming_strings
+//
+// Where a string constant ends depends on the session: with
+// standard_conforming_strings on (PostgreSQL's default) a backslash is an
+// ordinary character in '...', with it off it escapes as in E'...'. So
+//
+//	SELECT * FROM t WHERE name = 'x\' OR token = ''abc'' --'
+//
+// compares name with one constant with the setting off and, with it on,
+// with a short constant followed by code. Read with the wrong
+// setting, the text of a literal would stand outside the literal, in
+// Normalized, the facts and the tags. OfStrings and Cache.OfStrings take the
+// session's setting (a Strings; pgwire.Execution.StandardStrings carries it
+// from the wire):
+//
+//   - StringsStandard: the lexer reads as the server with the setting on.
+//   - StringsEscape: '...' (and N'...') take backslash escapes, U&'...' is
+//     rejected as the server rejects it (Err, and no fingerprint from
+//     pg_query). pg_query reads with the setting on, so the text it is
+//     given has an E before each '...' with a backslash (N'...' becomes
+//     NCHAR E'...'), which the server reads the same way; ParseError.Position
+//     is then 0. Literal keys decode such strings as E'...'.
+//   - StringsUnknown (Of and Cache.Of, and every execution whose reader
+//     could not see the setting: server logs, recordings, a session whose
+//     tracker has not seen it reported): the text is read both ways. Where the two readings
+//     agree, the tokens are kept; a '...' with a backslash, whose value
+//     differs, has no literal key (valuekey.None). Each stretch where they
+//     differ, from the first token where they part to where both start a
+//     token at the same offset again, is one literal: Normalized has one $n
+//     for it, its comments give no tags, and pg_query is given the text
+//     with an empty string constant in its place, so the fingerprint and
+//     facts come only from what both readings take for code. So whatever
+//     is inside a string constant under either setting stays out of every
+//     output. The price is paid only by texts with a backslash in a '...'
+//     string, and only where it moves the end of the string ('C:\' is one
+//     such): their fingerprint is that of the text with the stretch
+//     blanked.
+//
+// The Cache keeps one Result per text and setting; templates and shapes are
+// shared, as a template never holds a string whose reading depends on the
+// setting. Fingerprints of texts without a backslash in a '...' string do
+// not depend on the setting.
+//
+// Input assumptions: the text is UTF-8, and it ends at its first NUL byte,
+// as on the wire.
 //
 // # Concurrency
 //

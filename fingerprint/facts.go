@@ -653,7 +653,7 @@ func leadingWildcard(sql string, toks []token) bool {
 			isWord(sql, t, "all"), isWord(sql, t, "some"), isWord(sql, t, "array"):
 			continue
 		case t.kind == tkString:
-			c, ok := firstChar(sql[t.start:t.end])
+			c, ok := firstChar(sql[t.start:t.end], t.read)
 			return ok && (c == '%' || c == '_')
 		}
 		return false
@@ -662,8 +662,10 @@ func leadingWildcard(sql string, toks []token) bool {
 }
 
 // firstChar returns the first character of a string constant's value, as a
-// byte, for the forms '...', E'...', U&'...' and $tag$...$tag$.
-func firstChar(lit string) (byte, bool) {
+// byte, for the forms '...', E'...', U&'...' and $tag$...$tag$; read is the
+// token's (a '...' read with escapes reads as E'...'; one whose reading is
+// not known is read as pg_query reads it, with the setting on).
+func firstChar(lit string, read strRead) (byte, bool) {
 	switch {
 	case lit[0] == '$':
 		open := strings.IndexByte(lit[1:], '$') + 2 // length of $tag$
@@ -675,31 +677,9 @@ func firstChar(lit string) (byte, bool) {
 		if len(lit) < 3 {
 			return 0, false
 		}
-		body := lit[2:]
-		if body[0] != '\\' {
-			return firstPlain(body)
-		}
-		if len(body) < 2 {
-			return 0, false
-		}
-		switch c := body[1]; {
-		case c == 'x' && len(body) > 2 && isHex(body[2]):
-			v := hexVal(body[2])
-			if len(body) > 3 && isHex(body[3]) {
-				v = v<<4 | hexVal(body[3])
-			}
-			return v, true
-		case c >= '0' && c <= '7':
-			v := c - '0'
-			for i := 2; i < 4 && i < len(body) && body[i] >= '0' && body[i] <= '7'; i++ {
-				v = v<<3 | (body[i] - '0')
-			}
-			return v, true
-		case c == 'u' || c == 'U':
-			return unicodeEscape(body[2:])
-		default:
-			return c, true
-		}
+		return firstEscaped(lit[2:])
+	case lit[0] == '\'' && read == readEscapes:
+		return firstEscaped(lit[1:])
 	case lit[0] == 'u' || lit[0] == 'U':
 		body := lit[3:]
 		if len(body) > 1 && body[0] == '\\' {
@@ -714,6 +694,38 @@ func firstChar(lit string) (byte, bool) {
 		return firstPlain(body)
 	}
 	return firstPlain(lit[1:])
+}
+
+// firstEscaped returns the first character of the body (after the opening
+// quote) of a string with backslash escapes.
+func firstEscaped(body string) (byte, bool) {
+	if len(body) == 0 {
+		return 0, false
+	}
+	if body[0] != '\\' {
+		return firstPlain(body)
+	}
+	if len(body) < 2 {
+		return 0, false
+	}
+	switch c := body[1]; {
+	case c == 'x' && len(body) > 2 && isHex(body[2]):
+		v := hexVal(body[2])
+		if len(body) > 3 && isHex(body[3]) {
+			v = v<<4 | hexVal(body[3])
+		}
+		return v, true
+	case c >= '0' && c <= '7':
+		v := c - '0'
+		for i := 2; i < 4 && i < len(body) && body[i] >= '0' && body[i] <= '7'; i++ {
+			v = v<<3 | (body[i] - '0')
+		}
+		return v, true
+	case c == 'u' || c == 'U':
+		return unicodeEscape(body[2:])
+	default:
+		return c, true
+	}
 }
 
 // firstPlain returns the first character of a quoted body (after the opening

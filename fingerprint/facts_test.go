@@ -66,7 +66,7 @@ func TestFacts(t *testing.T) {
 		{"WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r) SELECT * FROM r", Facts{Kind: KindSelect}},
 	}
 	for _, tt := range tests {
-		got := Of(tt.sql).Statements[0].Facts
+		got := ofOn(tt.sql).Statements[0].Facts
 		if !reflect.DeepEqual(*got, tt.want) {
 			t.Errorf("Of(%q).Facts\n got: %+v\nwant: %+v", tt.sql, *got, tt.want)
 		}
@@ -78,9 +78,9 @@ func TestFacts(t *testing.T) {
 // Facts value where they agree.
 func TestFactsShared(t *testing.T) {
 	c := New(Options{})
-	a := c.Of("SELECT a FROM t WHERE b LIKE 'x%' LIMIT 10 OFFSET 20").Statements[0]
-	b := c.Of("SELECT a FROM t WHERE b LIKE '%x' OFFSET 40").Statements[0]
-	d := c.Of("SELECT a FROM t WHERE b LIKE 'y%' LIMIT 5 OFFSET 20").Statements[0]
+	a := c.ofOn("SELECT a FROM t WHERE b LIKE 'x%' LIMIT 10 OFFSET 20").Statements[0]
+	b := c.ofOn("SELECT a FROM t WHERE b LIKE '%x' OFFSET 40").Statements[0]
+	d := c.ofOn("SELECT a FROM t WHERE b LIKE 'y%' LIMIT 5 OFFSET 20").Statements[0]
 	if a.ID != b.ID || a.ID != d.ID {
 		t.Fatalf("IDs differ: %s %s %s", a.Hex, b.Hex, d.Hex)
 	}
@@ -239,9 +239,27 @@ func TestFirstChar(t *testing.T) {
 		{"$t$$t$", 0, false},
 	}
 	for _, tt := range tests {
-		got, ok := firstChar(tt.lit)
+		got, ok := firstChar(tt.lit, readStandard)
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("firstChar(%q) = %q, %v; want %q, %v", tt.lit, got, ok, tt.want, tt.ok)
+		}
+	}
+	// standard_conforming_strings off: '...' reads as E'...'.
+	for _, tt := range []struct {
+		lit  string
+		read strRead
+		want byte
+		ok   bool
+	}{
+		{"'\\%x'", readEscapes, '%', true},
+		{"'\\%x'", readStandard, '\\', true},
+		{"'\\%x'", readEither, '\\', true},
+		{"'\\x5f'", readEscapes, '_', true},
+		{"'\\''", readEscapes, '\'', true},
+		{"''", readEscapes, 0, false},
+	} {
+		if got, ok := firstChar(tt.lit, tt.read); got != tt.want || ok != tt.ok {
+			t.Errorf("firstChar(%q, %d) = %q, %v; want %q, %v", tt.lit, tt.read, got, ok, tt.want, tt.ok)
 		}
 	}
 }

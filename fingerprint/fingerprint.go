@@ -149,13 +149,12 @@ type Statement struct {
 	//     valuekey does not key (empty, or over valuekey.MaxValueBytes).
 	//
 	// A statement that does not parse has its literals keyed all the same.
-	// Values are read as PostgreSQL reads them with standard_conforming_strings
-	// on and UTF-8 as client and server encoding. A text meant for a session
-	// with the setting off ('a\'b' as one string) is lexed and decoded as if
-	// it were on: its keys may then be of other values than the server saw,
-	// and match nothing or the wrong thing; but a key is a keyed digest that
-	// never leaves the process, so a wrong reading costs correctness only,
-	// never a value.
+	// Values are read as PostgreSQL reads them with the session's
+	// standard_conforming_strings (with it off, '...' decodes as E'...')
+	// and UTF-8 as client and server encoding. With the setting unknown, a
+	// '...' string with a backslash, whose value depends on it, gets None,
+	// and so does a stretch the two readings lex differently (see the
+	// package documentation).
 	//
 	// Only the first MaxLiteralKeys literals are keyed (IN lists of
 	// thousands of inlined ids): later ones have no entry. nil when the
@@ -223,11 +222,44 @@ func newParseError(err error) *ParseError {
 // emptyID is pg_query's fingerprint of a text without statements.
 const emptyID uint64 = 0xd8d13f8b2da6c9ad
 
-// Of analyzes sql without a cache: it parses every statement. Use a Cache
-// for anything that runs more than once.
+// Strings is how a session reads backslashes in '...' string constants:
+// its standard_conforming_strings setting, which the server reports in a
+// ParameterStatus message. Its values are those of
+// pgwire.StandardStrings, so that one converts to the other.
+type Strings uint8
+
+const (
+	// StringsUnknown: the setting is not known. The text is read both
+	// ways, and whatever is inside a string constant under either reading
+	// is treated as a literal (see the package documentation).
+	StringsUnknown Strings = iota
+	// StringsStandard: standard_conforming_strings on, PostgreSQL's
+	// default: a backslash is an ordinary character in '...'.
+	StringsStandard
+	// StringsEscape: standard_conforming_strings off: a backslash escapes
+	// in '...' as in E'...', and U&'...' is an error.
+	StringsEscape
+)
+
+// Of analyzes sql, read for a session whose standard_conforming_strings is
+// not known (StringsUnknown), without a cache: it parses every statement.
+// Use a Cache for anything that runs more than once.
 func Of(sql string) *Result {
-	var a analyzer
+	return OfStrings(sql, StringsUnknown)
+}
+
+// OfStrings is Of for a session whose standard_conforming_strings is mode.
+func OfStrings(sql string, mode Strings) *Result {
+	a := analyzer{mode: validStrings(mode)}
 	return a.analyze(sql)
+}
+
+// validStrings maps a value outside the constants to StringsUnknown.
+func validStrings(mode Strings) Strings {
+	if mode > StringsEscape {
+		return StringsUnknown
+	}
+	return mode
 }
 
 // shape is what a Cache keeps per fingerprint.
@@ -256,7 +288,9 @@ type analyzer struct {
 	shapes    *level[uint64, *shape] // nil: no shape cache
 	templates *level[string, *shape] // nil: no template cache
 	maxKey    int                    // longest template key to keep
+	mode      Strings                // the session's standard_conforming_strings
 	toks      []token                // scratch, reused between texts
+	toks2     []token                // scratch for the second reading (StringsUnknown)
 	key       []byte                 // scratch for template keys
 	keys      []valuekey.Key         // scratch for literal keys
 	failures  int                    // statements that did not parse, this text
@@ -271,8 +305,8 @@ func (a *analyzer) analyze(sql string) *Result {
 	if len(sql) >= maxLexLen {
 		sql = sql[:maxLexLen-1]
 	}
-	all := lex(sql, a.toks[:0])
-	a.toks = all
+	all, tmp := lexStrings(sql, a.toks[:0], a.toks2[:0], a.mode)
+	a.toks, a.toks2 = all, tmp
 	// One allocation for the Result and, in the common case, its statement.
 	block := &struct {
 		r  Result
@@ -341,14 +375,24 @@ func (a *analyzer) statement(sql string, toks []token) Statement {
 			}
 		}
 	}
-	text := sql[toks[0].start:toks[len(toks)-1].end]
-	id, err := pg_query.FingerprintToUInt64(text)
+	text, rewritten := parserText(sql, toks)
+	var id uint64
+	var err error
+	if hasKind(toks, tkBadUnicode) {
+		// pg_query reads with the setting on, where U&'...' is fine.
+		err = errUnsafeUnicode
+	} else {
+		id, err = pg_query.FingerprintToUInt64(text)
+	}
 	if err != nil {
 		a.failures++
 		st.ID = fallbackID(sql, toks)
 		st.Hex = hex16(st.ID)
 		st.Facts = &Facts{Kind: KindUnknown}
 		st.Err = newParseError(err)
+		if rewritten {
+			st.Err.(*ParseError).Position = 0 // a position in the rewritten text
+		}
 		return st
 	}
 	var sh *shape
@@ -376,6 +420,86 @@ func (a *analyzer) statement(sql string, toks []token) Statement {
 	return st
 }
 
+// errUnsafeUnicode is the server's error for U&'...' with
+// standard_conforming_strings off.
+var errUnsafeUnicode = errors.New("unsafe use of string constant with Unicode escapes")
+
+// hasKind reports whether a token of toks is of kind k.
+func hasKind(toks []token, k tokKind) bool {
+	for _, t := range toks {
+		if t.kind == k {
+			return true
+		}
+	}
+	return false
+}
+
+// escapedBackslash reports whether t is a '...' string read with backslash
+// escapes (standard_conforming_strings off) that holds a backslash: the one
+// kind of token pg_query, which reads with the setting on, would read
+// otherwise.
+func escapedBackslash(sql string, t token) bool {
+	return t.read == readEscapes && (t.kind == tkString || t.kind == tkBadString) &&
+		strings.IndexByte(sql[t.start:t.end], '\\') >= 0
+}
+
+// parserText returns the text of a statement, given its tokens, as pg_query
+// is to read it, and whether it differs from the text as written. pg_query
+// reads with standard_conforming_strings on, so a text read otherwise is
+// rewritten into one that reads the same with the setting on:
+//
+//   - a '...' string read with escapes that holds a backslash gets an E
+//     prefix, after a space, so that the text before it cannot run into the
+//     E (as 1.E or abcE would); N'...' becomes NCHAR E'...', the two tokens
+//     the server's scanner makes of N'...';
+//   - a disputed stretch (the setting unknown) becomes an empty string
+//     constant and an empty comment, so that a string after it is not
+//     joined to it: pg_query reads only what both readings agree on, and
+//     the facts it gives (the tables, the columns) never come from text
+//     that either reading takes for a literal.
+//
+// A '...' string without a backslash reads alike either way and is left as
+// it is, so a text that needs no rewriting is returned as written.
+func parserText(sql string, toks []token) (string, bool) {
+	lo, hi := toks[0].start, toks[len(toks)-1].end
+	need := false
+	for _, t := range toks {
+		if t.kind == tkDisputed || escapedBackslash(sql, t) {
+			need = true
+			break
+		}
+	}
+	if !need {
+		return sql[lo:hi], false
+	}
+	var b strings.Builder
+	b.Grow(int(hi-lo) + 16)
+	last := lo // written up to here
+	for k, t := range toks {
+		switch {
+		case t.kind == tkDisputed:
+			b.WriteString(sql[last:t.start])
+			b.WriteString("''/**/")
+			last = t.end
+		case escapedBackslash(sql, t):
+			if p := k - 1; p >= 0 && toks[p].end == t.start && isWord(sql, toks[p], "n") {
+				b.WriteString(sql[last:toks[p].start])
+				b.WriteString("NCHAR ")
+			} else {
+				b.WriteString(sql[last:t.start])
+				if t.start > 0 && !isSpace(sql[t.start-1]) {
+					b.WriteByte(' ') // so the E runs into nothing: abc'x', 1.'x'
+				}
+			}
+			b.WriteByte('E')
+			b.WriteString(sql[t.start:t.end])
+			last = t.end
+		}
+	}
+	b.WriteString(sql[last:hi])
+	return b.String(), true
+}
+
 // appendTemplateKey appends to b the template key of a statement: its
 // tokens with literal values blanked but their token type kept (ICONST,
 // FCONST, SCONST, BCONST, XCONST), words in lower case, whitespace and
@@ -386,14 +510,17 @@ func (a *analyzer) statement(sql string, toks []token) Statement {
 // array bound in a type name, int[3]) and the precision of float(n), which
 // picks float4 or float8. A statement has no key (false) when it holds a
 // token whose value can make it invalid: a rejected token, an E'...' string
-// with escapes, a U&'...' string or U&"..." identifier.
+// with escapes (or a '...' string with a backslash, read with escapes or
+// with the setting unknown), a U&'...' string or U&"..." identifier. So a
+// template is the same token sequence under any setting of
+// standard_conforming_strings, and the template cache serves all settings.
 func appendTemplateKey(b []byte, sql string, toks []token) ([]byte, bool) {
 	for i, t := range toks {
 		text := sql[t.start:t.end]
 		switch {
 		case t.kind.isBad(),
 			(t.kind == tkString || t.kind == tkQuoted) && (text[0] == 'u' || text[0] == 'U'),
-			t.kind == tkString && (text[0] == 'e' || text[0] == 'E') && strings.IndexByte(text, '\\') >= 0:
+			t.kind == tkString && (text[0] == 'e' || text[0] == 'E' || t.read != readStandard) && strings.IndexByte(text, '\\') >= 0:
 			// Escapes (and UESCAPE characters) can be invalid, which only
 			// their value tells: no key.
 			return b, false

@@ -53,9 +53,9 @@ func TestSameFingerprint(t *testing.T) {
 	}
 	cache := New(Options{})
 	for _, g := range groups {
-		want := Of(g[0]).Statements[0]
+		want := ofOn(g[0]).Statements[0]
 		for _, q := range g {
-			for _, st := range []Statement{Of(q).Statements[0], cache.Of(q).Statements[0], cache.Of(q).Statements[0]} {
+			for _, st := range []Statement{ofOn(q).Statements[0], cache.ofOn(q).Statements[0], cache.ofOn(q).Statements[0]} {
 				if st.Err != nil {
 					t.Errorf("%q: %v", q, st.Err)
 				}
@@ -68,7 +68,7 @@ func TestSameFingerprint(t *testing.T) {
 	// Different shapes stay apart.
 	seen := map[uint64]string{}
 	for _, g := range groups {
-		id := Of(g[0]).Statements[0].ID
+		id := ofOn(g[0]).Statements[0].ID
 		if other, ok := seen[id]; ok {
 			t.Errorf("%q and %q share ID %x", g[0], other, id)
 		}
@@ -88,14 +88,14 @@ func TestDifferentFingerprint(t *testing.T) {
 	}
 	cache := New(Options{})
 	for _, p := range pairs {
-		a, b := Of(p[0]).Statements[0], Of(p[1]).Statements[0]
+		a, b := ofOn(p[0]).Statements[0], ofOn(p[1]).Statements[0]
 		if a.ID == b.ID {
 			t.Errorf("%q and %q: same ID %s", p[0], p[1], a.Hex)
 		}
 		// Through a cache, in both orders, the template cache must not
 		// merge them either.
 		for _, q := range []string{p[0], p[1], p[0]} {
-			if got, want := cache.Of(q).Statements[0].ID, Of(q).Statements[0].ID; got != want {
+			if got, want := cache.ofOn(q).Statements[0].ID, ofOn(q).Statements[0].ID; got != want {
 				t.Errorf("%q: cache gives ID %x, want %x", q, got, want)
 			}
 		}
@@ -110,7 +110,7 @@ func TestIDIsPgQueryFingerprint(t *testing.T) {
 			t.Fatal(err)
 		}
 		hex, _ := pg_query.Fingerprint(q)
-		st := Of(q).Statements[0]
+		st := ofOn(q).Statements[0]
 		if st.ID != want || st.Hex != hex {
 			t.Errorf("%q: got %x %s, want %x %s", q, st.ID, st.Hex, want, hex)
 		}
@@ -139,7 +139,7 @@ func TestStableAcrossProcesses(t *testing.T) {
 		queries = append(queries, q)
 	}
 	line := func(q string) string {
-		r := Of(q)
+		r := ofOn(q)
 		var b strings.Builder
 		for _, st := range r.Statements {
 			fmt.Fprintf(&b, "%s %016x %q|", st.Hex, st.LiteralsHash, st.Normalized)
@@ -153,7 +153,7 @@ func TestStableAcrossProcesses(t *testing.T) {
 		return
 	}
 	for q, want := range stableIDs {
-		if got := Of(q).Statements[0].Hex; got != want {
+		if got := ofOn(q).Statements[0].Hex; got != want {
 			t.Errorf("%q: got %s, want the recorded %s", q, got, want)
 		}
 	}
@@ -192,7 +192,7 @@ func TestStatements(t *testing.T) {
 		{"SELECT 1\x00; SELECT 2", []string{"SELECT $1"}},
 	}
 	for _, tt := range tests {
-		r := Of(tt.sql)
+		r := ofOn(tt.sql)
 		var got []string
 		for _, st := range r.Statements {
 			got = append(got, st.Normalized)
@@ -222,14 +222,14 @@ func TestNormalized(t *testing.T) {
 		{"SELECT 1 /* unterminated", "SELECT $1"},
 	}
 	for _, tt := range tests {
-		if got := Of(tt.sql).Statements[0].Normalized; got != tt.want {
+		if got := ofOn(tt.sql).Statements[0].Normalized; got != tt.want {
 			t.Errorf("Of(%q).Normalized\n got: %q\nwant: %q", tt.sql, got, tt.want)
 		}
 	}
 }
 
 func TestLiteralsHash(t *testing.T) {
-	h := func(q string) uint64 { return Of(q).Statements[0].LiteralsHash }
+	h := func(q string) uint64 { return ofOn(q).Statements[0].LiteralsHash }
 	if got := h("SELECT a FROM t WHERE b = $1"); got != 0 {
 		t.Errorf("no literals: got %x, want 0", got)
 	}
@@ -272,7 +272,7 @@ func TestFallback(t *testing.T) {
 		"\xff\xfe SELECT 'secret-value'",
 	}
 	for _, q := range bad {
-		st := Of(q).Statements[0]
+		st := ofOn(q).Statements[0]
 		if st.Facts.Kind != KindUnknown {
 			t.Errorf("%q: got kind %q, want unknown", q, st.Facts.Kind)
 		}
@@ -292,7 +292,7 @@ func TestFallback(t *testing.T) {
 		{"SELEC * FROM users WHERE id IN (1, 2)", "SELEC * FROM users WHERE id IN ($1, 'x', 3, 4)"},
 	}
 	for _, p := range same {
-		if a, b := Of(p[0]).Statements[0], Of(p[1]).Statements[0]; a.ID != b.ID {
+		if a, b := ofOn(p[0]).Statements[0], ofOn(p[1]).Statements[0]; a.ID != b.ID {
 			t.Errorf("%q and %q: fallback IDs %s and %s, want equal", p[0], p[1], a.Hex, b.Hex)
 		}
 	}
@@ -302,14 +302,14 @@ func TestFallback(t *testing.T) {
 		{"SELEC a, 1 FROM t", "SELEC a FROM t"},
 	}
 	for _, p := range differ {
-		if a, b := Of(p[0]).Statements[0], Of(p[1]).Statements[0]; a.ID == b.ID {
+		if a, b := ofOn(p[0]).Statements[0], ofOn(p[1]).Statements[0]; a.ID == b.ID {
 			t.Errorf("%q and %q: same fallback ID %s", p[0], p[1], a.Hex)
 		}
 	}
 }
 
 func TestParseErrorMessage(t *testing.T) {
-	st := Of("SELECT * FROM t WHERE a = 'abc").Statements[0]
+	st := ofOn("SELECT * FROM t WHERE a = 'abc").Statements[0]
 	var pe *ParseError
 	if !errors.As(st.Err, &pe) {
 		t.Fatalf("got %v, want a *ParseError", st.Err)

@@ -26,8 +26,15 @@ var fuzzSeeds = []string{
 	"SELECT " + strings.Repeat("1,", 300) + "1",
 }
 
-// checkResult asserts what holds for the Result of any text.
+// checkResult asserts what holds for the Result of any text, read with
+// standard_conforming_strings on.
 func checkResult(t *testing.T, sql string, r *Result) {
+	t.Helper()
+	checkResultStrings(t, sql, r, StringsStandard)
+}
+
+// checkResultStrings is checkResult for a text read with the setting mode.
+func checkResultStrings(t *testing.T, sql string, r *Result, mode Strings) {
 	t.Helper()
 	if len(r.Statements) == 0 {
 		t.Fatalf("%q: no statements", sql)
@@ -52,20 +59,21 @@ func checkResult(t *testing.T, sql string, r *Result) {
 			}
 		}
 	}
-	checkNormalizedTokens(t, sql, r)
+	checkNormalizedTokens(t, sql, r, mode)
 }
 
 // checkNormalizedTokens asserts that the normalized statements are made of
-// the text's own tokens, in order, but for literals, which became
-// parameters, and comments and unterminated identifiers, which are gone. So
-// nothing else of the text can be in them.
-func checkNormalizedTokens(t *testing.T, sql string, r *Result) {
+// the text's own tokens as read with the setting mode, in order, but for
+// literals, which became parameters, and comments and unterminated
+// identifiers, which are gone. So nothing else of the text can be in them.
+func checkNormalizedTokens(t *testing.T, sql string, r *Result, mode Strings) {
 	t.Helper()
 	if i := strings.IndexByte(sql, 0); i >= 0 {
 		sql = sql[:i]
 	}
 	var toks []token
-	for _, tk := range lex(sql, nil) {
+	all, _ := lexStrings(sql, nil, nil, mode)
+	for _, tk := range all {
 		if tk.kind != tkComment && tk.kind != tkBadComment {
 			toks = append(toks, tk)
 		}
@@ -115,10 +123,10 @@ func FuzzOf(f *testing.F) {
 		if len(sql) > 1<<14 {
 			return
 		}
-		r := Of(sql)
+		r := ofOn(sql)
 		checkResult(t, sql, r)
 		checkLiteralKeysAgainstParser(t, sql, r)
-		if cr := cache.Of(sql); !sameResult(r, cr) {
+		if cr := cache.ofOn(sql); !sameResult(r, cr) {
 			t.Fatalf("%q: Cache.Of and Of disagree\n%s\n%s", sql, dump(cr), dump(r))
 		}
 	})
@@ -197,7 +205,7 @@ func checkPlanted(t *testing.T, cache *Cache, tmplIndex uint8, s string, n uint6
 		baseN = 1 << 40
 	}
 	base := plant(tmpl, "x", baseN, sForm, nForm)
-	got, want := Of(sql), Of(base)
+	got, want := ofOn(sql), ofOn(base)
 	checkResult(t, sql, got)
 	if len(got.Statements) != len(want.Statements) {
 		t.Fatalf("%q: %d statements, %q has %d", sql, len(got.Statements), base, len(want.Statements))
@@ -215,7 +223,7 @@ func checkPlanted(t *testing.T, cache *Cache, tmplIndex uint8, s string, n uint6
 		if st.Err != nil && st.Err.(*ParseError).Message != w.Err.(*ParseError).Message {
 			t.Fatalf("%q: error %q, want %q as for %q", sql, st.Err, w.Err, base)
 		}
-		if c := cache.Of(sql).Statements[i]; c.ID != st.ID || c.Normalized != st.Normalized || !sameKeys(c.LiteralKeys, st.LiteralKeys) {
+		if c := cache.ofOn(sql).Statements[i]; c.ID != st.ID || c.Normalized != st.Normalized || !sameKeys(c.LiteralKeys, st.LiteralKeys) {
 			t.Fatalf("%q: the cache gives %s %q %v, want %s %q %v", sql, c.Hex, c.Normalized, c.LiteralKeys, st.Hex, st.Normalized, st.LiteralKeys)
 		}
 	}
@@ -287,5 +295,123 @@ func FuzzNormalizedLiteralFree(f *testing.F) {
 			return
 		}
 		checkPlanted(t, cache, tmpl, s, n, sForm, nForm)
+	})
+}
+
+// quoteStringOff writes s as an SQL string constant, in one of several
+// forms, for a session with standard_conforming_strings off, where a
+// backslash escapes in '...' too.
+func quoteStringOff(s string, form uint8) string {
+	s = strings.ReplaceAll(s, "\x00", " ")
+	esc := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+	switch form % 6 {
+	case 1, 3:
+		return quoteString(s, form) // E'...', U&'...' (which the server rejects)
+	case 2:
+		if !strings.Contains(s, "$zq$") && !strings.HasSuffix(s, "$zq") {
+			return "$zq$" + s + "$zq$"
+		}
+	case 4:
+		return "N'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s) + "'"
+	case 5:
+		half := len(s) / 2
+		return "'" + esc.Replace(s[:half]) + "'\n  '" + esc.Replace(s[half:]) + "'"
+	}
+	return "'" + esc.Replace(s) + "'"
+}
+
+// plantMarker is planted inside every string value of checkPlantedStrings;
+// no template holds it.
+const plantMarker = "SECRETLEAK"
+
+// checkPlantedStrings plants s (with plantMarker in it) and n into a
+// template, written for a session whose standard_conforming_strings is
+// mode (StringsStandard or StringsEscape), and reads the text with that
+// setting and with the setting unknown. With either, nothing of the
+// planted string reaches the Result: not the normalized text, the facts,
+// the tags or the error. With the right setting the Result is that of the
+// same template with other values, and the keys are of the planted values.
+func checkPlantedStrings(t *testing.T, cache *Cache, tmplIndex uint8, s string, n uint64, sForm, nForm uint8, mode Strings) {
+	t.Helper()
+	tmpl := plantTemplates[int(tmplIndex)%len(plantTemplates)]
+	quote := quoteString
+	if mode == StringsEscape {
+		quote = quoteStringOff
+	}
+	v := s + " " + plantMarker + " " + s
+	plantIn := func(s string, n uint64) string {
+		return strings.NewReplacer("{S}", quote(s, sForm), "{N}", writeNumber(n, nForm)).Replace(tmpl)
+	}
+	sql := plantIn(v, n)
+	baseN := uint64(1)
+	if n > 1<<31-1 {
+		baseN = 1 << 40
+	}
+	base := plantIn("x", baseN)
+	for _, read := range []Strings{mode, StringsUnknown} {
+		got := OfStrings(sql, read)
+		checkResultStrings(t, sql, got, read)
+		noLeak(t, sql, read, got, plantMarker)
+		if c := cache.OfStrings(sql, read); !sameResult(c, got) {
+			t.Fatalf("%q setting %d: the cache gives\n%s\nnot\n%s", sql, read, dump(c), dump(got))
+		}
+		if read == StringsUnknown {
+			checkUnknown(t, sql, got)
+			continue
+		}
+		want := OfStrings(base, read)
+		if len(got.Statements) != len(want.Statements) {
+			t.Fatalf("%q setting %d: %d statements, %q has %d", sql, read, len(got.Statements), base, len(want.Statements))
+		}
+		for i, st := range got.Statements {
+			w := want.Statements[i]
+			if st.Normalized != w.Normalized || st.ID != w.ID || (st.Err == nil) != (w.Err == nil) {
+				t.Fatalf("%q setting %d: %s %q %v, want %s %q %v as for %q", sql, read, st.Hex, st.Normalized, st.Err, w.Hex, w.Normalized, w.Err, base)
+			}
+		}
+		if !(mode == StringsEscape && sForm%6 == 3) { // U&'...' with the setting off has no key
+			checkPlantedKeys(t, sql, got, v, n, nForm, strings.Contains(tmpl, "{N}"))
+		}
+	}
+}
+
+// TestPlantedStrings plants random string values, in every notation, for
+// sessions with standard_conforming_strings on and off, into statements of
+// every kind.
+func TestPlantedStrings(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	alphabet := []string{"a", "Z", "9", " ", "'", "''", `\`, `\'`, `\\`, "$", "$$", "$zq$", "--", "/*", "*/", ";", "\n", "\r",
+		"%", "_", "\"", "é", "\xff", "\x00", "\t", "SELECT", "E'", "U&", "N'", `\x41`, `\u0041`, "OR"}
+	cache := New(Options{MaxTexts: 50})
+	for i := 0; i < 3000; i++ {
+		var b strings.Builder
+		for j := rng.IntN(12); j > 0; j-- {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		n := rng.Uint64() >> rng.IntN(64)
+		mode := StringsStandard
+		if i%2 == 1 {
+			mode = StringsEscape
+		}
+		checkPlantedStrings(t, cache, uint8(rng.IntN(256)), b.String(), n, uint8(rng.IntN(6)), uint8(rng.IntN(5)), mode)
+	}
+}
+
+func FuzzPlantedStrings(f *testing.F) {
+	f.Add(uint8(0), `x\`, uint64(1), uint8(0), uint8(0), false)
+	f.Add(uint8(1), `it's \' OR token = ''`, uint64(1<<40), uint8(0), uint8(1), true)
+	f.Add(uint8(4), "%$zq$\\'", uint64(0), uint8(5), uint8(2), true)
+	f.Add(uint8(6), "\\'--/*", uint64(42), uint8(4), uint8(3), true)
+	f.Add(uint8(7), "a\\\nb'", uint64(99999999999), uint8(3), uint8(4), false)
+	cache := New(Options{MaxTexts: 50})
+	f.Fuzz(func(t *testing.T, tmpl uint8, s string, n uint64, sForm, nForm uint8, off bool) {
+		if len(s) > 1<<12 {
+			return
+		}
+		mode := StringsStandard
+		if off {
+			mode = StringsEscape
+		}
+		checkPlantedStrings(t, cache, tmpl, s, n, sForm, nForm, mode)
 	})
 }

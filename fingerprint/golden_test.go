@@ -130,8 +130,8 @@ func TestGolden(t *testing.T) {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".sql"), func(t *testing.T) {
 			var got []goldenResult
 			for _, c := range readCases(t, file) {
-				r := Of(c.SQL)
-				if cr := cache.Of(c.SQL); !sameResult(r, cr) {
+				r := ofOn(c.SQL)
+				if cr := cache.ofOn(c.SQL); !sameResult(r, cr) {
 					t.Errorf("%s: Cache.Of and Of disagree:\n%s\n%s", c.Name, dump(cr), dump(r))
 				}
 				got = append(got, toGolden(c, r))

@@ -1,12 +1,16 @@
 package fingerprint
 
 // This file holds a lexer that splits SQL text into the same tokens as
-// PostgreSQL's own scanner (src/backend/parser/scan.l, version 17, with
-// standard_conforming_strings on). It exists because the work done for every
-// new text (statement splitting, literal replacement, literal hashing, comment
-// extraction) needs token boundaries only, and calling into the C scanner costs
-// several microseconds of protobuf round trip per text. lexer_test.go compares
-// it against pg_query's scanner token by token, and the fuzz tests keep doing so.
+// PostgreSQL's own scanner (src/backend/parser/scan.l, version 17), under
+// either setting of standard_conforming_strings, and a merge of the two
+// readings for a text whose setting is not known (see lexStrings). It exists
+// because the work done for every new text (statement splitting, literal
+// replacement, literal hashing, comment extraction) needs token boundaries
+// only, and calling into the C scanner costs several microseconds of
+// protobuf round trip per text. lexer_test.go compares it against pg_query's
+// scanner token by token, strings_test.go does so with the setting off (the
+// scanner reading the text rewritten to E'...' strings) and checks the
+// merge, and the fuzz tests keep doing so.
 
 // tokKind classifies a token. The classes are coarser than PostgreSQL's token
 // numbers: keywords are words, and all operators and punctuation are ops.
@@ -25,12 +29,14 @@ const (
 	tkBadNumber                     // number followed by identifier characters ("trailing junk")
 	tkBadQuoted                     // quoted identifier with no closing quote, or ""
 	tkBadComment                    // /* comment with no closing */
+	tkBadUnicode                    // U&'...' with standard_conforming_strings off, which the server rejects
+	tkDisputed                      // with the setting unknown: a stretch the two readings lex differently (lexStrings)
 )
 
 // isLiteral reports whether the token carries a literal value.
 func (k tokKind) isLiteral() bool {
 	switch k {
-	case tkString, tkBitString, tkNumber, tkBadString, tkBadNumber:
+	case tkString, tkBitString, tkNumber, tkBadString, tkBadNumber, tkBadUnicode, tkDisputed:
 		return true
 	}
 	return false
@@ -43,7 +49,18 @@ func (k tokKind) isBad() bool { return k >= tkBadString }
 type token struct {
 	start, end int32
 	kind       tokKind
+	read       strRead // for a '...' string (tkString, tkBadString): how its body reads
 }
+
+// strRead says how the body of a '...' string token (N'...' included) reads,
+// by the session's standard_conforming_strings.
+type strRead uint8
+
+const (
+	readStandard strRead = iota // as written, '' for a quote (the setting on)
+	readEscapes                 // with backslash escapes, as E'...' (the setting off)
+	readEither                  // the setting unknown, and the body holds a backslash: its value differs
+)
 
 // maxLexLen bounds the texts lex accepts, so that offsets fit in an int32.
 // PostgreSQL itself rejects messages over 1 GiB.
@@ -85,19 +102,134 @@ func isIdentCont(c byte) bool  { return charClass[c]&classIdentCont != 0 }
 func isDigit(c byte) bool      { return charClass[c]&classDigit != 0 }
 func isOpChar(c byte) bool     { return charClass[c]&classOp != 0 }
 
-// lex appends the tokens of s to toks and returns them. It never fails: text
-// PostgreSQL would reject yields tokens of a bad kind, and an unterminated
-// quote or comment yields one bad token that runs to the end of s.
-// Whitespace is not a token. s must be shorter than maxLexLen.
+// lex appends the tokens of s, read with standard_conforming_strings on, to
+// toks and returns them. It never fails: text PostgreSQL would reject yields
+// tokens of a bad kind, and an unterminated quote or comment yields one bad
+// token that runs to the end of s. Whitespace is not a token. s must be
+// shorter than maxLexLen.
 func lex(s string, toks []token) []token {
 	l := lexer{s: s, toks: toks}
 	l.run()
 	return l.toks
 }
 
+// lexStrings is lex for a session whose standard_conforming_strings is
+// mode. With StringsEscape, a '...' string takes backslash escapes as
+// E'...' does (its tokens have readEscapes), and U&'...' is tkBadUnicode, as
+// the server rejects it. With StringsUnknown, the text is read both ways:
+// where the two readings agree, their tokens are kept (a '...' string whose
+// body holds a backslash, so that its value differs, has readEither); each
+// stretch where they differ, from the first token where they part to the
+// first point where both start a token at the same offset again, becomes one
+// tkDisputed token, a literal. So every byte that is inside a string
+// constant under either reading is inside a literal token. tmp is scratch
+// for the second reading; both slices are returned for reuse.
+func lexStrings(s string, toks, tmp []token, mode Strings) (out, tmp2 []token) {
+	switch mode {
+	case StringsStandard:
+		return lex(s, toks), tmp
+	case StringsEscape:
+		l := lexer{s: s, toks: toks, escapes: true, noUnicode: true}
+		l.run()
+		return l.toks, tmp
+	}
+	a := lex(s, toks)
+	if !backslashInString(s, a) {
+		return a, tmp // the two readings agree: only backslashes tell them apart
+	}
+	l := lexer{s: s, toks: tmp[:0], escapes: true}
+	l.run()
+	return mergeReadings(s, a, l.toks), l.toks
+}
+
+// backslashInString reports whether a '...' string token of toks holds a
+// backslash: without one, a text lexes the same under both settings.
+func backslashInString(s string, toks []token) bool {
+	for _, t := range toks {
+		if (t.kind == tkString || t.kind == tkBadString) && s[t.start] == '\'' &&
+			indexByte(s[t.start:t.end], '\\') >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// mergeReadings merges a, the tokens of s with standard_conforming_strings
+// on, and b, with it off (U&'...' read as with it on), into a, in place, as
+// lexStrings describes. The merge only ever writes at or before the token
+// of a it reads, so a can hold the result.
+//
+// Why the stretches end where they do: the lexer keeps no state between
+// tokens, so once both readings start a token at the same offset, they go on
+// alike until the next '...' string with a backslash. And they do meet
+// again: a stretch swallows every token of either reading that starts
+// before its end, so after it both readings skip the same spaces to the
+// same next token.
+func mergeReadings(s string, a, b []token) []token {
+	out := a[:0]
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		ta, tb := a[i], b[j]
+		if ta.start == tb.start && ta.end == tb.end && ta.kind == tb.kind {
+			if (ta.kind == tkString || ta.kind == tkBadString) && s[ta.start] == '\'' &&
+				indexByte(s[ta.start:ta.end], '\\') >= 0 {
+				ta.read = readEither
+			}
+			out = append(out, ta)
+			i++
+			j++
+			continue
+		}
+		start := min(ta.start, tb.start)
+		end := max(ta.end, tb.end)
+		i++
+		j++
+		for {
+			grew := false
+			for ; i < len(a) && a[i].start < end; i++ {
+				end, grew = max(end, a[i].end), true
+			}
+			for ; j < len(b) && b[j].start < end; j++ {
+				end, grew = max(end, b[j].end), true
+			}
+			if !grew {
+				break
+			}
+		}
+		out = append(out, token{start: start, end: end, kind: tkDisputed})
+	}
+	// The readings end together (see above); a defensive tail, should one
+	// run on alone, is one disputed stretch.
+	if i < len(a) || j < len(b) {
+		start, end := int32(len(s)), int32(0)
+		if i < len(a) {
+			start, end = min(start, a[i].start), max(end, a[len(a)-1].end)
+		}
+		if j < len(b) {
+			start, end = min(start, b[j].start), max(end, b[len(b)-1].end)
+		}
+		out = append(out, token{start: start, end: end, kind: tkDisputed})
+	}
+	return out
+}
+
+// indexByte is strings.IndexByte, written out to keep this file free of imports.
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
 type lexer struct {
 	s    string
 	toks []token
+	// escapes: '...' strings take backslash escapes, as with
+	// standard_conforming_strings off. noUnicode: U&'...' strings are
+	// rejected, as with it off.
+	escapes, noUnicode bool
 }
 
 func (l *lexer) emit(start, end int, k tokKind) {
@@ -130,6 +262,13 @@ func (l *lexer) run() {
 			}
 			i = j
 		case c == '\'':
+			if l.escapes {
+				j, ok := quotedEnd(s, i+1, quoteEscape)
+				emit(i, j, stringKind(tkString, ok))
+				l.toks[len(l.toks)-1].read = readEscapes
+				i = j
+				break
+			}
 			j, ok := quotedEnd(s, i+1, quoteStandard)
 			emit(i, j, stringKind(tkString, ok))
 			i = j
@@ -143,7 +282,14 @@ func (l *lexer) run() {
 			i = j
 		case (c == 'u' || c == 'U') && next == '&' && i+2 < n && s[i+2] == '\'':
 			j, ok := quotedEnd(s, i+3, quoteStandard)
-			emit(i, j, stringKind(tkString, ok))
+			if l.noUnicode && ok {
+				// "unsafe use of string constant with Unicode escapes":
+				// the server stops here. The extent is the one a client
+				// that wrote U&'...' meant.
+				emit(i, j, tkBadUnicode)
+			} else {
+				emit(i, j, stringKind(tkString, ok))
+			}
 			i = j
 		case (c == 'u' || c == 'U') && next == '&' && i+2 < n && s[i+2] == '"':
 			j, k := quotedIdentEnd(s, i+3)

@@ -15,9 +15,12 @@ import (
 // result. Only digests leave this file.
 //
 // What the server sees is what PostgreSQL 17's scanner and grammar make of
-// the text with standard_conforming_strings on and UTF-8 as the server
-// encoding. Whatever this file cannot decode exactly gets valuekey.None:
-// a wrong key could make the detector match keys that are not there.
+// the text with the session's standard_conforming_strings (a '...' string
+// read with escapes, readEscapes, decodes as E'...'; one whose value depends
+// on a setting that is not known, readEither, has no key) and UTF-8 as the
+// server encoding. Whatever this file cannot decode exactly gets
+// valuekey.None: a wrong key could make the detector match keys that are not
+// there.
 
 // MaxLiteralKeys is the most LiteralKeys a statement has: the keys of its
 // first MaxLiteralKeys literals. A statement with more (an IN list of
@@ -273,14 +276,26 @@ func stringKey(sql string, toks []token, i int) valuekey.Key {
 	switch text[0] {
 	case '\'':
 		if i > 1 && isWord(sql, toks[i-1], "uescape") {
-			if u := toks[i-2]; (u.kind == tkString || u.kind == tkQuoted) && sql[u.start]|0x20 == 'u' {
+			if u := toks[i-2]; (u.kind == tkString || u.kind == tkQuoted || u.kind == tkBadUnicode) && sql[u.start]|0x20 == 'u' {
 				return valuekey.None // the escape character of U&'...' or U&"..."
 			}
 		}
-		if body := text[1 : len(text)-1]; strings.IndexByte(body, '\'') < 0 {
+		body := text[1 : len(text)-1]
+		switch {
+		case t.read == readEither && strings.IndexByte(body, '\\') >= 0:
+			// The setting is unknown and the value depends on it.
+			return valuekey.None
+		case t.read == readEscapes:
+			// standard_conforming_strings off: read as E'...'.
+			if strings.IndexByte(body, '\'') < 0 && strings.IndexByte(body, '\\') < 0 {
+				return plainKey(body)
+			}
+			n, ok = unquote(text[1:], buf[:], true)
+		case strings.IndexByte(body, '\'') < 0:
 			return plainKey(body) // the common case: the value as written
+		default:
+			n, ok = unquote(text[1:], buf[:], false)
 		}
-		n, ok = unquote(text[1:], buf[:], false)
 	case 'e', 'E':
 		if body := text[2 : len(text)-1]; strings.IndexByte(body, '\'') < 0 && strings.IndexByte(body, '\\') < 0 {
 			return plainKey(body)

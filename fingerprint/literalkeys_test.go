@@ -130,7 +130,7 @@ func sameKeys(a, b []valuekey.Key) bool {
 func TestLiteralKeys(t *testing.T) {
 	cache := New(Options{})
 	for _, c := range literalKeyCases {
-		for _, r := range []*Result{Of(c.sql), cache.Of(c.sql), cache.Of(c.sql)} {
+		for _, r := range []*Result{ofOn(c.sql), cache.ofOn(c.sql), cache.ofOn(c.sql)} {
 			if len(r.Statements) != len(c.want) {
 				t.Errorf("%q: %d statements, want %d", c.sql, len(r.Statements), len(c.want))
 				continue
@@ -147,7 +147,7 @@ func TestLiteralKeys(t *testing.T) {
 		}
 	}
 	// The forms of one id agree.
-	k := func(q string) valuekey.Key { return Of(q).Statements[0].LiteralKeys[0] }
+	k := func(q string) valuekey.Key { return ofOn(q).Statements[0].LiteralKeys[0] }
 	for _, q := range []string{"WHERE id = '8'", "WHERE id = $$8$$", "WHERE id = 008", "WHERE id = 0x8", "WHERE id = E'\\70'", "WHERE id = U&'\\0038'"} {
 		if k("SELECT * FROM t "+q) != k("SELECT * FROM t WHERE id = 8") {
 			t.Errorf("%q: another key than id = 8", q)
@@ -162,7 +162,7 @@ func TestLiteralKeysTemplatePath(t *testing.T) {
 	c := New(Options{})
 	for i := range 50 {
 		q := fmt.Sprintf("SELECT a FROM t WHERE id = %d AND s = 'v%d' LIMIT 1", i, i)
-		st := c.Of(q).Statements[0]
+		st := c.ofOn(q).Statements[0]
 		want := keysOf([]string{strconv.Itoa(i), "v" + strconv.Itoa(i), "1"})
 		if !sameKeys(st.LiteralKeys, want) {
 			t.Fatalf("%q: keys %v, want %v", q, st.LiteralKeys, want)
@@ -185,7 +185,7 @@ func TestLiteralKeysCap(t *testing.T) {
 		b.WriteString(strconv.Itoa(last) + ")")
 		return b.String()
 	}
-	r := Of(list(5000, 5000))
+	r := ofOn(list(5000, 5000))
 	st := r.Statements[0]
 	if len(st.LiteralKeys) != MaxLiteralKeys || cap(st.LiteralKeys) != MaxLiteralKeys {
 		t.Fatalf("len %d cap %d, want %d", len(st.LiteralKeys), cap(st.LiteralKeys), MaxLiteralKeys)
@@ -195,11 +195,11 @@ func TestLiteralKeysCap(t *testing.T) {
 			t.Fatalf("key %d is not that of %d", i, i+1)
 		}
 	}
-	if other := Of(list(5000, 5001)).Statements[0]; other.LiteralsHash == st.LiteralsHash || !sameKeys(other.LiteralKeys, st.LiteralKeys) {
+	if other := ofOn(list(5000, 5001)).Statements[0]; other.LiteralsHash == st.LiteralsHash || !sameKeys(other.LiteralKeys, st.LiteralKeys) {
 		t.Error("a change past the cap must change the hash and not the keys")
 	}
 	// Several long statements: each capped, one allocation for all.
-	r = Of(list(2000, 2000) + "; " + list(3, 3))
+	r = ofOn(list(2000, 2000) + "; " + list(3, 3))
 	if len(r.Statements[0].LiteralKeys) != MaxLiteralKeys || !sameKeys(r.Statements[1].LiteralKeys, keysOf([]string{"1", "2", "3"})) {
 		t.Errorf("two statements: %d and %v keys", len(r.Statements[0].LiteralKeys), r.Statements[1].LiteralKeys)
 	}
@@ -252,7 +252,7 @@ func TestLiteralKeysORMFindByID(t *testing.T) {
 				}
 				want = append(want, valuekey.String(text))
 			}
-			st := New(Options{}).Of(q).Statements[0]
+			st := New(Options{}).ofOn(q).Statements[0]
 			if st.Err != nil || idAt < 0 {
 				t.Fatalf("%s %q: %v, id at %d", orm, q, st.Err, idAt)
 			}
@@ -437,7 +437,7 @@ func TestLiteralKeysAgreeWithParser(t *testing.T) {
 	}
 	checked := 0
 	for _, q := range corpus {
-		checked += checkLiteralKeysAgainstParser(t, q, Of(q))
+		checked += checkLiteralKeysAgainstParser(t, q, ofOn(q))
 	}
 	if checked < 300 {
 		t.Errorf("only %d constants checked", checked)
@@ -475,7 +475,7 @@ func FuzzLiteralKeys(f *testing.F) {
 		case 6:
 			q = "SELECT " + s + " -1"
 		}
-		r := Of(q)
+		r := ofOn(q)
 		checkResult(t, q, r)
 		checkLiteralKeysAgainstParser(t, q, r)
 	})

@@ -23,7 +23,10 @@
 // An emitted Execution is the receiver's: the Tracker never touches it
 // again. Its *ConnInfo is shared, read only, by every Execution of its
 // connection; a ParameterStatus that changes application_name makes a new
-// ConnInfo rather than changing the old one. With value evidence,
+// ConnInfo rather than changing the old one. Execution.StandardStrings is
+// the standard_conforming_strings the statement's text was parsed with,
+// which the Tracker vouches for only where the wire proves it (see
+// Tracker). With value evidence,
 // ParamKeys (shared by a portal's executions) and Result.Columns (shared by
 // the results of one statement) are read only too; the evidence's memory is
 // the receiver's to give back to the EvidenceBudget it came from.

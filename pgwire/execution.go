@@ -17,6 +17,35 @@ type ConnInfo struct {
 	ApplicationName string `json:"application_name"`
 }
 
+// StandardStrings is a session's standard_conforming_strings setting: how
+// the server reads backslashes in '...' string constants. Its values are
+// those of fingerprint.Strings, so that one converts to the other.
+type StandardStrings uint8
+
+const (
+	// StandardStringsUnknown: not known (the zero value). Readers that
+	// cannot see the setting (server logs, recordings, a tracker before
+	// the server reports it) leave it so, and the analysis then reads the
+	// text in a way that holds under either setting.
+	StandardStringsUnknown StandardStrings = iota
+	// StandardStringsOn: a backslash is an ordinary character in '...'
+	// (PostgreSQL's default).
+	StandardStringsOn
+	// StandardStringsOff: a backslash escapes in '...' as in E'...'.
+	StandardStringsOff
+)
+
+// String returns "on", "off" or "unknown".
+func (s StandardStrings) String() string {
+	switch s {
+	case StandardStringsOn:
+		return "on"
+	case StandardStringsOff:
+		return "off"
+	}
+	return "unknown"
+}
+
 // Execution is one statement executed by the server: the contract between the
 // protocol tracker (live proxy or offline replay) and the analyzer.
 //
@@ -41,6 +70,11 @@ type Execution struct {
 	StatementIndex int
 	// Truncated is set when the SQL text was longer than the tracker keeps.
 	Truncated bool
+	// StandardStrings is the session's standard_conforming_strings when the
+	// server parsed SQL (for a prepared statement, at its Parse), which
+	// decides where its string constants end; StandardStringsUnknown when
+	// the reader cannot tell. See Tracker for how the tracker knows.
+	StandardStrings StandardStrings
 
 	// Protocol is "simple" or "extended".
 	Protocol string

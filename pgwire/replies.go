@@ -50,7 +50,50 @@ func (t *Tracker) beEnd(now time.Time) {
 }
 
 func (t *Tracker) parameterStatus() {
+	if s, ok := StandardStringsStatus(t.beSmall); ok {
+		t.reported = s
+		if s != t.groupStrings {
+			t.groupChanged = true
+		}
+		return
+	}
 	t.conn = WithParameterStatus(t.conn, t.beSmall)
+}
+
+// parseStrings is the standard_conforming_strings that a text the server
+// parses now (a Parse or a Query) is read with, as far as the tracker can
+// tell: see the Tracker comment.
+func (t *Tracker) parseStrings() StandardStrings {
+	if t.groupExecuted || t.groupChanged {
+		return StandardStringsUnknown
+	}
+	return t.groupStrings
+}
+
+// endGroupStrings is called at the end of a group (a ReadyForQuery, or the
+// end of the connection): when the setting changed in the group, what was
+// read in it is marked unknown; then the next group starts with the value
+// reported last.
+func (t *Tracker) endGroupStrings() {
+	if t.groupChanged {
+		for _, e := range t.held {
+			e.StandardStrings = StandardStringsUnknown
+		}
+		if st := t.unnamedStmt; st != nil && st.group == t.groupSeq {
+			st.strs = StandardStringsUnknown
+		}
+		if t.stmts != nil {
+			t.stmts.All(func(_ string, st *stmt) bool {
+				if st.group == t.groupSeq {
+					st.strs = StandardStringsUnknown
+				}
+				return true
+			})
+		}
+	}
+	t.groupStrings = t.reported
+	t.groupExecuted, t.groupChanged = false, false
+	t.groupSeq++
 }
 
 // reply matches a server reply to the head of the queue.
@@ -199,9 +242,11 @@ func (t *Tracker) parseComplete(h *request) {
 	if t.evidence {
 		types = t.evq.front().types
 	}
-	if cur == nil || cur.sql != h.sql || cur.trunc != h.trunc || cur.types != types {
-		cur = &stmt{name: h.name, sql: h.sql, trunc: h.trunc, types: types}
+	strs := t.parseStrings()
+	if cur == nil || cur.sql != h.sql || cur.trunc != h.trunc || cur.types != types || cur.strs != strs {
+		cur = &stmt{name: h.name, sql: h.sql, trunc: h.trunc, types: types, strs: strs}
 	}
+	cur.group = t.groupSeq
 	t.putStmt(cur)
 }
 
@@ -378,11 +423,13 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 	case reqQuery:
 		e.Protocol = protocolSimple
 		e.SQL, e.Truncated, e.StatementIndex = h.sql, h.trunc, h.idx
+		e.StandardStrings = t.parseStrings()
 	case reqParse:
 		e.SQL, e.Truncated, e.Prepared = h.sql, h.trunc, h.name
+		e.StandardStrings = t.parseStrings()
 	case reqBind:
 		if st := t.lookupStmt(h.name); st != nil {
-			e.SQL, e.Truncated = st.sql, st.trunc
+			e.SQL, e.Truncated, e.StandardStrings = st.sql, st.trunc, st.strs
 		}
 		e.Prepared, e.ParamsHash, e.NumParams = h.name, h.hash, h.nparam
 		e.setParams(h.params)
@@ -390,9 +437,10 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 			e.ParamKeys = t.evq.front().ev.keys
 		}
 	case reqExecute:
+		t.groupExecuted = true
 		if p, ok := t.lookupPortal(h.name); ok {
 			if p.stmt != nil {
-				e.SQL, e.Truncated = p.stmt.sql, p.stmt.trunc
+				e.SQL, e.Truncated, e.StandardStrings = p.stmt.sql, p.stmt.trunc, p.stmt.strs
 			}
 			e.Prepared, e.ParamsHash, e.NumParams = p.stmtName, p.hash, p.nparams
 			e.setParams(p.params)
@@ -419,6 +467,7 @@ func (t *Tracker) finishGroup(status byte) {
 	if len(t.held) > 0 && (inTx(t.txStatus) || t.groupBegan) && status == txIdle {
 		t.held[len(t.held)-1].TxEnd = true
 	}
+	t.endGroupStrings()
 	t.flushHeld(status, true)
 	t.txStatus = status
 	t.groupBegan = false

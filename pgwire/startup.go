@@ -97,3 +97,21 @@ func WithParameterStatus(info *ConnInfo, body []byte) *ConnInfo {
 	c.ApplicationName = string(value)
 	return &c
 }
+
+// StandardStringsStatus reads the body of a ParameterStatus message: the
+// setting it reports, and whether it reports standard_conforming_strings at
+// all. A value other than on or off is StandardStringsUnknown.
+func StandardStringsStatus(body []byte) (StandardStrings, bool) {
+	name, rest, ok := cut0(body)
+	if !ok || string(name) != "standard_conforming_strings" {
+		return StandardStringsUnknown, false
+	}
+	value, _, _ := cut0(rest)
+	switch string(value) {
+	case "on":
+		return StandardStringsOn, true
+	case "off":
+		return StandardStringsOff, true
+	}
+	return StandardStringsUnknown, true
+}

@@ -13,6 +13,10 @@ type stmt struct {
 	name  string
 	sql   string
 	trunc bool
+	// strs is the standard_conforming_strings its Parse was read with
+	// (Tracker.parseStrings), group the group it was parsed in.
+	strs  StandardStrings
+	group uint32
 
 	// Value evidence: the parameter types the Parse named (nil when none
 	// did), and the result columns from the last RowDescription that

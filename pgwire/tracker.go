@@ -194,6 +194,26 @@ const (
 // before the group was 'T' or 'E' or the group began a transaction ("BEGIN;
 // ...; COMMIT" in one Query or one pipeline).
 //
+// standard_conforming_strings: decides where the string constants of a text
+// end, so each Execution carries the setting its SQL was parsed with
+// (Execution.StandardStrings). The server reports the setting in
+// ParameterStatus at startup (a reader that saw it passes it with
+// StartStandardStrings) and whenever it changes, but PostgreSQL 14 and
+// later report a change only just before the next ReadyForQuery, and a
+// change undone within one group is never reported. So the tracker trusts
+// the reported value only at the start of a group (the messages since the
+// last ReadyForQuery): a simple Query is parsed whole when it starts, and
+// gets the value reported when its group began; a Parse gets it too unless
+// an Execute completed earlier in the group (a SET, RESET, set_config, a
+// transaction end or a function may have changed the setting meanwhile),
+// and then gets StandardStringsUnknown. A prepared statement keeps what its
+// Parse got. When a ParameterStatus in a group reports another value than
+// the group began with (a configuration reload may have changed the
+// setting before anything in the group ran), every execution held for that
+// group and every statement parsed in it are marked unknown at its
+// ReadyForQuery (executions emitted early, past maxHeld, are not). Before
+// the first report the setting is unknown.
+//
 // COPY: CopyInResponse and CopyBothResponse start copy-in mode, in which the
 // server ignores Sync and Flush until the client's CopyDone or CopyFail
 // (libpq sends a Sync right after Execute, before it knows the statement is a
@@ -298,6 +318,14 @@ type Tracker struct {
 	lastEnd    time.Time // End of the previous execution
 	held       []*Execution
 
+	// standard_conforming_strings (see the type comment). The group is
+	// what the server did since the last ReadyForQuery.
+	reported      StandardStrings // the last value reported
+	groupStrings  StandardStrings // reported when the group began
+	groupExecuted bool            // an Execute completed in the group
+	groupChanged  bool            // a ParameterStatus in the group reported another value
+	groupSeq      uint32          // counts groups, for stmt.group
+
 	bareSyncs int // without emit: Sync, Query and FunctionCall not yet answered
 
 	stats TrackerStats
@@ -351,6 +379,17 @@ func NewTracker(conn *ConnInfo, emit func(*Execution), opts TrackerOptions) *Tra
 	}
 }
 
+// StartStandardStrings tells the tracker the standard_conforming_strings
+// the server reported during the connection's startup (read with
+// StandardStringsStatus), before the first call to Frontend or Backend. Only
+// for a tracker that follows the connection from its first ReadyForQuery:
+// one that joins it mid-way (a capture resynchronized after lost bytes)
+// must not be told, as the session may have changed the setting since.
+// Without it the setting is unknown until the server reports it.
+func (t *Tracker) StartStandardStrings(s StandardStrings) {
+	t.reported, t.groupStrings = s, s
+}
+
 // Conn returns the connection's current identity. It changes (a new value,
 // the old one untouched) when the server reports a new application_name.
 func (t *Tracker) Conn() *ConnInfo { return t.conn }
@@ -378,6 +417,7 @@ func (t *Tracker) Idle() bool {
 // come (the connection ended). The tracker is not used after it.
 func (t *Tracker) Close() {
 	if t.emit != nil {
+		t.endGroupStrings()
 		t.flushHeld(t.txStatus, false)
 	}
 }

@@ -226,7 +226,7 @@ func (r *reexec) dispatch(ctx context.Context, src Source) error {
 		case e.ParamsTruncated || (e.NumParams > 0 && len(e.Params) != e.NumParams) || len(e.Params) > maxReexecParams:
 			r.skip(SkipNoParams)
 			continue
-		case !r.cfg.AllowWrites && !ReadOnly(r.fp.Of(e.SQL)):
+		case !r.cfg.AllowWrites && !readOnlyEither(r.fp, e.SQL):
 			r.skip(SkipWrite)
 			continue
 		}
@@ -234,6 +234,15 @@ func (r *reexec) dispatch(ctx context.Context, src Source) error {
 			return err
 		}
 	}
+}
+
+// readOnlyEither reports whether a text is ReadOnly however its target
+// session reads backslashes in '...' strings: the target's
+// standard_conforming_strings need not be the recorded session's, and a
+// text can be one harmless string constant under one setting and a write
+// under the other: a string holding a backslash, a quote and a DELETE.
+func readOnlyEither(fp *fingerprint.Cache, sql string) bool {
+	return ReadOnly(fp.OfStrings(sql, fingerprint.StringsStandard)) && ReadOnly(fp.OfStrings(sql, fingerprint.StringsEscape))
 }
 
 // due maps a recorded start time to the wall time it runs at.
@@ -296,6 +305,10 @@ type session struct {
 	queue  chan job // never closed; the session stops when idle
 	pg     *pgconn.PgConn
 	failed bool // the connection failed: skip the rest of the queue
+	// strs is the target session's standard_conforming_strings when the
+	// statement being run was sent: the target parses a simple Query whole,
+	// and a Parse, Bind, Execute, Sync, before anything of it runs.
+	strs pgwire.StandardStrings
 }
 
 func (s *session) run(ctx context.Context) {
@@ -365,6 +378,7 @@ func (s *session) do(ctx context.Context, j job) {
 		s.pg = pg
 	}
 	e := j.e
+	s.strs = targetStrings(s.pg)
 	if e.Protocol == "simple" {
 		s.simple(ctx, e)
 		return
@@ -481,12 +495,24 @@ func (s *session) simple(ctx context.Context, e *pgwire.Execution) {
 	}
 }
 
+// targetStrings is the target session's standard_conforming_strings as its
+// server last reported it.
+func targetStrings(pg *pgconn.PgConn) pgwire.StandardStrings {
+	switch pg.ParameterStatus("standard_conforming_strings") {
+	case "on":
+		return pgwire.StandardStringsOn
+	case "off":
+		return pgwire.StandardStringsOff
+	}
+	return pgwire.StandardStringsUnknown
+}
+
 // emit builds the execution of what the target answered, for the caller to
 // complete with its evidence and hand to the analysis.
 func (s *session) emit(orig *pgwire.Execution, idx int, start, end time.Time, tag pgconn.CommandTag, err error) *pgwire.Execution {
 	x := &pgwire.Execution{
 		Conn: orig.Conn, Start: start, End: end,
-		SQL: orig.SQL, StatementIndex: idx, Truncated: orig.Truncated,
+		SQL: orig.SQL, StatementIndex: idx, Truncated: orig.Truncated, StandardStrings: s.strs,
 		Protocol: orig.Protocol, Prepared: orig.Prepared,
 		ParamsHash: orig.ParamsHash, NumParams: orig.NumParams,
 		Rows: -1, InTransaction: orig.InTransaction, TxEnd: orig.TxEnd,

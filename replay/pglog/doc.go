@@ -43,6 +43,12 @@
 // of an N+1 cannot be found in them. A multi-statement simple query is one
 // log line, and one execution (its first statement).
 //
+// Logs do not say how a session set standard_conforming_strings, which
+// decides where the string constants of its statements end: every
+// execution has StandardStrings unknown, and the analysis reads the text in
+// the way that holds under either setting (see package fingerprint), so
+// that no literal of a session with the setting off reaches a finding.
+//
 // # Bounds
 //
 // Lines are streamed: a record longer than MaxRecordBytes is skipped (and
