@@ -53,12 +53,12 @@
 //	+ (11+3)              nplus1_query_rows_returned
 //	+ 44                  nplus1_query_errors_total: 43 SQLSTATE classes and "other"
 //	+ 4 + (9+3)           nplus1_findings_total by kind; nplus1_n_plus_one_group_size
-//	+ 17                  connections, logins, bytes, queue (Sources.Proxy, Sources.QueueLength)
+//	+ 18                  connections, logins, bytes, queue (Sources.Proxy, Sources.QueueLength)
 //	+ 22                  detector: occurrences 4 kinds × 3 results, windows, groups
 //	+ 16                  fingerprint cache: 3 caches × 4, bytes, oversize, volatile, parse failures
 //	+ 2                   top-K ranking entries and evictions
 //	+ (K+1)×(3+4) + K     per fingerprint: K fingerprints and __other__; _info for the K
-//	= 322 + 8K + 7        = 729 for the default K = 50
+//	= 323 + 8K + 7        = 730 for the default K = 50
 //
 // plus the Go and process collectors' go_* and process_* series (44 with Go 1.26 on Linux,
 // fixed for a Go version). No label takes a value from the traffic except

@@ -196,7 +196,7 @@ func TestSQLStateClass(t *testing.T) {
 
 func TestSources(t *testing.T) {
 	ps := proxy.Stats{ConnsAccepted: 10, ConnsRejected: 1, ConnsActive: 3, ConnErrors: 2, UpstreamErrors: 4, UpstreamActive: 3,
-		ProtocolErrors: 5, Cancels: 6, BytesFromClient: 1000, BytesFromServer: 9000, Events: 70, EventsDropped: 7,
+		ProtocolErrors: 5, ServerLost: 4, Cancels: 6, BytesFromClient: 1000, BytesFromServer: 9000, Events: 70, EventsDropped: 7,
 		LoginsActive: 2, LoginsRejected: 11, LoginTimeouts: 12}
 	c := newSourcesCollector(Sources{Proxy: func() proxy.Stats { return ps }, QueueLength: func() int { return 8 }, QueueCapacity: 100})
 	const want = `
@@ -209,10 +209,11 @@ nplus1_analysis_queue_length 8
 # HELP nplus1_cancel_requests_total CancelRequests forwarded to the upstream.
 # TYPE nplus1_cancel_requests_total counter
 nplus1_cancel_requests_total 6
-# HELP nplus1_client_connection_errors_total Client connections that ended with an error rather than a clean close, by reason (protocol: a malformed or oversized message; other).
+# HELP nplus1_client_connection_errors_total Client connections that ended with an error rather than a clean close, by reason (protocol: a malformed or oversized message; server_lost: the server side ended the session or login, not after the client's Terminate; other).
 # TYPE nplus1_client_connection_errors_total counter
 nplus1_client_connection_errors_total{reason="other"} 2
 nplus1_client_connection_errors_total{reason="protocol"} 5
+nplus1_client_connection_errors_total{reason="server_lost"} 4
 # HELP nplus1_client_connections_accepted_total Client connections accepted.
 # TYPE nplus1_client_connections_accepted_total counter
 nplus1_client_connections_accepted_total 10

@@ -23,7 +23,7 @@ func MaxSeries(topK int) int {
 		histogram(rowsBuckets) + // nplus1_query_rows_returned
 		len(sqlstateClasses) + 1 // nplus1_query_errors_total, "other" included
 	findings := numKinds + histogram(groupSizeBuckets)
-	proxy := 15 + 2 // connections, logins, bytes, queue counters; queue length and capacity
+	proxy := 16 + 2 // connections, logins, bytes, queue counters; queue length and capacity
 	det := numKinds*3 + 1 + len(detector.CloseReasons()) + 1 + 1 + 1
 	cache := 3*4 + 4 // hits, misses, evictions, entries by cache; bytes, oversize, volatile, parse failures
 	ranking := 2

@@ -50,7 +50,7 @@ func newSourcesCollector(src Sources) *sourcesCollector {
 		connsActive:    d("nplus1_client_connections_active", "Client connections open now."),
 		connsAccepted:  d("nplus1_client_connections_accepted_total", "Client connections accepted."),
 		connsRejected:  d("nplus1_client_connections_rejected_total", "Client connections refused because --max-connections or --max-login-connections was reached or the proxy was shutting down."),
-		connErrors:     d("nplus1_client_connection_errors_total", "Client connections that ended with an error rather than a clean close, by reason (protocol: a malformed or oversized message; other).", "reason"),
+		connErrors:     d("nplus1_client_connection_errors_total", "Client connections that ended with an error rather than a clean close, by reason (protocol: a malformed or oversized message; server_lost: the server side ended the session or login, not after the client's Terminate; other).", "reason"),
 		upstreamActive: d("nplus1_upstream_connections_active", "Upstream (PostgreSQL) connections open now, one per client session."),
 		upstreamErrors: d("nplus1_upstream_connect_errors_total", "Failed upstream dials and TLS handshakes (for sessions and for forwarded cancel requests)."),
 		cancels:        d("nplus1_cancel_requests_total", "CancelRequests forwarded to the upstream."),
@@ -122,6 +122,7 @@ func (c *sourcesCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.connsRejected, s.ConnsRejected)
 		counter(c.connErrors, s.ProtocolErrors, "protocol")
 		counter(c.connErrors, s.ConnErrors, "other")
+		counter(c.connErrors, s.ServerLost, "server_lost")
 		gauge(c.upstreamActive, float64(s.UpstreamActive))
 		counter(c.upstreamErrors, s.UpstreamErrors)
 		counter(c.cancels, s.Cancels)

@@ -257,8 +257,8 @@ func TestCardinalityUnderTenThousandFingerprints(t *testing.T) {
 		t.Fatal(err)
 	}
 	limit := MaxSeries(DefaultTopK)
-	if limit != 322+8*DefaultTopK+7 {
-		t.Errorf("MaxSeries(%d) = %d, want 322+8K+7 = %d as doc.go says", DefaultTopK, limit, 322+8*DefaultTopK+7)
+	if limit != 323+8*DefaultTopK+7 {
+		t.Errorf("MaxSeries(%d) = %d, want 323+8K+7 = %d as doc.go says", DefaultTopK, limit, 323+8*DefaultTopK+7)
 	}
 	count := func() (all, perFingerprint int, fps map[string]bool) {
 		mfs, err := reg.Gather()

@@ -192,18 +192,35 @@ func (c *conn) relayState() (idle, boundary bool, last byte) {
 	return c.tracker.Idle(), boundary, last
 }
 
-// serverLostNotice reports whether a client whose server side just ended
-// should be told so (08006): not when the server explained itself (its last
-// message an ErrorResponse), not when the client asked for the end
-// (Terminate), and only on a message boundary.
+// serverLostNotice counts a session whose server side just ended, unless
+// the client asked for the end (Terminate), and reports whether the client
+// should be told so (08006): not when the server explained itself (its
+// last message an ErrorResponse), and only on a message boundary.
 func (c *conn) serverLostNotice() bool {
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	if c.tracker == nil || c.tracker.ClientTerminated() {
 		return false
 	}
+	c.s.stats.serverLost.Add(1)
 	boundary, last := c.tracker.BackendBoundary()
 	return boundary && last != 'E'
+}
+
+// loginLost tells a client whose server ended the login without a word
+// (closed or reset the connection) so, and counts it; a timeout is the
+// caller's to report, and a close by Shutdown or the client says nothing.
+func (c *conn) loginLost(err error) {
+	if isTimeout(err) || c.closed.Load() {
+		return
+	}
+	var pe *pgwire.ProtocolError
+	if errors.As(err, &pe) {
+		c.fatal(stateProtocolViolation, violationNotice(pe, false))
+		return
+	}
+	c.s.stats.serverLost.Add(1)
+	c.fatal(stateConnectionFailure, "nplus1: the server closed the connection during authentication")
 }
 
 func (c *conn) run(overLimit bool) error {
@@ -274,6 +291,7 @@ func (c *conn) run(overLimit bool) error {
 
 	_ = sc.SetDeadline(c.loginDeadline)
 	if _, err := sc.Write(pkt); err != nil {
+		c.loginLost(err)
 		return fmt.Errorf("send startup packet upstream: %w", err)
 	}
 	ok, err := c.authenticate()
@@ -437,6 +455,7 @@ func (c *conn) authenticate() (bool, error) {
 	for {
 		typ, msg, err := readMessage(c.sr, false)
 		if err != nil {
+			c.loginLost(err)
 			return false, fmt.Errorf("authentication: read from server: %w", err)
 		}
 		switch typ {
@@ -565,7 +584,7 @@ func (c *conn) serverSpokeFirst() error {
 	typ, msg, err := readMessage(c.sr, false)
 	switch {
 	case err != nil:
-		c.fatal(stateConnectionFailure, "nplus1: the server closed the connection during authentication")
+		c.loginLost(err)
 		return fmt.Errorf("authentication: server closed the connection: %w", err)
 	case typ == 'E':
 		_, err := c.cw.Write(msg)

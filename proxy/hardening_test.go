@@ -364,3 +364,45 @@ func TestTerminateGetsNoNotice(t *testing.T) {
 		})
 	}
 }
+
+// TestServerEndsLogin: a server that closes or resets the connection right
+// after the startup packet leaves the client with FATAL 08006, not a bare
+// EOF, and the loss is counted.
+func TestServerEndsLogin(t *testing.T) {
+	for _, reset := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reset=%v", reset), func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					nc, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					_, _ = readStartup(nc)
+					if tc, ok := nc.(*net.TCPConn); ok && reset {
+						_ = tc.SetLinger(0)
+					}
+					nc.Close()
+				}
+			}()
+			p := itStartProxy(t, Config{Upstream: ln.Addr().String()})
+			nc := itDialRaw(t, p.Addr).nc
+			if _, err := nc.Write(itStartupPacket(3<<16, "user", pgtest.Superuser, "database", pgtest.Database)); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := itReadUntilClosed(nc, 10*time.Second)
+			code, msg, ok := itFirstError(b)
+			if !ok || code != "08006" || !strings.Contains(msg, "during authentication") {
+				t.Errorf("got %q %q (ok %v), want 08006 ... during authentication", code, msg, ok)
+			}
+			itEventually(t, 5*time.Second, func() (bool, string) {
+				n := p.Srv.Stats().ServerLost
+				return n == 1, fmt.Sprintf("ServerLost = %d, want 1", n)
+			})
+		})
+	}
+}

@@ -31,13 +31,14 @@ type Stats struct {
 	LoginsActive    int64  // client connections logging in now (accepted, not yet authenticated)
 	LoginsRejected  uint64 // refused because MaxLoginConnections were logging in
 	LoginTimeouts   uint64 // closed because their login took longer than LoginTimeout
+	ServerLost      uint64 // sessions (or logins) the server's side ended, not after the client's Terminate
 }
 
 // stats is the live, atomically updated form of Stats.
 type stats struct {
 	connsAccepted, connsRejected, connErrors, upstreamErrors, protocolErrors, cancels atomic.Uint64
 	connsActive, upstreamActive, loginsActive                                         atomic.Int64
-	loginsRejected, loginTimeouts                                                     atomic.Uint64
+	loginsRejected, loginTimeouts, serverLost                                         atomic.Uint64
 	bytesFromClient, bytesFromServer, events, eventsDropped, loopSessions             atomic.Uint64
 }
 
@@ -222,6 +223,7 @@ func (s *Server) Stats() Stats {
 		LoginsActive:    s.stats.loginsActive.Load(),
 		LoginsRejected:  s.stats.loginsRejected.Load(),
 		LoginTimeouts:   s.stats.loginTimeouts.Load(),
+		ServerLost:      s.stats.serverLost.Load(),
 	}
 }
 

@@ -56,11 +56,18 @@ func TestScenariosThroughProxy(t *testing.T) {
 	}
 	setup.Close(ctx)
 
-	// wait returns the findings made since the last call, once the idle gap
-	// has closed the scenario's window.
+	// wait returns the findings made since the last call, once the
+	// scenario's window is closed and judged: a barrier on the analyzer (no
+	// execution queued, no window open), not a guess of how long that takes.
 	seen := 0
 	wait := func() []detector.Finding {
-		time.Sleep(Pause)
+		time.Sleep(detector.DefaultIdleGap)
+		for deadline := time.Now().Add(10 * time.Second); len(events) > 0 || a.Stats().WindowsOpen > 0; {
+			if time.Now().After(deadline) {
+				t.Fatalf("windows still open 10s after the scenario")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		all := store.List("", time.Time{})
 		fs := all[seen:]
 		seen = len(all)
