@@ -42,7 +42,8 @@ type conn struct {
 	clientTLS   bool
 	upstreamTLS bool
 	replication bool
-	cancelPkt   []byte // CancelRequest for this session's backend, from BackendKeyData
+	cancelPkt   []byte                 // CancelRequest for this session's backend, from BackendKeyData
+	strings     pgwire.StandardStrings // standard_conforming_strings as the server reported it at login
 
 	// wsem (capacity 1) serializes writes to cw: the server pump holds it
 	// from showing a chunk to the tracker to writing it, so a notice
@@ -536,6 +537,11 @@ func (c *conn) authenticate() (bool, error) {
 				return false, err
 			}
 		case 'v', 'S', 'N':
+			if typ == 'S' {
+				if s, ok := pgwire.StandardStringsStatus(msg[5:]); ok {
+					c.strings = s
+				}
+			}
 			if _, err := c.cw.Write(msg); err != nil {
 				return false, err
 			}
@@ -638,6 +644,7 @@ func (c *conn) relay(info *pgwire.ConnInfo) error {
 		MaxEvidenceRows:    cfg.MaxEvidenceRows,
 		MaxEvidenceColumns: cfg.MaxEvidenceColumns,
 	})
+	t.StartStandardStrings(c.strings)
 	c.tmu.Lock()
 	c.tracker = t
 	c.tmu.Unlock()

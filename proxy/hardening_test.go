@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/nplus1/nplus1/internal/pgtest"
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 // itForwarder relays TCP between the proxy and PostgreSQL so that a test can
@@ -404,5 +405,21 @@ func TestServerEndsLogin(t *testing.T) {
 				return n == 1, fmt.Sprintf("ServerLost = %d, want 1", n)
 			})
 		})
+	}
+}
+
+// TestStandardStringsFromLogin: the setting the server reports at login
+// reaches every execution, so the analysis reads string literals as the
+// server does from the first statement on.
+func TestStandardStringsFromLogin(t *testing.T) {
+	p := itStartProxy(t, Config{})
+	ctx := itCtx(t, 30*time.Second)
+	c := itConnect(t, ctx, p.URL(pgtest.Superuser, "application_name=strings-login"))
+	if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	evs := p.WaitEvents(t, 1, itAppSQL("strings-login", "SELECT 1"))
+	if got := evs[0].StandardStrings; got != pgwire.StandardStringsOn {
+		t.Errorf("got StandardStrings %v, want on (reported at login)", got)
 	}
 }

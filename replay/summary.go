@@ -103,7 +103,7 @@ func (s *Summary) statement(e *pgwire.Execution, fp *fingerprint.Cache) *fingerp
 	}
 	res := s.lastRes
 	if res == nil || e.SQL != s.lastSQL {
-		res = fp.Of(e.SQL)
+		res = fp.OfStrings(e.SQL, fingerprint.Strings(e.StandardStrings))
 		s.lastSQL, s.lastRes = e.SQL, res
 	}
 	if n := len(res.Statements); n > 0 {

@@ -71,8 +71,9 @@ type conn struct {
 	tr       *pgwire.Tracker
 	lastSeen time.Time
 
-	cbuf, sbuf []byte // startup and authentication bytes, per direction
-	gss        bool   // the pending request was a GSSENCRequest
+	cbuf, sbuf []byte                 // startup and authentication bytes, per direction
+	gss        bool                   // the pending request was a GSSENCRequest
+	strings    pgwire.StandardStrings // reported during authentication; unknown after a resync
 
 	// Resynchronization (phaseHunt).
 	serverSynced  bool
@@ -435,6 +436,9 @@ func (r *Reader) auth(c *conn, dir int, p []byte, ts time.Time) []byte {
 		case 'R', 'K', 'N', 'v':
 		case 'S':
 			c.info = pgwire.WithParameterStatus(c.info, body)
+			if s, ok := pgwire.StandardStringsStatus(body); ok {
+				c.strings = s
+			}
 		case 'E': // authentication failed
 			c.phase = phaseDone
 			c.cbuf, c.sbuf = nil, nil
@@ -465,6 +469,7 @@ func (r *Reader) ready(c *conn, status byte) {
 		c.info = &pgwire.ConnInfo{ID: c.id, ClientAddr: c.key.clientAddr()}
 	}
 	c.tr = pgwire.NewTracker(c.info, r.emit, r.opts.Tracker)
+	c.tr.StartStandardStrings(c.strings) // unknown unless the login was seen
 	c.phase = phaseReady
 }
 
@@ -502,6 +507,7 @@ func (r *Reader) huntChunk(c *conn, dir int, p []byte, ts time.Time) {
 	}
 	pending := c.pendingServer
 	c.pendingServer, c.serverSynced = nil, false
+	c.strings = pgwire.StandardStringsUnknown // a SET may have passed in the gap
 	r.ready(c, 'I')
 	if len(pending) > 0 {
 		if err := c.tr.Backend(pending, ts); err != nil {
