@@ -2,7 +2,6 @@ package detector
 
 import (
 	"maps"
-	"strconv"
 	"time"
 
 	"github.com/nplus1/nplus1/fingerprint"
@@ -224,7 +223,7 @@ type Detector struct {
 	// groups by key, least recently observed first out; evict makes room
 	// before the bound is reached, so that a window is judged before its
 	// group goes.
-	groups *lru.Cache[string, *group]
+	groups *lru.Cache[groupID, *group]
 
 	// star is select_star's memory: the fingerprints reported so far,
 	// forgotten in the order they were first reported (read with Peek).
@@ -262,7 +261,7 @@ func New(cfg Config) *Detector {
 	for _, r := range CloseReasons() {
 		d.stats.WindowsClosed[r] = 0
 	}
-	d.groups = lru.New[string, *group](d.cfg.MaxGroups, 0, nil)
+	d.groups = lru.New[groupID, *group](d.cfg.MaxGroups, 0, nil)
 	d.star = lru.New[uint64, *starSeen](d.cfg.MaxSelectStar, 0, nil)
 	d.recent = recentSources{buf: make([]recentSource, 0, min(d.cfg.MaxRecentSources, 64)), max: d.cfg.MaxRecentSources}
 	d.scopes = lru.New[scopeKey, *scopeState](maxScopes, 0, func(_ scopeKey, sc *scopeState) { sc.evicted = true })
@@ -372,16 +371,23 @@ func (d *Detector) Stats() Stats {
 	return s
 }
 
+// groupID is a group key: the trace id when there is one, else the
+// connection (a comparable struct: looking a group up allocates nothing).
+type groupID struct {
+	trace string
+	conn  uint64
+}
+
 // groupKey is the trace id when there is one, else the connection.
-func groupKey(ev Event) string {
+func groupKey(ev Event) groupID {
 	if ev.TraceID != "" {
-		return "t:" + ev.TraceID
+		return groupID{trace: ev.TraceID}
 	}
 	var id uint64
 	if ev.Exec.Conn != nil {
 		id = ev.Exec.Conn.ID
 	}
-	return "c:" + strconv.FormatUint(id, 10)
+	return groupID{conn: id}
 }
 
 // evict drops the least recently observed group, closing its window first.

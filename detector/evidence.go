@@ -45,9 +45,32 @@ const (
 
 // loopKeys are the distinct keys a repeated shape used, per parameter
 // position.
+// loopKeysHint is the initial size of a position's key map: a judged shape
+// gets one at its first execution with keys, and most run once.
+const loopKeysHint = 8
+
 type loopKeys struct {
 	pos  []map[valuekey.Key]time.Time // key → start of its first use
 	full bool                         // a position reached the detector's MaxParamsPerShape
+	// skipped counts the executions with keys before any source was
+	// known (see sourceKnown): their keys are not kept, since a key used
+	// before its source cannot come from it, but count in each position's
+	// "of" as if distinct, so that the proof stays as hard to reach.
+	skipped int
+}
+
+// sourceKnown reports whether a result that could be the source of s's
+// keys is known when x starts: one of another shape in the window, or a
+// recent result of the pool scope (see loopEvidence). Until then a loop's
+// keys cost nothing: pgbench -S, one lookup after another with no list
+// anywhere, keeps none.
+func (d *Detector) sourceKnown(g *group, s *shape, x *pgwire.Execution) bool {
+	w := g.win
+	if w.sources > 1 || w.sources == 1 && len(s.results) == 0 {
+		return true
+	}
+	last := d.scopeFor(g, x.Conn).lastSource
+	return !last.IsZero() && x.Start.Sub(last) <= d.cfg.MaxWindow
 }
 
 // add records one execution's keys.
@@ -64,7 +87,9 @@ func (l *loopKeys) add(keys []valuekey.Key, at time.Time, max int) {
 		}
 		m := l.pos[i]
 		if m == nil {
-			m = make(map[valuekey.Key]time.Time)
+			// Sized for a loop's worth of keys: a shape repeated that
+			// often grows its map less often.
+			m = make(map[valuekey.Key]time.Time, loopKeysHint)
 			l.pos[i] = m
 		}
 		if _, seen := m[k]; seen {
@@ -143,8 +168,9 @@ func (l *loopKeys) match(src *keySource, reject func(col string) bool) (col stri
 			if src.within > 0 && first.Sub(src.after) > src.within {
 				continue
 			}
-			if n > matched || n == matched && n > 0 && len(keys) < of {
-				col, param, matched, of, srcVals = name, p, n, len(keys), len(vals)
+			total := len(keys) + l.skipped
+			if n > matched || n == matched && n > 0 && total < of {
+				col, param, matched, of, srcVals = name, p, n, total, len(vals)
 			}
 		}
 	}
@@ -194,6 +220,9 @@ func scopeOf(c *pgwire.ConnInfo) scopeKey {
 type scopeState struct {
 	shapes  *lru.Cache[uint64, *shapeConns]
 	evicted bool // dropped from Detector.scopes: groups holding it look again
+	// lastSource is when the scope's latest result went into the recent
+	// sources (Detector.recent).
+	lastSource time.Time
 	// cooldown is the report cooldown of the scope's connection groups: one
 	// loop served by a pool of ten is reported once, not once per
 	// connection (see cooldownReport).
@@ -233,6 +262,13 @@ func (s *shapeConns) others(conn uint64, since time.Time) bool {
 	}
 	return false
 }
+
+// scopeSawEvery is how often a shape that keeps running in a window is
+// recorded in its pool scope: the concurrency test looks an idle gap back,
+// so a record a few milliseconds old serves as well as a fresh one, and a
+// pgbench-like stream of one shape costs one scope lookup per interval, not
+// one per execution.
+const scopeSawEvery = 5 * time.Millisecond
 
 // sawShape records that conn ran shape fp at t.
 // The group remembers its connection's scope, so the scope key (four
@@ -370,7 +406,9 @@ func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev 
 			if catalogOnly(r.stmt) {
 				continue
 			}
-			ks := keySource{fingerprint: r.stmt.ID, conn: r.conn, results: []*pgwire.ResultKeys{r.res}, after: r.end, within: d.cfg.IdleGap}
+			// A loop reads its source's keys right away: within the idle
+			// gap, or the stall gap, the longest pause a loop is allowed.
+			ks := keySource{fingerprint: r.stmt.ID, conn: r.conn, results: []*pgwire.ResultKeys{r.res}, after: r.end, within: max(d.cfg.IdleGap, d.cfg.StallGap)}
 			srcStmt = r.stmt
 			if try(a.keys.match(&ks, reject)) {
 				src, rows = r.stmt, r.rows

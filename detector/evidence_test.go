@@ -325,3 +325,25 @@ func TestEvidenceCatalogsAreNoSource(t *testing.T) {
 		t.Fatalf("got %v, evidence %+v", summaries(fs), fs[0].Evidence)
 	}
 }
+
+// BenchmarkObservePgbench is pgbench -S through the proxy: 8 connections,
+// each one primary-key lookup after another with its key and one-row
+// result (value evidence on), a window per connection until MaxWindowEvents.
+func BenchmarkObservePgbench(b *testing.B) {
+	tl := poolTimeline(8)
+	for i := range 4000 {
+		tl.on(uint64(1 + i%8))
+		tl.lookup(qUser, 1+i%100000)
+		tl.wait(20 * time.Microsecond)
+	}
+	events := tl.events
+	b.ReportAllocs()
+	for b.Loop() {
+		d := New(Config{})
+		for _, ev := range events {
+			d.Observe(ev)
+		}
+		d.Flush()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
+}

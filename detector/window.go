@@ -39,6 +39,9 @@ type window struct {
 	seq []step
 	// evBytes is the ResultKeys memory its shapes keep (Detector.evBytes).
 	evBytes int
+	// sources counts its shapes that kept a result: the candidate sources
+	// of a loop's keys in the window.
+	sources int
 	shapes  []*shape         // in order of first execution
 	byID    map[uint64]int32 // fingerprint ID → index in shapes
 }
@@ -68,6 +71,9 @@ type shape struct {
 	// the distinct keys per parameter position.
 	results []*pgwire.ResultKeys
 	keys    *loopKeys
+	// sawAt is when the shape's run was last recorded in its pool scope
+	// (sawShape), which is done at most every scopeSawEvery.
+	sawAt time.Time
 
 	// The rest is kept only for shapes the rules judge.
 	judged     bool
@@ -210,12 +216,16 @@ func (d *Detector) addEvidence(g *group, s *shape, ev Event, end time.Time) {
 	w, x := g.win, ev.Exec
 	if r := x.Result; r != nil && r.Rows() > 0 {
 		if n := r.Size(); d.evBytes+n <= d.cfg.MaxEvidenceBytes {
+			if len(s.results) == 0 {
+				w.sources++
+			}
 			s.results = append(s.results, r)
 			d.evBytes += n
 			w.evBytes += n
 			if r.Rows() >= d.cfg.NPlusOneThreshold {
 				d.recent.add(recentSource{scope: scopeOf(x.Conn), conn: connID(x.Conn), end: end,
 					stmt: s.stmt, rows: max(x.Rows, int64(r.Rows())), res: r})
+				d.scopeFor(g, x.Conn).lastSource = end
 			}
 		} else {
 			d.stats.EvidenceDropped++
@@ -228,9 +238,16 @@ func (d *Detector) addEvidence(g *group, s *shape, ev Event, end time.Time) {
 		if s.keys == nil {
 			s.keys = &loopKeys{}
 		}
-		s.keys.add(keys, x.Start, d.cfg.MaxParamsPerShape)
+		if s.keys.pos == nil && !d.sourceKnown(g, s, x) {
+			// No result its keys could come from yet, and a key used
+			// before its source was known never counts: only count it.
+			s.keys.skipped++
+		} else {
+			s.keys.add(keys, x.Start, d.cfg.MaxParamsPerShape)
+		}
 	}
-	if ev.TraceID == "" {
+	if ev.TraceID == "" && (s.sawAt.IsZero() || end.Sub(s.sawAt) >= scopeSawEvery) {
+		s.sawAt = end
 		d.sawShape(g, x.Conn, s.stmt.ID, end)
 	}
 }

@@ -328,6 +328,14 @@ func TestCorpus(t *testing.T) {
 				reruns++
 				t.Logf("attempt %d: the machine stalled %s between two statements (idle gap %s) and the result differs; running the case again", attempt, gap.Round(time.Millisecond), detector.DefaultIdleGap)
 			}
+			if c.Known != nil && len(missing)+len(extra) > 0 {
+				// A known weakness of timing (a coincidence that needs a
+				// race to be won) may not show: getting Want is right.
+				if _, m, e := match(c.Want, fs); len(m)+len(e) == 0 {
+					t.Logf("the known weakness did not show this time: got what the case wants")
+					missing, extra, expect = nil, nil, c.Want
+				}
+			}
 			for _, f := range fs {
 				checkFinding(t, f)
 			}
