@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -129,27 +128,8 @@ func TestStandardStringsOffHoldsNoLiteral(t *testing.T) {
 		t.Errorf("want the lookups' N+1s with their constants masked, got %s", api)
 	}
 	outputs := map[string]string{"api": api, "metrics": get("/metrics")}
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not return")
-	}
-	data, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	outputs["findings-out"] = string(data)
-	outputs["logs"] = logs.String()
-	outputs["console"] = console.String()
-	for name, o := range outputs {
-		if i := strings.Index(strings.ToLower(o), "secretleak"); i >= 0 {
-			t.Errorf("%s holds a planted literal: %s", name, o[max(0, i-200):min(len(o), i+100)])
-		}
-	}
+	stopCommand(t, stop, done, logs, &console, out, outputs)
+	noPlant(t, outputs, "secretleak", "literal")
 }
 
 // TestStandardStringsOffKeysMatchServer holds the fingerprint package's
