@@ -407,8 +407,10 @@ func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev 
 				continue
 			}
 			// A loop reads its source's keys right away: within the idle
-			// gap, or the stall gap, the longest pause a loop is allowed.
-			ks := keySource{fingerprint: r.stmt.ID, conn: r.conn, results: []*pgwire.ResultKeys{r.res}, after: r.end, within: max(d.cfg.IdleGap, d.cfg.StallGap)}
+			// gap. (Not the stall gap: half a second after another
+			// request's list, independent lookups of some of its ids are
+			// too common to be taken for its loop.)
+			ks := keySource{fingerprint: r.stmt.ID, conn: r.conn, results: []*pgwire.ResultKeys{r.res}, after: r.end, within: d.cfg.IdleGap}
 			srcStmt = r.stmt
 			if try(a.keys.match(&ks, reject)) {
 				src, rows = r.stmt, r.rows
