@@ -109,7 +109,16 @@
 //     position and one column, at least NPlusOneThreshold (or all) of the
 //     loop's distinct keys and at least half of them: digests of small
 //     integers match by chance across unrelated columns, half of a loop's
-//     keys do not. The proven source replaces the row-count guess in
+//     keys do not. Half is not enough where chance is likely: lookups of
+//     a small table on a busy connection meet some values of any list. So
+//     a match with a source on another connection, or with fewer than nine
+//     in ten of the loop's keys, also needs the order of the source's rows:
+//     taken in the order they were first used, at least NPlusOneThreshold
+//     of the matched keys and four in five of them follow the rows (a loop
+//     walks its list in order, and a pool hands each connection an ordered
+//     part of it; chance puts five keys in order once in 120). A loop over
+//     a set or a hash map walks in no order, and is proven by the nine in
+//     ten. The proven source replaces the row-count guess in
 //     Finding.Source. Only digests are compared (internal/valuekey, a
 //     random per-process key); no value is kept.
 //

@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -387,7 +388,11 @@ func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev 
 		}
 		ks := keySource{fingerprint: s.stmt.ID, results: s.results, after: s.firstEnd}
 		srcStmt = s.stmt
-		if try(a.keys.match(&ks, reject)) {
+		col, param, matched, of, srcVals := a.keys.match(&ks, reject)
+		if param >= 0 && !strongMatch(matched, of) && !a.keys.inRowOrder(param, ks.results, col, ks.after, d.cfg.NPlusOneThreshold) {
+			continue // some of the keys of a busy connection's lookups, in no order of the list: chance
+		}
+		if try(col, param, matched, of, srcVals) {
 			src, rows = s.stmt, s.rowsTotal
 			best.SourceFingerprint, best.SourceConnection = hexOf(s.stmt), 0
 		}
@@ -412,7 +417,11 @@ func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev 
 			// too common to be taken for its loop.)
 			ks := keySource{fingerprint: r.stmt.ID, conn: r.conn, results: []*pgwire.ResultKeys{r.res}, after: r.end, within: d.cfg.IdleGap}
 			srcStmt = r.stmt
-			if try(a.keys.match(&ks, reject)) {
+			col, param, matched, of, srcVals := a.keys.match(&ks, reject)
+			if param >= 0 && (r.conn != conn || !strongMatch(matched, of)) && !a.keys.inRowOrder(param, ks.results, col, r.end, d.cfg.NPlusOneThreshold) {
+				continue // another connection's list, and lookups in no order of it: chance
+			}
+			if try(col, param, matched, of, srcVals) {
 				src, rows = r.stmt, r.rows
 				best.SourceFingerprint = hexOf(r.stmt)
 				best.SourceConnection = 0
@@ -480,4 +489,71 @@ func catalogOnly(st *fingerprint.Statement) bool {
 		}
 	}
 	return true
+}
+
+// minRowOrder is the share of a loop's matched keys that must follow the
+// order of the source's rows when the match alone could be chance: a loop
+// walks its list in order (a pool hands each connection an ordered part of
+// it), while independent lookups that happen to hit some of a list's values
+// (a small table, a busy connection) come in any order. It is asked of
+// every source on another connection, and of a source on the loop's own
+// connection when the match is not strong (see strongMatch).
+const minRowOrder = 0.8
+
+// strongMatch reports a match that chance does not make: nine in ten of the
+// loop's keys are the source's values. A loop over a set or a hash map
+// walks its list in no order, and keeps this.
+func strongMatch(matched, of int) bool { return 10*matched >= 9*of }
+
+// inRowOrder reports whether the keys at position param that are values of
+// the column col of results (in the order they ran, their rows numbered on
+// from one to the next), taken in the order of their first use after after,
+// follow those rows: the longest run of them in increasing row order covers
+// at least minRowOrder of them, and at least threshold (so a short loop must
+// be in order throughout: one random order in 120 puts 5 keys in order, one
+// in 7 puts 4 of them).
+func (l *loopKeys) inRowOrder(param int, results []*pgwire.ResultKeys, col string, after time.Time, threshold int) bool {
+	if param >= len(l.pos) {
+		return false
+	}
+	rowOf := make(map[valuekey.Key]int)
+	base := 0
+	for _, res := range results {
+		if res == nil {
+			continue
+		}
+		if c := slices.Index(res.Columns, col); c >= 0 && c < len(res.Keys) {
+			for row, v := range res.Keys[c] {
+				if _, dup := rowOf[v]; !dup && v != valuekey.None {
+					rowOf[v] = base + row
+				}
+			}
+		}
+		base += res.Rows()
+	}
+	type use struct {
+		at  time.Time
+		row int
+	}
+	var uses []use
+	for k, at := range l.pos[param] {
+		if row, ok := rowOf[k]; ok && !at.Before(after) {
+			uses = append(uses, use{at, row})
+		}
+	}
+	if len(uses) == 0 {
+		return false
+	}
+	slices.SortFunc(uses, func(a, b use) int { return a.at.Compare(b.at) })
+	// The longest strictly increasing run of rows (patience sorting).
+	var tails []int
+	for _, u := range uses {
+		i, _ := slices.BinarySearch(tails, u.row)
+		if i == len(tails) {
+			tails = append(tails, u.row)
+		} else {
+			tails[i] = u.row
+		}
+	}
+	return len(tails) >= threshold && float64(len(tails)) >= minRowOrder*float64(len(uses))
 }

@@ -347,3 +347,39 @@ func BenchmarkObservePgbench(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
 }
+
+// TestEvidenceOtherConnectionNeedsRowOrder: lookups on one connection whose
+// keys are values of a list another connection of the pool just read are
+// its loop when they walk the list in order (a loop through a pool); in no
+// order of it, they are independent requests that hit some of its values by
+// chance (a small table), and not proven from it.
+func TestEvidenceOtherConnectionNeedsRowOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		keys   []int
+		proven bool
+	}{
+		{"in order", seq(1, 12), true},
+		{"in order with one out of place", []int{1, 2, 3, 4, 5, 6, 12, 7, 8, 9, 10, 11}, true},
+		{"in no order", []int{7, 2, 11, 4, 9, 1, 12, 5, 3, 10, 6, 8}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tl := poolTimeline(2)
+			tl.source(qOrders, seq(1, 12))
+			tl.on(2)
+			for _, k := range tc.keys {
+				tl.lookup(qUser, k)
+				tl.wait(time.Millisecond)
+			}
+			var proven bool
+			for _, f := range nPlusOnes(detect(Config{}, tl.events)) {
+				if f.Evidence != nil && f.Evidence.Kind == EvidenceDataFlow {
+					proven = true
+				}
+			}
+			if proven != tc.proven {
+				t.Errorf("proven from the other connection's list: %v, want %v", proven, tc.proven)
+			}
+		})
+	}
+}
