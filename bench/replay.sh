@@ -4,25 +4,28 @@
 #
 # Generates a workload of STATEMENTS statements (50 interleaved connections, each
 # request a list query and ten lookups by id, half of them with a sqlcommenter
-# traceparent) as an nplus1 recording and as a pcap (Ethernet/IPv4/TCP, as
-# tcpdump -i lo writes it), then runs `nplus1 replay --format json` over each
-# ROUNDS times and prints the best wall time, statements per second and peak RSS.
-# Everything lives in a temporary directory removed on exit.
+# traceparent) as an nplus1 recording (with the value evidence the proxy records
+# by default) and as a pcap (Ethernet/IPv4/TCP, as tcpdump -i lo writes it), then
+# runs `nplus1 replay --format json --evidence=EVIDENCE` over each ROUNDS times and
+# prints the best wall time, statements per second and peak RSS. Everything lives
+# in a temporary directory removed on exit.
 #
-# Usage: bench/replay.sh [--statements N] [--rounds N] [--bin FILE]
+# Usage: bench/replay.sh [--statements N] [--rounds N] [--bin FILE] [--evidence true|false]
 
 set -euo pipefail
 
 STATEMENTS=1000000
 ROUNDS=3
 BIN=""
+EVIDENCE=true
 
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--statements) STATEMENTS="$2"; shift 2 ;;
 	--rounds) ROUNDS="$2"; shift 2 ;;
 	--bin) BIN="$2"; shift 2 ;;
-	-h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--evidence) EVIDENCE="$2"; shift 2 ;;
+	-h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/replay.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -52,7 +55,7 @@ for input in workload.jsonl workload.pcap; do
 	rss=""
 	for _ in $(seq "$ROUNDS"); do
 		start=$(date +%s%N)
-		"${TIMECMD[@]}" "$BIN" replay --format json --progress off --log-level warn "$WORK/$input" >"$WORK/out.json"
+		"${TIMECMD[@]}" "$BIN" replay --format json --progress off --log-level warn --evidence="$EVIDENCE" "$WORK/$input" >"$WORK/out.json"
 		end=$(date +%s%N)
 		ns=$((end - start))
 		if [ -z "$best" ] || [ "$ns" -lt "$best" ]; then best=$ns; fi

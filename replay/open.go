@@ -41,11 +41,12 @@ type OpenOptions struct {
 	Ports []uint16
 	// KeepParams keeps the bound parameter values, for re-execution.
 	KeepParams bool
-	// Evidence attaches value evidence to the executions of pcap files
-	// (pgwire.TrackerOptions.Evidence: digests of the bound parameters and
-	// of the first rows of results), for the detector's data-flow proof;
-	// from EvidenceBudget, nil for no global bound. The other formats carry
-	// no result values and attach none.
+	// Evidence attaches value evidence (digests of the bound parameters and
+	// of the first rows of results) for the detector's data-flow proof: to
+	// the executions of pcap files (pgwire.TrackerOptions.Evidence), and of
+	// recordings that hold it (recording.ReaderOptions.Evidence); from
+	// EvidenceBudget, nil for no global bound. Server logs carry no result
+	// values and attach none.
 	Evidence       bool
 	EvidenceBudget *pgwire.EvidenceBudget
 }
@@ -112,7 +113,8 @@ var openers = map[string]func(files []string, o OpenOptions) (reader, error){
 			KeepParams: o.KeepParams, Evidence: o.Evidence, EvidenceBudget: o.EvidenceBudget}}))
 	},
 	FormatRecording: func(files []string, o OpenOptions) (reader, error) {
-		return adapt(recording.Open(files, recording.ReaderOptions{KeepParams: o.KeepParams}))
+		return adapt(recording.Open(files, recording.ReaderOptions{KeepParams: o.KeepParams,
+			Evidence: o.Evidence, EvidenceBudget: o.EvidenceBudget}))
 	},
 	FormatCSVLog: func(files []string, o OpenOptions) (reader, error) {
 		return adapt(pglog.Open(pglog.CSV, files, pglog.Options{KeepParams: o.KeepParams}))

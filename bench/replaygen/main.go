@@ -6,7 +6,10 @@
 // ORM-like shape: a list query (simple protocol) that returns 10 rows, then
 // 10 lookups by id (extended protocol with a binary int8 parameter, as pgx
 // sends them: Bind, Describe, Execute, Sync on a prepared statement), then
-// an idle gap. Half the requests use a sqlcommenter traceparent.
+// an idle gap. Half the requests use a sqlcommenter traceparent. The
+// recording holds the value evidence the proxy records with --evidence (the
+// default): the digests of each lookup's parameter and of every result, as
+// the tracker computes them from the pcap's bytes.
 //
 //	go run ./bench/replaygen -statements 1000000 -out DIR
 package main
@@ -25,6 +28,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/nplus1/nplus1/internal/valuekey"
 	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/replay/recording"
 )
@@ -59,6 +63,18 @@ type gen struct {
 	pw  *pcapgo.Writer
 	buf gopacket.SerializeBuffer
 	at  time.Time
+
+	// The results' digests, the same for every request (read only).
+	listResult, lookupResult *pgwire.ResultKeys
+}
+
+// listKeys are the digests of rowsOf(n): column id, text format.
+func listKeys(n int) *pgwire.ResultKeys {
+	ids := make([]valuekey.Key, n)
+	for i := range ids {
+		ids[i] = valuekey.Text(fmt.Append(nil, i+1))
+	}
+	return &pgwire.ResultKeys{Columns: []string{"id"}, Keys: [][]valuekey.Key{ids}}
 }
 
 func generate(n, nconns int, dir string) error {
@@ -74,7 +90,9 @@ func generate(n, nconns int, dir string) error {
 	defer pf.Close()
 	pbw := bufio.NewWriterSize(pf, 1<<20)
 	g := &gen{rec: recording.NewWriter(rf, recording.WriterOptions{}), pw: pcapgo.NewWriterNanos(pbw), buf: gopacket.NewSerializeBuffer(),
-		at: time.Date(2026, 3, 14, 15, 0, 0, 0, time.UTC)}
+		at:           time.Date(2026, 3, 14, 15, 0, 0, 0, time.UTC),
+		listResult:   listKeys(10),
+		lookupResult: &pgwire.ResultKeys{Columns: []string{"name"}, Keys: [][]valuekey.Key{{valuekey.Text([]byte("user name"))}}}}
 	if err := g.pw.WriteFileHeader(262144, layers.LinkTypeEthernet); err != nil {
 		return err
 	}
@@ -182,7 +200,12 @@ func (g *gen) simple(c *conn, sql string, rows int) error {
 	if err := g.segment(c, false, reply, false, false); err != nil {
 		return err
 	}
-	return g.rec.Write(&pgwire.Execution{Conn: c.info, Start: start, End: end, SQL: sql, Protocol: "simple", Command: "SELECT", Rows: int64(rows)})
+	res := g.listResult
+	if rows != len(res.Keys[0]) {
+		res = listKeys(rows)
+	}
+	return g.rec.Write(&pgwire.Execution{Conn: c.info, Start: start, End: end, SQL: sql, Protocol: "simple", Command: "SELECT", Rows: int64(rows),
+		Result: res})
 }
 
 func (g *gen) lookup(c *conn, id int64) error {
@@ -219,7 +242,8 @@ func (g *gen) lookup(c *conn, id int64) error {
 	}
 	params := [][]byte{param}
 	return g.rec.Write(&pgwire.Execution{Conn: c.info, Start: start, End: end, SQL: lookupSQL, Protocol: "extended", Prepared: "stmtcache_1",
-		Params: params, ParamFormats: []int16{1}, ParamsHash: pgwire.HashParams([]int16{1}, params), NumParams: 1, Command: "SELECT", Rows: 1})
+		Params: params, ParamFormats: []int16{1}, ParamsHash: pgwire.HashParams([]int16{1}, params), NumParams: 1, Command: "SELECT", Rows: 1,
+		ParamKeys: []valuekey.Key{valuekey.Binary(param, valuekey.OIDInt8)}, Result: g.lookupResult})
 }
 
 var (

@@ -93,11 +93,14 @@ func freeLoopbackPort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// findingKey is what must match between the live run and a replay.
+// findingKey is what must match between the live run and a replay; with
+// the source, an N+1's evidence too: its kind, and for the data flow the
+// source's column, the loop's parameter and how many of its keys matched.
 type findingKey struct {
 	Kind        detector.Kind
 	Fingerprint string
 	Source      string
+	Evidence    detector.Evidence
 }
 
 func keysOf(fs []detector.Finding, app string, withSource bool, skip ...detector.Kind) []findingKey {
@@ -110,10 +113,15 @@ func keysOf(fs []detector.Finding, app string, withSource bool, skip ...detector
 		if withSource && f.Source != nil {
 			k.Source = f.Source.Fingerprint
 		}
+		if withSource && f.Evidence != nil {
+			ev := *f.Evidence
+			k.Evidence = detector.Evidence{Kind: ev.Kind, SourceFingerprint: ev.SourceFingerprint, SourceColumn: ev.SourceColumn,
+				Param: ev.Param, Matched: ev.Matched, Of: ev.Of}
+		}
 		out = append(out, k)
 	}
 	slices.SortFunc(out, func(a, b findingKey) int {
-		return strings.Compare(string(a.Kind)+a.Fingerprint+a.Source, string(b.Kind)+b.Fingerprint+b.Source)
+		return strings.Compare(fmt.Sprintf("%+v", a), fmt.Sprintf("%+v", b))
 	})
 	return out
 }
@@ -193,11 +201,15 @@ func TestReplayMatchesLiveRun(t *testing.T) {
 	for _, k := range liveKeys {
 		kinds = append(kinds, string(k.Kind))
 	}
-	// The live run itself found the workload's patterns.
+	// The live run itself found the workload's patterns, and proved an N+1
+	// from the data flow (which the pcap and recording replays must too).
 	for _, want := range []detector.Kind{detector.KindNPlusOne, detector.KindDuplicateQuery, detector.KindUnpaginated, detector.KindSelectStar} {
 		if !slices.Contains(kinds, string(want)) {
 			t.Fatalf("live run lacks %s: %v\n%s", want, kinds, logs)
 		}
+	}
+	if !slices.ContainsFunc(liveKeys, func(k findingKey) bool { return k.Evidence.Kind == detector.EvidenceDataFlow }) {
+		t.Fatalf("live run proved no N+1 from the data flow: %+v", liveKeys)
 	}
 
 	// The server's logs (copied before the server and its directory go).
@@ -245,9 +257,12 @@ func TestReplayMatchesLiveRun(t *testing.T) {
 		withSource bool
 		skip       []detector.Kind
 	}{
+		// A capture and a recording hold the rows' and parameters' digests:
+		// the same sources and evidence as the live run.
 		{"pcap", []string{"--port", strconv.Itoa(port), pcap}, true, nil},
 		{"recording", []string{recDir}, true, nil},
-		// Logs have no row counts: no unpaginated finding, no N+1 source.
+		// Logs have no row counts: no unpaginated finding, no N+1 source,
+		// no data-flow evidence.
 		{"csvlog", csvs, false, []detector.Kind{detector.KindUnpaginated}},
 		{"jsonlog", jsons, false, []detector.Kind{detector.KindUnpaginated}},
 	} {

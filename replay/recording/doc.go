@@ -32,6 +32,38 @@
 // command, rows, sqlstate, in_tx and tx_end. Fields are added, never renamed;
 // readers ignore fields they do not know.
 //
+// # Value evidence
+//
+// When the proxy attached value evidence to an execution (--evidence, on by
+// default), its item holds the digests too, never the values they were
+// made from:
+//
+//   - param_keys: the digests of the bound parameters (Execution.ParamKeys);
+//   - result_columns: the result's column names, result_keys: per column,
+//     the digests of its values in the first rows (Execution.Result), and
+//     result_truncated when rows or columns past the tracker's bounds were
+//     not hashed.
+//
+// Each list of digests is one JSON string: the digests as little-endian
+// 64-bit integers, in standard base64 with padding (the Reader accepts it
+// without). A digest of 0 is valuekey.None (NULL, or a value that cannot
+// be a key). That is about 11 bytes per digest, where 16 hex digits in a
+// JSON array take 19, and one decode per list.
+//
+// The digests are keyed by the recording proxy's random per-process key,
+// which is never written: all the digests of one proxy run are comparable
+// with each other, and digests of different runs never match, so the
+// detector's data-flow proof spans one run (the session_id prefix, the
+// Writer's start, tells runs apart). For the same reason a recording's
+// result digests never match the digests of SQL literals, which the
+// replaying process computes from the text: a loop whose keys are
+// literals in its text (the simple protocol, or values the client
+// inlined) is judged on repetition in a replayed recording. A
+// Reader restores the evidence with ReaderOptions.Evidence, taking its
+// memory from the EvidenceBudget as a tracker does; a recording written
+// without evidence (by --evidence=false, or an nplus1 that did not record
+// it) reads without it, and its notes say so.
+//
 // # Files
 //
 // A Writer rotates by size: with a directory it writes

@@ -5,12 +5,14 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/nplus1/nplus1/pgwire"
 )
 
 func FuzzReader(f *testing.F) {
 	var buf bytes.Buffer
 	w := NewWriter(&buf, WriterOptions{Now: func() time.Time { return t0 }})
-	for _, e := range sampleExecutions() {
+	for _, e := range evidenceExecutions() {
 		w.Write(e)
 	}
 	w.Close()
@@ -20,9 +22,17 @@ func FuzzReader(f *testing.F) {
 	f.Add(buf.Bytes())
 	f.Add([]byte(`{"type":"BoundExecute","item":{"timestamp":"2019-02-25T15:08:27.24Z","session_id":1,"parameters":[1,true,{"a":[1,2]},"\ud83d\ude00\u00e9"],"param_hex":[0,9,-1],"param_formats":[1]}}`))
 	f.Add([]byte(`{"item":{"query":"\ud800","timestamp":"2019-02-25T15:08:27Z"},"type":"Statement"}` + "\n" + `[[[[[[[[[[[[[[[[[[[[`))
+	f.Add([]byte(`{"type":"Statement","item":{"timestamp":"2019-02-25T15:08:27Z","param_keys":"AQAAAAAAAAA","result_columns":["a","b"],"result_keys":["","AQAAAAAAAAACAAAAAAAAAA=="],"result_truncated":true}}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		const maxLine = 4096
-		r := NewReader(bytes.NewReader(in), ReaderOptions{KeepParams: true, MaxLineBytes: maxLine})
+		budget := pgwire.NewEvidenceBudget(1 << 20)
+		r := NewReader(bytes.NewReader(in), ReaderOptions{KeepParams: true, MaxLineBytes: maxLine, Evidence: true, EvidenceBudget: budget})
+		taken := 0
+		defer func() {
+			if budget.Used() != int64(taken) {
+				t.Fatalf("budget used %d, executions hold %d", budget.Used(), taken)
+			}
+		}()
 		for range len(in) + 1 {
 			e, err := r.Next()
 			if err == io.EOF {
@@ -34,6 +44,10 @@ func FuzzReader(f *testing.F) {
 			if e.Conn == nil || e.End.Before(e.Start) || len(e.Params) != e.NumParams && e.Params != nil {
 				t.Fatalf("bad execution %+v", e)
 			}
+			if res := e.Result; res != nil && len(res.Keys) > len(res.Columns) {
+				t.Fatalf("more digest lists than columns: %+v", res)
+			}
+			taken += e.EvidenceSize()
 			if cap(r.line) > 2*maxLine+512<<10 || cap(r.sc.arena) > 2*maxLine+512<<10 {
 				t.Fatalf("buffers grew: line %d, arena %d", cap(r.line), cap(r.sc.arena))
 			}

@@ -3,6 +3,8 @@ package recording
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"github.com/nplus1/nplus1/internal/fileseq"
 	"github.com/nplus1/nplus1/internal/intern"
 	"github.com/nplus1/nplus1/internal/lru"
+	"github.com/nplus1/nplus1/internal/valuekey"
 	"github.com/nplus1/nplus1/pgwire"
 )
 
@@ -35,6 +38,14 @@ type ReaderOptions struct {
 	KeepParams bool
 	// MaxLineBytes bounds a line (DefaultMaxLineBytes when 0).
 	MaxLineBytes int
+	// Evidence restores the value evidence the recording holds
+	// (Execution.ParamKeys and Result), taking its memory from
+	// EvidenceBudget (nil: no bound but the line's), as a tracker does:
+	// an execution whose evidence the budget refuses gets none, and its
+	// consumer gives Execution.EvidenceSize back when done. Without
+	// Evidence the digests are skipped unread.
+	Evidence       bool
+	EvidenceBudget *pgwire.EvidenceBudget
 }
 
 // ReaderStats count what a Reader read.
@@ -43,6 +54,10 @@ type ReaderStats struct {
 	Executions int64 // executions returned
 	Skipped    int64 // lines that were not JSON items this package knows, or too long
 	Bytes      int64 // bytes read, all files
+	// Evidence counts the executions returned with value evidence, and
+	// EvidenceDropped those whose evidence the EvidenceBudget refused
+	// (with ReaderOptions.Evidence).
+	Evidence, EvidenceDropped int64
 }
 
 // Reader reads executions from recordings (and from pgreplay-go's JSON
@@ -55,12 +70,18 @@ type Reader struct {
 	line     []byte
 	sc       scanner
 	it       item
+	raw      []byte   // an item's digests, decoded from base64
+	colLens  []int    // digests per result column in raw
+	lastCols []string // the latest Result.Columns, shared while they repeat
 	sessions *lru.Cache[string, *pgwire.ConnInfo]
 	nextID   uint64
 	intern   intern.Table // SQL texts and names, shared
 
 	stats   ReaderStats
 	lastErr string // the first bad line's problem, for the caller's report
+	// couldHaveEvidence counts the executions with rows or parameters,
+	// which a recording made with evidence holds digests for.
+	couldHaveEvidence int64
 }
 
 // Open returns a Reader over the files, read in order as one stream (the
@@ -111,10 +132,19 @@ func (r *Reader) FirstProblem() string { return r.lastErr }
 
 // Notes describe, for a person, what could not be read.
 func (r *Reader) Notes() []string {
-	if r.stats.Skipped == 0 {
-		return nil
+	var notes []string
+	if r.stats.Skipped > 0 {
+		notes = append(notes, fmt.Sprintf("recording: %d of %d lines skipped (first: %s)", r.stats.Skipped, r.stats.Lines, r.lastErr))
 	}
-	return []string{fmt.Sprintf("recording: %d of %d lines skipped (first: %s)", r.stats.Skipped, r.stats.Lines, r.lastErr)}
+	if r.opts.Evidence {
+		switch st := &r.stats; {
+		case st.Evidence == 0 && st.EvidenceDropped == 0 && r.couldHaveEvidence > 0:
+			notes = append(notes, "recording: it holds no value evidence (recorded with --evidence=false, or by an nplus1 that did not record it): N+1s found in it are judged on repetition alone")
+		case st.EvidenceDropped > 0:
+			notes = append(notes, fmt.Sprintf("recording: the value evidence of %d executions was not restored, the evidence budget being full: their loops are judged on repetition alone", st.EvidenceDropped))
+		}
+	}
+	return notes
 }
 
 // readLine returns the next line without its newline; a line longer than
@@ -204,21 +234,27 @@ type item struct {
 	typ, timestamp, sessionID, user, database, query []byte
 	clientAddr, appName, prepared, command, sqlstate []byte
 	paramsHash                                       []byte
+	paramKeys                                        []byte // base64
 
 	connID, duration, stmtIndex, rows, numParams int64
 	hasConnID, hasDuration, hasRows              bool
 	hasParams                                    bool
 	paramsTruncated, sqlTruncated, inTx, txEnd   bool
+	hasParamKeys, hasResult, resultTruncated     bool
 
 	params    [][]byte // nil entries are NULL
 	paramsStr []bool   // the value was a JSON string (not a number or bool)
 	formats   []int16
 	hexIdx    []int
+
+	resultCols [][]byte // column names
+	resultKeys [][]byte // base64, one per column
 }
 
 func (it *item) reset() {
 	params, paramsStr, formats, hexIdx := it.params[:0], it.paramsStr[:0], it.formats[:0], it.hexIdx[:0]
-	*it = item{params: params, paramsStr: paramsStr, formats: formats, hexIdx: hexIdx, rows: -1}
+	cols, keys := it.resultCols[:0], it.resultKeys[:0]
+	*it = item{params: params, paramsStr: paramsStr, formats: formats, hexIdx: hexIdx, resultCols: cols, resultKeys: keys, rows: -1}
 }
 
 func (r *Reader) parse(line []byte) bool {
@@ -321,8 +357,56 @@ func (r *Reader) field(key []byte) bool {
 		return intList(s, func(v int64) { it.formats = append(it.formats, int16(v)) })
 	case "param_hex":
 		return intList(s, func(v int64) { it.hexIdx = append(it.hexIdx, int(v)) })
+	case "param_keys":
+		if !r.opts.Evidence {
+			break
+		}
+		it.hasParamKeys = true
+		return str(&it.paramKeys)
+	case "result_columns":
+		if !r.opts.Evidence {
+			break
+		}
+		it.hasResult = true
+		return strList(s, func(v []byte) { it.resultCols = append(it.resultCols, v) })
+	case "result_keys":
+		if !r.opts.Evidence {
+			break
+		}
+		it.hasResult = true
+		return strList(s, func(v []byte) { it.resultKeys = append(it.resultKeys, v) })
+	case "result_truncated":
+		it.resultTruncated, ok = s.bool()
+		return ok
 	}
 	return s.skip()
+}
+
+// strList reads an array of strings (or null).
+func strList(s *scanner, add func([]byte)) bool {
+	if s.peek() == 'n' {
+		_, ok := s.literal()
+		return ok
+	}
+	if !s.expect('[') {
+		return false
+	}
+	if s.expect(']') {
+		return true
+	}
+	for {
+		v, ok := s.str()
+		if !ok {
+			return false
+		}
+		add(v)
+		if s.expect(']') {
+			return true
+		}
+		if !s.expect(',') {
+			return false
+		}
+	}
 }
 
 func intList(s *scanner, add func(int64)) bool {
@@ -445,7 +529,120 @@ func (r *Reader) apply() (*pgwire.Execution, bool) {
 		e.Rows = it.rows
 	}
 	r.params(e)
+	if r.opts.Evidence {
+		if !r.evidence(e) {
+			r.skipped(fmt.Sprintf("line %d: bad value evidence (param_keys, result_columns or result_keys)", r.stats.Lines))
+			return nil, false
+		}
+		if e.Rows > 0 || e.NumParams > 0 {
+			r.couldHaveEvidence++
+		}
+	}
 	return e, true
+}
+
+// evidence restores e's value evidence, within the budget. It reports
+// false when the item's digests are not what a Writer writes: strings of
+// base64 (padded or not) of a whole number of 8-byte digests, and no more
+// lists of digests than result columns.
+func (r *Reader) evidence(e *pgwire.Execution) bool {
+	it := &r.it
+	if !it.hasParamKeys && !it.hasResult {
+		return true
+	}
+	raw, ok := decodeDigests(r.raw[:0], it.paramKeys)
+	if !ok {
+		return false
+	}
+	nParams := len(raw) / 8
+	size := 8 * nParams
+	r.colLens = r.colLens[:0]
+	if it.hasResult {
+		if len(it.resultKeys) > len(it.resultCols) {
+			return false
+		}
+		size += 64 + 16*len(it.resultCols)
+		for _, k := range it.resultKeys {
+			n0 := len(raw)
+			if raw, ok = decodeDigests(raw, k); !ok {
+				return false
+			}
+			n := (len(raw) - n0) / 8
+			r.colLens = append(r.colLens, n)
+			size += 24 + 8*n
+		}
+	}
+	r.raw = raw[:0]
+	if cap(r.raw) > 4<<20 {
+		r.raw = nil
+	}
+	// The budget first: a refused execution costs no allocation.
+	if !r.opts.EvidenceBudget.Take(size) {
+		r.stats.EvidenceDropped++
+		return true
+	}
+	r.stats.Evidence++
+	keys := make([]valuekey.Key, len(raw)/8)
+	for i := range keys {
+		keys[i] = valuekey.Key(binary.LittleEndian.Uint64(raw[8*i:]))
+	}
+	if nParams > 0 {
+		e.ParamKeys = keys[:nParams:nParams]
+	}
+	if !it.hasResult {
+		return true
+	}
+	res := &pgwire.ResultKeys{Columns: r.columns(), Truncated: it.resultTruncated}
+	if len(r.colLens) > 0 {
+		res.Keys = make([][]valuekey.Key, len(r.colLens))
+		at := nParams
+		for c, n := range r.colLens {
+			res.Keys[c] = keys[at : at+n : at+n]
+			at += n
+		}
+	}
+	e.Result = res
+	return true
+}
+
+// columns returns the item's result column names, the previous result's
+// slice when they are the same (a loop's results share it, as the
+// tracker's do; it is read only).
+func (r *Reader) columns() []string {
+	cols := r.it.resultCols
+	if len(cols) == len(r.lastCols) && r.lastCols != nil {
+		same := true
+		for i, c := range cols {
+			if string(c) != r.lastCols[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return r.lastCols
+		}
+	}
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = r.intern.Str(c)
+	}
+	r.lastCols = out
+	return out
+}
+
+// decodeDigests appends to dst the bytes of a list of digests written by
+// the Writer: base64, padded or not, of a whole number of 8-byte digests.
+func decodeDigests(dst, s []byte) ([]byte, bool) {
+	enc := base64.StdEncoding
+	if len(s)%4 != 0 {
+		enc = base64.RawStdEncoding
+	}
+	n0 := len(dst)
+	out, err := enc.AppendDecode(dst, s)
+	if err != nil || (len(out)-n0)%8 != 0 {
+		return dst, false
+	}
+	return out, true
 }
 
 // params fills the parameter fields of e.

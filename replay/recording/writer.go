@@ -2,6 +2,8 @@ package recording
 
 import (
 	"bufio"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nplus1/nplus1/internal/valuekey"
 	"github.com/nplus1/nplus1/pgwire"
 )
 
@@ -63,6 +66,7 @@ type Writer struct {
 
 	seen  map[uint64]struct{} // connections with a Connect in the current file
 	buf   []byte
+	raw   []byte // digests as bytes, before base64
 	stats WriterStats
 	err   error // sticky
 }
@@ -182,6 +186,9 @@ func (w *Writer) Write(e *pgwire.Execution) error {
 	w.buf = b[:0]
 	if cap(w.buf) > 1<<20 {
 		w.buf = nil
+	}
+	if cap(w.raw) > 1<<20 {
+		w.raw = nil
 	}
 	n, err := w.bw.Write(b)
 	w.size += int64(n)
@@ -305,7 +312,58 @@ func (w *Writer) appendExecution(b []byte, e *pgwire.Execution) []byte {
 	if e.TxEnd {
 		b = append(b, `,"tx_end":true`...)
 	}
-	return append(b, "}}\n"...)
+	return append(w.appendEvidence(b, e), "}}\n"...)
+}
+
+// appendEvidence writes the value evidence, when e has some: param_keys,
+// and result_columns, result_keys and result_truncated. Each list of
+// digests is one base64 string (standard alphabet, padded) of the digests
+// as little-endian uint64s: about 11 bytes per digest where 16 hex digits
+// in a JSON array take 19, and one decode per list.
+func (w *Writer) appendEvidence(b []byte, e *pgwire.Execution) []byte {
+	if len(e.ParamKeys) > 0 {
+		b = appendKey(b, "param_keys")
+		b = w.appendDigests(b, e.ParamKeys)
+	}
+	r := e.Result
+	if r == nil {
+		return b
+	}
+	b = appendKey(b, "result_columns")
+	b = append(b, '[')
+	for i, c := range r.Columns {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, c)
+	}
+	b = append(b, ']')
+	b = appendKey(b, "result_keys")
+	b = append(b, '[')
+	for i, col := range r.Keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = w.appendDigests(b, col)
+	}
+	b = append(b, ']')
+	if r.Truncated {
+		b = append(b, `,"result_truncated":true`...)
+	}
+	return b
+}
+
+// appendDigests appends keys as a JSON string: base64 of their
+// little-endian bytes.
+func (w *Writer) appendDigests(b []byte, keys []valuekey.Key) []byte {
+	raw := w.raw[:0]
+	for _, k := range keys {
+		raw = binary.LittleEndian.AppendUint64(raw, uint64(k))
+	}
+	w.raw = raw[:0]
+	b = append(b, '"')
+	b = base64.StdEncoding.AppendEncode(b, raw)
+	return append(b, '"')
 }
 
 func appendHex16(b []byte, v uint64) []byte {
