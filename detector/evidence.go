@@ -58,6 +58,17 @@ type loopKeys struct {
 	// before its source cannot come from it, but count in each position's
 	// "of" as if distinct, so that the proof stays as hard to reach.
 	skipped int
+	// first and last are the earliest and latest first uses of a key.
+	first, last time.Time
+	// uses are the first uses, sorted by time when unsorted is false:
+	// usedIn searches them.
+	uses     []keyUse
+	unsorted bool
+}
+
+type keyUse struct {
+	at  time.Time
+	key valuekey.Key
 }
 
 // sourceKnown reports whether a result that could be the source of s's
@@ -101,6 +112,16 @@ func (l *loopKeys) add(keys []valuekey.Key, at time.Time, max int) {
 			continue
 		}
 		m[k] = at
+		if n := len(l.uses); n > 0 && at.Before(l.uses[n-1].at) {
+			l.unsorted = true // executions of a trace's connections, reordered
+		}
+		l.uses = append(l.uses, keyUse{at, k})
+		if l.first.IsZero() || at.Before(l.first) {
+			l.first = at
+		}
+		if at.After(l.last) {
+			l.last = at
+		}
 	}
 }
 
@@ -126,56 +147,68 @@ type keySource struct {
 // position (0-based), matched, of (the distinct keys at that position) and
 // srcVals (the distinct values of that column).
 func (l *loopKeys) match(src *keySource, reject func(col string) bool) (col string, param, matched, of, srcVals int) {
-	union := make(map[string]map[valuekey.Key]struct{})
-	var order []string
+	var order []string // the source's columns, in order of first appearance
 	for _, r := range src.results {
 		if r == nil {
 			continue
 		}
 		for c, name := range r.Columns {
-			if c >= len(r.Keys) {
-				break
-			}
-			m := union[name]
-			if m == nil {
-				m = make(map[valuekey.Key]struct{})
-				union[name] = m
+			if c < len(r.Keys) && !slices.Contains(order, name) {
 				order = append(order, name)
-			}
-			for _, v := range r.Keys[c] {
-				if v != valuekey.None {
-					m[v] = struct{}{}
-				}
 			}
 		}
 	}
 	param = -1
+	var vals, found []valuekey.Key // scratch: no map is built
 	for _, name := range order {
 		if reject(name) {
 			continue
 		}
-		vals := union[name]
+		vals = vals[:0]
+		for _, r := range src.results {
+			if r == nil {
+				continue
+			}
+			if c := slices.Index(r.Columns, name); c >= 0 && c < len(r.Keys) {
+				for _, v := range r.Keys[c] {
+					if v != valuekey.None {
+						vals = append(vals, v)
+					}
+				}
+			}
+		}
+		distinct := -1 // the column's distinct values, counted when needed
 		for p, keys := range l.pos {
-			n := 0
+			found = found[:0]
 			var first time.Time
-			for k, at := range keys {
-				if _, ok := vals[k]; ok && !at.Before(src.after) {
-					n++
+			for _, v := range vals {
+				if at, ok := keys[v]; ok && !at.Before(src.after) {
+					found = append(found, v)
 					if first.IsZero() || at.Before(first) {
 						first = at
 					}
 				}
 			}
+			n := countDistinct(found)
 			if src.within > 0 && first.Sub(src.after) > src.within {
 				continue
 			}
 			total := len(keys) + l.skipped
 			if n > matched || n == matched && n > 0 && total < of {
-				col, param, matched, of, srcVals = name, p, n, total, len(vals)
+				if distinct < 0 {
+					distinct = countDistinct(slices.Clone(vals))
+				}
+				col, param, matched, of, srcVals = name, p, n, total, distinct
 			}
 		}
 	}
 	return col, param, matched, of, srcVals
+}
+
+// countDistinct sorts ks and returns how many distinct keys it holds.
+func countDistinct(ks []valuekey.Key) int {
+	slices.Sort(ks)
+	return len(slices.Compact(ks))
 }
 
 // proves reports whether matched of of keys prove the data flow: at least
@@ -337,6 +370,18 @@ type recentSources struct {
 	max  int
 }
 
+// at returns the i-th oldest result in the ring.
+func (r *recentSources) at(i int) *recentSource {
+	if len(r.buf) < r.max {
+		return &r.buf[i]
+	}
+	return &r.buf[(r.next+i)%len(r.buf)]
+}
+
+// ringSlack is how far out of the order of their ends results may reach the
+// ring (see loopEvidence).
+const ringSlack = 250 * time.Millisecond
+
 func (r *recentSources) add(s recentSource) {
 	if len(r.buf) < r.max {
 		r.buf = append(r.buf, s)
@@ -398,11 +443,29 @@ func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev 
 		}
 	}
 	if src == nil {
+		if a.ring != nil { // searched already: the recent results do not depend on loops
+			return a.ring.ev, a.ring.src, a.ring.rows, a.ring.src != nil
+		}
+		defer func() { a.ring = &ringResult{ev: ev, src: src, rows: rows} }()
 		local = false
 		scope, conn := scopeOf(a.conn), connID(a.conn)
-		for i := range d.recent.buf {
-			r := &d.recent.buf[i]
+		// Newest first: the ring is in the order results arrived, which is
+		// the order of their ends but for the analysis queue's reordering
+		// across connections (milliseconds; ringSlack allows for it), so
+		// the search stops at the first result too old to be the source.
+		oldest := a.keys.first.Add(-d.cfg.IdleGap - ringSlack)
+		for j := range d.recent.buf {
+			r := d.recent.at(len(d.recent.buf) - 1 - j)
+			if r.end.Before(oldest) {
+				break
+			}
 			if r.scope != scope || r.end.After(a.lastStart) || a.start.Sub(r.end) > d.cfg.MaxWindow {
+				continue
+			}
+			// Its keys must be read within the idle gap after it ended
+			// (see within below): skip the results no key use is near,
+			// and those holding none of the keys used then.
+			if r.end.After(a.keys.last) || a.keys.first.Sub(r.end) > d.cfg.IdleGap || !a.keys.usedIn(r.res, r.end, r.end.Add(d.cfg.IdleGap)) {
 				continue
 			}
 			if r.conn == conn && !r.end.Before(w.start) {
@@ -435,6 +498,48 @@ func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev 
 		return Evidence{}, nil, 0, false
 	}
 	return best, src, rows, true
+}
+
+// ringResult is the outcome of a shape's search of the recent results, kept
+// for the window's evaluation: loopsOf and nPlusOne both ask.
+type ringResult struct {
+	ev   Evidence
+	src  *fingerprint.Statement
+	rows int64
+}
+
+// usedIn reports whether a key first used between from and to is a value
+// of res: the cheap test that rules out most recent results.
+func (l *loopKeys) usedIn(res *pgwire.ResultKeys, from, to time.Time) bool {
+	var near [8]valuekey.Key
+	n := 0
+	if l.unsorted {
+		slices.SortFunc(l.uses, func(a, b keyUse) int { return a.at.Compare(b.at) })
+		l.unsorted = false
+	}
+	i, _ := slices.BinarySearchFunc(l.uses, from, func(u keyUse, t time.Time) int { return u.at.Compare(t) })
+	for ; i < len(l.uses) && !l.uses[i].at.After(to); i++ {
+		if u := l.uses[i]; !u.at.Before(from) {
+			if n == len(near) {
+				return true // many keys used then: let match decide
+			}
+			near[n] = u.key
+			n++
+		}
+	}
+	if n == 0 || res == nil {
+		return false
+	}
+	for _, col := range res.Keys {
+		for _, v := range col {
+			for _, k := range near[:n] {
+				if v == k {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // literalKeys are the digests of the statement's literals.

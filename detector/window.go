@@ -71,6 +71,8 @@ type shape struct {
 	// the distinct keys per parameter position.
 	results []*pgwire.ResultKeys
 	keys    *loopKeys
+	// ring is the outcome of its search of the recent results, once done.
+	ring *ringResult
 	// sawAt is when the shape's run was last recorded in its pool scope
 	// (sawShape), which is done at most every scopeSawEvery.
 	sawAt time.Time
