@@ -384,32 +384,28 @@ func (r *Reader) field(key []byte) bool {
 
 // strList reads an array of strings (or null).
 func strList(s *scanner, add func([]byte)) bool {
-	if s.peek() == 'n' {
-		_, ok := s.literal()
-		return ok
-	}
-	if !s.expect('[') {
-		return false
-	}
-	if s.expect(']') {
-		return true
-	}
-	for {
+	return list(s, func() bool {
 		v, ok := s.str()
-		if !ok {
-			return false
+		if ok {
+			add(v)
 		}
-		add(v)
-		if s.expect(']') {
-			return true
-		}
-		if !s.expect(',') {
-			return false
-		}
-	}
+		return ok
+	})
 }
 
+// intList reads an array of integers (or null).
 func intList(s *scanner, add func(int64)) bool {
+	return list(s, func() bool {
+		v, ok := s.int()
+		if ok {
+			add(v)
+		}
+		return ok
+	})
+}
+
+// list reads an array (or null), each element with elem.
+func list(s *scanner, elem func() bool) bool {
 	if s.peek() == 'n' {
 		_, ok := s.literal()
 		return ok
@@ -421,11 +417,9 @@ func intList(s *scanner, add func(int64)) bool {
 		return true
 	}
 	for {
-		v, ok := s.int()
-		if !ok {
+		if !elem() {
 			return false
 		}
-		add(v)
 		if s.expect(']') {
 			return true
 		}
