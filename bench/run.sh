@@ -49,15 +49,9 @@ EOF
 
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 say() { printf 'bench: %s\n' "$*" >&2; }
-show_log() { # show_log FILE...: the last lines of each non-empty FILE, on stderr
-	local f
-	for f in "$@"; do
-		[[ -s $f ]] || continue
-		say "last lines of $(basename -- "$f"):"
-		tail -n 20 -- "$f" | sed 's/^/    /' >&2
-	done
-}
 die_log() { local log=$1; shift; show_log "$log"; die "$@"; }
+# shellcheck source=bench/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 
@@ -101,27 +95,7 @@ CMDLINE="bench/run.sh --duration $DURATION --rounds $ROUNDS --scale $SCALE${OUT:
 
 # ---------------------------------------------------------------- finding tools
 
-# pg_tool NAME: the PostgreSQL program NAME, from PATH, `pg_config --bindir`, or the newest
-# /usr/lib/postgresql/*/bin (Debian keeps the server programs off PATH).
-pg_tool() {
-	local name=$1 dir p
-	if p=$(command -v "$name" 2>/dev/null) && [[ -x $p ]]; then
-		printf '%s\n' "$p"
-		return 0
-	fi
-	if command -v pg_config >/dev/null 2>&1 && dir=$(pg_config --bindir 2>/dev/null) && [[ -x $dir/$name ]]; then
-		printf '%s\n' "$dir/$name"
-		return 0
-	fi
-	for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5,5 -rn); do
-		if [[ -x $dir/$name ]]; then
-			printf '%s\n' "$dir/$name"
-			return 0
-		fi
-	done
-	return 1
-}
-
+# pg_tool (bench/lib.sh) finds each program.
 INITDB=$(pg_tool initdb) || die "initdb not found (PATH, pg_config --bindir, /usr/lib/postgresql/*/bin): install the Debian package postgresql"
 # Take pg_ctl and postgres from the same directory as initdb, so the versions match.
 PGBIN=$(dirname -- "$(readlink -f -- "$INITDB")")
@@ -147,29 +121,8 @@ command -v timeout >/dev/null 2>&1 || die "timeout not found (Debian package cor
 
 # ---------------------------------------------------------------- run-as user
 
-# PostgreSQL and PgBouncer refuse to run as root; as root they run as postgres or nobody.
-RUN_AS=""
-if ((EUID == 0)); then
-	if id -u postgres >/dev/null 2>&1; then RUN_AS=postgres; else RUN_AS=nobody; fi
-	id -u "$RUN_AS" >/dev/null 2>&1 || die "running as root and neither user postgres nor nobody exists"
-fi
 
-# as_db_user CMD...: run CMD as the server user.
-as_db_user() { (exec_as_db_user "$@"); }
 
-# exec_as_db_user CMD...: replace the current (sub)shell with CMD run as the server user;
-# `exec_as_db_user CMD &` leaves the program itself (not a wrapping subshell) in $!.
-exec_as_db_user() {
-	if [[ -z $RUN_AS ]]; then
-		exec "$@"
-	elif command -v setpriv >/dev/null 2>&1; then
-		exec setpriv --reuid="$RUN_AS" --regid="$(id -g "$RUN_AS")" --init-groups -- "$@"
-	elif command -v runuser >/dev/null 2>&1; then
-		exec runuser -u "$RUN_AS" -- "$@"
-	else
-		exec su -s /bin/sh "$RUN_AS" -c "exec $(printf '%q ' "$@")"
-	fi
-}
 
 # ---------------------------------------------------------------- cleanup
 
@@ -179,18 +132,6 @@ NPLUS1_PID=""
 BOUNCER_PID=""
 BENCH_PID=""
 
-stop_pid() { # stop_pid PID NAME: TERM, wait up to 5 s, then KILL
-	local pid=$1 i
-	[[ -n $pid ]] || return 0
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 50; i++)); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	say "$2 (pid $pid) did not stop on SIGTERM; killing it"
-	kill -KILL "$pid" 2>/dev/null || true
-}
 
 cleanup() {
 	local rc=$?
@@ -228,21 +169,8 @@ if [[ -n $RUN_AS ]]; then chown "$RUN_AS" "$TMP/run"; fi
 
 # ---------------------------------------------------------------- ports
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 USED_PORTS=" "
-free_port() { # a port below the usual ephemeral range that nothing listens on
-	local p i
-	for ((i = 0; i < 500; i++)); do
-		p=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
-		[[ $USED_PORTS == *" $p "* ]] && continue
-		port_in_use "$p" && continue
-		USED_PORTS+="$p "
-		printf '%s\n' "$p"
-		return 0
-	done
-	die "could not find a free loopback port"
-}
 
 PG_PORT=$(free_port)
 NPLUS1_PORT=$(free_port)
@@ -285,9 +213,6 @@ PG_STARTED=1
 as_db_user "$PG_CTL" -D "$TMP/data" -l "$TMP/run/postgres.log" -w -t 60 start >/dev/null 2>&1 ||
 	die_log "$TMP/run/postgres.log" "PostgreSQL did not start"
 
-psql_at() { # psql_at PORT SQL: one value, or failure
-	"$PSQL" -X -A -t -q -h 127.0.0.1 -p "$1" -U "$DB_USER" -d "$DB_NAME" -v ON_ERROR_STOP=1 -c "$2"
-}
 
 PG_VERSION=$(psql_at "$PG_PORT" "show server_version") || die "cannot connect to PostgreSQL on 127.0.0.1:$PG_PORT"
 say "pgbench -i -s $SCALE"

@@ -97,15 +97,9 @@ EOF
 
 die() { printf 'soak: %s\n' "$*" >&2; exit 2; }
 say() { printf 'soak: %s\n' "$*" >&2; }
-show_log() { # show_log FILE...: the last lines of each non-empty FILE, on stderr
-	local f
-	for f in "$@"; do
-		[[ -s $f ]] || continue
-		say "last lines of $(basename -- "$f"):"
-		tail -n 20 -- "$f" | sed 's/^/    /' >&2
-	done
-}
 die_log() { local log=$1; shift; show_log "$log"; die "$@"; }
+# shellcheck source=bench/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 in_range() { [[ $1 =~ ^[0-9]+$ ]] && (($1 >= $2 && $1 <= $3)); } # in_range VALUE MIN MAX
 
 need_value() { (($1 >= 2)) || die "$2 needs a value"; }
@@ -157,27 +151,7 @@ cd /
 
 # ---------------------------------------------------------------- finding tools
 
-# pg_tool NAME: the PostgreSQL program NAME, from PATH, `pg_config --bindir`, or the newest
-# /usr/lib/postgresql/*/bin (Debian keeps the server programs off PATH).
-pg_tool() {
-	local name=$1 dir p
-	if p=$(command -v "$name" 2>/dev/null) && [[ -x $p ]]; then
-		printf '%s\n' "$p"
-		return 0
-	fi
-	if command -v pg_config >/dev/null 2>&1 && dir=$(pg_config --bindir 2>/dev/null) && [[ -x $dir/$name ]]; then
-		printf '%s\n' "$dir/$name"
-		return 0
-	fi
-	for dir in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -t/ -k5,5 -rn); do
-		if [[ -x $dir/$name ]]; then
-			printf '%s\n' "$dir/$name"
-			return 0
-		fi
-	done
-	return 1
-}
-
+# pg_tool (bench/lib.sh) finds each program.
 INITDB=$(pg_tool initdb) || die "initdb not found (PATH, pg_config --bindir, /usr/lib/postgresql/*/bin): install the Debian package postgresql"
 PGBIN=$(dirname -- "$(readlink -f -- "$INITDB")")
 [[ -x $PGBIN/pg_ctl && -x $PGBIN/postgres ]] || die "pg_ctl/postgres not found next to $INITDB: install the Debian package postgresql"
@@ -195,23 +169,6 @@ command -v pgrep >/dev/null 2>&1 || die "pgrep not found (Debian package procps)
 
 # ---------------------------------------------------------------- run-as user
 
-RUN_AS=""
-if ((EUID == 0)); then
-	if id -u postgres >/dev/null 2>&1; then RUN_AS=postgres; else RUN_AS=nobody; fi
-	id -u "$RUN_AS" >/dev/null 2>&1 || die "running as root and neither user postgres nor nobody exists"
-fi
-as_db_user() { (exec_as_db_user "$@"); }
-exec_as_db_user() {
-	if [[ -z $RUN_AS ]]; then
-		exec "$@"
-	elif command -v setpriv >/dev/null 2>&1; then
-		exec setpriv --reuid="$RUN_AS" --regid="$(id -g "$RUN_AS")" --init-groups -- "$@"
-	elif command -v runuser >/dev/null 2>&1; then
-		exec runuser -u "$RUN_AS" -- "$@"
-	else
-		exec su -s /bin/sh "$RUN_AS" -c "exec $(printf '%q ' "$@")"
-	fi
-}
 
 # ---------------------------------------------------------------- cleanup
 
@@ -222,18 +179,6 @@ FP_PID=""
 FLOOD_PID=""
 LOOP_PIDS=()
 
-stop_pid() { # stop_pid PID NAME: TERM, wait up to 5 s, then KILL
-	local pid=$1 i
-	[[ -n $pid ]] || return 0
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 50; i++)); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	say "$2 (pid $pid) did not stop on SIGTERM; killing it"
-	kill -KILL "$pid" 2>/dev/null || true
-}
 
 kill_tree() { # kill_tree PID: TERM the process, then its descendants (found by parent id)
 	local pid=$1 kids k
@@ -279,20 +224,7 @@ sleep_until() { local d; while d=$(($1 - $(now))) && ((d > 0)); do nap "$((d > 5
 
 # ---------------------------------------------------------------- ports
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 USED_PORTS=" "
-free_port() {
-	local p i
-	for ((i = 0; i < 500; i++)); do
-		p=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
-		[[ $USED_PORTS == *" $p "* ]] && continue
-		port_in_use "$p" && continue
-		USED_PORTS+="$p "
-		printf '%s\n' "$p"
-		return 0
-	done
-	die "could not find a free loopback port"
-}
 PG_PORT=$(free_port)
 FP_PORT=$(free_port)
 NP_PORT=$(free_port)
@@ -346,9 +278,6 @@ PG_STARTED=1
 as_db_user "$PG_CTL" -D "$TMP/data" -l "$TMP/postgres.log" -w -t 60 start >/dev/null 2>&1 ||
 	die_log "$TMP/postgres.log" "PostgreSQL did not start"
 
-psql_at() { # psql_at PORT SQL: one value, or failure
-	"$PSQL" -X -A -t -q -h 127.0.0.1 -p "$1" -U "$DB_USER" -d "$DB_NAME" -v ON_ERROR_STOP=1 -c "$2"
-}
 PG_VERSION=$(psql_at "$PG_PORT" "show server_version") || die "cannot connect to PostgreSQL on 127.0.0.1:$PG_PORT"
 psql_at "$PG_PORT" "create role soak_flood login password 'never-sent'" >/dev/null || die "create role soak_flood failed"
 say "pgbench -i -s $SCALE"

@@ -1,0 +1,88 @@
+# shellcheck shell=bash
+# bench/lib.sh — helpers shared by bench/run.sh and bench/soak.sh: sourced, not run.
+# The sourcing script defines die and say first.
+
+show_log() { # show_log FILE...: the last lines of each non-empty FILE, on stderr
+	local f
+	for f in "$@"; do
+		[[ -s $f ]] || continue
+		say "last lines of $(basename -- "$f"):"
+		tail -n 20 -- "$f" | sed 's/^/    /' >&2
+	done
+}
+
+# pg_tool NAME: the PostgreSQL program NAME, from PATH, `pg_config --bindir`, or the newest
+# /usr/lib/postgresql/*/bin (Debian keeps the server programs off PATH).
+pg_tool() {
+	local name=$1 dir p
+	if p=$(command -v "$name" 2>/dev/null) && [[ -x $p ]]; then
+		printf '%s\n' "$p"
+		return 0
+	fi
+	if command -v pg_config >/dev/null 2>&1 && dir=$(pg_config --bindir 2>/dev/null) && [[ -x $dir/$name ]]; then
+		printf '%s\n' "$dir/$name"
+		return 0
+	fi
+	for dir in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -t/ -k5,5 -rn); do
+		if [[ -x $dir/$name ]]; then
+			printf '%s\n' "$dir/$name"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# PostgreSQL and PgBouncer refuse to run as root; as root they run as postgres or nobody.
+RUN_AS=""
+if ((EUID == 0)); then
+	if id -u postgres >/dev/null 2>&1; then RUN_AS=postgres; else RUN_AS=nobody; fi
+	id -u "$RUN_AS" >/dev/null 2>&1 || die "running as root and neither user postgres nor nobody exists"
+fi
+
+# as_db_user CMD...: run CMD as the server user.
+as_db_user() { (exec_as_db_user "$@"); }
+
+# exec_as_db_user CMD...: replace the current (sub)shell with CMD run as the server user;
+# `exec_as_db_user CMD &` leaves the program itself (not a wrapping subshell) in $!.
+exec_as_db_user() {
+	if [[ -z $RUN_AS ]]; then
+		exec "$@"
+	elif command -v setpriv >/dev/null 2>&1; then
+		exec setpriv --reuid="$RUN_AS" --regid="$(id -g "$RUN_AS")" --init-groups -- "$@"
+	elif command -v runuser >/dev/null 2>&1; then
+		exec runuser -u "$RUN_AS" -- "$@"
+	else
+		exec su -s /bin/sh "$RUN_AS" -c "exec $(printf '%q ' "$@")"
+	fi
+}
+
+stop_pid() { # stop_pid PID NAME: TERM, wait up to 5 s, then KILL
+	local pid=$1 i
+	[[ -n $pid ]] || return 0
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	say "$2 (pid $pid) did not stop on SIGTERM; killing it"
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() { # a port below the usual ephemeral range that nothing listens on
+	local p i
+	for ((i = 0; i < 500; i++)); do
+		p=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
+		[[ $USED_PORTS == *" $p "* ]] && continue
+		port_in_use "$p" && continue
+		USED_PORTS+="$p "
+		printf '%s\n' "$p"
+		return 0
+	done
+	die "could not find a free loopback port"
+}
+
+psql_at() { # psql_at PORT SQL: one value, or failure
+	"$PSQL" -X -A -t -q -h 127.0.0.1 -p "$1" -U "$DB_USER" -d "$DB_NAME" -v ON_ERROR_STOP=1 -c "$2"
+}
