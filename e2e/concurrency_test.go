@@ -151,30 +151,7 @@ func alongside(load, req func() error) error {
 // ccPgxpool runs fn on a pool of size connections, all open and idle before
 // fn starts, connected as application app.
 func ccPgxpool(app string, size int, fn func(ctx context.Context, p *pgxpool.Pool) error) func(ctx context.Context) error {
-	return func(ctx context.Context) error {
-		cfg, err := pgxpool.ParseConfig(h.url("application_name=" + url.QueryEscape(app)))
-		if err != nil {
-			return err
-		}
-		cfg.MaxConns, cfg.MinConns = int32(size), 0
-		p, err := pgxpool.NewWithConfig(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		defer p.Close()
-		var conns []*pgxpool.Conn
-		for range size {
-			c, err := p.Acquire(ctx)
-			if err != nil {
-				return err
-			}
-			conns = append(conns, c)
-		}
-		for _, c := range conns {
-			c.Release()
-		}
-		return fn(ctx, p)
-	}
+	return withPool(size, fn, "application_name="+url.QueryEscape(app))
 }
 
 // pgxRequest is one independent request through the pool.

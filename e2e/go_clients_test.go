@@ -145,10 +145,11 @@ func pgxTx(fn func(ctx context.Context, q querier) error) func(ctx context.Conte
 }
 
 // withPool runs fn on a new pool of size conns, every connection open and
-// idle before fn starts (as in a warmed-up service).
-func withPool(size int, fn func(ctx context.Context, p *pgxpool.Pool) error) func(ctx context.Context) error {
+// idle before fn starts (as in a warmed-up service); extra are connection
+// parameters ("application_name=x").
+func withPool(size int, fn func(ctx context.Context, p *pgxpool.Pool) error, extra ...string) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
-		cfg, err := pgxpool.ParseConfig(h.url())
+		cfg, err := pgxpool.ParseConfig(h.url(extra...))
 		if err != nil {
 			return err
 		}
