@@ -20,25 +20,13 @@ import (
 // data flow, and greps every output for them: the findings file, the API,
 // the metrics, the logs at debug level and the console.
 func TestEvidenceHoldsNoValue(t *testing.T) {
-	pg, err := pgtest.Start(pgtest.Options{})
-	if err != nil {
-		t.Fatalf("start PostgreSQL: %v", err)
-	}
-	t.Cleanup(pg.Stop)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const plant = "zqplant"
-	setup, err := pgx.Connect(ctx, pg.URL(pgtest.Superuser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := setup.Exec(ctx, `CREATE TABLE accounts (code text PRIMARY KEY, owner text NOT NULL);
+	pg := startPostgres(t, ctx, `CREATE TABLE accounts (code text PRIMARY KEY, owner text NOT NULL);
 		CREATE TABLE orders (id serial PRIMARY KEY, account_code text NOT NULL);
 		INSERT INTO accounts SELECT '`+plant+`-' || i, '`+plant+`-owner-' || i FROM generate_series(1, 12) i;
-		INSERT INTO orders (account_code) SELECT '`+plant+`-' || i FROM generate_series(1, 12) i;`); err != nil {
-		t.Fatal(err)
-	}
-	setup.Close(ctx)
+		INSERT INTO orders (account_code) SELECT '`+plant+`-' || i FROM generate_series(1, 12) i;`)
 
 	out := filepath.Join(t.TempDir(), "findings.jsonl")
 	rctx, stop := context.WithCancel(ctx)

@@ -8,7 +8,29 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nplus1/nplus1/internal/pgtest"
 )
+
+// startPostgres starts a PostgreSQL for the test and runs schema in it.
+func startPostgres(t *testing.T, ctx context.Context, schema string) *pgtest.Server {
+	t.Helper()
+	pg, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		t.Fatalf("start PostgreSQL: %v", err)
+	}
+	t.Cleanup(pg.Stop)
+	setup, err := pgx.Connect(ctx, pg.URL(pgtest.Superuser))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer setup.Close(ctx)
+	if _, err := setup.Exec(ctx, schema); err != nil {
+		t.Fatal(err)
+	}
+	return pg
+}
 
 // stopCommand stops a command started by startCommand (stop cancels its
 // context), waits for run to return, and adds what it wrote to outputs:

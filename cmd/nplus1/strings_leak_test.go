@@ -35,22 +35,10 @@ var stringsLeakQueries = []string{
 // The planted text must be in no output: the findings file, the API, the
 // metrics, the debug logs, the console.
 func TestStandardStringsOffHoldsNoLiteral(t *testing.T) {
-	pg, err := pgtest.Start(pgtest.Options{})
-	if err != nil {
-		t.Fatalf("start PostgreSQL: %v", err)
-	}
-	t.Cleanup(pg.Stop)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	setup, err := pgx.Connect(ctx, pg.URL(pgtest.Superuser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := setup.Exec(ctx, `CREATE TABLE accounts (code text PRIMARY KEY, owner text NOT NULL);
-		INSERT INTO accounts SELECT 'acct-' || i, 'owner-' || i FROM generate_series(1, 12) i;`); err != nil {
-		t.Fatal(err)
-	}
-	setup.Close(ctx)
+	pg := startPostgres(t, ctx, `CREATE TABLE accounts (code text PRIMARY KEY, owner text NOT NULL);
+		INSERT INTO accounts SELECT 'acct-' || i, 'owner-' || i FROM generate_series(1, 12) i;`)
 
 	out := filepath.Join(t.TempDir(), "findings.jsonl")
 	rctx, stop := context.WithCancel(ctx)
