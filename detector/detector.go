@@ -203,6 +203,9 @@ type Stats struct {
 	// no data flow proved them while other connections of the same pool
 	// scope ran the same shape (independent requests over a pool).
 	Proven, Unproven, Concurrent uint64
+	// Hopped counts the Proven occurrences joined from the pieces of a loop
+	// that hopped over its pool's connections (see hop.go).
+	Hopped uint64
 	// EvidenceDropped counts results not kept as candidate sources because
 	// MaxEvidenceBytes was reached.
 	EvidenceDropped uint64
@@ -232,9 +235,12 @@ type Detector struct {
 	// recent are the latest results that could be the source of a loop run
 	// on another connection of their pool scope; scopes tracks which
 	// connections of a scope ran a shape lately (concurrency).
-	recent  recentSources
-	scopes  *lru.Cache[scopeKey, *scopeState]
-	evBytes int // ResultKeys bytes kept by open windows
+	recent recentSources
+	// hopsPending are the unions of loops that hopped over a pool's
+	// connections, proven and waiting to settle (see hop.go).
+	hopsPending []pendingHop
+	scopes      *lru.Cache[scopeKey, *scopeState]
+	evBytes     int // ResultKeys bytes kept by open windows
 
 	stats Stats
 }

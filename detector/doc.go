@@ -122,6 +122,21 @@
 //     Finding.Source. Only digests are compared (internal/valuekey, a
 //     random per-process key); no value is kept.
 //
+//     A loop that asks the pool for a connection at every lookup, on a busy
+//     pool, leaves a few lookups on each connection, too few anywhere to
+//     prove anything. Its pieces are joined in the pool scope: each closing
+//     connection window adds the keys it used that are values of a recent
+//     result of the scope with at least 2 × NPlusOneThreshold rows, with
+//     when they were used and the row they came from. The union is an N+1
+//     proven by the data flow when it walked the source (at least
+//     NPlusOneThreshold keys and at least half of the column's distinct
+//     values) in the order of its rows (four in five, as above), and is
+//     reported once no window of the scope that opened before its last
+//     lookup is still open, so that it counts the whole loop
+//     (Evidence.Hops: the connections it ran on; Stats.Hopped). Lists
+//     shorter than 2 × NPlusOneThreshold are not joined across connections:
+//     a short list is matched by chance too easily.
+//
 //   - repetition: no result held the keys (keys from the request itself, a
 //     cache, a form; or no value evidence: a server-log replay, the
 //     evidence turned off). Such a loop is reported only when nothing says
@@ -131,7 +146,10 @@
 //     pgbench) it is not reported (Stats.Concurrent): at the wire, without a
 //     trace id or a data flow, a busy pool and a loop look alike. A loop
 //     whose lookups are spread so thin over a large pool that no connection
-//     runs NPlusOneThreshold of them is not seen (a known limit).
+//     runs NPlusOneThreshold of them is not seen unless its pieces join
+//     (above): a loop over a list of fewer than 2 × NPlusOneThreshold
+//     values, or over keys from the request, spread that thin is a known
+//     limit.
 //
 //     Severity: warning; critical from 10 × NPlusOneThreshold executions or
 //     one second of summed server time when a source is known (proven, or

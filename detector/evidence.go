@@ -29,6 +29,10 @@ type Evidence struct {
 	// SourceConnection is the connection the source ran on, when it is not
 	// the loop's own (a loop through a pool).
 	SourceConnection uint64 `json:"source_connection,omitempty"`
+	// Hops is the number of connections the loop's lookups ran on, when
+	// they hopped over a pool's connections and were joined in its scope
+	// (see hop.go); 0 for a loop judged on one connection or trace.
+	Hops int `json:"hops,omitempty"`
 }
 
 // Evidence kinds.
@@ -261,6 +265,9 @@ type scopeState struct {
 	// loop served by a pool of ten is reported once, not once per
 	// connection (see cooldownReport).
 	cooldown cooldowns
+	// hops are the pieces of loops that hopped over the scope's
+	// connections (see hop.go), made on first use.
+	hops *lru.Cache[hopKey, *hopLoop]
 }
 
 // shapeConns are the last few connections that ran a shape, with when they
@@ -650,15 +657,10 @@ func (l *loopKeys) inRowOrder(param int, results []*pgwire.ResultKeys, col strin
 		return false
 	}
 	slices.SortFunc(uses, func(a, b use) int { return a.at.Compare(b.at) })
-	// The longest strictly increasing run of rows (patience sorting).
-	var tails []int
-	for _, u := range uses {
-		i, _ := slices.BinarySearch(tails, u.row)
-		if i == len(tails) {
-			tails = append(tails, u.row)
-		} else {
-			tails[i] = u.row
-		}
+	rows := make([]int, len(uses))
+	for i, u := range uses {
+		rows[i] = u.row
 	}
-	return len(tails) >= threshold && float64(len(tails)) >= minRowOrder*float64(len(uses))
+	run := longestIncreasing(rows)
+	return run >= threshold && float64(run) >= minRowOrder*float64(len(uses))
 }

@@ -383,3 +383,79 @@ func TestEvidenceOtherConnectionNeedsRowOrder(t *testing.T) {
 		})
 	}
 }
+
+func TestEvidenceLoopHopsThinlyOverABusyPool(t *testing.T) {
+	// The list ran on connection 1; its 30 lookups went out one by one to
+	// whichever of 8 busy connections was free: 3 or 4 on each, among other
+	// requests' lookups of the same shape. No connection holds enough to
+	// prove anything; the pieces joined in the pool scope do.
+	tl := poolTimeline(8)
+	for r := range 16 {
+		tl.on(uint64(1+r%8)).lookup(qUser, 9000+r)
+	}
+	tl.on(1).source(qOrders, seq(1, 30))
+	for i, k := range seq(1, 30) {
+		tl.on(uint64(1+(i*3)%8)).lookup(qUser, k)
+		tl.on(uint64(1+(i*5+1)%8)).lookup(qUser, 8000+i) // other requests
+		tl.wait(500 * time.Microsecond)
+	}
+	d := New(Config{})
+	var fs []Finding
+	for _, ev := range tl.events {
+		fs = append(fs, d.Observe(ev)...)
+	}
+	fs = nPlusOnes(append(fs, d.Flush()...))
+	if len(fs) != 1 {
+		t.Fatalf("got %v, want one n_plus_one", summaries(fs))
+	}
+	ev := fs[0].Evidence
+	if ev == nil || ev.Kind != EvidenceDataFlow || ev.Matched != 30 || ev.SourceColumn != "user_id" || ev.Hops < 7 {
+		t.Errorf("%s: evidence %+v, want data_flow over user_id, 30 matched, 7+ hops", summary(fs[0]), ev)
+	}
+	if fs[0].Source == nil || names[fs[0].Source.Fingerprint] != "orders" {
+		t.Errorf("source %+v, want orders", fs[0].Source)
+	}
+	if got := d.Stats().Hopped; got != 1 {
+		t.Errorf("Stats.Hopped = %d, want 1", got)
+	}
+}
+
+func TestEvidenceChanceHitsOfAListAcrossAPoolDoNotJoin(t *testing.T) {
+	// A list of 30 orders on connection 1, and independent requests over the
+	// pool's 8 connections that look up users, 20 of them users of that list
+	// by chance (a small table), in no order of its rows: not an N+1.
+	tl := poolTimeline(8)
+	tl.on(1).source(qOrders, seq(1, 30))
+	chance := []int{17, 3, 28, 9, 22, 1, 14, 30, 6, 19, 11, 25, 2, 27, 8, 20, 13, 5, 24, 16}
+	for i, k := range chance {
+		tl.on(uint64(1+(i*3)%8)).lookup(qUser, k)
+		tl.on(uint64(1+(i*5+1)%8)).lookup(qUser, 8000+i)
+		tl.wait(500 * time.Microsecond)
+	}
+	for _, f := range nPlusOnes(detect(Config{}, tl.events)) {
+		t.Errorf("flagged %s (evidence %+v)", summary(f), f.Evidence)
+	}
+}
+
+func TestEvidenceHopsReportedOnceWithItsConnection(t *testing.T) {
+	// The same loop proven on one connection (10 of its lookups there) and
+	// present in pieces on two others: one report, not two.
+	tl := poolTimeline(3)
+	tl.on(1).source(qOrders, seq(1, 30))
+	for i, k := range seq(1, 30) {
+		tl.on(uint64(1+i%3)).lookup(qUser, k)
+	}
+	d := New(Config{})
+	var fs []Finding
+	for _, ev := range tl.events {
+		fs = append(fs, d.Observe(ev)...)
+	}
+	fs = nPlusOnes(append(fs, d.Flush()...))
+	if len(fs) != 1 {
+		t.Fatalf("got %v, want one n_plus_one", summaries(fs))
+	}
+	st := d.Stats()
+	if st.Found[KindNPlusOne] != st.Reported[KindNPlusOne]+st.Suppressed[KindNPlusOne] {
+		t.Errorf("found %d, reported %d, suppressed %d", st.Found[KindNPlusOne], st.Reported[KindNPlusOne], st.Suppressed[KindNPlusOne])
+	}
+}

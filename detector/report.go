@@ -57,29 +57,36 @@ func (d *Detector) close(out []Finding, g *group, reason string) []Finding {
 
 	cool := d.cooldownsOf(g)
 	for _, c := range d.evaluate(g, w) {
-		f := c.finding
-		d.stats.Found[f.Kind]++
-		if d.ignored(&f) {
-			d.stats.Ignored[f.Kind]++
-			continue
-		}
-		var report bool
-		if f.Kind == KindSelectStar {
-			report = d.starReport(&f, c.id)
-		} else {
-			report = d.cooldownReport(cool, &f, cooldownKey{f.Kind, c.id, c.source})
-		}
-		if !report {
-			d.stats.Suppressed[f.Kind]++
-			continue
-		}
-		d.stats.Reported[f.Kind]++
-		out = append(out, f)
+		out = d.report(out, cool, c)
 	}
 	if *cool != nil {
 		d.prune(*cool, w.end)
 	}
-	return out
+	return d.settleHops(out)
+}
+
+// report passes c through the safelist and the cooldown table cool (for
+// select_star, its once-per-fingerprint memory) and appends it to out when
+// it is to be reported.
+func (d *Detector) report(out []Finding, cool *cooldowns, c candidate) []Finding {
+	f := c.finding
+	d.stats.Found[f.Kind]++
+	if d.ignored(&f) {
+		d.stats.Ignored[f.Kind]++
+		return out
+	}
+	var report bool
+	if f.Kind == KindSelectStar {
+		report = d.starReport(&f, c.id)
+	} else {
+		report = d.cooldownReport(cool, &f, cooldownKey{f.Kind, c.id, c.source})
+	}
+	if !report {
+		d.stats.Suppressed[f.Kind]++
+		return out
+	}
+	d.stats.Reported[f.Kind]++
+	return append(out, f)
 }
 
 // cooldownsOf returns the cooldown table g's findings go through: a trace's

@@ -45,6 +45,9 @@ func (d *Detector) evaluate(g *group, w *window) []candidate {
 				out = append(out, c)
 			}
 		}
+		// A loop whose lookups hopped over the pool's connections: this
+		// window holds a piece of it (see hop.go).
+		d.hop(g, w, s, reported)
 
 		if !facts.HasLimit && !facts.AggregateOnly && s.maxRows >= d.cfg.UnpaginatedRows {
 			f := d.base(g, w, s, KindUnpaginated)
