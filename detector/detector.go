@@ -212,6 +212,9 @@ type Stats struct {
 	// StallsBridged counts pauses longer than IdleGap inside a loop that
 	// did not end its window because the loop went on (see StallGap).
 	StallsBridged uint64
+	// StallsReopened counts windows opened again because the loop they
+	// ended in went on after a pause longer than StallGap (see stall.go).
+	StallsReopened uint64
 }
 
 // Detector groups executions into windows and applies the rules when a
@@ -312,6 +315,14 @@ func (d *Detector) Observe(ev Event) []Finding {
 			out = d.close(out, g, CloseMaxWindow)
 		}
 	}
+	if g.win == nil && g.prev != nil {
+		if d.reopens(g, ev, start) {
+			g.win, g.prev = g.prev, nil
+			d.stats.WindowsOpen++
+		} else {
+			d.dropPrev(g)
+		}
+	}
 	if g.win == nil {
 		g.win = newWindow(start)
 		d.stats.WindowsOpen++
@@ -361,6 +372,7 @@ func (d *Detector) Flush() []Finding {
 		if g.win != nil {
 			out = d.close(out, g, CloseFlush)
 		}
+		d.dropPrev(g)
 	}
 	return out
 }
@@ -405,6 +417,7 @@ func (d *Detector) evict(out []Finding) []Finding {
 	if g.win != nil {
 		out = d.close(out, g, CloseEvicted)
 	}
+	d.dropPrev(g)
 	d.groups.Remove(key)
 	d.stats.GroupsEvicted++
 	return out

@@ -31,7 +31,10 @@
 //   - idle gap: no statement started for IdleGap after the previous one ended,
 //     unless a loop was running and goes on within StallGap (stall.go: the
 //     next statement repeats the loop's shape with one more key of the
-//     result it walks; a stalled client or machine, not a new request);
+//     result it walks; a stalled client or machine, not a new request).
+//     A window that closed while a loop ran is kept until MaxWindow after
+//     its start and opened again if the loop goes on after a longer stall;
+//     what it reported at its first close is not reported again;
 //   - MaxWindow after the window's first statement started;
 //   - MaxWindowEvents executions (a memory bound, counted).
 //
@@ -39,7 +42,8 @@
 // latency this adds is one idle gap, or StallGap (500ms) for a window that
 // ended in a loop. StallGap covers the scheduler stalls of a loaded 2-core
 // machine (135-300ms seen while a CPU hog ran beside the test suite) at the
-// cost of half a second more before a loop's finding appears.
+// cost of half a second more before a loop's finding appears; longer
+// stalls are bridged by reopening, at no extra latency.
 //
 // Defaults, and why:
 //

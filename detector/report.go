@@ -51,12 +51,28 @@ func (d *Detector) ResetReported() {
 func (d *Detector) close(out []Finding, g *group, reason string) []Finding {
 	w := g.win
 	g.win = nil
-	d.evBytes -= w.evBytes
 	d.stats.WindowsOpen--
 	d.stats.WindowsClosed[reason]++
+	if d.keepsForReopen(w, reason) {
+		g.prev = w // its evidence stays counted in evBytes until dropped
+	} else {
+		d.evBytes -= w.evBytes
+	}
 
 	cool := d.cooldownsOf(g)
 	for _, c := range d.evaluate(g, w) {
+		// A reopened window (see stall.go) does not report twice what it
+		// found before.
+		k := cooldownKey{c.finding.Kind, c.id, c.source}
+		if _, again := w.found[k]; again {
+			continue
+		}
+		if g.prev == w {
+			if w.found == nil {
+				w.found = make(map[cooldownKey]struct{})
+			}
+			w.found[k] = struct{}{}
+		}
 		out = d.report(out, cool, c)
 	}
 	if *cool != nil {
@@ -153,8 +169,11 @@ func (d *Detector) prune(cool cooldowns, now time.Time) {
 // remembers reports whether g still has cooldown state worth keeping at now,
 // pruning what expired.
 func (d *Detector) remembers(g *group, now time.Time) bool {
+	if g.prev != nil && now.Sub(g.prev.start) >= d.cfg.MaxWindow {
+		d.dropPrev(g)
+	}
 	d.prune(g.cooldown, now)
-	return len(g.cooldown) > 0
+	return len(g.cooldown) > 0 || g.prev != nil
 }
 
 // starSeen is select_star's memory of one fingerprint.

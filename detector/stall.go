@@ -19,7 +19,8 @@ import (
 // the window that the loop has not used yet. Anything else closes the
 // window as the idle gap says.
 //
-// The limit: a new request on the same connection within StallGap whose
+// The limit: a new request on the same connection within StallGap (or,
+// by reopening below, within MaxWindow of the window's start) whose
 // first statement looks up one more key of the previous request's list, by
 // the same query the previous request looped with, is taken into that
 // window too.
@@ -31,13 +32,13 @@ func (d *Detector) mayGoOn(w *window, now time.Time) bool {
 		return false
 	}
 	s := w.shapes[w.seq[len(w.seq)-1].shape]
-	return d.looping(w, s)
+	return looping(w, s)
 }
 
 // looping reports whether s is a loop that may go on: judged, run twice or
 // more with keys, after another statement of the window that returned
 // values (its candidate source).
-func (d *Detector) looping(w *window, s *shape) bool {
+func looping(w *window, s *shape) bool {
 	if !s.judged || s.count < 2 || s.keys == nil {
 		return false
 	}
@@ -52,9 +53,53 @@ func (d *Detector) looping(w *window, s *shape) bool {
 // loopGoesOn reports whether ev, starting at start after a pause longer than
 // the idle gap, continues a loop of w (see the comment above), and counts it.
 func (d *Detector) loopGoesOn(w *window, ev Event, start time.Time) bool {
+	if d.cfg.StallGap <= d.cfg.IdleGap || start.Sub(w.end) >= d.cfg.StallGap || !continuesLoop(w, ev) {
+		return false
+	}
+	d.stats.StallsBridged++
+	return true
+}
+
+// Longer stalls: a window that closed at its idle gap (or StallGap) while a
+// loop ran is kept (group.prev) until MaxWindow after its start. If the
+// group's next statement continues the loop (as above), the window is
+// opened again and the loop goes on in it; its findings are judged again
+// when it closes, and those it already reported are not reported twice
+// (window.reported). Anything else forgets it. So a loop cut by a stall of
+// any length below MaxWindow is judged whole, and its finding, reported at
+// the first close if the first part was enough, is not delayed.
+
+// keepsForReopen reports whether w, closing at its idle gap, is kept in
+// case its loop goes on after a longer stall.
+func (d *Detector) keepsForReopen(w *window, reason string) bool {
+	return reason == CloseIdleGap && d.cfg.StallGap > d.cfg.IdleGap && len(w.seq) > 0 &&
+		looping(w, w.shapes[w.seq[len(w.seq)-1].shape])
+}
+
+// reopens reports whether ev, the first statement of g since its window
+// closed, continues the loop of the kept window g.prev, and counts it.
+func (d *Detector) reopens(g *group, ev Event, start time.Time) bool {
+	w := g.prev
+	if start.Sub(w.start) >= d.cfg.MaxWindow || !continuesLoop(w, ev) {
+		return false
+	}
+	d.stats.StallsReopened++
+	return true
+}
+
+// dropPrev forgets g's kept window.
+func (d *Detector) dropPrev(g *group) {
+	if g.prev != nil {
+		d.evBytes -= g.prev.evBytes
+		g.prev = nil
+	}
+}
+
+// continuesLoop reports whether ev repeats the shape of a loop of w with a
+// key it has not used yet that a result earlier in w holds.
+func continuesLoop(w *window, ev Event) bool {
 	x, st := ev.Exec, ev.Stmt
-	if d.cfg.StallGap <= d.cfg.IdleGap || start.Sub(w.end) >= d.cfg.StallGap ||
-		st == nil || st.Err != nil || x.SQLState != "" {
+	if st == nil || st.Err != nil || x.SQLState != "" {
 		return false
 	}
 	idx, ok := w.byID[st.ID]
@@ -62,7 +107,7 @@ func (d *Detector) loopGoesOn(w *window, ev Event, start time.Time) bool {
 		return false
 	}
 	s := w.shapes[idx]
-	if !d.looping(w, s) {
+	if !looping(w, s) {
 		return false
 	}
 	for _, k := range keysOf(x, st) {
@@ -75,7 +120,6 @@ func (d *Detector) loopGoesOn(w *window, ev Event, start time.Time) bool {
 			}
 			for _, r := range src.results {
 				if resultHas(r, k) {
-					d.stats.StallsBridged++
 					return true
 				}
 			}

@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -44,12 +45,12 @@ func TestStallInsideALoop(t *testing.T) {
 // TestStallRulesOut: pauses that are not a stall in a loop end the window as
 // the idle gap says.
 func TestStallRulesOut(t *testing.T) {
-	t.Run("a pause longer than StallGap", func(t *testing.T) {
+	t.Run("a pause that ends MaxWindow after the window began", func(t *testing.T) {
 		tl := newTimeline()
 		tl.source(qOrders, seq(1, 6))
 		for i, k := range seq(1, 6) {
 			if i == 3 {
-				tl.wait(600 * time.Millisecond)
+				tl.wait(DefaultMaxWindow)
 			}
 			tl.lookup(qUser, k)
 		}
@@ -129,4 +130,64 @@ func TestStallRulesOut(t *testing.T) {
 			t.Errorf("got %v at StallGap, want the N+1", summaries(got))
 		}
 	})
+}
+
+func TestStallLongerThanStallGapReopens(t *testing.T) {
+	// A loop of 8 cut in two by a stall longer than StallGap: the window
+	// closes (4 lookups: nothing), then opens again when the loop goes on,
+	// and the whole loop is one finding. With the cooldown off, a reopened
+	// window still does not report again what it reported before.
+	for _, stall := range []time.Duration{600 * time.Millisecond, 1500 * time.Millisecond, 3 * time.Second} {
+		for _, cooldown := range []time.Duration{0, -1} {
+			t.Run(fmt.Sprintf("%s/cooldown=%s", stall, cooldown), func(t *testing.T) {
+				tl := newTimeline()
+				tl.source(qOrders, seq(1, 8))
+				for i, k := range seq(1, 8) {
+					if i == 4 {
+						tl.wait(stall)
+					}
+					tl.lookup(qUser, k)
+					tl.wait(time.Millisecond)
+				}
+				d := New(Config{ReportCooldown: cooldown})
+				var got []Finding
+				for _, ev := range tl.events {
+					got = append(got, d.Advance(ev.Exec.Start.Add(-time.Nanosecond))...)
+					got = append(got, d.Observe(ev)...)
+				}
+				got = append(got, d.Advance(tl.now.Add(10*time.Second))...)
+				ns := nPlusOnes(got)
+				if len(ns) != 1 || ns[0].Count != 8 || ns[0].Evidence == nil || ns[0].Evidence.Kind != EvidenceDataFlow {
+					t.Fatalf("got %v, want one N+1 of 8 lookups proven from orders", summaries(got))
+				}
+				if s := d.Stats(); s.StallsReopened != 1 {
+					t.Errorf("StallsReopened = %d, want 1", s.StallsReopened)
+				}
+			})
+		}
+	}
+}
+
+func TestStallReopenedWindowReportsOnce(t *testing.T) {
+	// 6 lookups, a long stall, 4 more: the first close reports the N+1 of
+	// 6; the reopened window, closing with 10, does not report it again
+	// even with the cooldown off, nor its select_star.
+	tl := newTimeline()
+	tl.source(qOrders, seq(1, 10))
+	for i, k := range seq(1, 10) {
+		if i == 6 {
+			tl.wait(time.Second)
+		}
+		tl.lookup(qUser, k)
+	}
+	d := New(Config{ReportCooldown: -1})
+	var got []Finding
+	for _, ev := range tl.events {
+		got = append(got, d.Advance(ev.Exec.Start.Add(-time.Nanosecond))...)
+		got = append(got, d.Observe(ev)...)
+	}
+	got = append(got, d.Flush()...)
+	if ns := nPlusOnes(got); len(ns) != 1 || ns[0].Count != 6 {
+		t.Fatalf("got %v, want the N+1 of the first 6 lookups once", summaries(got))
+	}
 }

@@ -16,6 +16,9 @@ type group struct {
 
 	lastSeen time.Time // latest statement end observed
 	win      *window   // nil between windows
+	// prev is the window that closed while a loop ran, kept in case the
+	// loop goes on after a long stall (see stall.go); nil otherwise.
+	prev *window
 
 	// cooldown holds, per (kind, fingerprint, source), when it was last
 	// reported; entries unseen for a whole cooldown are pruned. Only trace
@@ -44,6 +47,9 @@ type window struct {
 	sources int
 	shapes  []*shape         // in order of first execution
 	byID    map[uint64]int32 // fingerprint ID → index in shapes
+	// found are the findings of its first close, for a window kept for
+	// reopening (see stall.go): not reported again.
+	found map[cooldownKey]struct{}
 }
 
 type step struct {
