@@ -320,7 +320,7 @@ func (d *Detector) Observe(ev Event) []Finding {
 			g.win, g.prev = g.prev, nil
 			d.stats.WindowsOpen++
 		} else {
-			d.dropPrev(g)
+			out = d.dropPrev(out, g)
 		}
 	}
 	if g.win == nil {
@@ -357,8 +357,11 @@ func (d *Detector) Advance(now time.Time) []Finding {
 				out = d.close(out, g, CloseMaxWindow)
 			}
 		}
-		if g.win == nil && !d.remembers(g, now) {
-			d.groups.Remove(key)
+		if g.win == nil {
+			var keep bool
+			if out, keep = d.remembers(out, g, now); !keep {
+				d.groups.Remove(key)
+			}
 		}
 	}
 	return out
@@ -372,7 +375,7 @@ func (d *Detector) Flush() []Finding {
 		if g.win != nil {
 			out = d.close(out, g, CloseFlush)
 		}
-		d.dropPrev(g)
+		out = d.dropPrev(out, g)
 	}
 	return out
 }
@@ -417,7 +420,7 @@ func (d *Detector) evict(out []Finding) []Finding {
 	if g.win != nil {
 		out = d.close(out, g, CloseEvicted)
 	}
-	d.dropPrev(g)
+	out = d.dropPrev(out, g)
 	d.groups.Remove(key)
 	d.stats.GroupsEvicted++
 	return out

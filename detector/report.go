@@ -60,6 +60,7 @@ func (d *Detector) close(out []Finding, g *group, reason string) []Finding {
 	}
 
 	cool := d.cooldownsOf(g)
+	w.held = w.held[:0] // judged again, with what came since
 	for _, c := range d.evaluate(g, w) {
 		// A reopened window (see stall.go) does not report twice what it
 		// found before.
@@ -68,6 +69,13 @@ func (d *Detector) close(out []Finding, g *group, reason string) []Finding {
 			continue
 		}
 		if g.prev == w {
+			// Kept for reopening: an N+1 seen on repetition alone may be
+			// proven by what comes after the stall (the outer loop of a
+			// nested loop reaching the threshold); it waits.
+			if ev := c.finding.Evidence; c.finding.Kind == KindNPlusOne && ev != nil && ev.Kind == EvidenceRepetition {
+				w.held = append(w.held, c)
+				continue
+			}
 			if w.found == nil {
 				w.found = make(map[cooldownKey]struct{})
 			}
@@ -168,12 +176,12 @@ func (d *Detector) prune(cool cooldowns, now time.Time) {
 
 // remembers reports whether g still has cooldown state worth keeping at now,
 // pruning what expired.
-func (d *Detector) remembers(g *group, now time.Time) bool {
+func (d *Detector) remembers(out []Finding, g *group, now time.Time) ([]Finding, bool) {
 	if g.prev != nil && now.Sub(g.prev.start) >= d.cfg.MaxWindow {
-		d.dropPrev(g)
+		out = d.dropPrev(out, g)
 	}
 	d.prune(g.cooldown, now)
-	return len(g.cooldown) > 0 || g.prev != nil
+	return out, len(g.cooldown) > 0 || g.prev != nil
 }
 
 // starSeen is select_star's memory of one fingerprint.

@@ -87,19 +87,28 @@ func (d *Detector) reopens(g *group, ev Event, start time.Time) bool {
 	return true
 }
 
-// dropPrev forgets g's kept window.
-func (d *Detector) dropPrev(g *group) {
-	if g.prev != nil {
-		d.evBytes -= g.prev.evBytes
-		g.prev = nil
+// dropPrev forgets g's kept window, reporting what it held back.
+func (d *Detector) dropPrev(out []Finding, g *group) []Finding {
+	w := g.prev
+	if w == nil {
+		return out
 	}
+	d.evBytes -= w.evBytes
+	g.prev = nil
+	for _, c := range w.held {
+		out = d.report(out, d.cooldownsOf(g), c)
+	}
+	return out
 }
 
-// continuesLoop reports whether ev repeats the shape of a loop of w with a
-// key it has not used yet that a result earlier in w holds.
+// continuesLoop reports whether ev goes on with a loop of w: it repeats the
+// shape of a loop of w with a key it has not used yet that a result earlier
+// in w holds, or an inner loop resumes: the last statement of w was an
+// iteration of an outer loop (its shape ran twice or more) and ev repeats a
+// shape of w with a key of that statement's result, used before or not.
 func continuesLoop(w *window, ev Event) bool {
 	x, st := ev.Exec, ev.Stmt
-	if st == nil || st.Err != nil || x.SQLState != "" {
+	if st == nil || st.Err != nil || x.SQLState != "" || len(w.seq) == 0 {
 		return false
 	}
 	idx, ok := w.byID[st.ID]
@@ -107,11 +116,25 @@ func continuesLoop(w *window, ev Event) bool {
 		return false
 	}
 	s := w.shapes[idx]
-	if !looping(w, s) {
+	if !s.judged || s.keys == nil {
+		return false
+	}
+	loop := looping(w, s)
+	last := w.shapes[w.seq[len(w.seq)-1].shape]
+	inner := last != s && last.count >= 2 && len(last.results) > 0
+	if !loop && !inner {
 		return false
 	}
 	for _, k := range keysOf(x, st) {
-		if k == valuekey.None || s.keys.has(k) {
+		if k == valuekey.None {
+			continue
+		}
+		// The inner loop may look up a key again (the same product in two
+		// orders): the outer loop's latest result holding it is enough.
+		if inner && resultHas(last.results[len(last.results)-1], k) {
+			return true
+		}
+		if !loop || s.keys.has(k) {
 			continue
 		}
 		for _, src := range w.shapes {

@@ -191,3 +191,114 @@ func TestStallReopenedWindowReportsOnce(t *testing.T) {
 		t.Fatalf("got %v, want the N+1 of the first 6 lookups once", summaries(got))
 	}
 }
+
+func TestStallInsideANestedLoopReopens(t *testing.T) {
+	// orders → one item per order → its product, with a 700ms stall after
+	// every second order's item, before its product: the inner loop resumes
+	// with a key of the outer loop's latest result, so the window opens
+	// again and both loops are proven (at the first close that holds five
+	// of each, reported once).
+	tl := poolTimeline(1)
+	x := tl.q(qOrders, 1, 8)
+	x.Result = result([]string{"id", "user_id"}, []int{1, 50}, []int{2, 51}, []int{3, 52}, []int{4, 53}, []int{5, 54}, []int{6, 55}, []int{7, 56}, []int{8, 57})
+	for o := 1; o <= 8; o++ {
+		items := tl.q(qItems, uint64(o), 1)
+		items.ParamKeys = key(o)
+		items.Result = result([]string{"id", "product_id"}, []int{10 * o, 100 * o})
+		if o%2 == 0 {
+			tl.wait(700 * time.Millisecond)
+		}
+		tl.lookup(qProduct, 100*o)
+	}
+	d := New(Config{})
+	var got []Finding
+	for _, ev := range tl.events {
+		got = append(got, d.Advance(ev.Exec.Start.Add(-time.Nanosecond))...)
+		got = append(got, d.Observe(ev)...)
+	}
+	got = append(got, d.Advance(tl.now.Add(10*time.Second))...)
+	ns := nPlusOnes(got)
+	if len(ns) != 2 || names[ns[0].Fingerprint] != "items" || names[ns[1].Fingerprint] != "product" {
+		t.Fatalf("got %v, want the items and the products loops, once each", summaries(got))
+	}
+	for _, f := range ns {
+		if f.Evidence == nil || f.Evidence.Kind != EvidenceDataFlow {
+			t.Errorf("%s: evidence %+v, want data_flow", summary(f), f.Evidence)
+		}
+	}
+	if s := d.Stats(); s.StallsReopened != 4 {
+		t.Errorf("StallsReopened = %d, want 4", s.StallsReopened)
+	}
+}
+
+func TestStallNestedLoopProvenAfterTheStall(t *testing.T) {
+	// orders → 6 items per order, the same 6 products in every order → each
+	// product; a 700ms stall after the second order's items. At the stall
+	// the products loop has run 6 times over items that are not yet a loop
+	// (2 executions): on repetition alone it waits, and is proven once the
+	// loop goes on; reported once, with the data flow.
+	tl := poolTimeline(1)
+	x := tl.q(qOrders, 1, 6)
+	x.Result = result([]string{"id", "user_id"}, []int{1, 50}, []int{2, 51}, []int{3, 52}, []int{4, 53}, []int{5, 54}, []int{6, 55})
+	for o := 1; o <= 6; o++ {
+		items := tl.q(qItems, uint64(o), 6)
+		items.ParamKeys = key(o)
+		var rows [][]int
+		for i := range 6 {
+			rows = append(rows, []int{10*o + i, 60 + i})
+		}
+		items.Result = result([]string{"id", "product_id"}, rows...)
+		if o == 2 {
+			tl.wait(700 * time.Millisecond)
+		}
+		for i := range 6 {
+			tl.lookup(qProduct, 60+i)
+		}
+	}
+	d := New(Config{})
+	var got []Finding
+	for _, ev := range tl.events {
+		got = append(got, d.Advance(ev.Exec.Start.Add(-time.Nanosecond))...)
+		got = append(got, d.Observe(ev)...)
+	}
+	got = append(got, d.Advance(tl.now.Add(10*time.Second))...)
+	ns := nPlusOnes(got)
+	if len(ns) != 2 {
+		t.Fatalf("got %v, want the items and the products loops", summaries(got))
+	}
+	for _, f := range ns {
+		if f.Evidence == nil || f.Evidence.Kind != EvidenceDataFlow {
+			t.Errorf("%s: evidence %+v, want data_flow", summary(f), f.Evidence)
+		}
+	}
+}
+
+func TestStallHeldFindingReportedWhenTheLoopDoesNotGoOn(t *testing.T) {
+	// A loop over keys from the request (repetition), then a long pause and
+	// another request: the N+1 held at the first close is reported when the
+	// next statement does not continue the loop, and at the latest
+	// MaxWindow after the window began.
+	for _, next := range []bool{true, false} {
+		tl := newTimeline()
+		tl.source(qOrders, seq(1, 3))
+		for i := range 6 {
+			tl.q(qUser, uint64(500+i), 1).ParamKeys = key(500 + i)
+		}
+		if next {
+			tl.wait(time.Second)
+			tl.q(qSession, 7, 1)
+		}
+		d := New(Config{})
+		var got []Finding
+		for _, ev := range tl.events {
+			got = append(got, d.Advance(ev.Exec.Start.Add(-time.Nanosecond))...)
+			got = append(got, d.Observe(ev)...)
+		}
+		if !next {
+			got = append(got, d.Advance(t0.Add(DefaultMaxWindow))...)
+		}
+		if ns := nPlusOnes(got); len(ns) != 1 || ns[0].Evidence.Kind != EvidenceRepetition {
+			t.Errorf("next statement %v: got %v, want the N+1 on repetition", next, summaries(got))
+		}
+	}
+}

@@ -50,6 +50,9 @@ type window struct {
 	// found are the findings of its first close, for a window kept for
 	// reopening (see stall.go): not reported again.
 	found map[cooldownKey]struct{}
+	// held are the N+1s on repetition alone of a window kept for
+	// reopening, reported when it is forgotten (see stall.go).
+	held []candidate
 }
 
 type step struct {

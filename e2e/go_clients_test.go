@@ -375,6 +375,37 @@ func goCases() []corpusCase {
 			Run:  pgxTx(invoiceNPlusOne),
 		},
 		{
+			// The nested loop with a 700ms stall after every second order's
+			// items, before their products are looked up: the products'
+			// source is the union of the items' results, so only reopening
+			// the window keeps the loop whole.
+			Name: "pgx/invoice/nested_n+1_stalled_700ms",
+			Want: []want{nPlusOneBy("order_items", "orders", "data_flow"), nPlusOneBy("products", "order_items", "data_flow")},
+			Run: pgxConn(func(ctx context.Context, c *pgx.Conn) error {
+				orders, err := int64s(ctx, c, 0, qUserOrders, int64(7))
+				if err != nil {
+					return err
+				}
+				for i, o := range orders {
+					products, err := int64s(ctx, c, 1, qOrderItems, o)
+					if err != nil {
+						return err
+					}
+					if i%2 == 1 && i < 6 {
+						time.Sleep(700 * time.Millisecond)
+					}
+					for _, p := range products {
+						var name string
+						var price int32
+						if err := c.QueryRow(ctx, qProduct, p).Scan(&name, &price); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			}),
+		},
+		{
 			Name: "pgx/invoice/fixed_join_in_tx",
 			Run: pgxTx(func(ctx context.Context, q querier) error {
 				_, err := int64s(ctx, q, 0, qInvoiceJoin, int64(7))
@@ -619,6 +650,52 @@ func goCases() []corpusCase {
 					}
 					if err := loadUser(ctx, c, uid, ""); err != nil {
 						return err
+					}
+				}
+				return nil
+			}),
+		},
+		{
+			// Stalls longer than StallGap, every 4 lookups (700ms, four
+			// times): no piece reaches the threshold, but the window opens
+			// again each time the loop goes on; one N+1 of 20 with its
+			// source.
+			Name: "pgx/orders_with_user/n+1_stalled_700ms_every_4",
+			Want: []want{nPlusOneBy("users", "orders", "data_flow")},
+			Run: pgxConn(func(ctx context.Context, c *pgx.Conn) error {
+				uids, err := int64s(ctx, c, 1, qOpenOrders, "open", 20)
+				if err != nil {
+					return err
+				}
+				for i, uid := range uids {
+					if i > 0 && i%4 == 0 {
+						time.Sleep(700 * time.Millisecond)
+					}
+					if err := loadUser(ctx, c, uid, ""); err != nil {
+						return err
+					}
+				}
+				return nil
+			}),
+		},
+		{
+			// Two requests a second apart on one connection, each listing
+			// the orders and loading 3 users: neither continues the other's
+			// loop, so nothing is joined.
+			Name: "pgx/orders_with_user/two_requests_1s_apart_3_users_each",
+			Run: pgxConn(func(ctx context.Context, c *pgx.Conn) error {
+				for r := range 2 {
+					if r > 0 {
+						time.Sleep(time.Second)
+					}
+					uids, err := int64s(ctx, c, 1, qOpenOrders, "open", 20)
+					if err != nil {
+						return err
+					}
+					for _, uid := range uids[3*r : 3*r+3] {
+						if err := loadUser(ctx, c, uid, ""); err != nil {
+							return err
+						}
 					}
 				}
 				return nil
