@@ -33,8 +33,12 @@
 //     next statement repeats the loop's shape with one more key of the
 //     result it walks; a stalled client or machine, not a new request).
 //     A window that closed while a loop ran is kept until MaxWindow after
-//     its start and opened again if the loop goes on after a longer stall;
-//     what it reported at its first close is not reported again;
+//     its start and opened again if the loop goes on after a longer stall
+//     (or an inner loop resumes with a key of the outer loop's latest
+//     result); what it reported at its first close is not reported again,
+//     and an N+1 it saw on repetition alone waits until the window is
+//     forgotten (the next statement does not go on with the loop, or
+//     MaxWindow passed), since what follows the stall may prove it;
 //   - MaxWindow after the window's first statement started;
 //   - MaxWindowEvents executions (a memory bound, counted).
 //
