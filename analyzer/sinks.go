@@ -184,12 +184,14 @@ func (j *JSONL) Err() error {
 
 // Gate counts findings for the CI gate (--fail-on).
 type Gate struct {
-	mu     sync.Mutex
-	failOn map[detector.Kind]bool
-	counts map[detector.Kind]*gateCount
+	mu       sync.Mutex
+	failOn   map[detector.Kind]bool
+	counts   map[detector.Kind]*gateCount
+	baseline *Baseline // nil: every finding counts
 }
 
-type gateCount struct{ findings, occurrences, executions int }
+// known counts the findings in the baseline: they do not fail the gate.
+type gateCount struct{ findings, occurrences, executions, known int }
 
 // NewGate returns a Gate that fails on the given kinds.
 func NewGate(failOn []detector.Kind) *Gate {
@@ -198,6 +200,13 @@ func NewGate(failOn []detector.Kind) *Gate {
 		g.failOn[k] = true
 	}
 	return g
+}
+
+// UseBaseline makes the findings in b pass the gate: only new ones fail.
+func (g *Gate) UseBaseline(b *Baseline) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.baseline = b
 }
 
 // Finding counts f.
@@ -209,20 +218,35 @@ func (g *Gate) Finding(f *detector.Finding) {
 		c = &gateCount{}
 		g.counts[f.Kind] = c
 	}
+	if g.baseline != nil && g.baseline.see(f) {
+		c.known++
+	}
 	c.findings++
 	c.occurrences += max(f.Occurrences, 1)
 	c.executions += f.Count
 }
 
-// Failed returns the number of findings of the fail-on kinds.
+// Failed returns the number of findings of the fail-on kinds that are not
+// in the baseline.
 func (g *Gate) Failed() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	n := 0
 	for k, c := range g.counts {
 		if g.failOn[k] {
-			n += c.findings
+			n += c.findings - c.known
 		}
+	}
+	return n
+}
+
+// Known returns the number of findings that were in the baseline.
+func (g *Gate) Known() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, c := range g.counts {
+		n += c.known
 	}
 	return n
 }
@@ -250,7 +274,11 @@ func (g *Gate) Summary(w io.Writer) {
 	kinds := detector.Kinds()
 	sort.SliceStable(kinds, func(i, j int) bool { return kinds[i] < kinds[j] })
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tFINDINGS\tOCCURRENCES\tFAIL-ON")
+	if g.baseline != nil {
+		fmt.Fprintln(tw, "KIND\tFINDINGS\tIN BASELINE\tNEW\tOCCURRENCES\tFAIL-ON")
+	} else {
+		fmt.Fprintln(tw, "KIND\tFINDINGS\tOCCURRENCES\tFAIL-ON")
+	}
 	for _, k := range kinds {
 		c := g.counts[k]
 		if c == nil {
@@ -259,11 +287,15 @@ func (g *Gate) Summary(w io.Writer) {
 		mark := ""
 		if g.failOn[k] {
 			mark = "yes"
-			if c.findings > 0 {
+			if c.findings > c.known {
 				mark = "FAIL"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", k, c.findings, c.occurrences, mark)
+		if g.baseline != nil {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\n", k, c.findings, c.known, c.findings-c.known, c.occurrences, mark)
+		} else {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", k, c.findings, c.occurrences, mark)
+		}
 	}
 	tw.Flush()
 }

@@ -119,7 +119,7 @@ func TestAnalyze(t *testing.T) {
 	}
 
 	var ju bytes.Buffer
-	if err := WriteJUnit(&ju, r, []detector.Kind{detector.KindNPlusOne}); err != nil {
+	if err := WriteJUnit(&ju, r, []detector.Kind{detector.KindNPlusOne}, nil); err != nil {
 		t.Fatal(err)
 	}
 	var suites junitSuites

@@ -143,7 +143,7 @@ func TestReportsEscapeInputText(t *testing.T) {
 	if err := WriteText(&text, r, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteJUnit(&junit, r, nil); err != nil {
+	if err := WriteJUnit(&junit, r, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	for name, out := range map[string][]byte{"text": text.Bytes(), "junit": junit.Bytes()} {

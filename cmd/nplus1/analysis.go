@@ -30,6 +30,8 @@ type analysisOptions struct {
 	reportCooldown     *time.Duration
 	ignore             *ignoreList
 	failOn             *kindList
+	baseline           *string
+	writeBaseline      *string
 	findingsOut        *string
 	cacheSize          *int
 	evidence           *bool
@@ -57,6 +59,10 @@ func newAnalysisOptions(fs *flagSet) *analysisOptions {
 		ignore:      &ignoreList{},
 		failOn:      &kindList{},
 		findingsOut: fs.String("findings-out", "", "append findings to `FILE` as JSON lines"),
+		baseline: fs.String("baseline", "", "findings listed in `FILE` (written by --write-baseline) do not count for\n"+
+			"--fail-on: only new ones fail; the entries this run did not see are listed at the end"),
+		writeBaseline: fs.String("write-baseline", "", "at the end, write the findings of this run to `FILE` as a baseline\n"+
+			"(kind, fingerprint, source fingerprint and the normalized queries; no values)"),
 		cacheSize: fs.Int("fingerprint-cache-size", fingerprint.DefaultMaxTexts,
 			"SQL texts whose fingerprint is cached"),
 		evidence: fs.Bool("evidence", true, "prove N+1s from the data flow: keep keyed digests (never values) of result\n"+
@@ -117,6 +123,10 @@ type outputs struct {
 	gate  *analyzer.Gate
 	file  *os.File // --findings-out, nil when not set
 	jsonl *analyzer.JSONL
+	// baseline is --baseline, recorder collects --write-baseline; nil
+	// when not set.
+	baseline *analyzer.Baseline
+	recorder *analyzer.BaselineRecorder
 }
 
 // openOutputs opens --findings-out and builds the sinks: the console (a
@@ -124,6 +134,9 @@ type outputs struct {
 // the file, the in-memory store and the CI gate.
 func (o *analysisOptions) openOutputs(inv *invocation) (*outputs, error) {
 	out := &outputs{store: analyzer.NewStore(0), gate: analyzer.NewGate(o.failOn.kinds)}
+	if err := o.openBaseline(out); err != nil {
+		return nil, err
+	}
 	if inv.logFormat == "json" {
 		out.sinks = append(out.sinks, analyzer.LogSink{Logger: inv.logger.With("component", "detector")})
 	} else {
@@ -134,6 +147,25 @@ func (o *analysisOptions) openOutputs(inv *invocation) (*outputs, error) {
 	}
 	out.sinks = append(out.sinks, out.store, out.gate)
 	return out, nil
+}
+
+// openBaseline loads --baseline into out's gate and, with
+// --write-baseline, adds the recorder that finish writes. The error is a
+// *usageError.
+func (o *analysisOptions) openBaseline(out *outputs) error {
+	if *o.baseline != "" {
+		b, err := analyzer.LoadBaseline(*o.baseline)
+		if err != nil {
+			return o.fs.errorf("baseline", "%v", err)
+		}
+		out.baseline = b
+		out.gate.UseBaseline(b)
+	}
+	if *o.writeBaseline != "" {
+		out.recorder = analyzer.NewBaselineRecorder()
+		out.sinks = append(out.sinks, out.recorder)
+	}
+	return nil
 }
 
 // openFindingsOut opens --findings-out, when set, for appending and adds its
@@ -193,6 +225,16 @@ func (o *analysisOptions) finish(inv *invocation, out *outputs) error {
 			err = fmt.Errorf("close %s: %w", *o.findingsOut, cerr)
 		}
 	}
+	if out.recorder != nil {
+		if werr := out.recorder.WriteFile(*o.writeBaseline); werr != nil && err == nil {
+			err = fmt.Errorf("write baseline: %w", werr)
+		} else if werr == nil {
+			inv.logger.Info("baseline written", "component", "main", "file", *o.writeBaseline, "findings", out.recorder.Len())
+		}
+	}
+	if out.baseline != nil {
+		o.reportGone(inv, out)
+	}
 	if len(o.failOn.kinds) == 0 {
 		return err
 	}
@@ -203,15 +245,51 @@ func (o *analysisOptions) finish(inv *invocation, out *outputs) error {
 			kinds = append(kinds, slog.Int(string(k), n))
 		}
 		inv.logger.Info("findings summary", "component", "main", "fail_on", o.failOn.String(),
-			"failed", out.gate.Failed(), slog.Group("findings", kinds...))
+			"failed", out.gate.Failed(), "in_baseline", out.gate.Known(), slog.Group("findings", kinds...))
 	} else {
 		fmt.Fprintln(inv.stderr, "nplus1: findings summary")
 		out.gate.Summary(inv.stderr)
 	}
 	if n := out.gate.Failed(); n > 0 && err == nil {
-		return &findingsError{Count: n, FailOn: o.failOn.String()}
+		return &findingsError{Count: n, FailOn: o.failOn.String(), Baseline: out.baseline != nil}
 	}
 	return err
+}
+
+// reportGone lists the --baseline entries this run did not see: fixed, or
+// not exercised; --write-baseline rewrites the file without them.
+func (o *analysisOptions) reportGone(inv *invocation, out *outputs) {
+	gone := out.baseline.Gone()
+	if inv.logFormat == "json" {
+		for _, e := range gone {
+			inv.logger.Info("baseline entry not seen", "component", "main", "kind", string(e.Kind),
+				"fingerprint", e.Fingerprint, "source", e.Source, "query", e.Query)
+		}
+		inv.logger.Info("baseline", "component", "main", "file", *o.baseline, "entries", out.baseline.Len(),
+			"seen", out.baseline.Len()-len(gone), "not_seen", len(gone))
+		return
+	}
+	fmt.Fprintf(inv.stderr, "nplus1: baseline %s: %s seen, %s not seen in this run\n", analyzer.Printable(*o.baseline),
+		plural(out.baseline.Len()-len(gone), "entry", "entries"), plural(len(gone), "entry", "entries"))
+	for _, e := range gone {
+		src := ""
+		if e.Source != "" {
+			src = " <- " + e.Source
+		}
+		fmt.Fprintf(inv.stderr, "  gone: %s %s%s  %s\n", e.Kind, e.Fingerprint, src, analyzer.Printable(oneLineQuery(e.Query, 120)))
+	}
+	if len(gone) > 0 {
+		fmt.Fprintln(inv.stderr, "  (fixed, or not exercised by this run: --write-baseline FILE rewrites it with this run's findings)")
+	}
+}
+
+// oneLineQuery is q on one line, cut to at most max runes.
+func oneLineQuery(q string, max int) string {
+	q = strings.Join(strings.Fields(q), " ")
+	if r := []rune(q); len(r) > max {
+		q = string(r[:max-1]) + "…"
+	}
+	return q
 }
 
 // ignoreList is the repeatable --ignore flag.

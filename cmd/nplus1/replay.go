@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/analyzer"
+	"github.com/nplus1/nplus1/detector"
 	"github.com/nplus1/nplus1/proxy"
 	"github.com/nplus1/nplus1/replay"
 )
@@ -169,7 +170,7 @@ func (o *replayOptions) run(ctx context.Context, inv *invocation) error {
 		}
 		report.Summary = replay.NewSummary(0)
 	}
-	werr := out.close(o.writeReport(out.bw, report))
+	werr := out.close(o.writeReport(out.bw, report, outs.baseline))
 	el := report.Elapsed.Seconds()
 	inv.logger.Info("replayed", "component", "replay", "mode", report.Mode, "statements", report.Summary.Statements,
 		"seconds", fmt.Sprintf("%.3f", el), "statements_per_second", int64(float64(report.Summary.Statements)/max(el, 1e-9)))
@@ -267,6 +268,9 @@ func (o *replayOptions) check() ([]uint16, error) {
 // --fail-on gate, the console (text output, to w) and --findings-out.
 func (o *replayOptions) openSinks(inv *invocation, w io.Writer) (*outputs, *replay.Collector, error) {
 	outs := &outputs{gate: analyzer.NewGate(o.analysis.failOn.kinds)}
+	if err := o.analysis.openBaseline(outs); err != nil {
+		return nil, nil, err
+	}
 	col := replay.NewCollector(0)
 	outs.sinks = append(outs.sinks, col, outs.gate)
 	if *o.format == "text" {
@@ -306,13 +310,18 @@ func (o *replayOptions) execute(ctx context.Context, inv *invocation, in replay.
 	return report, err
 }
 
-// writeReport writes the report in the --format.
-func (o *replayOptions) writeReport(w io.Writer, report *replay.Report) error {
+// writeReport writes the report in the --format; in JUnit, the findings in
+// baseline (nil: none) are not failures.
+func (o *replayOptions) writeReport(w io.Writer, report *replay.Report, baseline *analyzer.Baseline) error {
+	var known func(*detector.Finding) bool
+	if baseline != nil {
+		known = baseline.Contains
+	}
 	switch *o.format {
 	case "json":
 		return replay.WriteJSON(w, report)
 	case "junit":
-		return replay.WriteJUnit(w, report, o.analysis.failOn.kinds)
+		return replay.WriteJUnit(w, report, o.analysis.failOn.kinds, known)
 	}
 	if len(report.Findings) > 0 {
 		fmt.Fprintln(w)

@@ -31,12 +31,17 @@ func usageErrorf(format string, args ...any) error {
 // findingsError reports that findings matched --fail-on: exit code 1. It is
 // not a failure of nplus1, and carries no cause.
 type findingsError struct {
-	Count  int    // findings that matched
-	FailOn string // the --fail-on value
+	Count    int    // findings that matched
+	FailOn   string // the --fail-on value
+	Baseline bool   // only findings not in --baseline counted
 }
 
 func (e *findingsError) Error() string {
-	return fmt.Sprintf("%d findings matched --fail-on %s", e.Count, e.FailOn)
+	s := fmt.Sprintf("%d findings matched --fail-on %s", e.Count, e.FailOn)
+	if e.Baseline {
+		s = fmt.Sprintf("%d new findings (not in --baseline) matched --fail-on %s", e.Count, e.FailOn)
+	}
+	return s
 }
 
 // exitCode maps run's error to the process exit code.
