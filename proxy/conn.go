@@ -104,12 +104,18 @@ func (c *conn) serve(overLimit bool) {
 	start := c.s.cfg.Now()
 	err := c.run(overLimit)
 	var pe *pgwire.ProtocolError
+	var ue *upstreamError
 	switch {
 	case err == nil, c.closed.Load() && !errors.As(err, &pe), isClosedErr(err):
 		c.log.Debug("connection closed", "duration", c.s.cfg.Now().Sub(start))
 	case errors.As(err, &pe):
 		c.s.stats.protocolErrors.Add(1)
 		c.s.logs.log(c.log, logProtocolError, slog.LevelWarn, "connection ended: protocol violation", "err", pe)
+	case errors.As(err, &ue):
+		// The database is down or unreachable: every client sees it, and
+		// an operator running at --log-level warn must too. Counted in
+		// Stats.UpstreamErrors already.
+		c.s.logs.log(c.log, logUpstreamError, slog.LevelWarn, "cannot connect to upstream", "upstream", ue.addr, "reason", dialReason(ue.err))
 	default:
 		c.s.stats.connErrors.Add(1)
 		c.s.logs.log(c.log, logConnError, slog.LevelInfo, "connection ended with error", "err", err)
@@ -275,8 +281,9 @@ func (c *conn) run(overLimit bool) error {
 	cancel()
 	if err != nil {
 		c.s.stats.upstreamErrors.Add(1)
-		c.fatal(stateConnectionFailure, fmt.Sprintf("nplus1: cannot connect to upstream %s: %s", cfg.Upstream, dialReason(err)))
-		return fmt.Errorf("dial upstream %s: %w", cfg.Upstream, err)
+		ue := &upstreamError{addr: cfg.Upstream, err: err}
+		c.fatal(stateConnectionFailure, "nplus1: "+ue.Error())
+		return ue
 	}
 	c.upstream.Store(&sc)
 	// Counted until run returns; serve's forceClose then closes sc.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -290,7 +291,9 @@ func TestUpstreamFailureNamesOnlyTheUpstream(t *testing.T) {
 		{closedAddr, "connection refused"},
 	} {
 		t.Run(tc.reason, func(t *testing.T) {
-			p := itStartProxy(t, Config{Upstream: tc.upstream, ConnectTimeout: 5 * time.Second})
+			var logs lockedBuffer
+			logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			p := itStartProxy(t, Config{Upstream: tc.upstream, ConnectTimeout: 5 * time.Second, Logger: logger})
 			want := "cannot connect to upstream " + tc.upstream + ": " + tc.reason
 			ctx := itCtx(t, 20*time.Second)
 			err := p.Srv.CheckUpstream(ctx)
@@ -305,6 +308,20 @@ func TestUpstreamFailureNamesOnlyTheUpstream(t *testing.T) {
 			code, msg, ok := itFirstError(b)
 			if !ok || code != "08006" || msg != "nplus1: "+want {
 				t.Errorf("client got %q %q (ok %v), want 08006 %q", code, msg, ok, "nplus1: "+want)
+			}
+			// Logged at WARN (seen at --log-level warn), with the same
+			// words: no resolver, no local address.
+			deadline := time.Now().Add(5 * time.Second)
+			for !strings.Contains(logs.String(), "cannot connect to upstream") && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			line := logs.String()
+			if !strings.Contains(line, "level=WARN msg=\"cannot connect to upstream\" ") ||
+				!strings.Contains(line, "upstream="+tc.upstream) || !strings.Contains(line, "reason=\""+tc.reason+"\"") {
+				t.Errorf("log at WARN:\n%s\nwant the upstream and %q", line, tc.reason)
+			}
+			if strings.Contains(line, "lookup") || strings.Contains(line, "dial tcp") {
+				t.Errorf("the log names more than the upstream:\n%s", line)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 // Stats (and so in the metrics) whether logged or not.
 const (
 	logConnError = iota
+	logUpstreamError
 	logProtocolError
 	logRejected
 	logLoginRejected
