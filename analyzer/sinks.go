@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"unicode/utf8"
 
+	"golang.org/x/term"
+
 	"github.com/nplus1/nplus1/detector"
 )
 
@@ -27,17 +29,21 @@ type Console struct {
 // NewConsole returns a Console writing to w. Color is used when w is a
 // terminal and NO_COLOR is not set in getenv.
 func NewConsole(w io.Writer, getenv func(string) string) *Console {
-	return &Console{w: w, color: IsTerminal(w) && getenv("NO_COLOR") == ""}
+	return NewColorConsole(w, IsTerminal(w) && getenv("NO_COLOR") == "")
 }
 
-// IsTerminal reports whether w is a character device (a terminal).
+// NewColorConsole returns a Console writing to w, with ANSI colors when
+// color is set.
+func NewColorConsole(w io.Writer, color bool) *Console {
+	return &Console{w: w, color: color}
+}
+
+// IsTerminal reports whether w is a terminal: a file whose descriptor
+// answers the terminal ioctl (a character device is not enough: /dev/null
+// is one).
 func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 var kindTitle = map[detector.Kind]string{
@@ -70,7 +76,7 @@ func (c *Console) Finding(f *detector.Finding) {
 	fmt.Fprintf(&b, "  query:  %s\n", oneLine(f.Query))
 	if f.Kind == detector.KindNPlusOne {
 		if f.Source != nil {
-			fmt.Fprintf(&b, "  source: %s (%d rows)\n", oneLine(f.Source.Query), f.Source.Rows)
+			fmt.Fprintf(&b, "  source: %s (%s)\n", oneLine(f.Source.Query), plural(f.Source.Rows, "row", "rows"))
 		} else {
 			fmt.Fprintf(&b, "  source: none found in the window\n")
 		}
@@ -104,13 +110,14 @@ func describeCount(f *detector.Finding) string {
 	var s string
 	switch f.Kind {
 	case detector.KindNPlusOne:
-		s = fmt.Sprintf("%d executions with %d distinct parameter sets, %.1f ms", f.Count, f.DistinctParams, f.DurationMS)
+		s = fmt.Sprintf("%s with %s, %.1f ms", plural(f.Count, "execution", "executions"),
+			plural(f.DistinctParams, "distinct parameter set", "distinct parameter sets"), f.DurationMS)
 	case detector.KindDuplicateQuery:
-		s = fmt.Sprintf("%d executions with identical parameters, %.1f ms", f.Count, f.DurationMS)
+		s = fmt.Sprintf("%s with identical parameters, %.1f ms", plural(f.Count, "execution", "executions"), f.DurationMS)
 	case detector.KindUnpaginated:
-		s = fmt.Sprintf("up to %d rows without LIMIT", f.Rows)
+		s = fmt.Sprintf("up to %s without LIMIT", plural(f.Rows, "row", "rows"))
 	default:
-		s = fmt.Sprintf("%d executions", f.Count)
+		s = plural(f.Count, "execution", "executions")
 	}
 	switch {
 	case f.Occurrences > 1 && f.Connections > 1:
@@ -300,13 +307,25 @@ func (g *Gate) Summary(w io.Writer) {
 	tw.Flush()
 }
 
+// plural is n followed by one (n = 1) or many: "1 execution", "2 executions".
+func plural[N ~int | ~int64](n N, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 // describeEvidence says in words why an N+1 is one.
 func describeEvidence(ev *detector.Evidence) string {
 	switch {
 	case ev == nil:
 		return ""
 	case ev.Kind == detector.EvidenceDataFlow:
-		s := fmt.Sprintf("%d of its %d keys ($%d) were read from the source's column %s", ev.Matched, ev.Of, ev.Param, Printable(ev.SourceColumn))
+		were := "were"
+		if ev.Matched == 1 {
+			were = "was"
+		}
+		s := fmt.Sprintf("%d of its %s ($%d) %s read from the source's column %s", ev.Matched, plural(ev.Of, "key", "keys"), ev.Param, were, Printable(ev.SourceColumn))
 		if ev.SourceConnection != 0 {
 			s += fmt.Sprintf(" (on conn %d of the same pool)", ev.SourceConnection)
 		}

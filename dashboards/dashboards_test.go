@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/nplus1/nplus1/internal/promtest"
 	"github.com/nplus1/nplus1/metrics"
@@ -38,9 +38,11 @@ type ruleFile struct {
 	Groups []struct {
 		Name  string `yaml:"name"`
 		Rules []struct {
-			Record string `yaml:"record"`
-			Alert  string `yaml:"alert"`
-			Expr   string `yaml:"expr"`
+			Record      string            `yaml:"record"`
+			Alert       string            `yaml:"alert"`
+			Expr        string            `yaml:"expr"`
+			Labels      map[string]string `yaml:"labels"`
+			Annotations map[string]string `yaml:"annotations"`
 		} `yaml:"rules"`
 	} `yaml:"groups"`
 }
@@ -320,7 +322,7 @@ func TestAlerts(t *testing.T) {
 			}
 		}
 	}
-	for _, a := range []string{"NPlusOneDetected", "UnpaginatedQueryDetected", "NPlus1QueryLatencyHigh",
+	for _, a := range []string{"NPlusOneDetected", "UnpaginatedQueryDetected", "CriticalFindingDetected", "NPlus1QueryLatencyHigh",
 		"NPlus1UpstreamConnectErrors", "NPlus1ExecutionsDropped", "NPlus1ProxyDown"} {
 		if !slices.Contains(alerts, a) {
 			t.Errorf("no alert %s; got %v", a, alerts)

@@ -24,6 +24,7 @@ const (
 	DefaultMaxEvidenceBytes   = 64 << 20
 	DefaultMaxRecentSources   = 1024
 	DefaultStallGap           = 500 * time.Millisecond
+	DefaultDeepOffset         = 1000
 )
 
 // Config holds the detector's knobs. A zero field takes its default.
@@ -50,6 +51,10 @@ type Config struct {
 	// UnpaginatedRows is the row count from which a SELECT without LIMIT is
 	// unpaginated.
 	UnpaginatedRows int64
+	// DeepOffset is the OFFSET from which a SELECT is a deep_offset. A bound
+	// OFFSET is seen only as at least pgwire.LargeParam or not, so it is
+	// judged only while DeepOffset is at most that.
+	DeepOffset int64
 
 	// ReportCooldown is how long, in event time, the same (kind, fingerprint,
 	// source) stays quiet per group key after it was reported. Negative:
@@ -106,6 +111,9 @@ func (c Config) withDefaults() Config {
 	setInt(&c.DuplicateThreshold, DefaultDuplicateThreshold)
 	if c.UnpaginatedRows <= 0 {
 		c.UnpaginatedRows = DefaultUnpaginatedRows
+	}
+	if c.DeepOffset <= 0 {
+		c.DeepOffset = DefaultDeepOffset
 	}
 	if c.ReportCooldown == 0 {
 		c.ReportCooldown = DefaultReportCooldown
@@ -332,7 +340,7 @@ func (d *Detector) Observe(ev Event) []Finding {
 		g.lastSeen = end
 	}
 	switch {
-	case x.TxEnd:
+	case x.TxEnd && !g.win.tx.hold: // a transaction of writes alone may go on (writes.go)
 		out = d.close(out, g, CloseTxEnd)
 	case g.win.events >= d.cfg.MaxWindowEvents:
 		out = d.close(out, g, CloseMaxEvents)

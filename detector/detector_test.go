@@ -25,6 +25,7 @@ func TestDefaults(t *testing.T) {
 		NPlusOneThreshold:  5,
 		DuplicateThreshold: 3,
 		UnpaginatedRows:    1000,
+		DeepOffset:         1000,
 		ReportCooldown:     time.Minute,
 		MaxGroups:          4096,
 		MaxWindowEvents:    2000,
@@ -476,6 +477,8 @@ func mixedTraffic() []Event {
 			tl.q(qPage, uint64(i), 50)
 		}
 		tl.q(qOne, 0, 1)
+		tl.on(5)
+		patternsRequest(tl)
 		tl.wait(40 * time.Second)
 	}
 	return tl.events

@@ -1,6 +1,8 @@
 // Package detector finds the query patterns nplus1 exists to report (N+1
-// loops, duplicate queries, unpaginated reads and SELECT *) in a stream of
-// executed statements, and turns them into Finding values that name the fix.
+// loops of reads and of writes, duplicate queries, unpaginated reads, SELECT
+// *, LIKE patterns that start with a wildcard and deep OFFSETs) in a stream
+// of executed statements, and turns them into Finding values that name the
+// fix.
 //
 // # Input and output
 //
@@ -27,7 +29,11 @@
 // ends at whichever comes first:
 //
 //   - transaction end: the execution after which the connection went back to
-//     idle from a transaction block (Execution.TxEnd);
+//     idle from a transaction block (Execution.TxEnd), unless the block ran
+//     writes and nothing else (no read, no failure, not rolled back): ORMs
+//     that wrap each save in a transaction of its own write a loop of
+//     creates as a run of such blocks, so the window goes on until the idle
+//     gap, as it does for autocommit statements (writes.go);
 //   - idle gap: no statement started for IdleGap after the previous one ended,
 //     unless a loop was running and goes on within StallGap (stall.go: the
 //     next statement repeats the loop's shape with one more key of the
@@ -75,11 +81,13 @@
 //
 // # Rules
 //
-// Only SELECTs that succeeded and read a table are judged: SELECT 1 health
-// checks, SELECT now() or nextval() read none, and failed statements (a
-// SQLSTATE) do not count. Writes are not judged even for duplicate_query:
-// three identical INSERTs or `UPDATE ... SET n = n + 1` are not redundant,
-// and a warning that is wrong half the time would not be trusted. Statements reading only system catalogs
+// Only statements that succeeded are judged: SELECTs that read a table
+// (SELECT 1 health checks, SELECT now() or nextval() read none), and
+// INSERT, UPDATE and DELETE for n_plus_one and leading_wildcard. Failed
+// statements (a SQLSTATE) do not count. Writes are never judged for
+// duplicate_query: three identical INSERTs or `UPDATE ... SET n = n + 1` are
+// not redundant, and a warning that is wrong half the time would not be
+// trusted. Statements reading (or writing) only system catalogs
 // (pg_catalog, information_schema, pg_*) are skipped unless
 // Config.JudgeCatalogs: drivers and ORMs issue them and the application cannot
 // change them. Every statement with a fingerprint, judged or not, can be the
@@ -183,8 +191,67 @@
 //     N+1 or unpaginated in that window; a select_star first reported as info
 //     is reported again if it later turns warning.
 //
+//   - n_plus_one of writes (Finding.Command INSERT, UPDATE or DELETE): one
+//     write shape ran one row at a time at least NPlusOneThreshold times with
+//     at least that many distinct parameter sets. One row at a time: an
+//     INSERT that wrote at most one row from a VALUES list of at most one
+//     row, an UPDATE or DELETE keyed by equality on a value (not = ANY or IN,
+//     which are the fix; not without a key). So a multi-row VALUES, COPY,
+//     INSERT ... SELECT FROM unnest($1) or UPDATE ... WHERE id = ANY($1) run
+//     in chunks is never one. Proof, strongest first:
+//
+//   - data_flow: its keys were read from an earlier result, as for reads
+//     (loopEvidence): reported wherever it ran.
+//
+//   - transaction: every execution ran in one transaction block. A
+//     transaction is one unit of the application's work, which a pool never
+//     shares between requests, so this is reported even when other
+//     connections of the pool ran the shape meanwhile: it is the strong
+//     signal when the keys come from the application rather than a result
+//     (an import, a form with many rows).
+//
+//   - repetition: autocommit writes, or one transaction per write (joined
+//     in one window, see Groups and windows), with keys from no result:
+//     reported only on a quiet pool or in a trace, exactly as reads are. On a
+//     busy pool independent requests that each write a row look alike
+//     (Stats.Concurrent). pgbench's tpcb-like script over many connections
+//     is such traffic, and its transactions also read, so each ends its
+//     window with one write of each shape: it is never flagged.
+//
+//     Severity warning; critical from 10 × NPlusOneThreshold rows or one
+//     second, when proven or in one transaction.
+//
+//   - leading_wildcard: a LIKE or ILIKE (~~, ~~*, negated or not) whose
+//     pattern starts with % or _: a literal in the text
+//     (fingerprint.Facts.LeadingWildcardLike, '%' || $1 included), or a
+//     bound parameter (Facts.LikeParams) whose value's first byte the
+//     tracker saw be % or _ (pgwire.Execution.ParamWildcard: one bit per
+//     parameter, never the value). No B-tree index serves it; whether that
+//     matters depends on the table's size and on a trigram or full-text
+//     index, which the wire does not show, so the finding says the query
+//     may read every row, with severity info. Count is its executions in the
+//     window with such a pattern; judged reads and writes alike.
+//
+//   - deep_offset: a SELECT with an OFFSET of at least DeepOffset (1000): a
+//     literal (Facts.Offset), or a bound parameter (Facts.OffsetParam) whose
+//     value the tracker saw be an integer of at least pgwire.LargeParam
+//     (Execution.ParamLarge; judged while DeepOffset is at most that). OFFSET
+//     n reads and discards n rows, so a walk of pages costs the square of
+//     its length: 1000 is where a page of 50 is 20 times the work it shows,
+//     and where the unpaginated rule draws its line too. Count is the deep
+//     pages in the window; a walk shows every page past the line. Severity
+//     warning; critical from NPlusOneThreshold deep pages in one window or a
+//     literal OFFSET of 10 × DeepOffset. (Pages with OFFSET are still no
+//     N+1: see n_plus_one.)
+//
 // A batched lookup (= ANY($1), IN (...)), a JOIN and SELECT count(*) run once
 // and flag nothing, unless they return UnpaginatedRows rows without a LIMIT.
+// Neither does a batched write (a multi-row VALUES, = ANY($1)), however often
+// it runs.
+//
+// Without an inspection of the schema (the size of a table, its indexes),
+// leading_wildcard can only say "may"; the other kinds are properties of the
+// traffic itself.
 //
 // # Reporting
 //

@@ -571,7 +571,7 @@ func idCoincidence(loop, src *fingerprint.Statement, col string) bool {
 			return false
 		}
 	}
-	for _, t := range loop.Facts.TablesRead {
+	for _, t := range tablesOf(loop) { // a write's table is written, not read
 		for _, u := range src.Facts.TablesRead {
 			if normTable(t) == normTable(u) {
 				return false

@@ -13,7 +13,9 @@ type Kind string
 // The rules, in the order their findings are reported for one query shape.
 const (
 	// KindNPlusOne: one SELECT shape run at least NPlusOneThreshold times with
-	// at least that many distinct parameter sets in one window.
+	// at least that many distinct parameter sets in one window; or one
+	// INSERT, UPDATE or DELETE shape run that often, one row at a time
+	// (Finding.Command names the write).
 	KindNPlusOne Kind = "n_plus_one"
 	// KindDuplicateQuery: one SELECT shape run at least DuplicateThreshold
 	// times with the same parameters in one window.
@@ -23,11 +25,18 @@ const (
 	KindUnpaginated Kind = "unpaginated"
 	// KindSelectStar: a SELECT whose top-level target list is * or t.*.
 	KindSelectStar Kind = "select_star"
+	// KindLeadingWildcard: a LIKE or ILIKE whose pattern starts with % or _
+	// (a literal, or a bound value the tracker saw start so), which no
+	// B-tree index serves.
+	KindLeadingWildcard Kind = "leading_wildcard"
+	// KindDeepOffset: a SELECT whose OFFSET is at least DeepOffset (a
+	// literal, or a bound value the tracker saw be that large).
+	KindDeepOffset Kind = "deep_offset"
 )
 
 // Kinds returns every kind, in report order.
 func Kinds() []Kind {
-	return []Kind{KindNPlusOne, KindDuplicateQuery, KindUnpaginated, KindSelectStar}
+	return []Kind{KindNPlusOne, KindDuplicateQuery, KindUnpaginated, KindSelectStar, KindLeadingWildcard, KindDeepOffset}
 }
 
 // Severity says how loudly a finding should be shown.
@@ -71,10 +80,15 @@ type Finding struct {
 	// Query is the normalized (literal-free) text of the shape.
 	Query  string   `json:"query"`
 	Tables []string `json:"tables,omitempty"`
+	// Command is, for an n_plus_one of writes, the statement that ran one
+	// row at a time: INSERT, UPDATE or DELETE; empty for reads.
+	Command string `json:"command,omitempty"`
 	// Count is the number of executions the finding is about: all runs of the
-	// shape in the window (n_plus_one, select_star), the runs whose parameters
-	// repeated (duplicate_query), or the runs that returned too many rows
-	// (unpaginated).
+	// shape in the window (n_plus_one, select_star; for writes, those that
+	// wrote one row), the runs whose parameters repeated (duplicate_query),
+	// the runs that returned too many rows (unpaginated), whose pattern
+	// started with a wildcard (leading_wildcard), or whose OFFSET was deep
+	// (deep_offset).
 	Count int `json:"count"`
 	// DistinctParams is the number of distinct parameter sets among those
 	// executions (for duplicate_query: the number of parameter sets that

@@ -18,12 +18,17 @@ type candidate struct {
 
 // evaluate applies the rules to a closed window. Findings come in the order
 // of each shape's first execution, and per shape n_plus_one or
-// duplicate_query, then unpaginated, then select_star: deterministic.
+// duplicate_query, then unpaginated, then select_star, then
+// leading_wildcard and deep_offset: deterministic.
 func (d *Detector) evaluate(g *group, w *window) []candidate {
 	var out []candidate
 	loops := d.loopsOf(g, w) // outer loops can source inner ones, whatever ran first
 	for _, s := range w.shapes {
 		if !s.judged {
+			continue
+		}
+		if isWrite(s.stmt.Facts) { // writes have rules of their own (writes.go)
+			out = d.judgeWrite(g, w, s, loops, out)
 			continue
 		}
 		facts := s.stmt.Facts
@@ -74,6 +79,7 @@ func (d *Detector) evaluate(g *group, w *window) []candidate {
 			f.Suggestion = suggestSelectStar(s.stmt)
 			out = append(out, candidate{finding: f, id: s.stmt.ID})
 		}
+		out = d.patterns(g, w, s, out) // leading_wildcard, deep_offset
 	}
 	return out
 }

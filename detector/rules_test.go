@@ -414,11 +414,15 @@ func TestRules(t *testing.T) {
 			},
 		},
 		{
-			name: "writes are not judged",
+			// Writes are judged for N+1s (writes_test.go), never as
+			// duplicates: three identical UPDATEs are not redundant.
+			name: "identical writes are not duplicates",
 			build: func(tl *timeline) {
-				tl.loop(qInsert, 10, 1, 0)
 				for range 3 {
 					tl.q(qUpdate, 9, 1)
+				}
+				for range 4 {
+					tl.q(qInsert, 7, 1)
 				}
 			},
 		},

@@ -115,3 +115,69 @@ func capitalize(s string) string {
 	}
 	return string(s[0]-'a'+'A') + s[1:]
 }
+
+// suggestNPlusOneWrite names the one-statement form of a write run once per
+// row, in SQL and in the common ORMs.
+func suggestNPlusOneWrite(st *fingerprint.Statement, count int) string {
+	table := ident(first(st.Facts.TablesWritten))
+	col := keyColumn(st.Facts.EqualityColumns)
+	if col == "" {
+		col = "id"
+	}
+	name := strings.ReplaceAll(strings.Trim(col, `"`), `""`, `"`) // as the ORM spells it
+	switch st.Facts.Kind {
+	case fingerprint.KindUpdate:
+		return fmt.Sprintf("%d rows were updated one statement each: update them in one, "+
+			"`UPDATE %s SET ... WHERE %s = ANY($1)` when they get the same values, or "+
+			"`UPDATE %s AS t SET ... FROM unnest($1::bigint[], $2::text[]) AS v(%s, val) WHERE t.%s = v.%s` when each gets its own; "+
+			"in an ORM, the bulk update (Prisma updateMany, TypeORM update with In(ids), Sequelize update with where: {%s: ids}, "+
+			"Django filter(%s__in=ids).update() or bulk_update, SQLAlchemy update() with a list of rows, "+
+			"ActiveRecord where(%s: ids).update_all or upsert_all, GORM Where(\"%s IN ?\", ids).Updates).",
+			count, table, col, table, col, col, col, name, name, name, name)
+	case fingerprint.KindDelete:
+		return fmt.Sprintf("%d rows were deleted one statement each: delete them in one, "+
+			"`DELETE FROM %s WHERE %s = ANY($1)`; in an ORM, the bulk delete (Prisma deleteMany, TypeORM delete(ids), "+
+			"Sequelize destroy with where: {%s: ids}, Django filter(%s__in=ids).delete(), SQLAlchemy delete() with in_(ids), "+
+			"ActiveRecord where(%s: ids).delete_all, GORM Delete with a slice of keys).",
+			count, table, col, name, name, name)
+	}
+	return fmt.Sprintf("%d rows were inserted one statement each: insert them in one, "+
+		"a multi-row `INSERT INTO %s (...) VALUES (...), (...)`, `INSERT INTO %s (...) SELECT * FROM unnest($1::bigint[], $2::text[])`, "+
+		"or COPY for thousands; in an ORM, the bulk insert (Prisma createMany, TypeORM insert or save with an array, "+
+		"Sequelize bulkCreate, Django bulk_create, SQLAlchemy insert() with a list of rows, ActiveRecord insert_all, "+
+		"GORM Create with a slice or CreateInBatches).", count, table, table)
+}
+
+// suggestLeadingWildcard names the indexes that serve a LIKE '%...'.
+func suggestLeadingWildcard(st *fingerprint.Statement) string {
+	table := ident(first(st.Facts.TablesRead))
+	if table == "" {
+		table = ident(first(st.Facts.TablesWritten))
+	}
+	col := first(st.Facts.LikeColumns)
+	if col != "" {
+		col = ident(col[strings.LastIndexByte(col, '.')+1:])
+	} else {
+		col = "col"
+	}
+	return fmt.Sprintf("A LIKE pattern that starts with %% or _ cannot use a B-tree index, so this query may read every row of %s "+
+		"(nplus1 sees neither the size nor the indexes of the table from the wire). If the table is large, add a trigram index, which serves "+
+		"LIKE and ILIKE whatever the pattern: `CREATE EXTENSION IF NOT EXISTS pg_trgm; CREATE INDEX CONCURRENTLY ON %s USING gin (%s gin_trgm_ops)`, "+
+		"or search whole words with full-text search (`to_tsvector(%s) @@ plainto_tsquery($1)` over a GIN index); "+
+		"in an ORM, declare the index (Prisma @@index([%s(ops: raw(\"gin_trgm_ops\"))], type: Gin), Django GinIndex with opclasses=[\"gin_trgm_ops\"] "+
+		"or SearchVector, ActiveRecord add_index using: :gin, opclass: :gin_trgm_ops, or the SQL above in a TypeORM, Sequelize, "+
+		"SQLAlchemy or GORM migration), or match a prefix (a pattern that ends with %% only) where a prefix is enough.",
+		table, table, col, col, col)
+}
+
+// suggestDeepOffset names keyset pagination.
+func suggestDeepOffset(st *fingerprint.Statement, threshold int64) string {
+	table := ident(first(st.Facts.TablesRead))
+	return fmt.Sprintf("An OFFSET of %d or more makes the server read and throw away that many rows before the page, "+
+		"so every page of %s costs more than the last: paginate by key instead (keyset pagination), "+
+		"`WHERE id > $last ORDER BY id LIMIT n` with an index on the ORDER BY columns; in an ORM, "+
+		"Prisma cursor: {id: last}, skip: 1, take: n; TypeORM where: {id: MoreThan(last)}, order, take; "+
+		"Sequelize where: {id: {[Op.gt]: last}}, order, limit; Django filter(id__gt=last).order_by(\"id\")[:n]; "+
+		"SQLAlchemy where(T.id > last).order_by(T.id).limit(n); ActiveRecord where(\"id > ?\", last).order(:id).limit(n); "+
+		"GORM Where(\"id > ?\", last).Order(\"id\").Limit(n) (FindInBatches walks a table so).", threshold, table)
+}

@@ -53,6 +53,8 @@ type window struct {
 	// held are the N+1s on repetition alone of a window kept for
 	// reopening, reported when it is forgotten (see stall.go).
 	held []candidate
+	// tx follows the window's transaction blocks (writes.go).
+	tx txState
 }
 
 type step struct {
@@ -99,6 +101,7 @@ type shape struct {
 	lastRows   int64         // rows of the latest execution
 	lastKey    uint64        // parameter set of the latest execution
 	run        int           // executions in a row with lastKey
+	pat        shapePatterns // what writes.go and patterns.go count
 }
 
 type paramStat struct {
@@ -119,6 +122,7 @@ func (d *Detector) add(g *group, ev Event, start, end time.Time) {
 		w.end = end
 	}
 	x, st := ev.Exec, ev.Stmt
+	d.noteTx(w, ev)
 	if st == nil || st.Err != nil {
 		d.stats.Unfingerprinted++
 		return
@@ -173,6 +177,7 @@ func (d *Detector) add(g *group, ev Event, start, end time.Time) {
 			s.pageSteady = false
 		}
 		s.lastRows = rows
+		d.notePatterns(w, s, x, st, dur)
 	}
 	s.count++
 	s.dur += dur
@@ -181,9 +186,13 @@ func (d *Detector) add(g *group, ev Event, start, end time.Time) {
 
 // judges reports whether the rules look at statements of this shape: parsed
 // SELECTs that read a table (so not SELECT 1, SELECT now(), nextval()), and,
-// unless JudgeCatalogs, not only system catalogs.
+// unless JudgeCatalogs, not only system catalogs; and the writes writes.go
+// judges.
 func (d *Detector) judges(st *fingerprint.Statement) bool {
 	f := st.Facts
+	if isWrite(f) {
+		return d.judgesWrite(f)
+	}
 	if f == nil || f.Kind != "select" || len(f.TablesRead) == 0 {
 		return false
 	}

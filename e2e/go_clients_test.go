@@ -588,8 +588,10 @@ func goCases() []corpusCase {
 			}),
 		},
 		{
-			// Writes in a loop are not judged: 20 INSERTs are not redundant.
+			// An INSERT per order of a list, autocommit: an N+1 of writes
+			// proven by the data flow.
 			Name: "pgx/audit/insert_loop",
+			Want: []want{nPlusOneWrite("audit_log", "orders", "data_flow")},
 			Run: pgxConn(func(ctx context.Context, c *pgx.Conn) error {
 				ids, err := int64s(ctx, c, 0, qOpenOrders, "open", 20)
 				if err != nil {

@@ -112,7 +112,7 @@ func nodeCases() []corpusCase {
 		{name: "pg/current_user/duplicate", want: []want{duplicate("users")}},
 		{name: "pg/current_user/fixed"},
 		{name: "pg/export_items/unpaginated", want: []want{unpaginated("order_items")}},
-		{name: "pg/export_items/fixed_limit_50_offset"},
+		{name: "pg/export_items/fixed_limit_50_offset", want: []want{deepOffset("order_items")}},
 		{name: "pg/product/select_star", want: []want{selectStar("products")}},
 		{name: "pg/product/fixed_named_columns"},
 		{name: "pg/user_lookup/one_per_request_150ms_apart", paced: true},
@@ -127,7 +127,7 @@ func nodeCases() []corpusCase {
 		{name: "sequelize/current_user/duplicate", want: []want{duplicate("users")}},
 		{name: "sequelize/current_user/fixed"},
 		{name: "sequelize/export_items/unpaginated", want: []want{unpaginated("order_items")}},
-		{name: "sequelize/export_items/fixed_limit_50_offset"},
+		{name: "sequelize/export_items/fixed_limit_50_offset", want: []want{deepOffset("order_items")}},
 		{name: "sequelize/product/select_star_raw_query", want: []want{selectStar("products")}},
 		{name: "sequelize/product/fixed_find_by_pk"},
 		{name: "sequelize/stats/count"},
@@ -143,8 +143,8 @@ func nodeCases() []corpusCase {
 	return cs
 }
 
-// TestNodeCaseList checks that cases.js names the cases of nodeCases and
-// nodeConcurrencyCases.
+// TestNodeCaseList checks that cases.js names the cases of nodeCases,
+// nodePatternCases and nodeConcurrencyCases.
 func TestNodeCaseList(t *testing.T) {
 	ensureNode(t)
 	cmd := exec.Command("node", "cases.js", "--list")
@@ -162,7 +162,7 @@ func TestNodeCaseList(t *testing.T) {
 		t.Fatalf("node cases.js --list: %v in %q", err, out)
 	}
 	var want []string
-	for _, c := range slices.Concat(nodeCases(), nodeConcurrencyCases()) {
+	for _, c := range slices.Concat(nodeCases(), nodePatternCases(), nodeConcurrencyCases()) {
 		want = append(want, c.Name[len("node-"):])
 	}
 	slices.Sort(got)

@@ -40,9 +40,11 @@
 //     MaxLiteralKeys (1024) literals. A test holds every key to the
 //     constants of pg_query's parse tree, and the fuzz tests keep doing so.
 //   - Facts: kind, tables read and written, SELECT *, LIMIT, OFFSET and its
-//     value, aggregate-only, the columns compared by equality, leading-wildcard
-//     LIKE, row locking, UPDATE or DELETE without WHERE. Each field's
-//     documentation states its exact rule.
+//     value or parameter, aggregate-only, the columns compared by equality
+//     and whether by a list (= ANY, IN), leading-wildcard LIKE, the
+//     parameters LIKE patterns start with and the columns they match, the
+//     rows of an INSERT's VALUES list, row locking, UPDATE or DELETE without
+//     WHERE. Each field's documentation states its exact rule.
 //
 // and for the text, the sqlcommenter tags of its last /* */ comment that has
 // the sqlcommenter form (key='url-encoded value',...), or failing that the

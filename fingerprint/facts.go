@@ -10,13 +10,15 @@ import (
 
 // Facts come from two places. Most are properties of the parse tree that
 // pg_query's fingerprint keeps, so texts with one fingerprint share them and a
-// Cache computes them once per fingerprint (parseFacts). Four depend on what
-// the fingerprint throws away (literal values, and LIMIT and OFFSET, which
-// pg_query ignores when they are constants or parameters: "SELECT * FROM t"
-// and "... LIMIT 5 OFFSET 10" have one fingerprint). Those four are read from
-// each text's tokens (withTextFacts): HasLimit, HasOffset, Offset and
-// LeadingWildcardLike. facts_test.go checks the token reading against the
-// parse tree.
+// Cache computes them once per fingerprint (parseFacts). Some depend on what
+// the fingerprint throws away (literal values, parameter numbers, the length
+// of a VALUES list, and LIMIT and OFFSET, which pg_query ignores when they
+// are constants or parameters: "SELECT * FROM t" and "... LIMIT 5 OFFSET 10"
+// have one fingerprint, and so do VALUES ($1) and VALUES ($1), ($2), and
+// id = $1, id IN ($1, $2) and id = ANY($1)). Those are read from each text's
+// tokens (withTextFacts): HasLimit, HasOffset, Offset, OffsetParam,
+// LeadingWildcardLike, LikeParams, ValuesRows and KeyList.
+// facts_test.go checks the token reading against the parse tree.
 
 // parseFacts parses one statement, which pg_query could fingerprint, and
 // reads its facts.
@@ -106,10 +108,17 @@ func treeFacts(stmt *pg_query.Node) *Facts {
 			case *pg_query.LockingClause:
 				f.Locking = true
 				return false // FOR UPDATE OF names aliases, not tables
+			case *pg_query.A_Expr:
+				if isLike(x) {
+					if c := likeColumn(x.Lexpr); c != "" {
+						f.LikeColumns = append(f.LikeColumns, c)
+					}
+				}
 			}
 			return true
 		})
 	}
+	f.LikeColumns = sortedSet(f.LikeColumns)
 	for _, rv := range written {
 		if rv != nil {
 			f.TablesWritten = append(f.TablesWritten, tableName(rv))
@@ -395,6 +404,45 @@ func equalityColumns(where *pg_query.Node) []string {
 	return sortedSet(cols)
 }
 
+// isLike reports whether e is a LIKE or ILIKE, negated or not, in either
+// spelling (a LIKE b, a ~~ b).
+func isLike(e *pg_query.A_Expr) bool {
+	switch e.Kind {
+	case pg_query.A_Expr_Kind_AEXPR_LIKE, pg_query.A_Expr_Kind_AEXPR_ILIKE:
+		return true
+	case pg_query.A_Expr_Kind_AEXPR_OP, pg_query.A_Expr_Kind_AEXPR_OP_ANY, pg_query.A_Expr_Kind_AEXPR_OP_ALL:
+		switch operatorName(e.Name) {
+		case "~~", "~~*", "!~~", "!~~*":
+			return true
+		}
+	}
+	return false
+}
+
+// likeColumn returns the column a LIKE matches, looking through casts,
+// COLLATE and function calls (UPPER(name), lower(name::text)), or "".
+func likeColumn(n *pg_query.Node) string {
+	for depth := 0; n != nil && depth < 8; depth++ {
+		if c := columnName(n); c != "" {
+			return c
+		}
+		switch x := n.GetNode().(type) {
+		case *pg_query.Node_FuncCall:
+			if len(x.FuncCall.Args) == 0 {
+				return ""
+			}
+			n = x.FuncCall.Args[0]
+		case *pg_query.Node_TypeCast:
+			n = x.TypeCast.Arg
+		case *pg_query.Node_CollateClause:
+			n = x.CollateClause.Arg
+		default:
+			return ""
+		}
+	}
+	return ""
+}
+
 // addPair adds the column of "l = r" when the other side is a value, and
 // for row comparisons, (a, b) = ($1, $2), the columns pair by pair.
 func addPair(l, r *pg_query.Node, cols *[]string) {
@@ -469,7 +517,11 @@ func isValue(n *pg_query.Node) bool {
 type textFacts struct {
 	hasLimit, hasOffset bool
 	offset              int64
+	offsetParam         int
 	leadingWildcardLike bool
+	likeParams          uint64
+	valuesRows          int
+	keyList             bool
 }
 
 // withTextFacts returns base with the token-read facts of this text: base
@@ -477,7 +529,8 @@ type textFacts struct {
 func withTextFacts(base *Facts, sql string, toks []token) *Facts {
 	tf := readTextFacts(sql, toks, base.Kind)
 	if base.HasLimit == tf.hasLimit && base.HasOffset == tf.hasOffset && base.Offset == tf.offset &&
-		base.LeadingWildcardLike == tf.leadingWildcardLike {
+		base.OffsetParam == tf.offsetParam && base.LeadingWildcardLike == tf.leadingWildcardLike &&
+		base.LikeParams == tf.likeParams && base.ValuesRows == tf.valuesRows && base.KeyList == tf.keyList {
 		return base
 	}
 	f := *base
@@ -486,14 +539,16 @@ func withTextFacts(base *Facts, sql string, toks []token) *Facts {
 }
 
 func (tf textFacts) apply(f *Facts) {
-	f.HasLimit, f.HasOffset, f.Offset = tf.hasLimit, tf.hasOffset, tf.offset
-	f.LeadingWildcardLike = tf.leadingWildcardLike
+	f.HasLimit, f.HasOffset, f.Offset, f.OffsetParam = tf.hasLimit, tf.hasOffset, tf.offset, tf.offsetParam
+	f.LeadingWildcardLike, f.LikeParams = tf.leadingWildcardLike, tf.likeParams
+	f.ValuesRows, f.KeyList = tf.valuesRows, tf.keyList
 }
 
-// readTextFacts reads LIMIT, OFFSET and LIKE patterns from a statement's
-// tokens (comments removed). The top-level LIMIT and OFFSET of a SELECT are
-// the ones outside all parentheses (after removing parentheses around the
-// whole statement): those inside belong to subqueries, WITH queries and
+// readTextFacts reads LIMIT, OFFSET, LIKE patterns and the rows of an
+// INSERT's VALUES list from a statement's tokens (comments removed). The
+// top-level LIMIT and OFFSET of a SELECT, and the VALUES list of an INSERT,
+// are the ones outside all parentheses (after removing parentheses around
+// the whole statement): those inside belong to subqueries, WITH queries and
 // parenthesized UNION branches.
 func readTextFacts(sql string, toks []token, kind Kind) textFacts {
 	var tf textFacts
@@ -517,7 +572,13 @@ func readTextFacts(sql string, toks []token, kind Kind) textFacts {
 			case ")", "]":
 				depth--
 			case "~~", "~~*", "!~~", "!~~*":
-				tf.leadingWildcardLike = tf.leadingWildcardLike || leadingWildcard(sql, toks[i+1:hi])
+				tf.like(sql, toks[i+1:hi])
+			case "=":
+				// = ANY (...), = SOME (...) over values, not a subquery.
+				if i+2 < hi && (isWord(sql, toks[i+1], "any") || isWord(sql, toks[i+1], "some")) &&
+					isOp(sql, toks[i+2], "(") && !startsQuery(sql, toks[i+3:hi]) {
+					tf.keyList = true
+				}
 			}
 			continue
 		}
@@ -529,7 +590,15 @@ func readTextFacts(sql string, toks []token, kind Kind) textFacts {
 		}
 		switch {
 		case isWord(sql, t, "like") || isWord(sql, t, "ilike"):
-			tf.leadingWildcardLike = tf.leadingWildcardLike || leadingWildcard(sql, toks[i+1:hi])
+			tf.like(sql, toks[i+1:hi])
+		case isWord(sql, t, "in"):
+			// IN (list), not NOT IN, not IN (subquery).
+			if i+1 < hi && isOp(sql, toks[i+1], "(") && !startsQuery(sql, toks[i+2:hi]) &&
+				(i == lo || !isWord(sql, toks[i-1], "not")) {
+				tf.keyList = true
+			}
+		case kind == KindInsert && depth == 0 && tf.valuesRows == 0 && isWord(sql, t, "values"):
+			tf.valuesRows = valuesRows(sql, toks[i+1:hi])
 		case kind != KindSelect || depth != 0:
 		case isWord(sql, t, "limit"):
 			if i+1 < hi && !isWord(sql, toks[i+1], "all") && !isWord(sql, toks[i+1], "null") {
@@ -542,9 +611,97 @@ func readTextFacts(sql string, toks []token, kind Kind) textFacts {
 		case isWord(sql, t, "offset"):
 			tf.hasOffset = true
 			tf.offset = offsetValue(sql, toks[i+1:hi])
+			tf.offsetParam = offsetParam(sql, toks[i+1:hi])
 		}
 	}
 	return tf
+}
+
+// like notes the pattern that follows a LIKE (the tokens after it): a
+// literal that starts with a wildcard, or a parameter the pattern starts
+// with.
+func (tf *textFacts) like(sql string, toks []token) {
+	tf.leadingWildcardLike = tf.leadingWildcardLike || leadingWildcard(sql, toks)
+	if n := patternParam(sql, toks); n > 0 {
+		tf.likeParams |= 1 << (n - 1)
+	}
+}
+
+// startsQuery reports whether toks start a subquery.
+func startsQuery(sql string, toks []token) bool {
+	return len(toks) > 0 && (isWord(sql, toks[0], "select") || isWord(sql, toks[0], "with") ||
+		isWord(sql, toks[0], "values") || isWord(sql, toks[0], "table"))
+}
+
+// valuesRows counts the rows of the VALUES list whose tokens follow VALUES:
+// parenthesized lists separated by commas.
+func valuesRows(sql string, toks []token) int {
+	rows := 0
+	for i := 0; i < len(toks) && isOp(sql, toks[i], "("); {
+		end := closingParen(sql, toks, i)
+		if end < 0 {
+			break
+		}
+		rows++
+		if end+1 >= len(toks) || !isOp(sql, toks[end+1], ",") {
+			break
+		}
+		i = end + 2
+	}
+	return rows
+}
+
+// paramOf returns n for a $n token (up to 64, the parameters the
+// execution's bits cover), or 0.
+func paramOf(sql string, t token) int {
+	if t.kind != tkParam {
+		return 0
+	}
+	if n := paramNumber(sql[t.start+1 : t.end]); n <= 64 {
+		return int(n)
+	}
+	return 0
+}
+
+// patternParam returns n when the tokens after LIKE start, possibly inside
+// UPPER(...), LOWER(...), ANY (ARRAY[...]) and the like, with the parameter
+// $n, else 0.
+func patternParam(sql string, toks []token) int {
+	for _, t := range toks {
+		switch {
+		case isOp(sql, t, "("), isOp(sql, t, "["),
+			isWord(sql, t, "upper"), isWord(sql, t, "lower"), isWord(sql, t, "any"),
+			isWord(sql, t, "all"), isWord(sql, t, "some"), isWord(sql, t, "array"):
+			continue
+		}
+		return paramOf(sql, t)
+	}
+	return 0
+}
+
+// offsetParam returns n when the tokens after OFFSET are the parameter $n
+// alone (in parentheses or not, then nothing or a keyword), else 0.
+func offsetParam(sql string, toks []token) int {
+	i, open := 0, 0
+	for i < len(toks) && isOp(sql, toks[i], "(") {
+		i++
+		open++
+	}
+	if i >= len(toks) {
+		return 0
+	}
+	n := paramOf(sql, toks[i])
+	j := i + 1
+	for ; open > 0; open-- {
+		if j >= len(toks) || !isOp(sql, toks[j], ")") {
+			return 0
+		}
+		j++
+	}
+	if j < len(toks) && toks[j].kind != tkWord {
+		return 0 // $1 + 1, $1::int8
+	}
+	return n
 }
 
 // closingParen returns the index of the parenthesis closing toks[open].
@@ -565,7 +722,9 @@ func closingParen(sql string, toks []token, open int) int {
 }
 
 // offsetValue reads the integer literal that follows OFFSET, or returns -1
-// when OFFSET is followed by anything else: a parameter, an expression.
+// when OFFSET is followed by anything else: a parameter, an expression. A
+// string constant that holds an integer ('1500', as drivers that inline
+// parameters write one) is read as the server reads it, as that integer.
 func offsetValue(sql string, toks []token) int64 {
 	i, open := 0, 0
 	for i < len(toks) && isOp(sql, toks[i], "(") {
@@ -577,10 +736,21 @@ func offsetValue(sql string, toks []token) int64 {
 		neg = true
 		i++
 	}
-	if i >= len(toks) || toks[i].kind != tkNumber {
+	if i >= len(toks) {
 		return -1
 	}
-	v, ok := parseInteger(sql[toks[i].start:toks[i].end])
+	lit := sql[toks[i].start:toks[i].end]
+	switch t := toks[i]; {
+	case t.kind == tkNumber:
+	case t.kind == tkString && t.read != readEither && len(lit) > 2 && lit[0] == '\'' && !strings.ContainsAny(lit[1:len(lit)-1], "'\\"):
+		lit = lit[1 : len(lit)-1]
+		if neg || lit[0] == '-' || lit[0] == '+' {
+			return -1 // a sign inside the string: rare; not read
+		}
+	default:
+		return -1
+	}
+	v, ok := parseInteger(lit)
 	if !ok {
 		return -1
 	}

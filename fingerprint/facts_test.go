@@ -33,26 +33,39 @@ func TestFacts(t *testing.T) {
 		{"SELECT a FROM t OFFSET 0x10", Facts{Kind: KindSelect, TablesRead: []string{"t"}, HasOffset: true, Offset: 16}},
 		{"SELECT a FROM t OFFSET (7) ROWS", Facts{Kind: KindSelect, TablesRead: []string{"t"}, HasOffset: true, Offset: 7}},
 		{"SELECT a FROM t OFFSET 7.5", Facts{Kind: KindSelect, TablesRead: []string{"t"}, HasOffset: true, Offset: -1}},
-		{"SELECT a FROM t OFFSET $1", Facts{Kind: KindSelect, TablesRead: []string{"t"}, HasOffset: true, Offset: -1}},
+		{"SELECT a FROM t OFFSET $1", Facts{Kind: KindSelect, TablesRead: []string{"t"}, HasOffset: true, Offset: -1, OffsetParam: 1}},
+		{"SELECT a FROM t LIMIT $1 OFFSET ($2) ROWS", Facts{Kind: KindSelect, TablesRead: []string{"t"}, HasLimit: true, HasOffset: true, Offset: -1, OffsetParam: 2}},
+		{"SELECT a FROM t OFFSET $1::int8", Facts{Kind: KindSelect, TablesRead: []string{"t"}, HasOffset: true, Offset: -1}},
+		{"SELECT a FROM t LIMIT 5 OFFSET  '1500' ", Facts{Kind: KindSelect, TablesRead: []string{"t"}, HasLimit: true, HasOffset: true, Offset: 1500}},
+		{"SELECT a FROM t OFFSET $1 * 50", Facts{Kind: KindSelect, TablesRead: []string{"t"}, HasOffset: true, Offset: -1}},
 		{"WITH c AS (SELECT a FROM t LIMIT 1 OFFSET 5) SELECT a FROM c", Facts{Kind: KindSelect, TablesRead: []string{"t"}}},
 		{"SELECT a FROM public.t JOIN s.u ON true JOIN db.s.v ON true", Facts{Kind: KindSelect, TablesRead: []string{"db.s.v", "public.t", "s.u"}}},
-		{"SELECT a FROM t WHERE (a, b) IN (($1, $2), ($3, $4))", Facts{Kind: KindSelect, TablesRead: []string{"t"}, EqualityColumns: []string{"a", "b"}}},
+		{"SELECT a FROM t WHERE (a, b) IN (($1, $2), ($3, $4))", Facts{Kind: KindSelect, TablesRead: []string{"t"}, EqualityColumns: []string{"a", "b"}, KeyList: true}},
+		{"SELECT a FROM t WHERE id = ANY($1) AND b = $2", Facts{Kind: KindSelect, TablesRead: []string{"t"}, EqualityColumns: []string{"b", "id"}, KeyList: true}},
 		{"SELECT a FROM t WHERE x = y", Facts{Kind: KindSelect, TablesRead: []string{"t"}}},
 		{"SELECT a FROM t WHERE x = (SELECT 1)", Facts{Kind: KindSelect, TablesRead: []string{"t"}}},
 		{"SELECT a FROM t WHERE x OPERATOR(pg_catalog.=) 1", Facts{Kind: KindSelect, TablesRead: []string{"t"}, EqualityColumns: []string{"x"}}},
 		{"SELECT a FROM t WHERE x COLLATE \"C\" = 'a'", Facts{Kind: KindSelect, TablesRead: []string{"t"}, EqualityColumns: []string{"x"}}},
 		{"SELECT a FROM t WHERE NOT (x = 1)", Facts{Kind: KindSelect, TablesRead: []string{"t"}}},
-		{"SELECT a FROM t WHERE a LIKE ANY (ARRAY['%x', 'y'])", Facts{Kind: KindSelect, TablesRead: []string{"t"}, LeadingWildcardLike: true}},
-		{"SELECT a FROM t WHERE a NOT LIKE U&'\\0025x'", Facts{Kind: KindSelect, TablesRead: []string{"t"}, LeadingWildcardLike: true}},
-		{"SELECT a FROM t WHERE a LIKE ''", Facts{Kind: KindSelect, TablesRead: []string{"t"}}},
-		{"SELECT a FROM t WHERE a LIKE '''%'", Facts{Kind: KindSelect, TablesRead: []string{"t"}}},
+		{"SELECT a FROM t WHERE a LIKE ANY (ARRAY['%x', 'y'])", Facts{Kind: KindSelect, TablesRead: []string{"t"}, LeadingWildcardLike: true, LikeColumns: []string{"a"}}},
+		{"SELECT a FROM t WHERE a NOT LIKE U&'\\0025x'", Facts{Kind: KindSelect, TablesRead: []string{"t"}, LeadingWildcardLike: true, LikeColumns: []string{"a"}}},
+		{"SELECT a FROM t WHERE a LIKE ''", Facts{Kind: KindSelect, TablesRead: []string{"t"}, LikeColumns: []string{"a"}}},
+		{"SELECT a FROM t WHERE a LIKE '''%'", Facts{Kind: KindSelect, TablesRead: []string{"t"}, LikeColumns: []string{"a"}}},
+		{`SELECT a FROM t WHERE "t"."name"::text LIKE $2 AND id = $1`, Facts{Kind: KindSelect, TablesRead: []string{"t"}, EqualityColumns: []string{"id"}, LikeParams: 1 << 1, LikeColumns: []string{"t.name"}}},
+		{"SELECT a FROM t WHERE UPPER(b::text) LIKE UPPER($1) OR c ILIKE $3 || '%'", Facts{Kind: KindSelect, TablesRead: []string{"t"}, LikeParams: 1<<0 | 1<<2, LikeColumns: []string{"b", "c"}}},
+		{"SELECT a FROM t WHERE b ~~* ('%' || $1 || '%')", Facts{Kind: KindSelect, TablesRead: []string{"t"}, LeadingWildcardLike: true, LikeColumns: []string{"b"}}},
 		{"SELECT a FROM t FOR KEY SHARE", Facts{Kind: KindSelect, TablesRead: []string{"t"}, Locking: true}},
 		{"INSERT INTO t SELECT * FROM u LIMIT 5", Facts{Kind: KindInsert, TablesRead: []string{"u"}, TablesWritten: []string{"t"}}},
-		{"INSERT INTO t VALUES (1) RETURNING *", Facts{Kind: KindInsert, TablesWritten: []string{"t"}}},
+		{"INSERT INTO t VALUES (1) RETURNING *", Facts{Kind: KindInsert, TablesWritten: []string{"t"}, ValuesRows: 1}},
+		{"INSERT INTO t (a, b) VALUES ($1, $2), ($3, (4)), ($5, $6) ON CONFLICT (a) DO UPDATE SET b = excluded.b", Facts{Kind: KindInsert, TablesWritten: []string{"t"}, ValuesRows: 3}},
+		{"INSERT INTO t SELECT * FROM (VALUES (1), (2)) v", Facts{Kind: KindInsert, TablesWritten: []string{"t"}}},
+		{"INSERT INTO t DEFAULT VALUES", Facts{Kind: KindInsert, TablesWritten: []string{"t"}}},
 		{"UPDATE t SET a = 1 WHERE id = $1 RETURNING *", Facts{Kind: KindUpdate, TablesWritten: []string{"t"}, EqualityColumns: []string{"id"}}},
+		{"UPDATE t SET a = 1 WHERE id IN ($1, $2)", Facts{Kind: KindUpdate, TablesWritten: []string{"t"}, EqualityColumns: []string{"id"}, KeyList: true}},
+		{"DELETE FROM t WHERE id = ANY($1)", Facts{Kind: KindDelete, TablesWritten: []string{"t"}, EqualityColumns: []string{"id"}, KeyList: true}},
 		{"UPDATE t SET a = 1 WHERE CURRENT OF c", Facts{Kind: KindUpdate, TablesWritten: []string{"t"}}},
 		{"DELETE FROM t", Facts{Kind: KindDelete, TablesWritten: []string{"t"}, NoWhere: true}},
-		{"DELETE FROM t WHERE name LIKE '_x'", Facts{Kind: KindDelete, TablesWritten: []string{"t"}, LeadingWildcardLike: true}},
+		{"DELETE FROM t WHERE name LIKE '_x'", Facts{Kind: KindDelete, TablesWritten: []string{"t"}, LeadingWildcardLike: true, LikeColumns: []string{"name"}}},
 		{"COPY t TO STDOUT", Facts{Kind: KindCopy, TablesRead: []string{"t"}}},
 		{"PREPARE q AS SELECT * FROM t WHERE id = $1", Facts{Kind: KindOther, TablesRead: []string{"t"}}},
 		{"DECLARE c CURSOR FOR SELECT a FROM t", Facts{Kind: KindOther, TablesRead: []string{"t"}}},
@@ -112,6 +125,9 @@ func treeTextFacts(t *testing.T, text string) (textFacts, Kind) {
 		}
 		if o := sel.LimitOffset; o != nil {
 			tf.hasOffset, tf.offset = true, -1
+			if pr := o.GetParamRef(); pr != nil && pr.Number <= 64 {
+				tf.offsetParam = int(pr.Number)
+			}
 			if ac := o.GetAConst(); ac != nil {
 				if iv := ac.GetIval(); iv != nil {
 					tf.offset = int64(iv.Ival)
@@ -119,9 +135,17 @@ func treeTextFacts(t *testing.T, text string) (textFacts, Kind) {
 					if v, err := strconv.ParseInt(fv.Fval, 10, 64); err == nil {
 						tf.offset = v
 					}
+				} else if sv := ac.GetSval(); sv != nil {
+					// OFFSET '1500': the server reads the string as bigint.
+					if v, err := strconv.ParseInt(sv.Sval, 10, 64); err == nil && sv.Sval[0] != '+' && sv.Sval[0] != '-' {
+						tf.offset = v
+					}
 				}
 			}
 		}
+	}
+	if sel := stmt.GetInsertStmt().GetSelectStmt().GetSelectStmt(); sel != nil {
+		tf.valuesRows = len(sel.ValuesLists)
 	}
 	switch kind {
 	case KindSelect, KindInsert, KindUpdate, KindDelete, KindMerge:
@@ -139,10 +163,44 @@ func treeTextFacts(t *testing.T, text string) (textFacts, Kind) {
 			if patternLeadingWildcard(e.Rexpr) {
 				tf.leadingWildcardLike = true
 			}
+			if n := patternParamOf(e.Rexpr); n > 0 && n <= 64 {
+				tf.likeParams |= 1 << (n - 1)
+			}
+		case operatorName(e.Name) == "=" && (e.Kind == pg_query.A_Expr_Kind_AEXPR_OP_ANY ||
+			e.Kind == pg_query.A_Expr_Kind_AEXPR_IN && e.Rexpr.GetList() != nil):
+			tf.keyList = true
 		}
 		return true
 	})
 	return tf, kind
+}
+
+// patternParamOf is patternLeadingWildcard for a parameter: n when the
+// pattern starts with $n.
+func patternParamOf(n *pg_query.Node) int {
+	for n != nil {
+		switch x := n.GetNode().(type) {
+		case *pg_query.Node_ParamRef:
+			return int(x.ParamRef.Number)
+		case *pg_query.Node_TypeCast:
+			n = x.TypeCast.Arg
+		case *pg_query.Node_FuncCall:
+			if len(x.FuncCall.Args) == 0 {
+				return 0
+			}
+			n = x.FuncCall.Args[0]
+		case *pg_query.Node_AExpr:
+			n = x.AExpr.Lexpr
+		case *pg_query.Node_AArrayExpr:
+			if len(x.AArrayExpr.Elements) == 0 {
+				return 0
+			}
+			n = x.AArrayExpr.Elements[0]
+		default:
+			return 0
+		}
+	}
+	return 0
 }
 
 func patternLeadingWildcard(n *pg_query.Node) bool {
@@ -184,6 +242,15 @@ func TestTextFactsAgreeWithTree(t *testing.T) {
 		"((SELECT a FROM t LIMIT 1))", "SELECT (SELECT a FROM t LIMIT 1) FROM u OFFSET 3",
 		"SELECT a FROM t LIMIT 1 OFFSET 1 FOR UPDATE OF t", "SELECT a AS limit FROM t",
 		"SELECT t.offset FROM t OFFSET 2",
+		"SELECT a FROM t OFFSET $3", "SELECT a FROM t LIMIT 5 OFFSET (($2)) FOR UPDATE", "SELECT a FROM t OFFSET $1::bigint",
+		"SELECT a FROM t LIMIT 5 OFFSET  '7654321' ", "SELECT a FROM t OFFSET ('1500')", "SELECT a FROM t OFFSET '15x'", "SELECT a FROM t OFFSET '-5'",
+		"SELECT a FROM t WHERE b LIKE $2", "SELECT a FROM t WHERE lower(b) LIKE lower($1)", "SELECT a FROM t WHERE b LIKE ANY ($4)",
+		"SELECT a FROM t WHERE b ILIKE $1 || '%' AND c NOT LIKE '%' || $2",
+		"INSERT INTO t VALUES ($1, $2)", "INSERT INTO t (a) VALUES (1), ((2)), (3) RETURNING id", "INSERT INTO t DEFAULT VALUES",
+		"INSERT INTO t SELECT * FROM (VALUES (1), (2)) v", "WITH x AS (INSERT INTO u VALUES (1), (2) RETURNING a) INSERT INTO t SELECT a FROM x",
+		"SELECT a FROM t WHERE b IN (1, 2) AND c NOT IN (3)", "SELECT a FROM t WHERE b NOT IN (1)", "SELECT a FROM t WHERE b IN (SELECT c FROM u)",
+		"SELECT a FROM t WHERE b = ANY (SELECT c FROM u)", "SELECT a FROM t WHERE b = any($1)", "SELECT a FROM t WHERE b <> ALL ($1)",
+		"UPDATE t SET a = 1 WHERE (b, c) IN ((1, 2), (3, 4))", "DELETE FROM t WHERE b = SOME (ARRAY[1, 2])", "SELECT position('a' IN b) FROM t",
 	}
 	files, _ := filepath.Glob("testdata/*.sql")
 	for _, f := range files {

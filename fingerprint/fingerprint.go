@@ -59,8 +59,10 @@ type Facts struct {
 
 	// HasLimit: the top-level SELECT has LIMIT n or FETCH FIRST; LIMIT ALL
 	// and LIMIT NULL do not count. HasOffset: it has OFFSET. Offset is the
-	// OFFSET value when written as an integer literal, -1 when OFFSET is an
-	// expression or parameter, and 0 without OFFSET. Only set for SELECT.
+	// OFFSET value when written as an integer literal (or a string constant
+	// that holds one, OFFSET '1500', as drivers that inline parameters
+	// write it), -1 when OFFSET is an expression or parameter, and 0 without
+	// OFFSET. Only set for SELECT.
 	HasLimit  bool
 	HasOffset bool
 	Offset    int64
@@ -84,6 +86,31 @@ type Facts struct {
 	// literal starting with % or _, or an expression starting with one, such
 	// as '%' || $1 or UPPER('%foo').
 	LeadingWildcardLike bool
+	// LikeParams has bit n-1 set when the pattern of such a LIKE is the
+	// bound parameter $n (n up to 64), alone or first in the pattern
+	// (UPPER($1), $1 || '%', ANY ($1)): the pattern starts with whatever
+	// value the client binds, which only the execution knows
+	// (pgwire.Execution.ParamWildcard).
+	LikeParams uint64
+	// LikeColumns are the columns such LIKEs match (the left side, looked
+	// through casts and calls such as UPPER(name)), qualified as written,
+	// sorted, no duplicates.
+	LikeColumns []string
+
+	// OffsetParam is n when the top-level OFFSET of a SELECT is the bound
+	// parameter $n alone, 0 otherwise.
+	OffsetParam int
+
+	// ValuesRows is the number of rows of the top-level VALUES list of an
+	// INSERT (INSERT ... VALUES (...), (...) has 2), 0 when it has none
+	// (INSERT ... SELECT, DEFAULT VALUES). Texts with one fingerprint may
+	// differ in it.
+	ValuesRows int
+
+	// KeyList: the top-level WHERE clause of a SELECT, UPDATE or DELETE
+	// compares a column with = ANY (...) or IN (...) against values: one
+	// statement for a list of keys.
+	KeyList bool
 
 	// Locking: FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE or FOR KEY SHARE
 	// anywhere in the statement.

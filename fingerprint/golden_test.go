@@ -68,7 +68,11 @@ type goldenStatement struct {
 	TablesWrite  []string `json:"tables_written,omitempty"`
 	Flags        []string `json:"flags,omitempty"`
 	Offset       int64    `json:"offset,omitempty"`
+	OffsetParam  int      `json:"offset_param,omitempty"`
 	Equality     []string `json:"equality_columns,omitempty"`
+	LikeParams   uint64   `json:"like_params,omitempty"`
+	LikeColumns  []string `json:"like_columns,omitempty"`
+	ValuesRows   int      `json:"values_rows,omitempty"`
 }
 
 func toGolden(c goldenCase, r *Result) goldenResult {
@@ -82,7 +86,11 @@ func toGolden(c goldenCase, r *Result) goldenResult {
 			TablesRead:  f.TablesRead,
 			TablesWrite: f.TablesWritten,
 			Offset:      f.Offset,
+			OffsetParam: f.OffsetParam,
 			Equality:    f.EqualityColumns,
+			LikeParams:  f.LikeParams,
+			LikeColumns: f.LikeColumns,
+			ValuesRows:  f.ValuesRows,
 		}
 		if st.LiteralsHash != 0 {
 			gs.LiteralsHash = hex16(st.LiteralsHash)
@@ -106,6 +114,7 @@ func toGolden(c goldenCase, r *Result) goldenResult {
 			{f.HasOffset, "offset"},
 			{f.AggregateOnly, "aggregate_only"},
 			{f.LeadingWildcardLike, "leading_wildcard_like"},
+			{f.KeyList, "key_list"},
 			{f.Locking, "locking"},
 			{f.NoWhere, "no_where"},
 		} {

@@ -11,6 +11,28 @@ import (
 // pg_query_version: the SQL parser behind every fingerprint.
 const pgQueryModule = "github.com/pganalyze/pg_query_go/v6"
 
+// BuildInfo says which nplus1 this is: the labels of nplus1_build_info,
+// which "nplus1 version" prints too.
+type BuildInfo struct {
+	// Version is the main module's version: "(devel)" for a build from a
+	// checkout, "unknown" when the binary has no build information.
+	Version string
+	// Revision is the VCS revision, with "-dirty" when the tree was
+	// modified; "unknown" when the build did not stamp it (-buildvcs=false).
+	Revision string
+	// GoVersion is the Go toolchain that built the binary.
+	GoVersion string
+	// PgQueryVersion is the version of pg_query_go, the SQL parser behind
+	// every fingerprint; "unknown" when the binary lists no dependencies.
+	PgQueryVersion string
+}
+
+// Build returns the binary's own build information.
+func Build() BuildInfo {
+	version, revision, goVersion, pgQuery := buildLabels()
+	return BuildInfo{Version: version, Revision: revision, GoVersion: goVersion, PgQueryVersion: pgQuery}
+}
+
 // buildLabels returns the build info's labels from the binary's own build
 // information: the main module's version ("(devel)" for a build from a
 // checkout), the VCS revision ("-dirty" when the tree was modified; "unknown"

@@ -1,8 +1,8 @@
 // Package metrics exports what nplus1 sees as Prometheus metrics: the
 // proxy's connections and bytes, every statement by command, outcome,
-// duration and rows, errors by SQLSTATE class, findings by kind, the
-// detector's and the fingerprint cache's counters, and per-fingerprint series
-// for a bounded top-K of query shapes.
+// duration and rows, errors by SQLSTATE class, findings by kind and
+// severity, the detector's and the fingerprint cache's counters, and
+// per-fingerprint series for a bounded top-K of query shapes.
 //
 // It earns a package because it is the one place that knows Prometheus: the
 // proxy, fingerprint and detector packages keep plain counters and know
@@ -43,6 +43,12 @@
 // fingerprint leaves). The query label is the normalized, literal-free text,
 // cut to 120 characters; tables are comma-separated, cut the same way.
 //
+// The same table, counted since each fingerprint was tracked whether or not
+// it had series of its own, with its failed executions and a histogram of
+// its durations (the buckets of nplus1_query_duration_seconds, for a p95),
+// is what Exporter.Fingerprints returns: the web page's queries table reads
+// it, so that the page and the series cannot disagree.
+//
 // # Worst-case series count
 //
 // For one process with top-K = K (MaxSeries computes it):
@@ -52,13 +58,13 @@
 //	+ 10×(14+3)           nplus1_query_duration_seconds: 10 commands × (14 buckets, +Inf, _sum, _count)
 //	+ (11+3)              nplus1_query_rows_returned
 //	+ 44                  nplus1_query_errors_total: 43 SQLSTATE classes and "other"
-//	+ 4 + (9+3)           nplus1_findings_total by kind; nplus1_n_plus_one_group_size
+//	+ 6×3 + (9+3)         nplus1_findings_total: 6 kinds × 3 severities; nplus1_n_plus_one_group_size
 //	+ 18                  connections, logins, bytes, queue (Sources.Proxy, Sources.QueueLength)
-//	+ 22                  detector: occurrences 4 kinds × 3 results, windows, groups
+//	+ 28                  detector: occurrences 6 kinds × 3 results, windows, groups
 //	+ 16                  fingerprint cache: 3 caches × 4, bytes, oversize, volatile, parse failures
 //	+ 2                   top-K ranking entries and evictions
-//	+ (K+1)×(3+4) + K     per fingerprint: K fingerprints and __other__; _info for the K
-//	= 323 + 8K + 7        = 730 for the default K = 50
+//	+ (K+1)×(3+6) + K     per fingerprint: K fingerprints and __other__; _info for the K
+//	= 343 + 10K + 9       = 852 for the default K = 50
 //
 // plus the Go and process collectors' go_* and process_* series (44 with Go 1.26 on Linux,
 // fixed for a Go version). No label takes a value from the traffic except

@@ -146,17 +146,17 @@ func (e *Exporter) Observe(ev *detector.Event) {
 		m.rows.Observe(float64(x.Rows))
 		rows = uint64(x.Rows)
 	}
-	e.top.observe(ev.Stmt, cmd, seconds, rows)
+	e.top.observe(ev.Stmt, cmd, seconds, rows, x.SQLState != "")
 }
 
 // Finding counts one reported finding; Exporter is an analyzer.Sink.
 func (e *Exporter) Finding(f *detector.Finding) {
 	k := kindIndex(f.Kind)
 	if k < 0 {
-		e.m.findingsVec.WithLabelValues(string(f.Kind)).Inc()
+		e.m.findingsVec.WithLabelValues(string(f.Kind), string(severities[severityIndex(f.Severity)])).Inc()
 		return
 	}
-	e.m.findings[k].Inc()
+	e.m.findings[k][severityIndex(f.Severity)].Inc()
 	if f.Kind == detector.KindNPlusOne {
 		e.m.groupSize.Observe(float64(f.Count))
 	}
@@ -279,7 +279,7 @@ func sqlstateClass(code string) string {
 	return otherClass
 }
 
-// kindIndex is the index of k in detector.Kinds(), or -1.
+// kindIndex is the index of k in kinds, or -1.
 func kindIndex(k detector.Kind) int {
 	switch k {
 	case detector.KindNPlusOne:
@@ -290,11 +290,44 @@ func kindIndex(k detector.Kind) int {
 		return 2
 	case detector.KindSelectStar:
 		return 3
+	case detector.KindLeadingWildcard:
+		return 4
+	case detector.KindDeepOffset:
+		return 5
 	}
 	return -1
 }
 
-const numKinds = 4
+const numKinds = 6
+
+// kinds are the finding kinds the exporter knows, in the order of
+// kindIndex (detector.Kinds' first six). A kind it does not know is
+// still counted in nplus1_findings_total, from its first finding on.
+var kinds = [numKinds]detector.Kind{detector.KindNPlusOne, detector.KindDuplicateQuery, detector.KindUnpaginated, detector.KindSelectStar,
+	detector.KindLeadingWildcard, detector.KindDeepOffset}
+
+// Severities, the values of the severity label: detector.Severity's three.
+const (
+	sevInfo = iota
+	sevWarning
+	sevCritical
+	numSeverities
+)
+
+var severities = [numSeverities]detector.Severity{detector.SeverityInfo, detector.SeverityWarning, detector.SeverityCritical}
+
+// severityIndex is the index of s in severities. A severity outside them
+// (the detector makes none) counts as a warning, so that the label keeps
+// its three values.
+func severityIndex(s detector.Severity) int {
+	switch s {
+	case detector.SeverityInfo:
+		return sevInfo
+	case detector.SeverityCritical:
+		return sevCritical
+	}
+	return sevWarning
+}
 
 // Histogram buckets. Classic (not native) buckets, so that any Prometheus
 // (Debian's 2.42 included) can histogram_quantile them.
@@ -321,7 +354,7 @@ type metrics struct {
 
 	queries  [numCommands][numOutcomes]prometheus.Counter
 	duration [numCommands]prometheus.Observer
-	findings [numKinds]prometheus.Counter
+	findings [numKinds][numSeverities]prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -346,8 +379,8 @@ func newMetrics() *metrics {
 		}, []string{"class"}),
 		findingsVec: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nplus1_findings_total",
-			Help: "Findings reported, by kind (n_plus_one, duplicate_query, unpaginated, select_star), after the safelist and the report cooldown.",
-		}, []string{"kind"}),
+			Help: "Findings reported, by kind (n_plus_one, duplicate_query, unpaginated, select_star, leading_wildcard, deep_offset) and severity (info, warning, critical), after the safelist and the report cooldown.",
+		}, []string{"kind", "severity"}),
 		groupSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "nplus1_n_plus_one_group_size",
 			Help:    "Executions of the repeated statement in each reported N+1 loop.",
@@ -360,8 +393,10 @@ func newMetrics() *metrics {
 		}
 		m.duration[c] = m.durationVec.WithLabelValues(commandNames[c])
 	}
-	for i, k := range detector.Kinds() {
-		m.findings[i] = m.findingsVec.WithLabelValues(string(k))
+	for i, k := range kinds {
+		for j, s := range severities {
+			m.findings[i][j] = m.findingsVec.WithLabelValues(string(k), string(s))
+		}
 	}
 	return m
 }

@@ -67,17 +67,32 @@ func TestQueriesDurationRowsErrorsFindings(t *testing.T) {
 	f.run("CREATE TABLE t (a int)", "CREATE TABLE", "", -1, 15*time.Millisecond)            // utility
 	f.e.Observe(&detector.Event{Exec: &pgwire.Execution{Conn: f.conn, Start: t0, End: t0}}) // empty query, no statement
 	f.e.Observe(&detector.Event{})                                                          // nothing at all: ignored
-	f.e.Finding(&detector.Finding{Kind: detector.KindNPlusOne, Count: 12})
-	f.e.Finding(&detector.Finding{Kind: detector.KindNPlusOne, Count: 60})
-	f.e.Finding(&detector.Finding{Kind: detector.KindSelectStar, Count: 1})
+	f.e.Finding(&detector.Finding{Kind: detector.KindNPlusOne, Severity: detector.SeverityWarning, Count: 12})
+	f.e.Finding(&detector.Finding{Kind: detector.KindNPlusOne, Severity: detector.SeverityCritical, Count: 60})
+	f.e.Finding(&detector.Finding{Kind: detector.KindSelectStar, Severity: detector.SeverityInfo, Count: 1})
+	f.e.Finding(&detector.Finding{Kind: detector.KindDuplicateQuery, Severity: "loud", Count: 3}) // counted as a warning
 
 	const want = `
-# HELP nplus1_findings_total Findings reported, by kind (n_plus_one, duplicate_query, unpaginated, select_star), after the safelist and the report cooldown.
+# HELP nplus1_findings_total Findings reported, by kind (n_plus_one, duplicate_query, unpaginated, select_star, leading_wildcard, deep_offset) and severity (info, warning, critical), after the safelist and the report cooldown.
 # TYPE nplus1_findings_total counter
-nplus1_findings_total{kind="duplicate_query"} 0
-nplus1_findings_total{kind="n_plus_one"} 2
-nplus1_findings_total{kind="select_star"} 1
-nplus1_findings_total{kind="unpaginated"} 0
+nplus1_findings_total{kind="deep_offset",severity="critical"} 0
+nplus1_findings_total{kind="deep_offset",severity="info"} 0
+nplus1_findings_total{kind="deep_offset",severity="warning"} 0
+nplus1_findings_total{kind="duplicate_query",severity="critical"} 0
+nplus1_findings_total{kind="duplicate_query",severity="info"} 0
+nplus1_findings_total{kind="duplicate_query",severity="warning"} 1
+nplus1_findings_total{kind="leading_wildcard",severity="critical"} 0
+nplus1_findings_total{kind="leading_wildcard",severity="info"} 0
+nplus1_findings_total{kind="leading_wildcard",severity="warning"} 0
+nplus1_findings_total{kind="n_plus_one",severity="critical"} 1
+nplus1_findings_total{kind="n_plus_one",severity="info"} 0
+nplus1_findings_total{kind="n_plus_one",severity="warning"} 1
+nplus1_findings_total{kind="select_star",severity="critical"} 0
+nplus1_findings_total{kind="select_star",severity="info"} 1
+nplus1_findings_total{kind="select_star",severity="warning"} 0
+nplus1_findings_total{kind="unpaginated",severity="critical"} 0
+nplus1_findings_total{kind="unpaginated",severity="info"} 0
+nplus1_findings_total{kind="unpaginated",severity="warning"} 0
 # HELP nplus1_n_plus_one_group_size Executions of the repeated statement in each reported N+1 loop.
 # TYPE nplus1_n_plus_one_group_size histogram
 nplus1_n_plus_one_group_size_bucket{le="5"} 0
@@ -260,8 +275,8 @@ nplus1_upstream_connections_active 3
 	fp.Of("SELECT 1")
 	fp.Of("SELECT 1")
 	c = newSourcesCollector(Sources{Detector: det.Stats, Fingerprints: fp.Stats})
-	if n := testutil.CollectAndCount(c, "nplus1_detector_occurrences_total"); n != 12 {
-		t.Errorf("got %d occurrence series, want 4 kinds × 3 results", n)
+	if n := testutil.CollectAndCount(c, "nplus1_detector_occurrences_total"); n != 18 {
+		t.Errorf("got %d occurrence series, want 6 kinds × 3 results", n)
 	}
 	if n := testutil.CollectAndCount(c, "nplus1_detector_windows_closed_total"); n != 6 {
 		t.Errorf("got %d windows_closed series, want 6 reasons", n)

@@ -15,14 +15,15 @@ import (
 
 // MaxSeries is the most nplus1_* series one process exports with the given
 // top-K (Options.TopK; the Go and process collectors' go_* and process_*
-// series, fixed for a Go version, come on top). doc.go explains the terms.
+// series, fixed for a Go version, come on top, and so do the 3 of
+// Sources.Spans with --otlp-endpoint). doc.go explains the terms.
 func MaxSeries(topK int) int {
 	histogram := func(buckets []float64) int { return len(buckets) + 3 } // +Inf, _sum, _count
 	perQuery := numCommands*numOutcomes +                                // nplus1_queries_total
 		numCommands*histogram(durationBuckets) + // nplus1_query_duration_seconds
 		histogram(rowsBuckets) + // nplus1_query_rows_returned
 		len(sqlstateClasses) + 1 // nplus1_query_errors_total, "other" included
-	findings := numKinds + histogram(groupSizeBuckets)
+	findings := numKinds*numSeverities + histogram(groupSizeBuckets)
 	proxy := 16 + 2 // connections, logins, bytes, queue counters; queue length and capacity
 	det := numKinds*3 + 1 + len(detector.CloseReasons()) + 1 + 1 + 1
 	cache := 3*4 + 4 // hits, misses, evictions, entries by cache; bytes, oversize, volatile, parse failures
@@ -78,6 +79,7 @@ func Exercise(reg prometheus.Registerer) error {
 		Fingerprints:  fp.Stats,
 		QueueLength:   func() int { return 0 },
 		QueueCapacity: 10,
+		Spans:         func() SpanStats { return SpanStats{Exported: 1} },
 	})
 	if err != nil {
 		return err

@@ -23,7 +23,15 @@ type Sources struct {
 	// QueueCapacity the queue's size.
 	QueueLength   func() int
 	QueueCapacity int
+	// Spans counts the findings exported as OpenTelemetry spans
+	// (--otlp-endpoint).
+	Spans func() SpanStats
 }
+
+// SpanStats are the counters of the export of findings as spans: accepted
+// by the endpoint, dropped because too many waited for it, and sent but not
+// accepted.
+type SpanStats struct{ Exported, Dropped, Failed uint64 }
 
 // sourcesCollector reads Sources at scrape time. Its descriptors are fixed;
 // every label value comes from a closed list.
@@ -38,6 +46,8 @@ type sourcesCollector struct {
 	occurrences, windowsOpen, windowsClosed, groups, groupsEvicted, paramsDropped *prometheus.Desc
 
 	cacheHits, cacheMisses, cacheEvictions, cacheEntries, cacheBytes, cacheOversize, cacheVolatile, parseFailures *prometheus.Desc
+
+	spansExported, spansDropped *prometheus.Desc
 }
 
 func newSourcesCollector(src Sources) *sourcesCollector {
@@ -78,6 +88,9 @@ func newSourcesCollector(src Sources) *sourcesCollector {
 		cacheOversize:  d("nplus1_fingerprint_cache_oversize_total", "SQL texts fingerprinted but not cached because of their size."),
 		cacheVolatile:  d("nplus1_fingerprint_cache_volatile_total", "SQL texts fingerprinted but not cached because their shape comes with new literal values every time."),
 		parseFailures:  d("nplus1_fingerprint_parse_failures_total", "Statements that did not parse and got a fallback fingerprint."),
+
+		spansExported: d("nplus1_otlp_spans_exported_total", "Findings exported as OpenTelemetry spans and accepted by the OTLP endpoint (--otlp-endpoint)."),
+		spansDropped:  d("nplus1_otlp_spans_dropped_total", "Findings not exported as spans, by reason (queue_full: too many spans waited for a slow or absent endpoint, the analysis never waits; export_failed: the endpoint refused them or did not answer in time).", "reason"),
 	}
 }
 
@@ -96,6 +109,9 @@ func (c *sourcesCollector) descs() []*prometheus.Desc {
 	}
 	if c.src.Fingerprints != nil {
 		ds = append(ds, c.cacheHits, c.cacheMisses, c.cacheEvictions, c.cacheEntries, c.cacheBytes, c.cacheOversize, c.cacheVolatile, c.parseFailures)
+	}
+	if c.src.Spans != nil {
+		ds = append(ds, c.spansExported, c.spansDropped)
 	}
 	return ds
 }
@@ -174,5 +190,11 @@ func (c *sourcesCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.cacheOversize, s.Oversize)
 		counter(c.cacheVolatile, s.Volatile)
 		counter(c.parseFailures, s.Failures)
+	}
+	if c.src.Spans != nil {
+		s := c.src.Spans()
+		counter(c.spansExported, s.Exported)
+		counter(c.spansDropped, s.Dropped, "queue_full")
+		counter(c.spansDropped, s.Failed, "export_failed")
 	}
 }

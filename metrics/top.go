@@ -76,6 +76,9 @@ type entry struct {
 	// only grows.
 	cur, exported counts
 	member        bool
+	// life counts everything since the fingerprint was tracked, in or out
+	// of the top-K: what Exporter.Fingerprints reports.
+	life lifetime
 
 	slots [windowSlots]slot
 }
@@ -158,8 +161,9 @@ func newTopK(o Options) *topK {
 
 func (t *topK) epoch(now time.Time) int64 { return now.UnixNano() / int64(t.slotDur) }
 
-// observe counts one execution of st (nil: not fingerprinted).
-func (t *topK) observe(st *fingerprint.Statement, cmd int, seconds float64, rows uint64) {
+// observe counts one execution of st (nil: not fingerprinted); failed: it
+// ended in an error.
+func (t *topK) observe(st *fingerprint.Statement, cmd int, seconds float64, rows uint64, failed bool) {
 	d := counts{calls: 1, seconds: seconds, rows: rows}
 	epoch := t.epoch(t.now())
 	t.mu.Lock()
@@ -173,6 +177,7 @@ func (t *topK) observe(st *fingerprint.Statement, cmd int, seconds float64, rows
 		e = t.insert(st.ID, st.Hex, commandNames[cmd], st.Normalized, tablesOf(st.Facts))
 	}
 	t.count(e, d)
+	e.life.execution(seconds, failed)
 	s := e.slotAt(epoch)
 	s.calls++
 	s.seconds += seconds
@@ -199,6 +204,7 @@ func (t *topK) finding(f *detector.Finding, k int) {
 }
 
 func (t *topK) count(e *entry, d counts) {
+	e.life.add(d)
 	if e.member {
 		e.cur.add(d)
 	} else {

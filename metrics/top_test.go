@@ -95,8 +95,8 @@ func TestTopKFoldsTheRestIntoOther(t *testing.T) {
 	if _, ok := got["nplus1_fingerprint_calls_total{"+a+"}"]; ok {
 		t.Errorf("a has a series, want it folded into %s", Other)
 	}
-	if n := len(got); n != 2*8+7+2 {
-		t.Errorf("first scrape: got %d series, want %d: %v", n, 2*8+7+2, got)
+	if n, want := len(got), 2*(3+numKinds+1)+3+numKinds+2; n != want { // K = 2, __other__, ranking
+		t.Errorf("first scrape: got %d series, want %d: %v", n, want, got)
 	}
 
 	// The same traffic again: now c and b count on their own series.
@@ -257,8 +257,8 @@ func TestCardinalityUnderTenThousandFingerprints(t *testing.T) {
 		t.Fatal(err)
 	}
 	limit := MaxSeries(DefaultTopK)
-	if limit != 323+8*DefaultTopK+7 {
-		t.Errorf("MaxSeries(%d) = %d, want 323+8K+7 = %d as doc.go says", DefaultTopK, limit, 323+8*DefaultTopK+7)
+	if limit != 343+10*DefaultTopK+9 {
+		t.Errorf("MaxSeries(%d) = %d, want 343+10K+9 = %d as doc.go says", DefaultTopK, limit, 343+10*DefaultTopK+9)
 	}
 	count := func() (all, perFingerprint int, fps map[string]bool) {
 		mfs, err := reg.Gather()
@@ -301,23 +301,27 @@ func TestCardinalityUnderTenThousandFingerprints(t *testing.T) {
 		}
 		st := f.run("SELECT v FROM table_"+letters(i)+" WHERE id = $1", tag, state, 1, time.Duration(i%1000)*time.Microsecond)
 		if i%10 == 0 {
-			f.e.Finding(&detector.Finding{Kind: detector.Kinds()[i%40/10], Fingerprint: st.Hex, Count: 5 + i%100})
+			// Every (kind, severity) pair, over the findings i/10.
+			j, n := i/10, len(kinds)
+			f.e.Finding(&detector.Finding{Kind: kinds[j%n], Severity: severities[j/n%numSeverities], Fingerprint: st.Hex, Count: 5 + i%100})
 		}
 		if i%1000 == 999 {
 			clk.t = clk.t.Add(15 * time.Second)
 			all, per, fps := count()
-			if all > limit || per > 8*DefaultTopK+7 || len(fps) > DefaultTopK+1 {
+			if all > limit || per > 10*DefaultTopK+9 || len(fps) > DefaultTopK+1 {
 				t.Fatalf("after %d fingerprints: %d series (limit %d), %d per-fingerprint series (limit %d), %d fingerprints exported",
-					i+1, all, limit, per, 8*DefaultTopK+7, len(fps))
+					i+1, all, limit, per, 10*DefaultTopK+9, len(fps))
 			}
 		}
 	}
 	all, per, _ := count()
-	if all != limit || per != 8*DefaultTopK+7 {
-		t.Errorf("with every label value seen: %d series, %d per fingerprint; want exactly the worst case %d and %d", all, per, limit, 8*DefaultTopK+7)
+	if all != limit || per != 10*DefaultTopK+9 {
+		t.Errorf("with every label value seen: %d series, %d per fingerprint; want exactly the worst case %d and %d", all, per, limit, 10*DefaultTopK+9)
 	}
-	if n := testutil.ToFloat64(f.e.m.findings[0]); n == 0 {
-		t.Error("no n_plus_one finding counted")
+	for s, c := range f.e.m.findings[0] {
+		if n := testutil.ToFloat64(c); n == 0 {
+			t.Errorf("no n_plus_one finding of severity %s counted", severities[s])
+		}
 	}
 }
 

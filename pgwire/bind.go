@@ -74,7 +74,47 @@ type bindState struct {
 	left    int // parameters still to read
 	nparams int
 	h       uint64
+
+	// The parameter bits (paramBits) of the values read so far, the
+	// format codes they need, and the value being read.
+	bits paramBits
+	nfmt int
+	fpos int
+	bin  uint64 // binary format codes among the first 64 parameters
+	val  valueScan
 }
+
+// paramBits are one bit per bound parameter, bit i for $i+1 (the first 64):
+// what the detector may know of a value without seeing it (see
+// Execution.ParamWildcard and ParamLarge).
+type paramBits struct {
+	wild, large uint64
+}
+
+// LargeParam is the least integer a parameter's ParamLarge bit stands for:
+// an OFFSET from it on is deep (the detector's default deep_offset
+// threshold).
+const LargeParam = 1000
+
+// valueScan reads one parameter value as it streams by, for its bits: its
+// first byte, and whether it is an integer (decimal text; int2, int4 or
+// int8 in binary) of at least LargeParam.
+type valueScan struct {
+	idx    int    // the parameter, from 0
+	n, pos int    // its length and the bytes read
+	v      uint64 // binary: the bytes read, big-endian
+	sig    int    // text: the digits read after leading zeros
+	digits bool
+	notInt bool
+}
+
+// maxIntText is the longest text value read as an integer (int8's 19
+// digits and a sign).
+const maxIntText = 20
+
+// largeDigits is the number of significant decimal digits from which a
+// text integer is at least LargeParam.
+const largeDigits = 4
 
 // bindKeys is the value evidence of the Bind being read (Tracker.evidence).
 type bindKeys struct {
@@ -152,6 +192,7 @@ func (t *Tracker) bindBody(p []byte) {
 			switch b.stage {
 			case bindNFmt: // counts are unsigned 16-bit (pq_getmsgint(msg, 2))
 				b.stage, b.need = bindFmts, 2*int(b.num)
+				b.nfmt = int(b.num)
 				if b.ev {
 					k.nfmt = int(b.num)
 				}
@@ -175,6 +216,7 @@ func (t *Tracker) bindBody(p []byte) {
 				}
 				if l > 0 {
 					b.stage, b.need = bindParamVal, int(l)
+					b.val = valueScan{idx: b.nparams - b.left - 1, n: int(l)}
 					if b.ev {
 						k.vlen, k.nv = int(l), 0
 					}
@@ -194,6 +236,12 @@ func (t *Tracker) bindBody(p []byte) {
 		case bindFmts, bindParamVal:
 			n := min(b.need, len(p))
 			b.h = fnv1a.Add(b.h, p[:n])
+			if b.stage == bindFmts {
+				b.bin |= codeMask(p[:n], b.fpos)
+				b.fpos += n
+			} else if b.val.idx < 64 {
+				b.scanValue(p[:n])
+			}
 			if t.keepParams {
 				t.keepParamBytes(b.stage, p[:n])
 			}
@@ -232,6 +280,155 @@ func (t *Tracker) bindBody(p []byte) {
 			return
 		}
 	}
+}
+
+// scanValue reads the bytes p of the value being read for its parameter
+// bits, and sets them once the value is whole.
+func (b *bindState) scanValue(p []byte) {
+	v := &b.val
+	bit := uint64(1) << v.idx
+	binary := b.bin&bit != 0 || b.nfmt == 1 && b.bin&1 != 0
+	if v.pos == 0 && len(p) == v.n { // the whole value in one chunk: the common case
+		wild, large := valueBits(p, binary)
+		if wild {
+			b.bits.wild |= bit
+		}
+		if large {
+			b.bits.large |= bit
+		}
+		return
+	}
+	if v.feed(p, binary) {
+		b.bits.wild |= bit
+	}
+	if v.pos == v.n && v.large(binary) {
+		b.bits.large |= bit
+	}
+}
+
+// valueBits returns the bits of a whole value (not empty).
+func valueBits(p []byte, binary bool) (wild, large bool) {
+	c := p[0]
+	wild = c == '%' || c == '_'
+	if binary {
+		var n int64
+		switch len(p) {
+		case 2:
+			n = int64(int16(uint16(p[0])<<8 | uint16(p[1])))
+		case 4:
+			n = int64(int32(uint32(p[0])<<24 | uint32(p[1])<<16 | uint32(p[2])<<8 | uint32(p[3])))
+		case 8:
+			for _, c := range p {
+				n = n<<8 | int64(c)
+			}
+		default:
+			return wild, false
+		}
+		return wild, n >= LargeParam
+	}
+	if len(p) < largeDigits || len(p) > maxIntText {
+		return wild, false
+	}
+	i, sig := 0, 0
+	if c == '+' {
+		i = 1
+	}
+	for ; i < len(p); i++ {
+		d := p[i] - '0'
+		if d > 9 {
+			if p[i] == '_' && i > 0 {
+				continue
+			}
+			return wild, false // not an integer: a text that starts with %, say
+		}
+		if sig > 0 || d != 0 {
+			sig++
+		}
+	}
+	return false, sig >= largeDigits
+}
+
+// feed reads the next bytes p (not empty) of the value and reports whether
+// they start it with % or _.
+func (v *valueScan) feed(p []byte, binary bool) (wild bool) {
+	start := v.pos
+	v.pos += len(p)
+	wild = start == 0 && (p[0] == '%' || p[0] == '_')
+	switch {
+	case v.notInt:
+	case binary:
+		if v.n != 2 && v.n != 4 && v.n != 8 {
+			v.notInt = true
+			break
+		}
+		x := v.v
+		for _, c := range p {
+			x = x<<8 | uint64(c)
+		}
+		v.v, v.digits = x, true
+	case v.n > maxIntText:
+		v.notInt = true
+	default:
+		sig, digits := v.sig, v.digits
+		for i, c := range p {
+			switch {
+			case c >= '1' && c <= '9', c == '0' && sig > 0:
+				sig++
+				digits = true
+			case c == '0':
+				digits = true // a leading zero
+			case c == '+' && start+i == 0, c == '_' && digits:
+			default:
+				v.notInt = true
+				return wild
+			}
+		}
+		v.sig, v.digits = sig, digits
+	}
+	return wild
+}
+
+// large reports whether the whole value read is an integer of at least
+// LargeParam.
+func (v *valueScan) large(binary bool) bool {
+	if v.notInt || !v.digits {
+		return false
+	}
+	if !binary {
+		return v.sig >= largeDigits
+	}
+	n := int64(v.v)
+	switch v.n {
+	case 2:
+		n = int64(int16(v.v))
+	case 4:
+		n = int64(int32(v.v))
+	}
+	return n >= LargeParam
+}
+
+// ParamBits returns the ParamWildcard and ParamLarge bits of a Bind with
+// these format codes (as sent) and values (nil for NULL): what the Tracker
+// computes as the message streams by. Readers that keep the values (a
+// recording) can give the detector the same bits.
+func ParamBits(formats []int16, values [][]byte) (wild, large uint64) {
+	for i, val := range values {
+		if i >= 64 {
+			break
+		}
+		if len(val) == 0 {
+			continue
+		}
+		binary := len(formats) == 1 && formats[0] != 0 || len(formats) > 1 && i < len(formats) && formats[i] != 0
+		v := valueScan{idx: i, n: len(val)}
+		if v.feed(val, binary) {
+			wild |= 1 << i
+		}
+		if v.large(binary) {
+			large |= 1 << i
+		}
+	}
+	return wild, large
 }
 
 // bindKeysStart is called when the parameter count of a Bind is read: the

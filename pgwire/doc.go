@@ -37,7 +37,9 @@
 //   - tracker.go: the Tracker, its options, counters and lifecycle.
 //   - framing.go: message framing over arbitrary chunks, both directions.
 //   - requests.go: client messages and the queue of requests awaiting replies.
-//   - bind.go: Bind parameters, hashed as they stream by (kept only on request).
+//   - bind.go: Bind parameters, hashed as they stream by (kept only on request),
+//     and their bits (ParamWildcard, ParamLarge): one bit per parameter of
+//     what a value is like, never the value.
 //   - evidence.go: value evidence: result descriptions, DataRow digests, Parse types.
 //   - budget.go: EvidenceBudget, the process-wide bound on attached evidence.
 //   - replies.go: server replies matched to requests, held executions, transactions.

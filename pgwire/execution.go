@@ -86,6 +86,16 @@ type Execution struct {
 	ParamsHash uint64
 	// NumParams is the number of bound parameters.
 	NumParams int
+	// ParamWildcard and ParamLarge are one bit per bound parameter, bit i
+	// for $i+1 (the first 64), never the values: ParamWildcard that the
+	// value's first byte is % or _ (a LIKE pattern that starts with a
+	// wildcard, where the statement uses the parameter as one);
+	// ParamLarge that the value is an integer of at least LargeParam,
+	// decimal text or a binary int2, int4 or int8 (an OFFSET that deep,
+	// where the statement uses it as one). 0 without parameters, and from
+	// readers that cannot see the values (server logs, recordings).
+	ParamWildcard uint64
+	ParamLarge    uint64
 
 	// Params and ParamFormats are the bound values (nil for NULL) and the
 	// Bind's format codes as sent (none: all text; one: for all; else one

@@ -164,7 +164,7 @@ func (t *Tracker) reply(typ byte, now time.Time) {
 	case beBindComplete:
 		if h.kind == reqBind {
 			st := t.useStmt(h.name)
-			p := portal{name: h.portal, stmtName: h.name, stmt: st, hash: h.hash, nparams: h.nparam, params: h.params}
+			p := portal{name: h.portal, stmtName: h.name, stmt: st, hash: h.hash, nparams: h.nparam, bits: h.bits, params: h.params}
 			if t.evidence {
 				p.ev = t.evq.front().ev
 			}
@@ -432,6 +432,7 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 			e.SQL, e.Truncated, e.StandardStrings = st.sql, st.trunc, st.strs
 		}
 		e.Prepared, e.ParamsHash, e.NumParams = h.name, h.hash, h.nparam
+		e.ParamWildcard, e.ParamLarge = h.bits.wild, h.bits.large
 		e.setParams(h.params)
 		if t.evidence {
 			e.ParamKeys = t.evq.front().ev.keys
@@ -443,6 +444,7 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 				e.SQL, e.Truncated, e.StandardStrings = p.stmt.sql, p.stmt.trunc, p.stmt.strs
 			}
 			e.Prepared, e.ParamsHash, e.NumParams = p.stmtName, p.hash, p.nparams
+			e.ParamWildcard, e.ParamLarge = p.bits.wild, p.bits.large
 			e.setParams(p.params)
 			if p.ev != nil {
 				e.ParamKeys = p.ev.keys

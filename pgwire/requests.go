@@ -155,6 +155,7 @@ type request struct {
 	portal string       // Bind
 	hash   uint64       // Bind
 	nparam int          // Bind
+	bits   paramBits    // Bind
 	params *boundParams // Bind, with keepParams
 	// With evidence, each Parse and Bind has its entry in Tracker.evq.
 }
@@ -279,7 +280,7 @@ func (t *Tracker) feEnd(now time.Time) {
 		r.portal = t.portalName(t.name.buf)
 		r.name = t.stmtName(t.name2.buf, t.stmtByName(t.name2.buf))
 		if r.nparam = t.bind.nparams; r.nparam > 0 {
-			r.hash = t.bind.h
+			r.hash, r.bits = t.bind.h, t.bind.bits
 		}
 		if t.keepParams {
 			r.params = t.pv.take(t.bind.nparams)

@@ -39,6 +39,7 @@ type portal struct {
 	stmt     *stmt // nil when the statement was unknown at Bind
 	hash     uint64
 	nparams  int
+	bits     paramBits
 	params   *boundParams // only with keepParams; shared, read only
 
 	ev *bindEvidence // only with evidence; the portal's own

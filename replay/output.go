@@ -67,7 +67,7 @@ func (st InputStats) Err() error {
 	if st.Executions == 0 {
 		return fmt.Errorf("%w: nothing could be read: %s", ErrIncompleteInput, what)
 	}
-	return fmt.Errorf("%w: the report covers only the %d statements that could be read: %s", ErrIncompleteInput, st.Executions, what)
+	return fmt.Errorf("%w: the report covers only the %s that could be read: %s", ErrIncompleteInput, plural(st.Executions, "statement", "statements"), what)
 }
 
 // Collector keeps findings for a report, at most max of them.
@@ -183,7 +183,7 @@ func WriteText(w io.Writer, r *Report, top int) error {
 		span = fmt.Sprintf(", %s to %s (%s)", s.Start.UTC().Format("2006-01-02 15:04:05.000"),
 			s.End.UTC().Format("15:04:05.000"), s.End.Sub(s.Start).Round(time.Millisecond))
 	}
-	conns := fmt.Sprint(s.Connections)
+	conns := plural(s.Connections, "connection", "connections")
 	if s.ConnsAtLeast {
 		conns = "at least " + conns
 	}
@@ -191,8 +191,8 @@ func WriteText(w io.Writer, r *Report, top int) error {
 	for _, n := range s.Findings {
 		nf += n
 	}
-	fmt.Fprintf(&b, "nplus1 replay (%s): %d statements on %s connections%s; %d errors; %d findings",
-		r.Mode, s.Statements, conns, span, s.Errors, nf)
+	fmt.Fprintf(&b, "nplus1 replay (%s): %s on %s%s; %s; %s",
+		r.Mode, plural(s.Statements, "statement", "statements"), conns, span, plural(s.Errors, "error", "errors"), plural(nf, "finding", "findings"))
 	if nf > 0 {
 		var parts []string
 		for _, k := range detector.Kinds() {
@@ -240,7 +240,8 @@ func WriteText(w io.Writer, r *Report, top int) error {
 		return err
 	}
 	if len(shown) < len(s.Fingerprints) {
-		fmt.Fprintf(w, "(%d more query shapes; --top 0 shows all, --format json lists all)\n", len(s.Fingerprints)-len(shown))
+		more := plural(len(s.Fingerprints)-len(shown), "more query shape", "more query shapes")
+		fmt.Fprintf(w, "(%s; --top 0 shows all, --format json lists all)\n", more)
 	}
 	return nil
 }
@@ -367,16 +368,16 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
 func findingText(f *detector.Finding) string {
 	var b strings.Builder
 	p := analyzer.Printable
-	fmt.Fprintf(&b, "%s [%s] fingerprint %s: %d executions", p(string(f.Kind)), p(string(f.Severity)), p(f.Fingerprint), f.Count)
+	fmt.Fprintf(&b, "%s [%s] fingerprint %s: %s", p(string(f.Kind)), p(string(f.Severity)), p(f.Fingerprint), plural(f.Count, "execution", "executions"))
 	if f.DistinctParams > 0 {
-		fmt.Fprintf(&b, ", %d distinct parameter sets", f.DistinctParams)
+		fmt.Fprintf(&b, ", %s", plural(f.DistinctParams, "distinct parameter set", "distinct parameter sets"))
 	}
 	if f.Rows > 0 {
-		fmt.Fprintf(&b, ", up to %d rows", f.Rows)
+		fmt.Fprintf(&b, ", up to %s", plural(f.Rows, "row", "rows"))
 	}
 	fmt.Fprintf(&b, ", %.3f ms\nquery:  %s\n", f.DurationMS, oneLine(f.Query, 0))
 	if f.Source != nil {
-		fmt.Fprintf(&b, "source: %s (%d rows)\n", oneLine(f.Source.Query, 0), f.Source.Rows)
+		fmt.Fprintf(&b, "source: %s (%s)\n", oneLine(f.Source.Query, 0), plural(f.Source.Rows, "row", "rows"))
 	}
 	fmt.Fprintf(&b, "where:  conn %d, user %s, database %s", f.Connection.ID, p(f.Connection.User), p(f.Connection.Database))
 	if f.ApplicationName != "" {
@@ -387,4 +388,12 @@ func findingText(f *detector.Finding) string {
 	}
 	fmt.Fprintf(&b, "\nwindow: %s to %s\nfix:    %s\n", f.WindowStart.UTC().Format(time.RFC3339Nano), f.WindowEnd.UTC().Format(time.RFC3339Nano), p(f.Suggestion))
 	return b.String()
+}
+
+// plural is n followed by one (n = 1) or many: "1 finding", "2 findings".
+func plural[N ~int | ~int64](n N, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

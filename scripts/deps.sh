@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what nplus1's tests, demo and benchmarks need, when it is missing:
 # PostgreSQL server binaries and clients (psql, pgbench), PgBouncer, tcpdump,
-# Prometheus (for promtool), and Node.js with npm (client tests). Debian/Ubuntu (apt-get); run as root or with
+# Prometheus (for promtool), Node.js with npm (client tests) and Chromium (the
+# web page's browser tests). Debian/Ubuntu (apt-get); run as root or with
 # sudo available. Safe to run again: it installs nothing that is present.
 # With --server-only, only the PostgreSQL server (what the demo needs).
 set -euo pipefail
@@ -23,6 +24,7 @@ command -v tcpdump >/dev/null 2>&1 || [ -x /usr/sbin/tcpdump ] || want+=(tcpdump
 command -v promtool >/dev/null 2>&1 || want+=(prometheus)
 command -v node >/dev/null 2>&1 || want+=(nodejs)
 command -v npm >/dev/null 2>&1 || want+=(npm)
+command -v chromium >/dev/null 2>&1 || want+=(chromium)
 fi
 
 if [ ${#want[@]} -eq 0 ]; then

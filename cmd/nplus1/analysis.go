@@ -71,7 +71,7 @@ func newAnalysisOptions(fs *flagSet) *analysisOptions {
 	fs.Var(o.ignore, "ignore", "drop findings matching `ENTRY`: fingerprint:HEX, query:REGEXP (over the\n"+
 		"normalized query), table:NAME or app:NAME (application_name); repeatable")
 	fs.Var(o.failOn, "fail-on", "exit with code 1 at the end when findings of these `KINDS` (comma-separated:\n"+
-		"n_plus_one, duplicate_query, unpaginated, select_star, or all) were reported")
+		kindNames()+", or all) were reported")
 	return o
 }
 
@@ -140,7 +140,7 @@ func (o *analysisOptions) openOutputs(inv *invocation) (*outputs, error) {
 	if inv.logFormat == "json" {
 		out.sinks = append(out.sinks, analyzer.LogSink{Logger: inv.logger.With("component", "detector")})
 	} else {
-		out.sinks = append(out.sinks, analyzer.NewConsole(inv.stderr, inv.getenv))
+		out.sinks = append(out.sinks, analyzer.NewColorConsole(inv.stderr, inv.useColor(inv.stderr)))
 	}
 	if err := o.openFindingsOut(out); err != nil {
 		return nil, err
@@ -338,8 +338,17 @@ func (l *kindList) Set(v string) error {
 				l.kinds = append(l.kinds, detector.Kind(part))
 			}
 		default:
-			return fmt.Errorf("unknown finding kind %q; kinds: n_plus_one, duplicate_query, unpaginated, select_star, all", part)
+			return fmt.Errorf("unknown finding kind %q; kinds: %s, all", part, kindNames())
 		}
 	}
 	return nil
+}
+
+// kindNames lists detector.Kinds, comma-separated.
+func kindNames() string {
+	var s []string
+	for _, k := range detector.Kinds() {
+		s = append(s, string(k))
+	}
+	return strings.Join(s, ", ")
 }

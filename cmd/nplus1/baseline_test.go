@@ -101,7 +101,7 @@ func TestBaselineRoundTrip(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Count != 1 || exitCode(err) != exitFindings {
 		t.Fatalf("got %v (exit %d), want 1 new finding failing\n%s", err, exitCode(err), stderr)
 	}
-	if !strings.Contains(err.Error(), "1 new findings (not in --baseline)") {
+	if !strings.Contains(err.Error(), "1 new finding (not in --baseline)") {
 		t.Errorf("error %q does not say the finding is new", err)
 	}
 	var gone []string

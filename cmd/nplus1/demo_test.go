@@ -24,6 +24,8 @@ func TestDemo(t *testing.T) {
 		"duplicate_query    duplicate_query         -      duplicate_query         yes",
 		"unpaginated        unpaginated             -      unpaginated             yes",
 		"select_star        select_star             -      select_star             yes",
+		"leading_wildcard   leading_wildcard        -      leading_wildcard        yes",
+		"deep_offset        deep_offset             -      deep_offset             yes",
 		"source: SELECT id FROM orders WHERE user_id = $1 ORDER BY id (6 rows)",
 	} {
 		if !strings.Contains(out, want) {

@@ -17,8 +17,10 @@ import (
 
 // TestEvidenceHoldsNoValue plants distinctive keys, loops over them (bound
 // and, in the simple protocol, inlined), so that the N+1 is proven from the
-// data flow, and greps every output for them: the findings file, the API,
-// the metrics, the logs at debug level and the console.
+// data flow, writes them back one row at a time (an N+1 of writes), searches
+// with a planted pattern that starts with a wildcard (leading_wildcard) and
+// pages deep (deep_offset), and greps every output for them: the findings
+// file, the API, the metrics, the logs at debug level and the console.
 func TestEvidenceHoldsNoValue(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -62,7 +64,25 @@ func TestEvidenceHoldsNoValue(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		err = pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+			for _, code := range codes {
+				if _, err := tx.Exec(ctx, "UPDATE accounts SET owner = $2 WHERE code = $1", code, code+"-owner"); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "SELECT code FROM accounts WHERE owner LIKE $1", "%"+plant+"-owner%"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "SELECT code FROM accounts ORDER BY code LIMIT 5 OFFSET $1", int64(7654321)); err != nil {
+			t.Fatal(err)
+		}
 		c.Close(ctx)
+		time.Sleep(200 * time.Millisecond) // the next mode's findings in windows of their own
 	}
 
 	get := func(path string) string {
@@ -86,4 +106,12 @@ func TestEvidenceHoldsNoValue(t *testing.T) {
 	outputs := map[string]string{"api": api, "metrics": get("/metrics")}
 	stopCommand(t, stop, done, logs, &console, out, outputs)
 	noPlant(t, outputs, plant, "value")
+	// The planted values went through the rules that read values: each
+	// mode (bound and inlined) made each of these findings.
+	found := outputs["findings-out"]
+	for _, want := range []string{`"kind":"leading_wildcard"`, `"kind":"deep_offset"`, `"command":"UPDATE"`} {
+		if n := strings.Count(found, want); n != 2 {
+			t.Errorf("%d findings with %s, want one per mode:\n%s", n, want, found)
+		}
+	}
 }

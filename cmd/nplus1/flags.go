@@ -5,12 +5,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // envPrefix starts the environment twin of every flag: --max-connections is
@@ -32,16 +36,21 @@ type flagSet struct {
 	order  []string          // flag names in definition order, for help
 	common map[string]bool   // flags defined by newFlagSet, listed apart in help
 	origin map[string]string // name → where its value came from, after parse
+	// ignored are the environment variables parse left out because they
+	// are Kubernetes service links, not settings (see serviceLink).
+	ignored []string
 
 	config    *string
 	logLevel  *string
 	logFormat *string
+	color     *string
 }
 
-// Log levels and formats the common flags accept.
+// Log levels, log formats and color modes the common flags accept.
 var (
 	logLevels  = []string{"debug", "info", "warn", "error"}
 	logFormats = []string{"text", "json"}
+	colorModes = []string{colorAuto, colorAlways, colorNever}
 )
 
 func newFlagSet(command string) *flagSet {
@@ -55,6 +64,8 @@ func newFlagSet(command string) *flagSet {
 	f.config = f.String("config", "", "read flag values from this YAML `FILE`; its keys are the flag names")
 	f.logLevel = f.Choice("log-level", "info", logLevels, "log level")
 	f.logFormat = f.Choice("log-format", "text", logFormats, "log format on stderr")
+	f.color = f.Choice("color", colorAuto, colorModes, "color findings on the console: auto (on a terminal, unless NO_COLOR is set),\n"+
+		"always (in CI logs that show colors too) or never")
 	for _, name := range f.order {
 		f.common[name] = true
 	}
@@ -69,20 +80,26 @@ func (f *flagSet) String(name, value, usage string) *string {
 
 // Int defines an int flag.
 func (f *flagSet) Int(name string, value int, usage string) *int {
-	f.add(name)
-	return f.fs.Int(name, value, usage)
+	v := &intValue{p: new(int)}
+	*v.p = value
+	f.Var(v, name, usage)
+	return v.p
 }
 
 // Duration defines a time.Duration flag.
 func (f *flagSet) Duration(name string, value time.Duration, usage string) *time.Duration {
-	f.add(name)
-	return f.fs.Duration(name, value, usage)
+	v := &durationValue{p: new(time.Duration)}
+	*v.p = value
+	f.Var(v, name, usage)
+	return v.p
 }
 
 // Bool defines a bool flag.
 func (f *flagSet) Bool(name string, value bool, usage string) *bool {
-	f.add(name)
-	return f.fs.Bool(name, value, usage)
+	v := &boolValue{p: new(bool)}
+	*v.p = value
+	f.Var(v, name, usage)
+	return v.p
 }
 
 // Choice defines a string flag that accepts only one of choices. The default
@@ -128,6 +145,10 @@ func (f *flagSet) parse(args []string, getenv func(string) string) ([]string, er
 		if v == "" {
 			continue // an empty variable counts as unset
 		}
+		if serviceLink(env, v) {
+			f.ignored = append(f.ignored, env)
+			continue
+		}
 		vals := []string{v}
 		if _, ok := f.fs.Lookup(name).Value.(listValue); ok {
 			// A repeatable flag takes one entry per line from its variable.
@@ -146,6 +167,17 @@ func (f *flagSet) parse(args []string, getenv func(string) string) ([]string, er
 		}
 	}
 	return f.fs.Args(), nil
+}
+
+// warn logs, once, the environment variables parse ignored as Kubernetes
+// service links. Their values are not logged.
+func (f *flagSet) warn(logger *slog.Logger) {
+	if len(f.ignored) == 0 {
+		return
+	}
+	logger.Warn("ignoring environment variables that are Kubernetes service links, not nplus1 settings",
+		"component", "main", "variables", strings.Join(f.ignored, ","),
+		"hint", "a Kubernetes Service named nplus1 defines them in every pod of its namespace; give these flags on the command line or in --config")
 }
 
 // loadConfig applies the values of a YAML config file to the flags that are
@@ -259,6 +291,9 @@ func (f *flagSet) printFlags(w io.Writer, names []string) {
 		if c, ok := fl.Value.(*choiceValue); ok {
 			arg = strings.Join(c.choices, "|")
 		}
+		if a, ok := fl.Value.(interface{ argName() string }); ok && arg == "value" {
+			arg = a.argName()
+		}
 		line := "  --" + name
 		if arg != "" {
 			line += " " + arg
@@ -312,4 +347,120 @@ func (v *choiceValue) Set(s string) error {
 type listValue interface {
 	flag.Value
 	isList()
+}
+
+// intValue is an int flag whose error says what a valid value looks like.
+type intValue struct{ p *int }
+
+func (v *intValue) String() string {
+	if v == nil || v.p == nil {
+		return ""
+	}
+	return strconv.Itoa(*v.p)
+}
+
+func (v *intValue) Set(s string) error {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 0, strconv.IntSize)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return errors.New("out of range; use a whole number such as 0, 10 or 1000")
+	case err != nil:
+		return errors.New("not a whole number; use digits such as 0, 10 or 1000")
+	}
+	*v.p = int(n)
+	return nil
+}
+
+func (v *intValue) argName() string { return "int" }
+
+// durationValue is a time.Duration flag whose error says what a valid value
+// looks like.
+type durationValue struct{ p *time.Duration }
+
+func (v *durationValue) String() string {
+	if v == nil || v.p == nil {
+		return ""
+	}
+	return v.p.String()
+}
+
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		if _, nerr := strconv.ParseFloat(strings.TrimSpace(s), 64); nerr == nil {
+			return fmt.Errorf("not a duration: a number needs a unit, such as %ss or %sms", strings.TrimSpace(s), strings.TrimSpace(s))
+		}
+		return errors.New("not a duration; use a Go duration such as 100ms, 2s or 1m")
+	}
+	*v.p = d
+	return nil
+}
+
+func (v *durationValue) argName() string { return "duration" }
+
+// boolValue is a bool flag whose error says what a valid value looks like.
+// Given without a value (--evidence), it is true.
+type boolValue struct{ p *bool }
+
+func (v *boolValue) String() string {
+	if v == nil || v.p == nil {
+		return ""
+	}
+	return strconv.FormatBool(*v.p)
+}
+
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not a boolean; use true or false")
+	}
+	*v.p = b
+	return nil
+}
+
+// IsBoolFlag lets the flag package take "--name" alone as "--name=true".
+func (v *boolValue) IsBoolFlag() bool { return true }
+
+// serviceLinkValue is the value Kubernetes gives a service link variable:
+// a protocol, a host and a port.
+var serviceLinkValue = regexp.MustCompile(`^(?i:tcp|udp|sctp)://(.+)$`)
+
+// serviceLink reports whether the variable name=value is one of those
+// Kubernetes puts in every container of a namespace for each Service (for a
+// Service named nplus1: NPLUS1_SERVICE_HOST, NPLUS1_SERVICE_PORT,
+// NPLUS1_SERVICE_PORT_<NAME>, NPLUS1_PORT=tcp://10.0.0.5:6432,
+// NPLUS1_PORT_6432_TCP=tcp://..., and its _PROTO, _PORT and _ADDR), which
+// nplus1 must not take for its own settings. NPLUS1_PORT is also replay's
+// --port: there, only a value of the tcp://host:port form is a link.
+func serviceLink(name, value string) bool {
+	rest, ok := strings.CutPrefix(name, envPrefix)
+	if !ok {
+		return false
+	}
+	if rest == "SERVICE_HOST" || rest == "SERVICE_PORT" || strings.HasPrefix(rest, "SERVICE_PORT_") {
+		return true
+	}
+	if rest != "PORT" && !strings.HasPrefix(rest, "PORT_") {
+		return false
+	}
+	if m := serviceLinkValue.FindStringSubmatch(strings.TrimSpace(value)); m != nil {
+		_, port, err := net.SplitHostPort(m[1])
+		if _, perr := strconv.ParseUint(port, 10, 16); err == nil && perr == nil {
+			return true
+		}
+	}
+	// NPLUS1_PORT_6432_TCP_PROTO, _PORT, _ADDR: a port number and a protocol
+	// in the name.
+	parts := strings.Split(rest, "_")
+	if len(parts) < 3 || parts[0] != "PORT" {
+		return false
+	}
+	if _, err := strconv.ParseUint(parts[1], 10, 16); err != nil {
+		return false
+	}
+	switch parts[2] {
+	case "TCP", "UDP", "SCTP":
+		return true
+	}
+	return false
 }

@@ -38,6 +38,9 @@ type httpDeps struct {
 	metrics http.Handler
 	logger  *slog.Logger
 
+	// web is what the page's own routes read (webapi.go).
+	web webDeps
+
 	// token, when set (--http-token), is required as "Authorization:
 	// Bearer TOKEN" by every route but /healthz and /readyz; /readyz then
 	// gives its reason only with it.
@@ -112,6 +115,7 @@ func newMux(d httpDeps) *http.ServeMux {
 		mux.Handle("DELETE /api/findings", d.guard(accessAPI, http.HandlerFunc(d.clearFindings)))
 		mux.Handle("GET /api/findings/stream", d.guard(accessAPI, http.HandlerFunc(d.streamFindings)))
 	}
+	d.webRoutes(mux) // the page at / and its API (webapi.go)
 	return mux
 }
 
@@ -256,7 +260,7 @@ func (d httpDeps) listFindings(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	kind := detector.Kind(q.Get("kind"))
 	if kind != "" && !slices.Contains(detector.Kinds(), kind) {
-		writeText(w, http.StatusBadRequest, fmt.Sprintf("unknown kind %q; kinds: n_plus_one, duplicate_query, unpaginated, select_star\n", kind))
+		writeText(w, http.StatusBadRequest, fmt.Sprintf("unknown kind %q; kinds: %s\n", kind, kindNames()))
 		return
 	}
 	var since time.Time

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nplus1/nplus1/analyzer"
+	"github.com/nplus1/nplus1/detector"
 	"github.com/nplus1/nplus1/metrics"
 	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
@@ -41,6 +42,8 @@ func newMetricsOptions(fs *flagSet) *metricsOptions {
 type proxyMetrics struct {
 	reg *prometheus.Registry
 	exp *metrics.Exporter
+	// timelines keeps the windows with findings for the page (webtimeline.go).
+	timelines *timelineLog
 }
 
 // start checks the flags and, when enabled (--http is set), builds the
@@ -64,18 +67,21 @@ func (o *metricsOptions) start(enabled bool) (*proxyMetrics, error) {
 	if err != nil {
 		return nil, usageErrorf("%v", err)
 	}
-	return &proxyMetrics{reg: reg, exp: exp}, nil
+	return &proxyMetrics{reg: reg, exp: exp, timelines: newTimelineLog(exp.Query)}, nil
 }
 
-// observe makes the analyzer feed the exporter: every execution through
-// Observe, every finding as a sink. Both run on the analyzer's goroutine,
-// off the relay path.
+// observe makes the analyzer feed the exporter and the page's timelines:
+// every execution through Observe, every finding as a sink. Both run on the
+// analyzer's goroutine, off the relay path.
 func (m *proxyMetrics) observe(cfg *analyzer.Config) {
 	if m == nil {
 		return
 	}
-	cfg.Observe = m.exp.Observe
-	cfg.Sinks = slices.Concat(cfg.Sinks, []analyzer.Sink{m.exp})
+	cfg.Observe = func(ev *detector.Event) {
+		m.exp.Observe(ev)
+		m.timelines.observe(ev)
+	}
+	cfg.Sinks = slices.Concat(cfg.Sinks, []analyzer.Sink{m.exp, m.timelines})
 }
 
 // watch exports the counters the proxy, the analyzer and the fingerprint
@@ -103,4 +109,14 @@ func (m *proxyMetrics) handler(logger *slog.Logger) http.Handler {
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		Timeout:  10 * time.Second,
 	})
+}
+
+// webDeps are the page's sources: the top-K ranking's table for GET
+// /api/fingerprints and the timelines of the windows with findings; none
+// when metrics are off.
+func (m *proxyMetrics) webDeps() webDeps {
+	if m == nil {
+		return webDeps{}
+	}
+	return webDeps{fingerprints: m.exp, timelines: m.timelines}
 }

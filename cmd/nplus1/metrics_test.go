@@ -74,7 +74,7 @@ func TestMetricsRoute(t *testing.T) {
 	if rec.Code != 200 || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/plain") {
 		t.Errorf("GET /metrics: got %d %q, want 200 text/plain", rec.Code, rec.Header().Get("Content-Type"))
 	}
-	for _, want := range []string{"nplus1_build_info{", `nplus1_findings_total{kind="n_plus_one"} 0`, "go_goroutines ", "process_resident_memory_bytes "} {
+	for _, want := range []string{"nplus1_build_info{", `nplus1_findings_total{kind="n_plus_one",severity="critical"} 0`, "go_goroutines ", "process_resident_memory_bytes "} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("GET /metrics lacks %q:\n%s", want, body)
 		}

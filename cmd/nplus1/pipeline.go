@@ -105,6 +105,7 @@ func newPipeline(ctx context.Context, inv *invocation, pc pipelineConfig) (_ *pi
 			findings:      pc.outs.store,
 			analyzer:      p.an,
 			metrics:       pc.metrics.handler(inv.logger.With("component", "http")),
+			web:           pc.metrics.webDeps(),
 			logger:        inv.logger.With("component", "http"),
 			token:         pc.httpToken,
 		})

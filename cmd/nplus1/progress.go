@@ -78,7 +78,7 @@ func (p *progress) draw(final bool) {
 	}
 	if !p.bar {
 		if !final {
-			fmt.Fprintf(p.w, "nplus1 replay: %.0f%% (%s of %s), %d statements, %.0f/s\n", 100*frac, sizeStr(read), sizeStr(p.total), n, rate)
+			fmt.Fprintf(p.w, "nplus1 replay: %.0f%% (%s of %s), %s, %.0f/s\n", 100*frac, sizeStr(read), sizeStr(p.total), plural(n, "statement", "statements"), rate)
 		}
 		return
 	}
@@ -89,7 +89,7 @@ func (p *progress) draw(final bool) {
 	if frac > 0 && frac < 1 && !final {
 		eta = fmt.Sprintf(" ETA %s", (time.Duration(el/frac*(1-frac)) * time.Second).Round(time.Second))
 	}
-	fmt.Fprintf(p.w, "\r\x1b[K[%s] %3.0f%% %s/%s %d statements %.0f/s%s", bar, 100*frac, sizeStr(read), sizeStr(p.total), n, rate, eta)
+	fmt.Fprintf(p.w, "\r\x1b[K[%s] %3.0f%% %s/%s %s %.0f/s%s", bar, 100*frac, sizeStr(read), sizeStr(p.total), plural(n, "statement", "statements"), rate, eta)
 	p.drawn = true
 	if final {
 		fmt.Fprintln(p.w)

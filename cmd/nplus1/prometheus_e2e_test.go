@@ -24,8 +24,11 @@ import (
 // (Debian's) scraping its /metrics every second and evaluating the
 // repository's rule files every second, and pgx running the shop's N+1
 // through the proxy. Through Prometheus's HTTP API it asserts that the
-// findings counter rose and that NPlusOneDetected became pending or firing;
-// it also lints the live scrape with promtool.
+// findings counter rose, with the finding's severity, that NPlusOneDetected
+// became pending or firing and CriticalFindingDetected did not, and, once
+// the proxy is stopped, that NPlus1ProxyDown becomes pending; it also lints
+// the live scrape with promtool. The scrape job is not called nplus1: no
+// rule depends on its name.
 func TestPrometheusSeesNPlusOne(t *testing.T) {
 	promtool := promtest.Promtool(t) // fail early, naming the package, when Prometheus is missing
 	pg, err := pgtest.Start(pgtest.Options{})
@@ -40,7 +43,9 @@ func TestPrometheusSeesNPlusOne(t *testing.T) {
 	args := []string{"proxy", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--shutdown-timeout", "5s"}
 	addrs, _, done := startCommand(t, ctx, args, env, io.Discard, "proxy", "http")
 	proxyAddr, httpAddr := addrs["proxy"], addrs["http"]
+	stopped := false
 	stopProxy := func() {
+		stopped = true
 		cancel()
 		select {
 		case err := <-done:
@@ -52,7 +57,7 @@ func TestPrometheusSeesNPlusOne(t *testing.T) {
 		}
 	}
 	defer func() {
-		if ctx.Err() == nil {
+		if !stopped {
 			stopProxy()
 		}
 	}()
@@ -65,7 +70,7 @@ func TestPrometheusSeesNPlusOne(t *testing.T) {
 		}
 		rules = append(rules, p)
 	}
-	prom := promtest.Start(t, promtest.Options{Job: "nplus1", Targets: []string{httpAddr}, RuleFiles: rules, Interval: time.Second})
+	prom := promtest.Start(t, promtest.Options{Job: "shop-db", Targets: []string{httpAddr}, RuleFiles: rules, Interval: time.Second})
 
 	// poll evaluates cond every 250 ms until it holds or the time is up.
 	poll := func(what string, limit time.Duration, cond func(ctx context.Context) (bool, string)) {
@@ -94,11 +99,12 @@ func TestPrometheusSeesNPlusOne(t *testing.T) {
 		return s, fmt.Sprintf("%s = %v", expr, s)
 	}
 
-	// Prometheus scrapes the proxy and holds the findings counter at 0 (every
-	// kind is exported from the start, so the first finding is an increase).
-	poll("the findings counter at 0 in Prometheus", 30*time.Second, func(ctx context.Context) (bool, string) {
-		s, state := query(ctx, `nplus1_findings_total{job="nplus1", kind="n_plus_one"}`)
-		return len(s) == 1 && s[0].Value == 0, state
+	// Prometheus scrapes the proxy and holds the findings counters at 0
+	// (every kind and severity is exported from the start, so the first
+	// finding is an increase).
+	poll("the findings counters at 0 in Prometheus", 30*time.Second, func(ctx context.Context) (bool, string) {
+		s, state := query(ctx, `nplus1_findings_total{job="shop-db", kind="n_plus_one"} == 0`)
+		return len(s) == 3, state
 	})
 	if err := prom.RuleGroupHealth(ctx); err != nil {
 		t.Errorf("rules: %v", err)
@@ -124,9 +130,10 @@ func TestPrometheusSeesNPlusOne(t *testing.T) {
 
 	// The finding reaches Prometheus, the counter has increased, and the
 	// alert is pending or firing.
+	// The shop's loop is 20 lookups: a warning.
 	poll("increase of the findings counter", 30*time.Second, func(ctx context.Context) (bool, string) {
-		s, state := query(ctx, `increase(nplus1_findings_total{job="nplus1", kind="n_plus_one"}[5m])`)
-		return len(s) == 1 && s[0].Value > 0, state
+		s, state := query(ctx, `increase(nplus1_findings_total{job="shop-db", kind="n_plus_one"}[5m]) > 0`)
+		return len(s) == 1 && s[0].Metric["severity"] == "warning", state
 	})
 	poll("NPlusOneDetected pending or firing", 30*time.Second, func(ctx context.Context) (bool, string) {
 		alerts, err := prom.Alerts(ctx)
@@ -135,8 +142,8 @@ func TestPrometheusSeesNPlusOne(t *testing.T) {
 		}
 		for _, a := range alerts {
 			if a.Labels["alertname"] == "NPlusOneDetected" && (a.State == "pending" || a.State == "firing") {
-				if a.Labels["job"] != "nplus1" || a.Labels["instance"] != httpAddr || a.Labels["severity"] != "warning" {
-					return false, fmt.Sprintf("alert with labels %v, want job nplus1, instance %s, severity warning", a.Labels, httpAddr)
+				if a.Labels["job"] != "shop-db" || a.Labels["instance"] != httpAddr || a.Labels["severity"] != "warning" {
+					return false, fmt.Sprintf("alert with labels %v, want job shop-db, instance %s, severity warning", a.Labels, httpAddr)
 				}
 				return true, ""
 			}
@@ -147,23 +154,23 @@ func TestPrometheusSeesNPlusOne(t *testing.T) {
 	// The per-fingerprint series: the looped lookup is in the top-K, with its
 	// normalized query, and its finding is counted on it or in __other__.
 	poll("the looped query's fingerprint series", 30*time.Second, func(ctx context.Context) (bool, string) {
-		s, state := query(ctx, `nplus1_fingerprint_info{job="nplus1", query="SELECT name, email FROM users WHERE id = $1", tables="users"}`)
+		s, state := query(ctx, `nplus1_fingerprint_info{job="shop-db", query="SELECT name, email FROM users WHERE id = $1", tables="users"}`)
 		return len(s) == 1, state
 	})
 	poll("the finding in the per-fingerprint series", 30*time.Second, func(ctx context.Context) (bool, string) {
-		s, state := query(ctx, `sum(nplus1_fingerprint_findings_total{job="nplus1", kind="n_plus_one"})`)
+		s, state := query(ctx, `sum(nplus1_fingerprint_findings_total{job="shop-db", kind="n_plus_one"})`)
 		return len(s) == 1 && s[0].Value == 1, state
 	})
 	for expr, want := range map[string]float64{
-		`up{job="nplus1"}`:                                                  1,
-		`count(nplus1_build_info{job="nplus1"})`:                            1,
-		`sum(nplus1_queries_total{job="nplus1", command="select"}) >= 21`:   -1, // 1 list + 20 lookups, at least
-		`sum(nplus1_relayed_bytes_total{job="nplus1"}) > 0`:                 -1,
-		`sum(nplus1_executions_dropped_total{job="nplus1"})`:                0,
+		`up{job="shop-db"}`:                                                 1,
+		`count(nplus1_build_info{job="shop-db"})`:                           1,
+		`sum(nplus1_queries_total{job="shop-db", command="select"}) >= 21`:  -1, // 1 list + 20 lookups, at least
+		`sum(nplus1_relayed_bytes_total{job="shop-db"}) > 0`:                -1,
+		`sum(nplus1_executions_dropped_total{job="shop-db"})`:               0,
 		`count(job_kind:nplus1_findings:increase1h{kind="n_plus_one"} > 0)`: 1, // recording rule
-		`sum(nplus1_query_duration_seconds_count{job="nplus1"}) > 0`:        -1,
-		`sum(nplus1_client_connections_active{job="nplus1"})`:               1,
-		`sum(nplus1_upstream_connections_active{job="nplus1"})`:             1,
+		`sum(nplus1_query_duration_seconds_count{job="shop-db"}) > 0`:       -1,
+		`sum(nplus1_client_connections_active{job="shop-db"})`:              1,
+		`sum(nplus1_upstream_connections_active{job="shop-db"})`:            1,
 	} {
 		poll(expr, 15*time.Second, func(ctx context.Context) (bool, string) {
 			s, state := query(ctx, expr)
@@ -190,6 +197,32 @@ func TestPrometheusSeesNPlusOne(t *testing.T) {
 		t.Error("the scrape holds a literal from the workload")
 	}
 
+	alerts, err := prom.Alerts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range alerts {
+		if a.Labels["alertname"] == "CriticalFindingDetected" {
+			t.Errorf("a warning N+1 made %v %s", a.Labels, a.State)
+		}
+	}
+
 	conn.Close(context.Background())
 	stopProxy()
+
+	// The proxy is gone: Prometheus cannot scrape it, and knows it was an
+	// nplus1, whatever its job is called.
+	ctx = context.Background()
+	poll("NPlus1ProxyDown pending", 30*time.Second, func(ctx context.Context) (bool, string) {
+		alerts, err := prom.Alerts(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, a := range alerts {
+			if a.Labels["alertname"] == "NPlus1ProxyDown" && a.Labels["job"] == "shop-db" && a.Labels["instance"] == httpAddr && a.Labels["severity"] == "critical" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("alerts: %+v", alerts)
+	})
 }

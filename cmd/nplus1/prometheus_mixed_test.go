@@ -19,7 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/nplus1/nplus1/detector"
 	"github.com/nplus1/nplus1/fingerprint"
@@ -442,11 +442,12 @@ func TestPrometheusMixedLoadAlertsOnlyTheLoop(t *testing.T) {
 		}
 	}
 
-	// Prometheus holds every findings counter at 0 (every kind is exported
-	// from the start, so the first finding is an increase).
+	// Prometheus holds every findings counter at 0 (every kind and
+	// severity is exported from the start, so the first finding is an
+	// increase).
 	poll("the findings counters at 0 in Prometheus", 30*time.Second, func(ctx context.Context) (bool, string) {
 		s, state := query(ctx, `nplus1_findings_total{job="nplus1"} == 0`)
-		return len(s) == len(detector.Kinds()), state
+		return len(s) == len(detector.Kinds())*3, state
 	})
 	if err := prom.RuleGroupHealth(ctx); err != nil {
 		t.Errorf("rules: %v", err)
@@ -569,9 +570,22 @@ func TestPrometheusMixedLoadAlertsOnlyTheLoop(t *testing.T) {
 		return len(s) == 1 && s[0].Value == n, state
 	})
 
-	// Counted by kind: n_plus_one only.
-	if s, state := query(ctx, `nplus1_findings_total{job="nplus1"} > 0`); len(s) != 1 || s[0].Metric["kind"] != string(detector.KindNPlusOne) || s[0].Value != n {
+	// Counted by kind: n_plus_one only; and by severity, as the findings
+	// say.
+	if s, state := query(ctx, `sum by (kind) (nplus1_findings_total{job="nplus1"}) > 0`); len(s) != 1 || s[0].Metric["kind"] != string(detector.KindNPlusOne) || s[0].Value != n {
 		t.Errorf("findings by kind: %s; want n_plus_one = %v only", state, n)
+	}
+	bySeverity := map[string]float64{}
+	for _, f := range findings {
+		bySeverity[string(f.Severity)]++
+	}
+	sev, sevState := query(ctx, `sum by (severity) (nplus1_findings_total{job="nplus1"}) > 0`)
+	got := map[string]float64{}
+	for _, x := range sev {
+		got[x.Metric["severity"]] = x.Value
+	}
+	if !maps.Equal(got, bySeverity) {
+		t.Errorf("findings by severity: %s; want %v, as GET /api/findings says", sevState, bySeverity)
 	}
 	// Every occurrence the detector saw (reported, or suppressed by the
 	// cooldown, or ignored): n_plus_one only.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"runtime"
@@ -236,14 +237,15 @@ func (o *proxyOptions) clientTLS() (*tls.Config, error) {
 	return nil, nil
 }
 
-// checkAddr reports whether addr is host:port, for an early usage error.
+// checkAddr reports whether addr is host:port, for an early usage error
+// that says what a valid address looks like.
 func checkAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
+	if err == nil && port == "" {
+		err = errors.New("missing port")
 	}
-	if port == "" {
-		return errors.New("missing port")
+	if err != nil {
+		return fmt.Errorf("%v; want host:port, such as 127.0.0.1:6432 or [::1]:6432 (port 0: any free port)", err)
 	}
 	return nil
 }
@@ -310,5 +312,7 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
+	stop := checkUpstreamAtStartup(ctx, p.srv.CheckUpstream, cfg.Upstream, min(*o.connectTimeout, startupCheckTimeout), inv.logger)
+	defer stop()
 	return p.Run(ctx)
 }

@@ -274,7 +274,7 @@ func (o *replayOptions) openSinks(inv *invocation, w io.Writer) (*outputs, *repl
 	col := replay.NewCollector(0)
 	outs.sinks = append(outs.sinks, col, outs.gate)
 	if *o.format == "text" {
-		outs.sinks = append(outs.sinks, analyzer.NewConsole(w, inv.getenv))
+		outs.sinks = append(outs.sinks, analyzer.NewColorConsole(w, inv.useColor(w)))
 	}
 	if err := o.analysis.openFindingsOut(outs); err != nil {
 		return nil, nil, err
@@ -338,7 +338,7 @@ func parsePorts(s string) ([]uint16, error) {
 		}
 		n, err := strconv.ParseUint(p, 10, 16)
 		if err != nil || n == 0 {
-			return nil, fmt.Errorf("%q is not a TCP port", p)
+			return nil, fmt.Errorf("%q is not a TCP port; want numbers from 1 to 65535, comma-separated, such as 5432,6432", p)
 		}
 		ports = append(ports, uint16(n))
 	}

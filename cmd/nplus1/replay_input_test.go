@@ -135,17 +135,17 @@ func TestReplayExitCodesForIncompleteInput(t *testing.T) {
 		stderr []string // each must be on stderr
 		stdout []string // each must be on stdout
 	}{
-		{"intact pcap", []string{fixture}, exitOK, nil, []string{"7 statements on 1 connections"}},
+		{"intact pcap", []string{fixture}, exitOK, nil, []string{"7 statements on 1 connection,"}},
 		{"intact pcap, --fail-on select_star", []string{"--fail-on", "select_star", fixture}, exitOK, nil, nil},
-		{"intact recording", []string{rec}, exitOK, nil, []string{"7 statements on 1 connections"}},
+		{"intact recording", []string{rec}, exitOK, nil, []string{"7 statements on 1 connection,"}},
 		{"cut pcap", []string{cutPcap}, exitFailure,
 			[]string{"incomplete input: the report covers only the ", "corrupt capture file: truncated packet"},
 			[]string{"note: pcap: " + cutPcap + ": corrupt capture file: truncated packet", "FINGERPRINT"}},
 		{"cut pcap, --fail-on all", []string{"--fail-on", "all", cutPcap}, exitFailure,
-			[]string{"incomplete input", "truncated packet", "findings matched --fail-on", "findings summary"}, nil},
+			[]string{"incomplete input", "truncated packet", "(and 1 finding matched --fail-on", "findings summary"}, nil},
 		{"cut recording", []string{cutRec}, exitFailure,
 			[]string{"incomplete input: the report covers only the 6 statements that could be read: recording: 1 of 8 lines skipped (first: " + cutRec + ": line 8 is not a recording item)"},
-			[]string{"6 statements on 1 connections", "note: recording: 1 of 8 lines skipped"}},
+			[]string{"6 statements on 1 connection,", "note: recording: 1 of 8 lines skipped"}},
 		{"garbage as a recording", []string{"--input-format", "recording", garbage}, exitFailure,
 			[]string{"incomplete input: nothing could be read: recording: 3 of 3 lines skipped (first: " + garbage + ": line 1 is not a recording item)"},
 			[]string{"0 statements on 0 connections"}},

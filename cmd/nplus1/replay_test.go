@@ -19,7 +19,7 @@ func TestReplayText(t *testing.T) {
 		t.Fatalf("replay: %v\n%s", err, stderr)
 	}
 	for _, want := range []string{"nplus1: N+1 query [warning] 6 executions with 6 distinct parameter sets",
-		"7 statements on 1 connections", "1 findings (1 n_plus_one)", "SELECT name, email FROM users WHERE id = $1", "P95 ms"} {
+		"7 statements on 1 connection,", "; 0 errors; 1 finding (1 n_plus_one)", "SELECT name, email FROM users WHERE id = $1", "P95 ms"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, stdout)
 		}

@@ -37,11 +37,10 @@ type findingsError struct {
 }
 
 func (e *findingsError) Error() string {
-	s := fmt.Sprintf("%d findings matched --fail-on %s", e.Count, e.FailOn)
 	if e.Baseline {
-		s = fmt.Sprintf("%d new findings (not in --baseline) matched --fail-on %s", e.Count, e.FailOn)
+		return fmt.Sprintf("%s (not in --baseline) matched --fail-on %s", plural(e.Count, "new finding", "new findings"), e.FailOn)
 	}
-	return s
+	return fmt.Sprintf("%s matched --fail-on %s", plural(e.Count, "finding", "findings"), e.FailOn)
 }
 
 // exitCode maps run's error to the process exit code.
@@ -86,6 +85,13 @@ type invocation struct {
 	logger *slog.Logger // to stderr, configured by --log-level and --log-format
 	// logFormat is --log-format: "text" or "json".
 	logFormat string
+	// color is --color: auto, always or never (see useColor).
+	color string
+}
+
+// useColor reports whether the command's output to w gets ANSI colors.
+func (inv *invocation) useColor(w io.Writer) bool {
+	return useColor(inv.color, w, inv.getenv)
 }
 
 // commands lists the subcommands, in the order help shows them.
@@ -115,6 +121,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return reportUsage(stderr, "", usageErrorf("no command given"))
 	}
 	switch name := args[0]; name {
+	case "-version", "--version", "version":
+		printVersion(stdout)
+		return nil
 	case "-h", "-help", "--help", "help":
 		if name != "help" || len(args) == 1 {
 			printUsage(stdout)
@@ -154,7 +163,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger: newLogger(stderr, *fs.logLevel, *fs.logFormat),
 
 		logFormat: *fs.logFormat,
+		color:     *fs.color,
 	}
+	fs.warn(inv.logger)
 	err = fn(ctx, inv)
 	var ue *usageError
 	switch {
@@ -196,6 +207,7 @@ SELECT *.
 Usage:
   nplus1 <command> [flags]
   nplus1 help <command>
+  nplus1 version
 
 Commands:
 `)
@@ -218,6 +230,8 @@ flag name in upper case with '_' for '-' (--max-connections is
 NPLUS1_MAX_CONNECTIONS), or in a YAML file named by --config whose keys are the
 flag names ("max-connections: 100"). The command line wins over the
 environment, which wins over the config file. An empty variable counts as unset.
+Kubernetes service links (NPLUS1_SERVICE_HOST, NPLUS1_PORT=tcp://10.0.0.5:6432,
+...) are not settings: they are ignored, with a warning when they name a flag.
 `
 
 func printCommandUsage(w io.Writer, c command, fs *flagSet) {

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -135,4 +139,43 @@ func newUpstream(host, port string) (upstream, error) {
 		return upstream{}, errors.New("invalid port: want a number from 1 to 65535")
 	}
 	return upstream{host: host, addr: net.JoinHostPort(host, port)}, nil
+}
+
+// startupCheckTimeout bounds the one dial the proxy makes at startup to see
+// whether its upstream answers (--connect-timeout, when shorter).
+const startupCheckTimeout = 3 * time.Second
+
+// upstreamDownMsg is the warning logged when the upstream does not answer at
+// startup.
+const upstreamDownMsg = "the upstream does not answer; listening anyway, each client connection will dial it"
+
+// checkUpstreamAtStartup dials the upstream once in the background, with
+// check (proxy.Server.CheckUpstream: TCP, and TLS per the SSL mode) bounded
+// by timeout, and logs a warning when it fails: the upstream as host:port
+// and the kind of failure (connection refused, host name not found, timed
+// out, ...), never the --upstream string, which may hold a password. It is
+// not a refusal: the proxy serves anyway, and the database may come up
+// later. The returned stop ends the check (without a warning) and waits for
+// it.
+func checkUpstreamAtStartup(ctx context.Context, check func(context.Context) error, addr string, timeout time.Duration, logger *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		err := check(ctx)
+		switch {
+		case err == nil:
+			logger.Debug("the upstream answers", "component", "proxy", "upstream", addr)
+		case ctx.Err() == context.Canceled:
+			// Stopped: the proxy is shutting down.
+		default:
+			// err is the proxy's upstream error: "cannot connect to
+			// upstream HOST:PORT: REASON", without the resolver's or the
+			// local address.
+			logger.Warn(upstreamDownMsg, "component", "proxy", "upstream", addr, "err", err.Error())
+		}
+	})
+	return func() {
+		cancel()
+		wg.Wait()
+	}
 }

@@ -228,6 +228,8 @@ const cases = {
 
 // The concurrency class (concurrency.js).
 Object.assign(cases, require('./concurrency.js'));
+// Writes run once per row, leading wildcards, deep offsets (patterns.js).
+Object.assign(cases, require('./patterns.js'));
 
 async function main() {
   const name = process.argv[2];

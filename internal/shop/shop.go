@@ -170,6 +170,39 @@ func Scenarios() []Scenario {
 				return err
 			},
 		},
+		{
+			Name:   "leading_wildcard",
+			Title:  "search customers by a part of their name",
+			Expect: []string{"leading_wildcard"},
+			Bad: func(ctx context.Context, c *pgx.Conn) error {
+				// name: {contains: "ser 1"}, as SQLAlchemy's contains() writes
+				// it: no B-tree index serves a pattern that starts with %.
+				_, err := collect[int64](ctx, c, "SELECT id, name FROM users WHERE name LIKE '%' || $1 || '%'", 0, "ser 1")
+				return err
+			},
+			Fixed: func(ctx context.Context, c *pgx.Conn) error {
+				// A prefix search (startsWith), which an index can serve; or
+				// a trigram index that serves the contains.
+				_, err := collect[int64](ctx, c, "SELECT id, name FROM users WHERE name LIKE $1 || '%'", 0, "user 1")
+				return err
+			},
+		},
+		{
+			Name:   "deep_offset",
+			Title:  "page 31 of the order items, 50 per page",
+			Expect: []string{"deep_offset"},
+			Bad: func(ctx context.Context, c *pgx.Conn) error {
+				// skip: 1500, take: 50, as GORM and Sequelize write it: the
+				// server reads 1550 rows to return 50.
+				_, err := collect[int64](ctx, c, "SELECT id, order_id, product_id, quantity FROM order_items ORDER BY id LIMIT 50 OFFSET 1500", 0)
+				return err
+			},
+			Fixed: func(ctx context.Context, c *pgx.Conn) error {
+				// Keyset pagination: after the last id of the previous page.
+				_, err := collect[int64](ctx, c, "SELECT id, order_id, product_id, quantity FROM order_items WHERE id > $1 ORDER BY id LIMIT 50", 0, int64(1500))
+				return err
+			},
+		},
 	}
 }
 

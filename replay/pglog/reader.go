@@ -672,6 +672,7 @@ func (r *Reader) parseParams(e *pgwire.Execution, d []byte) {
 	}
 	e.NumParams = len(vals)
 	e.ParamsHash = pgwire.HashParams(nil, vals)
+	e.ParamWildcard, e.ParamLarge = pgwire.ParamBits(nil, vals) // as the tracker passes them live
 	if r.opts.KeepParams {
 		e.Params = vals
 	}

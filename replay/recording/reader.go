@@ -665,6 +665,9 @@ func (r *Reader) params(e *pgwire.Execution) {
 	} else if n > 0 {
 		e.ParamsHash = pgwire.HashParams(formats, it.params)
 	}
+	if n > 0 { // the bits the tracker passes live (LIKE patterns, OFFSETs)
+		e.ParamWildcard, e.ParamLarge = pgwire.ParamBits(formats, it.params)
+	}
 	if !r.opts.KeepParams || n == 0 {
 		return
 	}
