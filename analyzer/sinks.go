@@ -47,10 +47,12 @@ func IsTerminal(w io.Writer) bool {
 }
 
 var kindTitle = map[detector.Kind]string{
-	detector.KindNPlusOne:       "N+1 query",
-	detector.KindDuplicateQuery: "duplicate query",
-	detector.KindUnpaginated:    "unpaginated query",
-	detector.KindSelectStar:     "SELECT *",
+	detector.KindNPlusOne:        "N+1 query",
+	detector.KindDuplicateQuery:  "duplicate query",
+	detector.KindUnpaginated:     "unpaginated query",
+	detector.KindSelectStar:      "SELECT *",
+	detector.KindLeadingWildcard: "leading wildcard",
+	detector.KindDeepOffset:      "deep OFFSET",
 }
 
 // Finding writes f.
@@ -59,6 +61,9 @@ func (c *Console) Finding(f *detector.Finding) {
 	title := kindTitle[f.Kind]
 	if title == "" {
 		title = string(f.Kind)
+	}
+	if f.Kind == detector.KindNPlusOne && f.Command != "" {
+		title = "N+1 " + f.Command // a write, one row at a time
 	}
 	title = Printable(title)
 	sev := Printable(string(f.Severity))
@@ -73,6 +78,10 @@ func (c *Console) Finding(f *detector.Finding) {
 		title = "\x1b[1;" + code + "m" + title + "\x1b[0m"
 	}
 	fmt.Fprintf(&b, "nplus1: %s [%s] %s\n", title, sev, describeCount(f))
+	if at := f.Location.String(); at != "" {
+		// Where a developer looks first: the code that ran it.
+		fmt.Fprintf(&b, "  at:     %s\n", Printable(at))
+	}
 	fmt.Fprintf(&b, "  query:  %s\n", oneLine(f.Query))
 	if f.Kind == detector.KindNPlusOne {
 		if f.Source != nil {
@@ -90,14 +99,6 @@ func (c *Console) Finding(f *detector.Finding) {
 	}
 	if f.TraceID != "" {
 		where += ", trace " + Printable(f.TraceID)
-	}
-	if r := f.Tags["route"]; r != "" {
-		where += ", route " + Printable(r)
-	} else if ctl := f.Tags["controller"]; ctl != "" {
-		where += ", controller " + Printable(ctl)
-		if act := f.Tags["action"]; act != "" {
-			where += "#" + Printable(act)
-		}
 	}
 	fmt.Fprintf(&b, "  where:  %s\n", where)
 	fmt.Fprintf(&b, "  fix:    %s\n", Printable(f.Suggestion))
@@ -329,7 +330,12 @@ func describeEvidence(ev *detector.Evidence) string {
 		if ev.SourceConnection != 0 {
 			s += fmt.Sprintf(" (on conn %d of the same pool)", ev.SourceConnection)
 		}
+		if ev.Hops > 1 {
+			s += fmt.Sprintf("; its lookups went out over %d connections of the pool", ev.Hops)
+		}
 		return s
+	case ev.Kind == detector.EvidenceTransaction:
+		return "one explicit transaction ran them all (a pool never shares a transaction between requests)"
 	case ev.Kind == detector.EvidenceRepetition:
 		return "repetition only: no earlier result held its keys (keys from the request, or no rows on the wire)"
 	}

@@ -92,6 +92,7 @@ func TestConsoleEscapesClientText(t *testing.T) {
 		Connection:      detector.Connection{ID: 3, User: "user" + evil, Database: "db" + evil, ApplicationName: "app" + evil},
 		TraceID:         "trace" + evil,
 		Tags:            map[string]string{"route": "/route" + evil},
+		Location:        &detector.Location{Route: "/route" + evil},
 		Source:          &detector.Source{Fingerprint: "fedcba9876543210", Query: "SELECT id FROM \"" + evil + "\"", Rows: 6},
 		Evidence:        &detector.Evidence{Kind: detector.EvidenceDataFlow, SourceColumn: "col" + evil, Param: 1, Matched: 6, Of: 6},
 		Suggestion:      "JOIN \"" + evil + "\" on " + evil,
@@ -100,6 +101,7 @@ func TestConsoleEscapesClientText(t *testing.T) {
 	c.Finding(&base)
 	ctl := base
 	ctl.Tags = map[string]string{"controller": "ctl" + evil, "action": "act" + evil}
+	ctl.Location = &detector.Location{Controller: "ctl" + evil, Action: "act" + evil}
 	ctl.Evidence = &detector.Evidence{Kind: "kind" + evil}
 	c.Finding(&ctl)
 	odd := base

@@ -594,3 +594,31 @@ func BenchmarkObserve(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
 }
+
+func TestFindingLocationFromTags(t *testing.T) {
+	for _, tc := range []struct {
+		tags map[string]string
+		want string
+	}{
+		{map[string]string{"route": "/orders/:id", "framework": "express"}, "route /orders/:id"},
+		{map[string]string{"controller": "orders", "action": "index", "framework": "rails"}, "controller orders#index"},
+		{map[string]string{"job": "ReceiptJob"}, "job ReceiptJob"},
+		{map[string]string{"framework": "django", "db_driver": "psycopg"}, ""},
+		{nil, ""},
+	} {
+		tl := newTimeline()
+		tl.tags = tc.tags
+		tl.q(qOrders, 1, 10)
+		tl.loop(qUser, 6, 1, 0)
+		fs := detect(Config{}, tl.events)
+		if len(fs) == 0 {
+			t.Fatalf("%v: no finding", tc.tags)
+		}
+		if got := fs[0].Location.String(); got != tc.want {
+			t.Errorf("%v: location %q, want %q", tc.tags, got, tc.want)
+		}
+		if l := fs[0].Location; l != nil && l.Framework != tc.tags["framework"] {
+			t.Errorf("%v: framework %q", tc.tags, l.Framework)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package detector
 
 import (
 	"math"
+	"strings"
 	"time"
 
 	"github.com/nplus1/nplus1/pgwire"
@@ -75,6 +76,10 @@ type Finding struct {
 	Time     time.Time `json:"time"`
 	Kind     Kind      `json:"kind"`
 	Severity Severity  `json:"severity"`
+	// Location is where in the application the statements came from: the
+	// route, controller and action, or job that sqlcommenter tags named
+	// (Tags keeps them all); nil when the SQL carried none of these.
+	Location *Location `json:"location,omitempty"`
 	// Fingerprint is the query shape's 64-bit fingerprint, 16 hex digits.
 	Fingerprint string `json:"fingerprint"`
 	// Query is the normalized (literal-free) text of the shape.
@@ -132,6 +137,52 @@ type Finding struct {
 	// Connections is how many connections those occurrences were seen on
 	// (counted up to 64); 0 for select_star.
 	Connections int `json:"connections,omitempty"`
+}
+
+// Location is the code a finding came from, as the application's
+// sqlcommenter tags name it.
+type Location struct {
+	Route      string `json:"route,omitempty"`      // "/orders/:id", "GET /orders/{id}"
+	Controller string `json:"controller,omitempty"` // "OrdersController", a Django view
+	Action     string `json:"action,omitempty"`     // "show"
+	Job        string `json:"job,omitempty"`        // a background job's class
+	Framework  string `json:"framework,omitempty"`  // "rails", "django:5.1", "express"
+}
+
+// String is the location in one line: "route /orders/:id", "controller
+// OrdersController#show", "job ReceiptJob", joined with ", ".
+func (l *Location) String() string {
+	if l == nil {
+		return ""
+	}
+	var parts []string
+	if l.Route != "" {
+		parts = append(parts, "route "+l.Route)
+	}
+	if l.Controller != "" {
+		c := "controller " + l.Controller
+		if l.Action != "" {
+			c += "#" + l.Action
+		}
+		parts = append(parts, c)
+	} else if l.Action != "" {
+		parts = append(parts, "action "+l.Action)
+	}
+	if l.Job != "" {
+		parts = append(parts, "job "+l.Job)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// locationOf reads the location tags of a statement's sqlcommenter
+// comment; nil when it names no route, controller, action or job.
+func locationOf(tags map[string]string) *Location {
+	l := &Location{Route: tags["route"], Controller: tags["controller"], Action: tags["action"], Job: tags["job"]}
+	if *l == (Location{}) {
+		return nil
+	}
+	l.Framework = tags["framework"]
+	return l
 }
 
 // Source is the query an N+1 loop iterated over.

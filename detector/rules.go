@@ -99,6 +99,7 @@ func (d *Detector) base(g *group, w *window, s *shape, kind Kind) Finding {
 		Connection:      conn,
 		TraceID:         g.traceID,
 		Tags:            maps.Clone(s.tags),
+		Location:        locationOf(s.tags),
 	}
 }
 

@@ -184,7 +184,7 @@ func startDemoPostgres(ctx context.Context) (*pgtest.Server, error) {
 // whatever --log-format says, to the tally, and to the outputs but for the
 // console and the log.
 func demoSinks(w io.Writer, inv *invocation, outs *outputs, tally *demoTally) []analyzer.Sink {
-	sinks := []analyzer.Sink{analyzer.NewConsole(w, inv.getenv), analyzer.SinkFunc(tally.add)}
+	sinks := []analyzer.Sink{analyzer.NewColorConsole(w, inv.useColor(inv.stdout)), analyzer.SinkFunc(tally.add)}
 	for _, s := range outs.sinks {
 		if _, isConsole := s.(*analyzer.Console); !isConsole {
 			if _, isLog := s.(analyzer.LogSink); !isLog {
