@@ -2,6 +2,7 @@ package analyzer
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -58,6 +59,45 @@ type Analyzer struct {
 
 	mu  sync.Mutex // guards det; held while sinks run
 	det *detector.Detector
+
+	// flushes carries FlushWhere's requests to Run's goroutine; stopped is
+	// closed when Run returns.
+	flushes  chan *flushRequest
+	stopped  chan struct{}
+	stopOnce sync.Once
+	// received counts the executions Run took from its channel; only Run's
+	// goroutine touches it.
+	received uint64
+}
+
+// ErrStopped is FlushWhere's error when Run has returned, or returns before
+// it answers.
+var ErrStopped = errors.New("the analyzer has stopped")
+
+// FlushResult is what FlushWhere did.
+type FlushResult struct {
+	// Executions is how many executions Run had taken from its channel when
+	// it closed the windows: at least the handed count asked for.
+	Executions uint64 `json:"executions"`
+	// WindowsClosed is how many open windows the flush closed.
+	WindowsClosed int `json:"windows_closed"`
+	// Findings is how many findings the filter selects among those
+	// delivered while the flush waited for the executions and closed the
+	// windows.
+	Findings int `json:"findings"`
+}
+
+// flushRequest is one FlushWhere call, answered on done.
+type flushRequest struct {
+	ctx    context.Context
+	handed uint64
+	filter Filter
+	done   chan flushReply // buffered: Run never waits on it
+}
+
+type flushReply struct {
+	res FlushResult
+	err error
 }
 
 // New returns an Analyzer.
@@ -77,7 +117,8 @@ func New(cfg Config) *Analyzer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Analyzer{cfg: cfg, fp: cfg.Fingerprints, det: detector.New(cfg.Detector)}
+	return &Analyzer{cfg: cfg, fp: cfg.Fingerprints, det: detector.New(cfg.Detector),
+		flushes: make(chan *flushRequest), stopped: make(chan struct{})}
 }
 
 // Fingerprints returns the analyzer's fingerprint cache.
@@ -85,6 +126,11 @@ func (a *Analyzer) Fingerprints() *fingerprint.Cache { return a.fp }
 
 // Process analyzes one execution and delivers any findings it completes.
 func (a *Analyzer) Process(e *pgwire.Execution) {
+	a.process(e)
+}
+
+// process is Process; it returns the findings it delivered.
+func (a *Analyzer) process(e *pgwire.Execution) []detector.Finding {
 	ev := a.event(e)
 	if e != nil && a.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
 		a.logExecution(&ev)
@@ -94,10 +140,12 @@ func (a *Analyzer) Process(e *pgwire.Execution) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.deliver(a.det.Observe(ev))
+	fs := a.det.Observe(ev)
+	a.deliver(fs)
 	if e != nil {
 		a.cfg.EvidenceBudget.Give(e.EvidenceSize())
 	}
+	return fs
 }
 
 // Advance closes the windows that ended by now (event time).
@@ -121,6 +169,42 @@ func (a *Analyzer) ResetReported() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.det.ResetReported()
+}
+
+// ResetReportedWhere forgets the report cooldowns of one application or
+// trace (the HTTP API's scoped DELETE); see detector.ResetReportedWhere.
+func (a *Analyzer) ResetReportedWhere(application, trace string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.det.ResetReportedWhere(application, trace)
+}
+
+// FlushWhere is a barrier through Run's loop, for a test that asserts right
+// after its statements: Run first processes executions from its channel
+// until it has taken handed of them in all (the count of executions sent on
+// the channel so far, proxy.Stats.Events: a FIFO channel, or a tee that
+// forwards every execution in order, gives them in the order they were
+// sent), then closes the open windows of the groups that f.Application and
+// f.Trace select (every window when both are empty; f's other fields only
+// select what Findings counts) and delivers their findings to the sinks
+// before FlushWhere returns. Windows of other applications and traces stay
+// open. It returns ctx's error when ctx is done first, and ErrStopped when
+// Run has returned or returns first.
+func (a *Analyzer) FlushWhere(ctx context.Context, handed uint64, f Filter) (FlushResult, error) {
+	req := &flushRequest{ctx: ctx, handed: handed, filter: f, done: make(chan flushReply, 1)}
+	select {
+	case a.flushes <- req:
+	case <-a.stopped:
+		return FlushResult{}, ErrStopped
+	case <-ctx.Done():
+		return FlushResult{}, ctx.Err()
+	}
+	select {
+	case r := <-req.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return FlushResult{}, ctx.Err()
+	}
 }
 
 // Stats returns the detector's counters.
@@ -157,8 +241,9 @@ func (a *Analyzer) deliver(fs []detector.Finding) {
 // Run consumes events until the channel is closed, then flushes every open
 // window; it also closes windows as wall time passes. It returns when events
 // is closed and drained, or ctx is done (without flushing: the caller may
-// Flush).
+// Flush). It answers FlushWhere between two ticks.
 func (a *Analyzer) Run(ctx context.Context, events <-chan *pgwire.Execution) {
+	defer a.stopOnce.Do(func() { close(a.stopped) })
 	// The queue is drained on a tick rather than by a blocking receive: a
 	// receiver parked on the channel would be woken for every execution, and
 	// on a busy proxy those wake-ups (futex calls and scheduler work) cost
@@ -171,6 +256,11 @@ func (a *Analyzer) Run(ctx context.Context, events <-chan *pgwire.Execution) {
 	for {
 		select {
 		case <-tick.C:
+		case req := <-a.flushes:
+			if !a.serveFlush(ctx, events, req) {
+				return
+			}
+			continue
 		case <-ctx.Done():
 			return
 		}
@@ -182,6 +272,7 @@ func (a *Analyzer) Run(ctx context.Context, events <-chan *pgwire.Execution) {
 					a.Flush()
 					return
 				}
+				a.received++
 				a.Process(e)
 			default:
 				break drain
@@ -189,6 +280,47 @@ func (a *Analyzer) Run(ctx context.Context, events <-chan *pgwire.Execution) {
 		}
 		a.Advance(a.cfg.Now().Add(-a.cfg.Lag))
 	}
+}
+
+// serveFlush answers a FlushWhere request on Run's goroutine: it takes
+// executions from events until req.handed have been taken, then closes the
+// windows req.filter scopes. It returns false when Run must return: ctx is
+// done, or events was closed (Run's every window is then flushed).
+func (a *Analyzer) serveFlush(ctx context.Context, events <-chan *pgwire.Execution, req *flushRequest) bool {
+	var res FlushResult
+	count := func(fs []detector.Finding) {
+		for i := range fs {
+			if req.filter.Match(&fs[i]) {
+				res.Findings++
+			}
+		}
+	}
+	for a.received < req.handed {
+		select {
+		case e, ok := <-events:
+			if !ok {
+				a.Flush()
+				req.done <- flushReply{err: ErrStopped}
+				return false
+			}
+			a.received++
+			count(a.process(e))
+		case <-req.ctx.Done():
+			req.done <- flushReply{err: req.ctx.Err()}
+			return true
+		case <-ctx.Done():
+			req.done <- flushReply{err: ErrStopped}
+			return false
+		}
+	}
+	a.mu.Lock()
+	fs, closed := a.det.FlushWhere(req.filter.Application, req.filter.Trace)
+	a.deliver(fs)
+	a.mu.Unlock()
+	count(fs)
+	res.Executions, res.WindowsClosed = a.received, closed
+	req.done <- flushReply{res: res}
+	return true
 }
 
 // logExecution logs one execution at debug level: who ran it, what it did,

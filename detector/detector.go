@@ -223,6 +223,10 @@ type Stats struct {
 	// StallsReopened counts windows opened again because the loop they
 	// ended in went on after a pause longer than StallGap (see stall.go).
 	StallsReopened uint64
+	// WindowsHeld is the number of closed windows that hold back an N+1
+	// seen on repetition alone, for at most twice StallGap, in case their
+	// loop goes on (see stall.go): like WindowsOpen, findings still to come.
+	WindowsHeld int
 }
 
 // Detector groups executions into windows and applies the rules when a
@@ -397,6 +401,11 @@ func (d *Detector) Stats() Stats {
 	s.Suppressed = maps.Clone(d.stats.Suppressed)
 	s.Ignored = maps.Clone(d.stats.Ignored)
 	s.WindowsClosed = maps.Clone(d.stats.WindowsClosed)
+	for _, g := range d.groups.All {
+		if g.prev != nil && len(g.prev.held) > 0 {
+			s.WindowsHeld++
+		}
+	}
 	return s
 }
 

@@ -46,6 +46,85 @@ func (d *Detector) ResetReported() {
 	d.star.Clear()
 }
 
+// ResetReportedWhere is ResetReported for one application (an
+// application_name) or one trace (a sqlcommenter trace id), "" matching
+// any: so that a test suite whose workers each run as an application of
+// their own can clear one test's state without touching the others'. It
+// forgets the cooldowns of the pool scopes of that application (when no
+// trace is named) and of the trace groups that ran for it (trace groups are
+// matched on their open windows and connection, so a trace group with
+// nothing open and no known application keeps its cooldown). select_star's
+// memory is one per fingerprint, shared by every application: only the
+// unscoped ResetReported forgets it. Both empty is ResetReported.
+func (d *Detector) ResetReportedWhere(application, trace string) {
+	if application == "" && trace == "" {
+		d.ResetReported()
+		return
+	}
+	for _, g := range d.groups.All {
+		if g.traceID != "" && g.ranFor(application, trace) {
+			g.cooldown = nil
+		}
+	}
+	if trace != "" {
+		return // pool scopes hold the connections' findings, which have no trace
+	}
+	for k, sc := range d.scopes.All {
+		if k.application == application {
+			sc.cooldown = nil
+		}
+	}
+}
+
+// FlushWhere closes the open windows of the groups that ran for application
+// and trace ("" matching any; see ranFor), least recently active first, and
+// returns their findings and how many windows it closed; windows of other
+// applications and traces stay open, so that a flush for one test does not
+// cut another's loop in two. Both empty closes every window, as Flush.
+// Cooldown state is kept.
+func (d *Detector) FlushWhere(application, trace string) ([]Finding, int) {
+	var out []Finding
+	closed := 0
+	for _, g := range d.groups.Backward {
+		if !g.ranFor(application, trace) {
+			continue
+		}
+		if g.win != nil {
+			out = d.close(out, g, CloseFlush)
+			closed++
+		}
+		out = d.dropPrev(out, g)
+	}
+	return d.settleHops(out), closed
+}
+
+// ranFor reports whether g belongs to trace (its trace id) and application:
+// the connection it last judged a statement of, or any statement of its
+// open window or of the window kept for reopening, ran with that
+// application_name. "" matches any.
+func (g *group) ranFor(application, trace string) bool {
+	if trace != "" && g.traceID != trace {
+		return false
+	}
+	if application == "" {
+		return true
+	}
+	if c := g.scopeConn; c != nil && c.ApplicationName == application {
+		return true
+	}
+	for _, w := range [...]*window{g.win, g.prev} {
+		if w == nil {
+			continue
+		}
+		for _, s := range w.shapes {
+			if s.conn != nil && s.conn.ApplicationName == application {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // close ends g's window, applies the rules, the safelist and the cooldown,
 // and appends what is to be reported to out.
 func (d *Detector) close(out []Finding, g *group, reason string) []Finding {
@@ -177,8 +256,13 @@ func (d *Detector) prune(cool cooldowns, now time.Time) {
 // remembers reports whether g still has cooldown state worth keeping at now,
 // pruning what expired.
 func (d *Detector) remembers(out []Finding, g *group, now time.Time) ([]Finding, bool) {
-	if g.prev != nil && now.Sub(g.prev.start) >= d.cfg.MaxWindow {
-		out = d.dropPrev(out, g)
+	if p := g.prev; p != nil {
+		switch {
+		case now.Sub(p.start) >= d.cfg.MaxWindow:
+			out = d.dropPrev(out, g)
+		case len(p.held) > 0 && now.Sub(p.end) >= 2*d.cfg.StallGap:
+			out = d.releaseHeld(out, g)
+		}
 	}
 	d.prune(g.cooldown, now)
 	return out, len(g.cooldown) > 0 || g.prev != nil

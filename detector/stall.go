@@ -93,11 +93,29 @@ func (d *Detector) dropPrev(out []Finding, g *group) []Finding {
 	if w == nil {
 		return out
 	}
+	out = d.releaseHeld(out, g)
 	d.evBytes -= w.evBytes
 	g.prev = nil
+	return out
+}
+
+// releaseHeld reports the N+1s on repetition alone that g's kept window
+// held back: its loop has not gone on for twice StallGap, so the finding
+// is not delayed further (the window stays kept for a reopening, which
+// does not report them again).
+func (d *Detector) releaseHeld(out []Finding, g *group) []Finding {
+	w := g.prev
+	if w == nil || len(w.held) == 0 {
+		return out
+	}
+	if w.found == nil {
+		w.found = make(map[cooldownKey]struct{})
+	}
 	for _, c := range w.held {
+		w.found[cooldownKey{c.finding.Kind, c.id, c.source}] = struct{}{}
 		out = d.report(out, d.cooldownsOf(g), c)
 	}
+	w.held = nil
 	return out
 }
 

@@ -276,8 +276,8 @@ func TestStallNestedLoopProvenAfterTheStall(t *testing.T) {
 func TestStallHeldFindingReportedWhenTheLoopDoesNotGoOn(t *testing.T) {
 	// A loop over keys from the request (repetition), then a long pause and
 	// another request: the N+1 held at the first close is reported when the
-	// next statement does not continue the loop, and at the latest
-	// MaxWindow after the window began.
+	// next statement does not continue the loop, and at the latest twice
+	// StallGap after the loop's last statement.
 	for _, next := range []bool{true, false} {
 		tl := newTimeline()
 		tl.source(qOrders, seq(1, 3))
@@ -295,7 +295,14 @@ func TestStallHeldFindingReportedWhenTheLoopDoesNotGoOn(t *testing.T) {
 			got = append(got, d.Observe(ev)...)
 		}
 		if !next {
-			got = append(got, d.Advance(t0.Add(DefaultMaxWindow))...)
+			got = append(got, d.Advance(tl.now.Add(2*DefaultStallGap-time.Millisecond))...)
+			if held := d.Stats().WindowsHeld; held != 1 || len(nPlusOnes(got)) != 0 {
+				t.Errorf("before twice StallGap: WindowsHeld %d, findings %v; want 1 held, none reported", held, summaries(got))
+			}
+			got = append(got, d.Advance(tl.now.Add(2*DefaultStallGap))...)
+			if held := d.Stats().WindowsHeld; held != 0 {
+				t.Errorf("after twice StallGap: WindowsHeld %d, want 0", held)
+			}
 		}
 		if ns := nPlusOnes(got); len(ns) != 1 || ns[0].Evidence.Kind != EvidenceRepetition {
 			t.Errorf("next statement %v: got %v, want the N+1 on repetition", next, summaries(got))

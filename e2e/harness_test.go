@@ -237,7 +237,7 @@ func (hh *harness) settle(t testing.TB, minWait time.Duration) {
 	deadline := time.Now().Add(settleMax)
 	for {
 		queued := len(hh.fromProxy) + len(hh.events)
-		if queued == 0 && hh.an.Stats().WindowsOpen == 0 {
+		if st := hh.an.Stats(); queued == 0 && st.WindowsOpen == 0 && st.WindowsHeld == 0 {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -24,6 +24,7 @@ command -v tcpdump >/dev/null 2>&1 || [ -x /usr/sbin/tcpdump ] || want+=(tcpdump
 command -v promtool >/dev/null 2>&1 || want+=(prometheus)
 command -v node >/dev/null 2>&1 || want+=(nodejs)
 command -v npm >/dev/null 2>&1 || want+=(npm)
+command -v curl >/dev/null 2>&1 || want+=(curl) # the README's readiness wait, run by e2e
 command -v chromium >/dev/null 2>&1 || want+=(chromium)
 fi
 

@@ -8,13 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +34,10 @@ type httpDeps struct {
 	// findings and analyzer serve /api/findings; nil leaves the routes out.
 	findings *analyzer.Store
 	analyzer *analyzer.Analyzer
+	// flush serves POST /api/flush: a barrier through the analyzer that
+	// closes the windows f scopes (analyzer.FlushWhere, with the count of
+	// executions the proxy handed it); nil leaves the route out.
+	flush func(ctx context.Context, f analyzer.Filter) (analyzer.FlushResult, error)
 	// metrics serves GET /metrics; nil leaves the route out.
 	metrics http.Handler
 	logger  *slog.Logger
@@ -114,6 +118,9 @@ func newMux(d httpDeps) *http.ServeMux {
 		mux.Handle("GET /api/findings", d.guard(accessAPI, http.HandlerFunc(d.listFindings)))
 		mux.Handle("DELETE /api/findings", d.guard(accessAPI, http.HandlerFunc(d.clearFindings)))
 		mux.Handle("GET /api/findings/stream", d.guard(accessAPI, http.HandlerFunc(d.streamFindings)))
+	}
+	if d.flush != nil {
+		mux.Handle("POST /api/flush", d.guard(accessAPI, http.HandlerFunc(d.flushFindings)))
 	}
 	d.webRoutes(mux) // the page at / and its API (webapi.go)
 	return mux
@@ -253,46 +260,167 @@ func (l *refusalLog) log(r *http.Request, reason string, attrs ...any) {
 	l.logger.Warn("refused an HTTP request (logged at most once per 10s)", args...)
 }
 
-// listFindings answers GET /api/findings: a JSON array of the stored
-// findings, oldest first; ?kind= keeps one kind, ?since= those made at or
-// after an RFC 3339 time or within a duration ("5m").
-func (d httpDeps) listFindings(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	kind := detector.Kind(q.Get("kind"))
-	if kind != "" && !slices.Contains(detector.Kinds(), kind) {
-		writeText(w, http.StatusBadRequest, fmt.Sprintf("unknown kind %q; kinds: %s\n", kind, kindNames()))
-		return
-	}
-	var since time.Time
-	if s := q.Get("since"); s != "" {
-		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-			since = t
-		} else if dur, err := time.ParseDuration(s); err == nil && dur > 0 {
-			since = time.Now().Add(-dur)
-		} else {
-			writeText(w, http.StatusBadRequest, "since: want an RFC 3339 time (2026-01-02T15:04:05Z) or a duration (5m)\n")
-			return
+// findingParams are the query parameters that select findings (see
+// parseFilter); flushParams those of POST /api/flush.
+var (
+	findingParams = []string{"kind", "since", "application", "trace", "tag"}
+	flushParams   = []string{"application", "trace"}
+)
+
+// parseFilter reads the filter of a findings route from its query: kind=
+// one kind, since= an RFC 3339 time or a duration back from now ("5m"),
+// application= an application_name, trace= a sqlcommenter trace id (32
+// lowercase hex digits), tag=KEY:VALUE a sqlcommenter tag (repeatable: all
+// must match). A parameter not in allowed, or given twice when it cannot
+// be, is an error: a typo must not widen a DELETE to every finding.
+func parseFilter(q url.Values, allowed []string) (analyzer.Filter, error) {
+	var f analyzer.Filter
+	for name, vs := range q {
+		if !slices.Contains(allowed, name) {
+			return f, fmt.Errorf("unknown parameter %q; this route takes %s", clip(name), strings.Join(allowed, ", "))
+		}
+		if name != "tag" && len(vs) > 1 {
+			return f, fmt.Errorf("%s: give it once (only tag repeats)", name)
 		}
 	}
-	writeJSON(w, d.findings.List(kind, since))
+	if k := detector.Kind(q.Get("kind")); k != "" {
+		if !slices.Contains(detector.Kinds(), k) {
+			return f, fmt.Errorf("unknown kind %q; kinds: %s", clip(string(k)), kindNames())
+		}
+		f.Kind = k
+	}
+	if s := q.Get("since"); s != "" {
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			f.Since = t
+		} else if dur, err := time.ParseDuration(s); err == nil && dur > 0 {
+			f.Since = time.Now().Add(-dur)
+		} else {
+			return f, errors.New("since: want an RFC 3339 time (2026-01-02T15:04:05Z) or a duration (5m)")
+		}
+	}
+	f.Application = q.Get("application")
+	if t := q.Get("trace"); t != "" {
+		if !isTraceID(t) {
+			return f, fmt.Errorf("trace %q: want a trace id, the 32 lowercase hex digits of a W3C traceparent (4bf92f3577b34da6a3ce929d0e0e4736)", clip(t))
+		}
+		f.Trace = t
+	}
+	for _, v := range q["tag"] {
+		tag, err := analyzer.ParseTag(v)
+		if err != nil {
+			return f, errors.New(clip(err.Error()))
+		}
+		f.Tags = append(f.Tags, tag)
+	}
+	return f, nil
 }
 
-// clearFindings answers DELETE /api/findings: forget the stored findings and
-// the report cooldowns, so that a test suite can assert per test.
+// isTraceID reports whether s has the form of a trace id: 32 lowercase hex
+// digits.
+func isTraceID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// filterOf parses r's filter, or answers 400 and returns false.
+func filterOf(w http.ResponseWriter, r *http.Request, allowed []string) (analyzer.Filter, bool) {
+	f, err := parseFilter(r.URL.Query(), allowed)
+	if err != nil {
+		writeText(w, http.StatusBadRequest, err.Error()+"\n")
+		return f, false
+	}
+	return f, true
+}
+
+// listFindings answers GET /api/findings: a JSON array of the stored
+// findings the query selects (parseFilter), oldest first, each with its id.
+func (d httpDeps) listFindings(w http.ResponseWriter, r *http.Request) {
+	f, ok := filterOf(w, r, findingParams)
+	if !ok {
+		return
+	}
+	writeJSON(w, d.findings.ListWhere(f))
+}
+
+// clearFindings answers DELETE /api/findings: forget the stored findings
+// the query selects (all without one) and, so that the next occurrence of
+// a pattern is reported again, the report cooldowns: all of them without a
+// query, those of the application or trace named (detector
+// ResetReportedWhere), none for a query by kind, since or tag alone. So a
+// test suite whose parallel workers run as applications of their own
+// clears one test's findings without touching the others'.
 func (d httpDeps) clearFindings(w http.ResponseWriter, r *http.Request) {
-	d.findings.Clear()
-	if d.analyzer != nil {
-		d.analyzer.ResetReported()
+	f, ok := filterOf(w, r, findingParams)
+	if !ok {
+		return
+	}
+	d.findings.ClearWhere(f)
+	if d.analyzer != nil && (f.IsZero() || f.Scoped()) {
+		d.analyzer.ResetReportedWhere(f.Application, f.Trace)
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// flushTimeout bounds how long POST /api/flush waits for the analyzer.
+const flushTimeout = 10 * time.Second
+
+// flushFindings answers POST /api/flush: once the analyzer has processed
+// every execution the proxy had handed it before the request (each one a
+// client has had the ReadyForQuery of) and closed the open windows of the
+// application or trace named (every window without either), it answers
+// with a JSON object: executions, windows_closed, findings (those of the
+// scope the flush delivered). A test asserts with GET /api/findings right
+// after, without sleeping.
+func (d httpDeps) flushFindings(w http.ResponseWriter, r *http.Request) {
+	f, ok := filterOf(w, r, flushParams)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), flushTimeout)
+	defer cancel()
+	res, err := d.flush(ctx, f)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		writeText(w, http.StatusServiceUnavailable, fmt.Sprintf("flush: the analyzer did not catch up within %s; retry\n", flushTimeout))
+	case err != nil:
+		writeText(w, http.StatusServiceUnavailable, "flush: "+err.Error()+"\n")
+	default:
+		writeJSON(w, res)
+	}
 }
 
 // sseHeartbeat keeps idle event streams (and proxies between) open.
 const sseHeartbeat = 15 * time.Second
 
+// streamBuffer is the findings a stream holds for a slow reader before it
+// falls behind and catches up from the store.
+const streamBuffer = 256
+
 // streamFindings answers GET /api/findings/stream with Server-Sent Events:
-// one "finding" event per new finding, its data the finding's JSON.
+// one "finding" event per new finding the query selects (parseFilter), its
+// id the finding's id, its data the finding's JSON. A client that sends
+// Last-Event-ID (browsers do when they reconnect) first gets the stored
+// findings after that id, then the live ones, with no gap and none twice; a
+// "reset" event says when some after that id are no longer stored. Right
+// after connecting, an event with an id and no data sets where a client
+// that has seen no finding yet resumes.
 func (d httpDeps) streamFindings(w http.ResponseWriter, r *http.Request) {
+	f, ok := filterOf(w, r, findingParams)
+	if !ok {
+		return
+	}
+	after, resume, err := lastEventID(r)
+	if err != nil {
+		writeText(w, http.StatusBadRequest, err.Error()+"\n")
+		return
+	}
 	select {
 	case d.streams <- struct{}{}:
 		defer func() { <-d.streams }()
@@ -308,37 +436,130 @@ func (d httpDeps) streamFindings(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	sub := d.findings.Subscribe(256)
-	defer sub.Cancel()
-	_, _ = io.WriteString(w, ": nplus1 findings\n\n")
-	_ = rc.Flush()
+	var feed *analyzer.Feed
+	var backlog analyzer.Backlog
+	if resume {
+		feed, backlog = d.findings.SubscribeAfter(after, streamBuffer, f)
+	} else {
+		feed, backlog = d.findings.Follow(streamBuffer, f)
+	}
+	defer feed.Cancel()
+	sse := &sseWriter{w: w, rc: rc}
+	sse.comment("nplus1 findings")
+	if !sse.backlog(after, backlog) || !sse.send() {
+		return
+	}
 	tick := time.NewTicker(sseHeartbeat)
 	defer tick.Stop()
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
 	for {
-		buf.Reset()
 		select {
 		case <-r.Context().Done():
 			return
-		case f := <-sub.C:
-			buf.WriteString("event: finding\ndata: ")
-			if err := enc.Encode(&f); err != nil { // Encode ends with "\n"
+		case st := <-feed.C:
+			if !sse.finding(&st) {
 				return
 			}
-			buf.WriteString("\n")
+		case <-feed.Behind:
+			if !sse.backlog(sse.last, feed.Catchup(sse.last)) {
+				return
+			}
 		case <-tick.C:
-			buf.WriteString(": keep-alive\n\n")
+			sse.comment("keep-alive")
 		}
-		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if _, err := w.Write(buf.Bytes()); err != nil {
-			return
-		}
-		if err := rc.Flush(); err != nil {
+		if !sse.send() {
 			return
 		}
 	}
+}
+
+// lastEventID reads the Last-Event-ID header: the id of the last finding a
+// reconnecting client saw; resume is false without one.
+func lastEventID(r *http.Request) (id uint64, resume bool, err error) {
+	v := strings.TrimSpace(r.Header.Get("Last-Event-ID"))
+	if v == "" {
+		return 0, false, nil
+	}
+	id, err = strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("Last-Event-ID %q: want the id of a finding event, a whole number (42)", clip(v))
+	}
+	return id, true, nil
+}
+
+// sseWriter writes Server-Sent Events into a buffer, sent and flushed by
+// send; last is the id of the last finding written.
+type sseWriter struct {
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	buf  bytes.Buffer
+	enc  *json.Encoder
+	last uint64
+}
+
+func (s *sseWriter) comment(text string) {
+	s.buf.WriteString(": " + text + "\n\n")
+}
+
+// event writes one event; data is JSON that Encode ended with a newline.
+func (s *sseWriter) event(name string, id string, v any) bool {
+	if s.enc == nil {
+		s.enc = json.NewEncoder(&s.buf)
+		s.enc.SetEscapeHTML(false)
+	}
+	s.buf.WriteString("event: " + name + "\n")
+	if id != "" {
+		s.buf.WriteString("id: " + id + "\n")
+	}
+	s.buf.WriteString("data: ")
+	if err := s.enc.Encode(v); err != nil {
+		return false
+	}
+	s.buf.WriteString("\n")
+	return true
+}
+
+func (s *sseWriter) finding(st *analyzer.Stored) bool {
+	s.last = st.ID
+	return s.event("finding", strconv.FormatUint(st.ID, 10), st)
+}
+
+// sseReset is the data of a "reset" event: findings after the client's
+// last id may be missing, and why (analyzer.ResetEvicted,
+// analyzer.ResetUnknownID); oldest_id is the oldest still stored.
+type sseReset struct {
+	Reason      string `json:"reason"`
+	LastEventID uint64 `json:"last_event_id"`
+	OldestID    uint64 `json:"oldest_id"`
+}
+
+// backlog writes b, taken after the id after: a reset event when b says
+// so, its findings, and then an event with an id and no data, b.Last: the
+// client's next Last-Event-ID is where its feed goes on (a client that saw
+// no finding resumes from there too), and the backlog is over.
+func (s *sseWriter) backlog(after uint64, b analyzer.Backlog) bool {
+	if b.Reset != "" {
+		if !s.event("reset", "", sseReset{Reason: b.Reset, LastEventID: after, OldestID: b.Oldest}) {
+			return false
+		}
+	}
+	for i := range b.Findings {
+		if !s.finding(&b.Findings[i]) {
+			return false
+		}
+	}
+	s.last = b.Last
+	s.buf.WriteString("id: " + strconv.FormatUint(b.Last, 10) + "\n\n")
+	return true
+}
+
+// send writes what is buffered and flushes it.
+func (s *sseWriter) send() bool {
+	defer s.buf.Reset()
+	_ = s.rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := s.w.Write(s.buf.Bytes()); err != nil {
+		return false
+	}
+	return s.rc.Flush() == nil
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

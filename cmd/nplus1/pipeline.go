@@ -104,6 +104,7 @@ func newPipeline(ctx context.Context, inv *invocation, pc pipelineConfig) (_ *pi
 			checkUpstream: p.srv.CheckUpstream,
 			findings:      pc.outs.store,
 			analyzer:      p.an,
+			flush:         p.flush,
 			metrics:       pc.metrics.handler(inv.logger.With("component", "http")),
 			web:           pc.metrics.webDeps(),
 			logger:        inv.logger.With("component", "http"),
@@ -126,6 +127,22 @@ func (p *pipeline) release() {
 		p.hs.ln.Close()
 	}
 	p.rec.abandon()
+}
+
+// flush is POST /api/flush: a barrier through the analyzer's loop for
+// every execution the proxy has handed to the events queue so far. It holds
+// for every execution whose ReadyForQuery a client has read: both relays
+// show a chunk of the server's bytes to the connection's tracker before
+// they write it to the client, the tracker emits a group's executions when
+// it sees the group's ReadyForQuery, and the proxy counts an execution
+// (Stats.Events) right after its send into the queue succeeded. So a client
+// that has its answer and then asks for a flush is counted in the total
+// read here; the recording tee forwards every execution, in order, and the
+// analyzer takes that many before it closes the scope's windows. An
+// execution dropped because the queue was full is not counted, and not
+// waited for.
+func (p *pipeline) flush(ctx context.Context, f analyzer.Filter) (analyzer.FlushResult, error) {
+	return p.an.FlushWhere(ctx, p.srv.Stats().Events, f)
 }
 
 // Addr is the address the proxy listens on.
