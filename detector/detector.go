@@ -55,6 +55,9 @@ type Config struct {
 	// OFFSET is seen only as at least pgwire.LargeParam or not, so it is
 	// judged only while DeepOffset is at most that.
 	DeepOffset int64
+	// SlowThreshold is the server time from which a statement is a
+	// slow_query; 0: the rule is off.
+	SlowThreshold time.Duration
 
 	// ReportCooldown is how long, in event time, the same (kind, fingerprint,
 	// source) stays quiet per group key after it was reported. Negative:

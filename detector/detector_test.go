@@ -479,6 +479,8 @@ func mixedTraffic() []Event {
 		tl.q(qOne, 0, 1)
 		tl.on(5)
 		patternsRequest(tl)
+		tl.on(6)
+		tl.qd(qCountPer, uint64(round+1), 1, 400*time.Millisecond) // slow with mixedConfig
 		tl.wait(40 * time.Second)
 	}
 	return tl.events
@@ -496,9 +498,12 @@ func jsonLines(fs []Finding) []string {
 	return out
 }
 
+// mixedConfig turns on the rules that are off by default.
+var mixedConfig = Config{SlowThreshold: 250 * time.Millisecond}
+
 func TestDeterministic(t *testing.T) {
-	a := jsonLines(detect(Config{}, mixedTraffic()))
-	b := jsonLines(detect(Config{}, mixedTraffic()))
+	a := jsonLines(detect(mixedConfig, mixedTraffic()))
+	b := jsonLines(detect(mixedConfig, mixedTraffic()))
 	if len(a) == 0 {
 		t.Fatal("mixed traffic gave no finding")
 	}
@@ -506,7 +511,7 @@ func TestDeterministic(t *testing.T) {
 		t.Errorf("two runs differ:\n%s\n---\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
 	}
 	kinds := map[string]bool{}
-	for _, f := range detect(Config{}, mixedTraffic()) {
+	for _, f := range detect(mixedConfig, mixedTraffic()) {
 		kinds[string(f.Kind)] = true
 	}
 	for _, k := range Kinds() {
@@ -529,7 +534,7 @@ func TestGolden(t *testing.T) {
 		tl.q(qSession, 9, 1)
 	}
 	tl.qd(qAllOrders, 0, 12500, 180*time.Millisecond)
-	got := detect(Config{}, tl.events)
+	got := detect(Config{SlowThreshold: 150 * time.Millisecond}, tl.events)
 
 	b, err := json.MarshalIndent(got, "", "  ")
 	if err != nil {

@@ -244,6 +244,15 @@
 //     literal OFFSET of 10 × DeepOffset. (Pages with OFFSET are still no
 //     N+1: see n_plus_one.)
 //
+//   - slow_query: a statement of any command, judged or not, whose server
+//     time (as the proxy saw it: from its request to its completion) reached
+//     SlowThreshold. Off unless set: what is slow depends on the
+//     application, and a default would flag every report query of a small
+//     app. One finding per shape per window, through the cooldown like the
+//     others, so once per fingerprint per ReportCooldown and pool scope;
+//     Count is the slow runs, DurationMS their time, MaxDurationMS and Rows
+//     the slowest one's. Severity warning; critical from 10 × SlowThreshold.
+//
 // A batched lookup (= ANY($1), IN (...)), a JOIN and SELECT count(*) run once
 // and flag nothing, unless they return UnpaginatedRows rows without a LIMIT.
 // Neither does a batched write (a multi-row VALUES, = ANY($1)), however often

@@ -33,11 +33,14 @@ const (
 	// KindDeepOffset: a SELECT whose OFFSET is at least DeepOffset (a
 	// literal, or a bound value the tracker saw be that large).
 	KindDeepOffset Kind = "deep_offset"
+	// KindSlowQuery: a statement whose server time reached SlowThreshold
+	// (off unless set), any command.
+	KindSlowQuery Kind = "slow_query"
 )
 
 // Kinds returns every kind, in report order.
 func Kinds() []Kind {
-	return []Kind{KindNPlusOne, KindDuplicateQuery, KindUnpaginated, KindSelectStar, KindLeadingWildcard, KindDeepOffset}
+	return []Kind{KindNPlusOne, KindDuplicateQuery, KindUnpaginated, KindSelectStar, KindLeadingWildcard, KindDeepOffset, KindSlowQuery}
 }
 
 // Severity says how loudly a finding should be shown.
@@ -101,8 +104,12 @@ type Finding struct {
 	DistinctParams int `json:"distinct_params,omitempty"`
 	// DurationMS is the summed server time of those executions.
 	DurationMS float64 `json:"duration_ms"`
-	// Rows is, for unpaginated, the largest row count one execution returned.
+	// Rows is, for unpaginated, the largest row count one execution
+	// returned; for slow_query, the rows of its slowest execution.
 	Rows int64 `json:"rows,omitempty"`
+	// MaxDurationMS is, for slow_query, the slowest execution's server time
+	// (DurationMS / Count is the mean).
+	MaxDurationMS float64 `json:"max_duration_ms,omitempty"`
 
 	WindowStart time.Time `json:"window_start"`
 	WindowEnd   time.Time `json:"window_end"`

@@ -24,6 +24,9 @@ func (d *Detector) evaluate(g *group, w *window) []candidate {
 	var out []candidate
 	loops := d.loopsOf(g, w) // outer loops can source inner ones, whatever ran first
 	for _, s := range w.shapes {
+		if s.slowCount > 0 { // any statement, judged or not
+			out = append(out, d.slow(g, w, s))
+		}
 		if !s.judged {
 			continue
 		}
@@ -276,4 +279,20 @@ func tablesOf(st *fingerprint.Statement) []string {
 		}
 	}
 	return ts
+}
+
+// slow is the slow_query finding of a shape with executions that reached
+// SlowThreshold: a warning, critical from ten times the threshold.
+func (d *Detector) slow(g *group, w *window, s *shape) candidate {
+	f := d.base(g, w, s, KindSlowQuery)
+	f.Count = s.slowCount
+	f.DurationMS = millis(s.slowDur)
+	f.MaxDurationMS = millis(s.slowMax)
+	f.Rows = s.slowRows
+	f.Severity = SeverityWarning
+	if s.slowMax >= 10*d.cfg.SlowThreshold {
+		f.Severity = SeverityCritical
+	}
+	f.Suggestion = suggestSlow(s.stmt, s.slowMax, s.slowRows)
+	return candidate{finding: f, id: s.stmt.ID}
 }

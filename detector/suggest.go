@@ -3,6 +3,7 @@ package detector
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nplus1/nplus1/fingerprint"
 )
@@ -180,4 +181,19 @@ func suggestDeepOffset(st *fingerprint.Statement, threshold int64) string {
 		"Sequelize where: {id: {[Op.gt]: last}}, order, limit; Django filter(id__gt=last).order_by(\"id\")[:n]; "+
 		"SQLAlchemy where(T.id > last).order_by(T.id).limit(n); ActiveRecord where(\"id > ?\", last).order(:id).limit(n); "+
 		"GORM Where(\"id > ?\", last).Order(\"id\").Limit(n) (FindInBatches walks a table so).", threshold, table)
+}
+
+// suggestSlow names what to look at for a slow statement: its plan, and
+// what the shape says (a filter that wants an index, a read without LIMIT).
+func suggestSlow(st *fingerprint.Statement, max time.Duration, rows int64) string {
+	f := st.Facts
+	msg := fmt.Sprintf("Its slowest run took %s and returned %d rows. Look at its plan with `EXPLAIN (ANALYZE, BUFFERS)` on a copy of the data", max.Round(time.Millisecond), rows)
+	switch {
+	case f != nil && len(f.EqualityColumns) > 0 && len(f.TablesRead) > 0:
+		msg += fmt.Sprintf(": a Seq Scan under the filter on %s wants an index (`CREATE INDEX CONCURRENTLY ON %s (%s)`)",
+			keyColumn(f.EqualityColumns), ident(first(f.TablesRead)), keyColumn(f.EqualityColumns))
+	case f != nil && f.Kind == "select" && !f.HasLimit && !f.AggregateOnly:
+		msg += ": a read without LIMIT may be returning far more than the page needs"
+	}
+	return msg + "; in an ORM, log the generated SQL and check the query it builds."
 }

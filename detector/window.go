@@ -101,7 +101,14 @@ type shape struct {
 	lastRows   int64         // rows of the latest execution
 	lastKey    uint64        // parameter set of the latest execution
 	run        int           // executions in a row with lastKey
-	pat        shapePatterns // what writes.go and patterns.go count
+
+	// slow_query, for every shape: the executions that reached
+	// SlowThreshold, their time, and the slowest one's time and rows.
+	slowCount int
+	slowDur   time.Duration
+	slowMax   time.Duration
+	slowRows  int64
+	pat       shapePatterns // what writes.go and patterns.go count
 }
 
 type paramStat struct {
@@ -147,6 +154,13 @@ func (d *Detector) add(g *group, ev Event, start, end time.Time) {
 	dur := max(end.Sub(start), 0)
 	s.last, s.lastStart = len(w.seq), start
 	w.seq = append(w.seq, step{shape: idx, rows: rows})
+	if t := d.cfg.SlowThreshold; t > 0 && dur >= t {
+		s.slowCount++
+		s.slowDur += dur
+		if dur > s.slowMax {
+			s.slowMax, s.slowRows = dur, rows
+		}
+	}
 
 	d.addEvidence(g, s, ev, end)
 

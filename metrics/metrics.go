@@ -294,17 +294,19 @@ func kindIndex(k detector.Kind) int {
 		return 4
 	case detector.KindDeepOffset:
 		return 5
+	case detector.KindSlowQuery:
+		return 6
 	}
 	return -1
 }
 
-const numKinds = 6
+const numKinds = 7
 
 // kinds are the finding kinds the exporter knows, in the order of
-// kindIndex (detector.Kinds' first six). A kind it does not know is
+// kindIndex (detector.Kinds' first seven). A kind it does not know is
 // still counted in nplus1_findings_total, from its first finding on.
 var kinds = [numKinds]detector.Kind{detector.KindNPlusOne, detector.KindDuplicateQuery, detector.KindUnpaginated, detector.KindSelectStar,
-	detector.KindLeadingWildcard, detector.KindDeepOffset}
+	detector.KindLeadingWildcard, detector.KindDeepOffset, detector.KindSlowQuery}
 
 // Severities, the values of the severity label: detector.Severity's three.
 const (
@@ -379,7 +381,7 @@ func newMetrics() *metrics {
 		}, []string{"class"}),
 		findingsVec: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nplus1_findings_total",
-			Help: "Findings reported, by kind (n_plus_one, duplicate_query, unpaginated, select_star, leading_wildcard, deep_offset) and severity (info, warning, critical), after the safelist and the report cooldown.",
+			Help: "Findings reported, by kind (n_plus_one, duplicate_query, unpaginated, select_star, leading_wildcard, deep_offset, slow_query) and severity (info, warning, critical), after the safelist and the report cooldown.",
 		}, []string{"kind", "severity"}),
 		groupSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "nplus1_n_plus_one_group_size",

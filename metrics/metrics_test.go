@@ -73,7 +73,7 @@ func TestQueriesDurationRowsErrorsFindings(t *testing.T) {
 	f.e.Finding(&detector.Finding{Kind: detector.KindDuplicateQuery, Severity: "loud", Count: 3}) // counted as a warning
 
 	const want = `
-# HELP nplus1_findings_total Findings reported, by kind (n_plus_one, duplicate_query, unpaginated, select_star, leading_wildcard, deep_offset) and severity (info, warning, critical), after the safelist and the report cooldown.
+# HELP nplus1_findings_total Findings reported, by kind (n_plus_one, duplicate_query, unpaginated, select_star, leading_wildcard, deep_offset, slow_query) and severity (info, warning, critical), after the safelist and the report cooldown.
 # TYPE nplus1_findings_total counter
 nplus1_findings_total{kind="deep_offset",severity="critical"} 0
 nplus1_findings_total{kind="deep_offset",severity="info"} 0
@@ -90,6 +90,9 @@ nplus1_findings_total{kind="n_plus_one",severity="warning"} 1
 nplus1_findings_total{kind="select_star",severity="critical"} 0
 nplus1_findings_total{kind="select_star",severity="info"} 1
 nplus1_findings_total{kind="select_star",severity="warning"} 0
+nplus1_findings_total{kind="slow_query",severity="critical"} 0
+nplus1_findings_total{kind="slow_query",severity="info"} 0
+nplus1_findings_total{kind="slow_query",severity="warning"} 0
 nplus1_findings_total{kind="unpaginated",severity="critical"} 0
 nplus1_findings_total{kind="unpaginated",severity="info"} 0
 nplus1_findings_total{kind="unpaginated",severity="warning"} 0
@@ -275,8 +278,8 @@ nplus1_upstream_connections_active 3
 	fp.Of("SELECT 1")
 	fp.Of("SELECT 1")
 	c = newSourcesCollector(Sources{Detector: det.Stats, Fingerprints: fp.Stats})
-	if n := testutil.CollectAndCount(c, "nplus1_detector_occurrences_total"); n != 18 {
-		t.Errorf("got %d occurrence series, want 6 kinds × 3 results", n)
+	if n := testutil.CollectAndCount(c, "nplus1_detector_occurrences_total"); n != 21 {
+		t.Errorf("got %d occurrence series, want 7 kinds × 3 results", n)
 	}
 	if n := testutil.CollectAndCount(c, "nplus1_detector_windows_closed_total"); n != 6 {
 		t.Errorf("got %d windows_closed series, want 6 reasons", n)

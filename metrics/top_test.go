@@ -257,8 +257,8 @@ func TestCardinalityUnderTenThousandFingerprints(t *testing.T) {
 		t.Fatal(err)
 	}
 	limit := MaxSeries(DefaultTopK)
-	if limit != 343+10*DefaultTopK+9 {
-		t.Errorf("MaxSeries(%d) = %d, want 343+10K+9 = %d as doc.go says", DefaultTopK, limit, 343+10*DefaultTopK+9)
+	if limit != 349+11*DefaultTopK+10 {
+		t.Errorf("MaxSeries(%d) = %d, want 349+11K+10 = %d as doc.go says", DefaultTopK, limit, 349+11*DefaultTopK+10)
 	}
 	count := func() (all, perFingerprint int, fps map[string]bool) {
 		mfs, err := reg.Gather()
@@ -308,15 +308,15 @@ func TestCardinalityUnderTenThousandFingerprints(t *testing.T) {
 		if i%1000 == 999 {
 			clk.t = clk.t.Add(15 * time.Second)
 			all, per, fps := count()
-			if all > limit || per > 10*DefaultTopK+9 || len(fps) > DefaultTopK+1 {
+			if all > limit || per > 11*DefaultTopK+10 || len(fps) > DefaultTopK+1 {
 				t.Fatalf("after %d fingerprints: %d series (limit %d), %d per-fingerprint series (limit %d), %d fingerprints exported",
-					i+1, all, limit, per, 10*DefaultTopK+9, len(fps))
+					i+1, all, limit, per, 11*DefaultTopK+10, len(fps))
 			}
 		}
 	}
 	all, per, _ := count()
-	if all != limit || per != 10*DefaultTopK+9 {
-		t.Errorf("with every label value seen: %d series, %d per fingerprint; want exactly the worst case %d and %d", all, per, limit, 10*DefaultTopK+9)
+	if all != limit || per != 11*DefaultTopK+10 {
+		t.Errorf("with every label value seen: %d series, %d per fingerprint; want exactly the worst case %d and %d", all, per, limit, 11*DefaultTopK+10)
 	}
 	for s, c := range f.e.m.findings[0] {
 		if n := testutil.ToFloat64(c); n == 0 {

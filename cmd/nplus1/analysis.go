@@ -27,6 +27,7 @@ type analysisOptions struct {
 	nplus1Threshold    *int
 	duplicateThreshold *int
 	unpaginatedRows    *int
+	slowThreshold      *time.Duration
 	reportCooldown     *time.Duration
 	ignore             *ignoreList
 	failOn             *kindList
@@ -54,6 +55,8 @@ func newAnalysisOptions(fs *flagSet) *analysisOptions {
 			"executions of one query with identical parameters that make a duplicate_query"),
 		unpaginatedRows: fs.Int("unpaginated-rows", detector.DefaultUnpaginatedRows,
 			"rows returned by a SELECT without LIMIT that make it unpaginated"),
+		slowThreshold: fs.Duration("slow-threshold", 0,
+			"a statement whose server time reaches this is a slow_query (any command); 0: off"),
 		reportCooldown: fs.Duration("report-cooldown", detector.DefaultReportCooldown,
 			"the same finding (kind, fingerprint, source) is reported once per this long per connection or trace"),
 		ignore:      &ignoreList{},
@@ -93,6 +96,9 @@ func (o *analysisOptions) detectorConfig() (detector.Config, error) {
 			return detector.Config{}, o.fs.errorf(name, "must be a positive duration")
 		}
 	}
+	if *o.slowThreshold < 0 {
+		return detector.Config{}, o.fs.errorf("slow-threshold", "must not be negative (0 turns slow_query off)")
+	}
 	cooldown := *o.reportCooldown
 	if cooldown == 0 {
 		cooldown = -1 // 0 on the command line means: report every occurrence
@@ -111,6 +117,7 @@ func (o *analysisOptions) detectorConfig() (detector.Config, error) {
 		NPlusOneThreshold:  *o.nplus1Threshold,
 		DuplicateThreshold: *o.duplicateThreshold,
 		UnpaginatedRows:    int64(*o.unpaginatedRows),
+		SlowThreshold:      *o.slowThreshold,
 		ReportCooldown:     cooldown,
 		Ignore:             o.ignore.entries,
 	}, nil
