@@ -31,7 +31,8 @@ proxy in-process, and run a workload through it with pgx: an N+1, a nested
 N+1, a duplicate query, an unpaginated read and a SELECT *, each first as
 ORMs commonly write it and then fixed. The findings are printed as they are
 made (on stdout), then a table of what each half produced. Everything is
-removed at the end.
+removed at the end. With --serve, the proxy and the web page (see the README's
+"Look at it") stay up after the table, until Ctrl-C.
 
 Exit code 0 when every pattern was found and no fixed version was flagged.`,
 	setup: demoFlags,
@@ -39,8 +40,15 @@ Exit code 0 when every pattern was found and no fixed version was flagged.`,
 
 func demoFlags(fs *flagSet) runFunc {
 	analysis := newAnalysisOptions(fs)
+	serve := fs.String("serve", "", "after the workload, keep the proxy and the web page up, the page on `ADDR`\n"+
+		"(host:port, port 0: any), until Ctrl-C")
 	return func(ctx context.Context, inv *invocation) error {
-		return runDemo(ctx, inv, analysis)
+		if *serve != "" {
+			if err := checkAddr(*serve); err != nil {
+				return fs.errorf("serve", "%v", err)
+			}
+		}
+		return runDemo(ctx, inv, analysis, *serve)
 	}
 }
 
@@ -95,7 +103,7 @@ func (t *demoTally) kinds(scenario string) (bad, good []string) {
 	return bad, good
 }
 
-func runDemo(ctx context.Context, inv *invocation, analysis *analysisOptions) error {
+func runDemo(ctx context.Context, inv *invocation, analysis *analysisOptions, serve string) error {
 	dcfg, err := analysis.detectorConfig()
 	if err != nil {
 		return err
@@ -119,7 +127,13 @@ func runDemo(ctx context.Context, inv *invocation, analysis *analysisOptions) er
 	defer pg.Stop()
 
 	tally := &demoTally{}
-	acfg := analysis.analyzerConfig(inv, dcfg, demoSinks(w, inv, outs, tally), nil)
+	var pm *proxyMetrics // the web page's queries table reads the metrics' ranking
+	if serve != "" {
+		if pm, err = newMetricsOptions(newFlagSet("demo")).start(true); err != nil {
+			return err
+		}
+	}
+	acfg := analysis.analyzerConfig(inv, dcfg, demoSinks(w, inv, outs, tally), pm)
 	acfg.Tick, acfg.Lag = 10*time.Millisecond, 20*time.Millisecond
 	p, err := newPipeline(ctx, inv, pipelineConfig{
 		proxy:           demoProxyConfig(pg.Addr(), analysis),
@@ -130,6 +144,8 @@ func runDemo(ctx context.Context, inv *invocation, analysis *analysisOptions) er
 		analysis:        analysis,
 		outs:            outs,
 		quiet:           true,
+		http:            serve,
+		metrics:         pm,
 	})
 	if err != nil {
 		return err
@@ -138,6 +154,26 @@ func runDemo(ctx context.Context, inv *invocation, analysis *analysisOptions) er
 	fmt.Fprintf(w, "nplus1 demo: PostgreSQL on %s, proxy on %s; running the workload through the proxy\n\n", pg.Addr(), p.Addr())
 	scenarios := shop.Scenarios()
 	runErr := runDemoWorkload(ctx, w, p.Addr().String(), scenarios, dcfg.IdleGap, detector.New(dcfg).Config().StallGap)
+	if serve != "" && runErr == nil && ctx.Err() == nil {
+		// A flush is a barrier: every execution relayed so far is judged
+		// and every window closed, so the tally is complete while the
+		// proxy stays up.
+		if _, err := p.flush(ctx, analyzer.Filter{}); err == nil {
+			ok := printDemoTable(w, scenarios, tally)
+			fmt.Fprintf(w, "\nnplus1 demo: the findings are on the page at http://%s/\n", p.hs.ln.Addr())
+			fmt.Fprintf(w, "nplus1 demo: the proxy stays up on %s (psql %q); Ctrl-C to stop\n",
+				p.Addr(), pgtest.URLFor(p.Addr().String(), pgtest.Superuser))
+			<-ctx.Done()
+			_ = p.Shutdown(context.Background(), nil)
+			if err := p.Close(); err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("the demo's findings differ from what each scenario expects (see the table)")
+			}
+			return nil
+		}
+	}
 	// Shutdown drains the queue and judges every open window before it
 	// returns: the tally is complete, however slow the machine.
 	_ = p.Shutdown(ctx, nil) // the demo reports the workload's errors, not the proxy's

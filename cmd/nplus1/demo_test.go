@@ -3,9 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // TestDemo runs the demo command as a user does and checks its table: every
@@ -34,5 +39,80 @@ func TestDemo(t *testing.T) {
 	}
 	if strings.Contains(out, "'open'") || strings.Contains(out, "example.com") {
 		t.Errorf("demo output holds a literal:\n%s", out)
+	}
+}
+
+// TestDemoServe: with --serve the demo prints its table, then keeps the
+// page and the proxy up until it is stopped; the page's findings and
+// queries are there, and the proxy still relays.
+func TestDemoServe(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	stdout := &syncBuffer{}
+	var stderr bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- run(rctx, []string{"demo", "--serve", "127.0.0.1:0"}, mapEnv(nil), stdout, &stderr) }()
+	page := regexp.MustCompile(`the findings are on the page at (http://\S+/)\n`)
+	proxyAt := regexp.MustCompile(`the proxy stays up on \S+ \(psql "(\S+)"\)`)
+	var url, dsn string
+	for deadline := time.Now().Add(90 * time.Second); url == "" || dsn == ""; time.Sleep(50 * time.Millisecond) {
+		if m := page.FindStringSubmatch(stdout.String()); m != nil {
+			url = m[1]
+		}
+		if m := proxyAt.FindStringSubmatch(stdout.String()); m != nil {
+			dsn = m[1]
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("demo returned %v before serving\nstdout:\n%s\nstderr:\n%s", err, stdout, &stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no page URL printed\nstdout:\n%s", stdout)
+		}
+	}
+	if !strings.Contains(stdout.String(), "n_plus_one         n_plus_one              -      n_plus_one              yes") {
+		t.Errorf("no table before serving:\n%s", stdout)
+	}
+	get := func(path string) string {
+		t.Helper()
+		res, err := http.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != 200 {
+			t.Fatalf("GET %s: %d %s", path, res.StatusCode, b)
+		}
+		return string(b)
+	}
+	if body := get(""); !strings.Contains(body, "<title>") {
+		t.Errorf("GET / is not the page:\n%.300s", body)
+	}
+	if body := get("api/findings?kind=n_plus_one"); strings.Count(body, `"kind":"n_plus_one"`) < 3 {
+		t.Errorf("the page's API lacks the demo's N+1s:\n%.500s", body)
+	}
+	if body := get("api/fingerprints"); !strings.Contains(body, "FROM users WHERE id = $1") {
+		t.Errorf("the queries table lacks the loop's query:\n%.500s", body)
+	}
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("the proxy is not up: %v", err)
+	}
+	if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+		t.Error(err)
+	}
+	c.Close(ctx)
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("demo returned %v after Ctrl-C\nstderr:\n%s", err, &stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not stop")
 	}
 }
