@@ -23,13 +23,7 @@ func TestStallInsideALoop(t *testing.T) {
 				tl.wait(time.Millisecond)
 			}
 			d := New(Config{})
-			var got []Finding
-			for _, ev := range tl.events {
-				// The analyzer's ticker runs meanwhile: Advance up to just
-				// before each statement starts.
-				got = append(got, d.Advance(ev.Exec.Start.Add(-time.Nanosecond))...)
-				got = append(got, d.Observe(ev)...)
-			}
+			got := observeTicking(d, tl.events)
 			got = append(got, d.Advance(tl.now.Add(2*time.Second))...)
 			ns := nPlusOnes(got)
 			if len(ns) != 1 || ns[0].Count != 6 || ns[0].Source == nil || ns[0].Evidence == nil || ns[0].Evidence.Kind != EvidenceDataFlow {
@@ -150,11 +144,7 @@ func TestStallLongerThanStallGapReopens(t *testing.T) {
 					tl.wait(time.Millisecond)
 				}
 				d := New(Config{ReportCooldown: cooldown})
-				var got []Finding
-				for _, ev := range tl.events {
-					got = append(got, d.Advance(ev.Exec.Start.Add(-time.Nanosecond))...)
-					got = append(got, d.Observe(ev)...)
-				}
+				got := observeTicking(d, tl.events)
 				got = append(got, d.Advance(tl.now.Add(10*time.Second))...)
 				ns := nPlusOnes(got)
 				if len(ns) != 1 || ns[0].Count != 8 || ns[0].Evidence == nil || ns[0].Evidence.Kind != EvidenceDataFlow {
@@ -181,11 +171,7 @@ func TestStallReopenedWindowReportsOnce(t *testing.T) {
 		tl.lookup(qUser, k)
 	}
 	d := New(Config{ReportCooldown: -1})
-	var got []Finding
-	for _, ev := range tl.events {
-		got = append(got, d.Advance(ev.Exec.Start.Add(-time.Nanosecond))...)
-		got = append(got, d.Observe(ev)...)
-	}
+	got := observeTicking(d, tl.events)
 	got = append(got, d.Flush()...)
 	if ns := nPlusOnes(got); len(ns) != 1 || ns[0].Count != 6 {
 		t.Fatalf("got %v, want the N+1 of the first 6 lookups once", summaries(got))
@@ -211,11 +197,7 @@ func TestStallInsideANestedLoopReopens(t *testing.T) {
 		tl.lookup(qProduct, 100*o)
 	}
 	d := New(Config{})
-	var got []Finding
-	for _, ev := range tl.events {
-		got = append(got, d.Advance(ev.Exec.Start.Add(-time.Nanosecond))...)
-		got = append(got, d.Observe(ev)...)
-	}
+	got := observeTicking(d, tl.events)
 	got = append(got, d.Advance(tl.now.Add(10*time.Second))...)
 	ns := nPlusOnes(got)
 	if len(ns) != 2 || names[ns[0].Fingerprint] != "items" || names[ns[1].Fingerprint] != "product" {
@@ -256,11 +238,7 @@ func TestStallNestedLoopProvenAfterTheStall(t *testing.T) {
 		}
 	}
 	d := New(Config{})
-	var got []Finding
-	for _, ev := range tl.events {
-		got = append(got, d.Advance(ev.Exec.Start.Add(-time.Nanosecond))...)
-		got = append(got, d.Observe(ev)...)
-	}
+	got := observeTicking(d, tl.events)
 	got = append(got, d.Advance(tl.now.Add(10*time.Second))...)
 	ns := nPlusOnes(got)
 	if len(ns) != 2 {
@@ -289,11 +267,7 @@ func TestStallHeldFindingReportedWhenTheLoopDoesNotGoOn(t *testing.T) {
 			tl.q(qSession, 7, 1)
 		}
 		d := New(Config{})
-		var got []Finding
-		for _, ev := range tl.events {
-			got = append(got, d.Advance(ev.Exec.Start.Add(-time.Nanosecond))...)
-			got = append(got, d.Observe(ev)...)
-		}
+		got := observeTicking(d, tl.events)
 		if !next {
 			got = append(got, d.Advance(tl.now.Add(2*DefaultStallGap-time.Millisecond))...)
 			if held := d.Stats().WindowsHeld; held != 1 || len(nPlusOnes(got)) != 0 {
@@ -308,4 +282,16 @@ func TestStallHeldFindingReportedWhenTheLoopDoesNotGoOn(t *testing.T) {
 			t.Errorf("next statement %v: got %v, want the N+1 on repetition", next, summaries(got))
 		}
 	}
+}
+
+// observeTicking runs events through d as the live analyzer does: its
+// ticker Advances up to just before each statement starts, then the
+// statement is observed.
+func observeTicking(d *Detector, events []Event) []Finding {
+	var got []Finding
+	for _, ev := range events {
+		got = append(got, d.Advance(ev.Exec.Start.Add(-time.Nanosecond))...)
+		got = append(got, d.Observe(ev)...)
+	}
+	return got
 }

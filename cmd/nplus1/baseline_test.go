@@ -168,21 +168,9 @@ func TestBaselineBadFile(t *testing.T) {
 // the duplicate_query scenario too, fails on the new finding only; a run
 // without the n_plus_one scenario lists its entries as not seen.
 func TestBaselineProxy(t *testing.T) {
-	pg, err := pgtest.Start(pgtest.Options{})
-	if err != nil {
-		t.Fatalf("start PostgreSQL: %v", err)
-	}
-	t.Cleanup(pg.Stop)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	setup, err := pgx.Connect(ctx, pg.URL(pgtest.Superuser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := shop.Load(ctx, setup); err != nil {
-		t.Fatal(err)
-	}
-	setup.Close(ctx)
+	pg := startPostgres(t, ctx, shop.Schema)
 	byName := map[string]shop.Scenario{}
 	for _, sc := range shop.Scenarios() {
 		byName[sc.Name] = sc

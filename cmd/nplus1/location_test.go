@@ -21,21 +21,9 @@ import (
 // documentation gives), and checks that the finding leads with the code
 // location: the JSON "location", and the console block's "at:" line.
 func TestFindingLocationFromSqlcommenter(t *testing.T) {
-	pg, err := pgtest.Start(pgtest.Options{})
-	if err != nil {
-		t.Fatalf("start PostgreSQL: %v", err)
-	}
-	t.Cleanup(pg.Stop)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	setup, err := pgx.Connect(ctx, pg.URL(pgtest.Superuser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := shop.Load(ctx, setup); err != nil {
-		t.Fatal(err)
-	}
-	setup.Close(ctx)
+	pg := startPostgres(t, ctx, shop.Schema)
 
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()

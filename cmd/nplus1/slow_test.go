@@ -18,13 +18,9 @@ import (
 // takes longer is a slow_query with its count, slowest time and rows; a
 // fast one is not; without the flag nothing is.
 func TestSlowQueryThroughTheProxy(t *testing.T) {
-	pg, err := pgtest.Start(pgtest.Options{})
-	if err != nil {
-		t.Fatalf("start PostgreSQL: %v", err)
-	}
-	t.Cleanup(pg.Stop)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	pg := startPostgres(t, ctx, "")
 	for _, threshold := range []string{"150ms", ""} {
 		rctx, stop := context.WithCancel(ctx)
 		env := map[string]string{"NPLUS1_LOG_FORMAT": "json", "NPLUS1_UPSTREAM": pg.URL(pgtest.Superuser)}
