@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what nplus1's tests, demo and benchmarks need, when it is missing:
 # PostgreSQL server binaries and clients (psql, pgbench), PgBouncer, tcpdump,
-# Prometheus (for promtool), Node.js with npm (client tests) and Chromium (the
-# web page's browser tests). Debian/Ubuntu (apt-get); run as root or with
+# Prometheus (for promtool), Node.js with npm (client tests), Chromium (the
+# web page's browser tests), and buildah with the CA certificates (the image). Debian/Ubuntu (apt-get); run as root or with
 # sudo available. Safe to run again: it installs nothing that is present.
 # With --server-only, only the PostgreSQL server (what the demo needs).
 set -euo pipefail
@@ -26,6 +26,8 @@ command -v node >/dev/null 2>&1 || want+=(nodejs)
 command -v npm >/dev/null 2>&1 || want+=(npm)
 command -v curl >/dev/null 2>&1 || want+=(curl) # the README's readiness wait, run by e2e
 command -v chromium >/dev/null 2>&1 || want+=(chromium)
+command -v buildah >/dev/null 2>&1 || want+=(buildah)
+[ -s /etc/ssl/certs/ca-certificates.crt ] || want+=(ca-certificates)
 fi
 
 if [ ${#want[@]} -eq 0 ]; then

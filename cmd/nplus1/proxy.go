@@ -54,6 +54,7 @@ type proxyOptions struct {
 	analysis *analysisOptions
 	metrics  *metricsOptions
 	record   *recordOptions
+	otlp     *otlpOptions
 }
 
 // proxyFlags is the proxy command's setup.
@@ -62,6 +63,7 @@ func proxyFlags(fs *flagSet) runFunc {
 	o.analysis = newAnalysisOptions(fs)
 	o.metrics = newMetricsOptions(fs)
 	o.record = newRecordOptions(fs)
+	o.otlp = newOTLPOptions(fs)
 	return o.run
 }
 
@@ -296,12 +298,20 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
+	otlp, err := o.otlp.start(ctx, inv)
+	if err != nil {
+		return err
+	}
+	defer otlp.stop(ctx) // after Run: the analyzer has flushed its last findings
+	if err := otlp.watch(pm); err != nil {
+		return err
+	}
 	p, err := newPipeline(ctx, inv, pipelineConfig{
 		proxy:           cfg,
 		listen:          *o.listen,
 		queueSize:       *o.queueSize,
 		shutdownTimeout: *o.shutdownTimeout,
-		analyzer:        o.analysis.analyzerConfig(inv, dcfg, outs.sinks, pm),
+		analyzer:        o.analysis.analyzerConfig(inv, dcfg, otlp.sinks(outs.sinks), pm),
 		analysis:        o.analysis,
 		outs:            outs,
 		record:          o.record,
