@@ -570,7 +570,12 @@ func nodeConcurrencyCases() []corpusCase {
 		nc{name: "sequelize/concurrent/n+1_hopping_pool/pool_4x40", want: []want{spread(nPlusOneBy("users", "orders", "data_flow"))}},
 		nc{name: "pg/concurrent/nested_n+1/pool_4x40", want: []want{
 			nPlusOneBy("order_items", "orders", "data_flow"), nPlusOneBy("products", "order_items", "data_flow"),
-		}},
+		}, known: &[]want{
+			nPlusOneBy("order_items", "orders", "data_flow"), nPlusOneBy("products", "order_items", "data_flow"),
+			nPlusOneBy("order_items", noSource, "repetition"),
+		}, note: "a limit of the wire when the machine is loaded: the pool may serve a run of the other " +
+			"requests' item lookups on one connection while the others serve product lookups, which then " +
+			"looks like a quiet connection looping over keys from the request"},
 		nc{name: "pg/concurrent/request_ids_loop_quiet_conn/pool_4x40", want: []want{nPlusOneBy("users", noSource, "repetition")}},
 	)
 	keys, err := json.Marshal(ccKeys)
