@@ -23,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nplus1/nplus1/internal/pgtest"
+	"github.com/nplus1/nplus1/internal/syncbuf"
 )
 
 var (
@@ -378,7 +379,7 @@ func TestComposeAppFindsATracedNPlusOne(t *testing.T) {
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	httpAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	proxy := exec.Command(nplus1Binary(t), "proxy", "--listen", listen, "--upstream", pg.Addr(), "--http", httpAddr)
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	proxy.Stderr = logs
 	if err := proxy.Start(); err != nil {
 		t.Fatal(err)

@@ -17,10 +17,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nplus1/nplus1/internal/syncbuf"
 
 	"github.com/jackc/pgx/v5"
 
@@ -324,7 +325,7 @@ func TestImageFindsAnNPlusOne(t *testing.T) {
 	ctr := strings.TrimSpace(string(ctrName))
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	httpAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	begin := time.Now()
 	run := im.buildah("run", "--isolation", "chroot", "--network", "host", ctr, "--",
 		"/usr/local/bin/nplus1", "proxy", "--listen", listen, "--upstream", pg.Addr(), "--http", httpAddr, "--log-format", "json")
@@ -422,24 +423,6 @@ func TestImageFindsAnNPlusOne(t *testing.T) {
 	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
 		t.Errorf("no stopped line:\n%s", logs)
 	}
-}
-
-// lockedBuffer is the container's output, written by exec's goroutine.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // grepLine returns the line of text that starts with prefix.

@@ -18,10 +18,11 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nplus1/nplus1/internal/syncbuf"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nplus1/nplus1/detector"
@@ -109,24 +110,7 @@ func assertNoNPlusOne(t *testing.T, n *nplus1API, app string) {
 type nplus1Proc struct {
 	proxyAddr string
 	api       *nplus1API
-	stderr    *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	stderr    *syncbuf.Buffer
 }
 
 // readyCurl is the README's readiness wait: curl retries /readyz, refused
@@ -180,7 +164,7 @@ func startNplus1(t *testing.T) *nplus1Proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &nplus1Proc{stderr: &lockedBuffer{}}
+	p := &nplus1Proc{stderr: &syncbuf.Buffer{}}
 	addrs := make(chan [2]string, 4)
 	copied := make(chan struct{})
 	go func() {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nplus1/nplus1/internal/syncbuf"
 )
 
 // TestDemo runs the demo command as a user does and checks its table: every
@@ -50,7 +51,7 @@ func TestDemoServe(t *testing.T) {
 	defer cancel()
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
-	stdout := &syncBuffer{}
+	stdout := &syncbuf.Buffer{}
 	var stderr bytes.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(rctx, []string{"demo", "--serve", "127.0.0.1:0"}, mapEnv(nil), stdout, &stderr) }()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -11,9 +10,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/nplus1/nplus1/internal/syncbuf"
 
 	"github.com/nplus1/nplus1/analyzer"
 	"github.com/nplus1/nplus1/detector"
@@ -24,31 +24,12 @@ import (
 // the findings API, the bearer token, the bound on findings streams, and
 // the warning of a bind beyond loopback.
 
-// syncBuffer is a log destination the server's goroutines write while the
-// test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testHTTP is a server started by startTestHTTP.
 type testHTTP struct {
 	base     string // http://127.0.0.1:PORT
 	port     string
 	store    *analyzer.Store
-	logs     *syncBuffer
+	logs     *syncbuf.Buffer
 	upstream *error // what /readyz's check returns
 }
 
@@ -56,7 +37,7 @@ type testHTTP struct {
 // /metrics stub and a logger are added) until the test ends.
 func startTestHTTP(t *testing.T, addr string, d httpDeps) *testHTTP {
 	t.Helper()
-	th := &testHTTP{store: analyzer.NewStore(0), logs: &syncBuffer{}, upstream: new(error)}
+	th := &testHTTP{store: analyzer.NewStore(0), logs: &syncbuf.Buffer{}, upstream: new(error)}
 	d.checkUpstream = func(context.Context) error { return *th.upstream }
 	d.findings = th.store
 	d.metrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

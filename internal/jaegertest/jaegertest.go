@@ -11,7 +11,6 @@
 package jaegertest
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -30,6 +29,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nplus1/nplus1/internal/syncbuf"
 )
 
 // toolDir is the tools/jaeger module, found from this file's place in the
@@ -128,24 +129,7 @@ type Server struct {
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the process has exited
-	log  *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	log  *syncbuf.Buffer
 }
 
 // config is Jaeger's configuration (the OpenTelemetry Collector's format):
@@ -212,7 +196,7 @@ func Start(t testing.TB) *Server {
 		OTLP:  "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[3])),
 		Query: "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
 		done:  make(chan struct{}),
-		log:   &lockedBuffer{},
+		log:   &syncbuf.Buffer{},
 	}
 	s.cmd = exec.Command(bin, "--config", cfgFile)
 	s.cmd.Dir = dir

@@ -8,7 +8,6 @@
 package promtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,9 +20,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/nplus1/nplus1/internal/syncbuf"
 )
 
 // find returns the path of a binary of the prometheus package.
@@ -66,24 +66,7 @@ type Server struct {
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the process has exited
-	log  *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	log  *syncbuf.Buffer
 }
 
 // Start runs Prometheus and waits until it is ready (30 s at most). The
@@ -123,7 +106,7 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatal(err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s := &Server{URL: "http://" + addr, done: make(chan struct{}), log: &lockedBuffer{}}
+	s := &Server{URL: "http://" + addr, done: make(chan struct{}), log: &syncbuf.Buffer{}}
 	s.cmd = exec.Command(bin,
 		"--config.file="+cfgFile,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
