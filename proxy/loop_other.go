@@ -2,14 +2,17 @@
 
 package proxy
 
-import "errors"
+import (
+	"errors"
+	"sync/atomic"
+)
 
 // The event loop (loop_linux.go) uses epoll; elsewhere every session runs on
 // goroutine pumps.
 
 const loopSupported = false
 
-type eventLoop struct{}
+type eventLoop struct{ sessions atomic.Int64 }
 
 type loopSession struct{}
 
@@ -26,3 +29,5 @@ func (c *conn) relayOnLoop(*eventLoop) (error, bool) {
 func (*loopSession) fatal(code, msg string) {}
 
 func (*loopSession) close() {}
+
+func (*loopSession) closeWithNotice(code, msg string, onlyIdle bool) {}

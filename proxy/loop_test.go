@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"runtime"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/nplus1/nplus1/internal/pgtest"
@@ -44,15 +46,15 @@ func TestLoopTakesPlaintextSessions(t *testing.T) {
 		procs     int // GOMAXPROCS for the case; 0: leave it
 	}{
 		{"plaintext", Config{}, func(p *itProxy) string { return p.URL(pgtest.Superuser) }, 1, 0},
-		{"one CPU", Config{}, func(p *itProxy) string { return p.URL(pgtest.Superuser) }, 0, 1},
+		{"one CPU", Config{}, func(p *itProxy) string { return p.URL(pgtest.Superuser) }, 1, 1},
 		{"goroutines", Config{Relay: RelayGoroutines}, func(p *itProxy) string { return p.URL(pgtest.Superuser) }, 0, 0},
 		{"client TLS", Config{}, nil, 0, 0},
 		{"upstream TLS", Config{UpstreamSSLMode: SSLRequire}, func(p *itProxy) string { return p.URL(pgtest.Superuser) }, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.procs > 0 {
-				// The loop blocks a P in epoll_wait: with one P it would
-				// starve everything else, so sessions stay on goroutines.
+				// One P: the loop waits in epoll_wait, sysmon hands
+				// the P to the rest (the handshakes, the analyzer).
 				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(tc.procs))
 			}
 			cfg := tc.cfg
@@ -257,5 +259,113 @@ func TestLoopNeedsDescriptors(t *testing.T) {
 	}
 	if got := srv.Stats().LoopSessions; got != 0 {
 		t.Errorf("LoopSessions = %d, want 0", got)
+	}
+}
+
+// loopCounts is how many sessions each started loop holds.
+func loopCounts(s *Server) []int64 {
+	s.loopMu.Lock()
+	defer s.loopMu.Unlock()
+	n := make([]int64, len(s.loops))
+	for i, l := range s.loops {
+		n[i] = l.sessions.Load()
+	}
+	return n
+}
+
+func sum64(v []int64) (n int64) {
+	for _, x := range v {
+		n += x
+	}
+	return n
+}
+
+// waitLoopCounts waits until the loops hold want sessions in all, and
+// returns their counts.
+func waitLoopCounts(t *testing.T, s *Server, want int64) []int64 {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := loopCounts(s)
+		if sum64(n) == want {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("loops hold %v sessions, want %d in all", n, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Loops start as sessions need them, up to RelayLoops, and each session
+// goes to the loop with the fewest: after sessions on one loop end, the
+// next ones fill it rather than following the accept order.
+func TestLoopPlacementLeastLoaded(t *testing.T) {
+	if !loopSupported {
+		t.Skip("no event loop on " + runtime.GOOS)
+	}
+	itLoopProcs(t)
+	ctx := itCtx(t, 60*time.Second)
+	p := itStartProxy(t, Config{RelayLoops: 3})
+	url := p.URL(pgtest.Superuser)
+
+	var conns []*pgx.Conn
+	open := func() {
+		t.Helper()
+		c := itConnect(t, ctx, url)
+		conns = append(conns, c)
+		waitLoopCounts(t, p.Srv, int64(len(conns)))
+	}
+	open()
+	if n := loopCounts(p.Srv); len(n) != 1 {
+		t.Fatalf("one session started %d loops (%v), want 1", len(n), n)
+	}
+	for range 5 {
+		open()
+	}
+	if n := loopCounts(p.Srv); len(n) != 3 || n[0] != 2 || n[1] != 2 || n[2] != 2 {
+		t.Fatalf("6 sessions on RelayLoops 3: %v, want [2 2 2]", n)
+	}
+
+	// End the sessions of one loop: find them by their loop.
+	var emptied *eventLoop
+	p.Srv.mu.Lock()
+	for c := range p.Srv.conns {
+		if sess := c.sess.Load(); sess != nil {
+			emptied = sess.l
+			break
+		}
+	}
+	p.Srv.mu.Unlock()
+	kept := conns[:0]
+	for _, c := range conns {
+		var on *eventLoop
+		pid := c.PgConn().PID()
+		p.Srv.mu.Lock()
+		for sc := range p.Srv.conns {
+			if sess := sc.sess.Load(); sess != nil && len(sc.cancelPkt) == 16 && binary.BigEndian.Uint32(sc.cancelPkt[8:12]) == pid {
+				on = sess.l
+			}
+		}
+		p.Srv.mu.Unlock()
+		if on == emptied {
+			c.Close(ctx)
+			continue
+		}
+		kept = append(kept, c)
+	}
+	conns = kept
+	before := waitLoopCounts(t, p.Srv, 4)
+	if emptied.sessions.Load() != 0 {
+		t.Fatalf("counts %v after closing the 2 sessions of one loop: it still holds %d", before, emptied.sessions.Load())
+	}
+	for range 2 {
+		open()
+	}
+	if got := emptied.sessions.Load(); got != 2 {
+		t.Errorf("the next 2 sessions went elsewhere: the emptied loop holds %d (counts %v), want 2", got, loopCounts(p.Srv))
+	}
+	if n := loopCounts(p.Srv); len(n) != 3 {
+		t.Errorf("%d loops, want RelayLoops 3", len(n))
 	}
 }

@@ -39,7 +39,8 @@ type stats struct {
 	connsAccepted, connsRejected, connErrors, upstreamErrors, protocolErrors, cancels atomic.Uint64
 	connsActive, upstreamActive, loginsActive                                         atomic.Int64
 	loginsRejected, loginTimeouts, serverLost                                         atomic.Uint64
-	bytesFromClient, bytesFromServer, events, eventsDropped, loopSessions             atomic.Uint64
+	loopSessions                                                                      atomic.Uint64
+	ended                                                                             traffic // what ended connections counted; guarded by Server.mu (for its sum with the open ones)
 }
 
 // Server is the proxy. Create it with New, run it with Serve, stop it with
@@ -64,7 +65,8 @@ type Server struct {
 	loopMu      sync.Mutex
 	loops       []*eventLoop // guarded by loopMu; started with the first session that can use them
 	loopsClosed bool         // guarded by loopMu: stopped by Shutdown
-	loopNext    atomic.Uint64
+	loopNext    uint64       // guarded by loopMu: where loopFor's search starts
+	maxLoops    int          // guarded by loopMu: loops to start at most; 0 until the first session
 }
 
 // New checks cfg and returns a Server.
@@ -140,6 +142,7 @@ func (s *Server) Serve(ln net.Listener) error {
 				s.stats.connsActive.Add(-1)
 				s.mu.Lock()
 				delete(s.conns, c)
+				s.stats.ended.add(&c.traffic) // under mu: Stats counts it once, in conns or in ended
 				s.mu.Unlock()
 			}()
 			defer c.loggedIn()
@@ -206,6 +209,13 @@ func (s *Server) connList() []*conn {
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
+	var t traffic
+	s.mu.Lock()
+	t.add(&s.stats.ended)
+	for c := range s.conns {
+		t.add(&c.traffic)
+	}
+	s.mu.Unlock()
 	return Stats{
 		ConnsAccepted:   s.stats.connsAccepted.Load(),
 		ConnsRejected:   s.stats.connsRejected.Load(),
@@ -215,10 +225,10 @@ func (s *Server) Stats() Stats {
 		UpstreamActive:  s.stats.upstreamActive.Load(),
 		ProtocolErrors:  s.stats.protocolErrors.Load(),
 		Cancels:         s.stats.cancels.Load(),
-		BytesFromClient: s.stats.bytesFromClient.Load(),
-		BytesFromServer: s.stats.bytesFromServer.Load(),
-		Events:          s.stats.events.Load(),
-		EventsDropped:   s.stats.eventsDropped.Load(),
+		BytesFromClient: t.bytesFromClient.Load(),
+		BytesFromServer: t.bytesFromServer.Load(),
+		Events:          t.events.Load(),
+		EventsDropped:   t.eventsDropped.Load(),
 		LoopSessions:    s.stats.loopSessions.Load(),
 		LoginsActive:    s.stats.loginsActive.Load(),
 		LoginsRejected:  s.stats.loginsRejected.Load(),
@@ -227,11 +237,10 @@ func (s *Server) Stats() Stats {
 	}
 }
 
-// loopFor picks the event loop that relays c's session, starting the loops
-// with the first session that can use one; nil means goroutine pumps: TLS on
-// either side, Config.Relay is RelayGoroutines, GOMAXPROCS is below 2 (the
-// loop blocks a P), sockets without a file descriptor, or a platform with no
-// loop.
+// loopFor picks the event loop that relays c's session, and counts the
+// session on it; nil means goroutine pumps: TLS on either side,
+// Config.Relay is RelayGoroutines, sockets without a file descriptor, or a
+// platform (or process) where no loop starts.
 func (s *Server) loopFor(c *conn) *eventLoop {
 	if !loopSupported || s.cfg.Relay == RelayGoroutines || c.clientTLS || c.upstreamTLS {
 		return nil
@@ -247,27 +256,45 @@ func (s *Server) loopFor(c *conn) *eventLoop {
 	if s.loopsClosed {
 		return nil
 	}
-	if s.loops == nil {
-		procs := runtime.GOMAXPROCS(0)
-		if procs < 2 {
-			return nil
-		}
-		// One loop per two Ps: each loop keeps one P in epoll_wait, the
-		// other runs the handshakes and the analysis.
-		for range max(1, procs/2) {
-			l, err := newEventLoop(s)
-			if err != nil {
-				s.cfg.Logger.Warn("relay loop unavailable; relaying on goroutines", "err", err)
-				break
-			}
-			s.loops = append(s.loops, l)
-		}
-		if len(s.loops) == 0 {
-			s.loopsClosed = true
-			return nil
+	if s.maxLoops == 0 {
+		s.maxLoops = s.cfg.RelayLoops
+		if s.maxLoops == 0 {
+			s.maxLoops = DefaultRelayLoops(runtime.GOMAXPROCS(0))
 		}
 	}
-	return s.loops[s.loopNext.Add(1)%uint64(len(s.loops))]
+	// The loop with the fewest sessions: placing by accept order would pile
+	// long sessions on some loops while short ones leave others idle. Ties
+	// go round the loops from a moving start. Loops start as sessions need
+	// them (none has room, up to maxLoops), so a proxy with a few sessions
+	// on a big machine has a few threads.
+	var best *eventLoop
+	if n := len(s.loops); n > 0 {
+		s.loopNext++
+		start := int(s.loopNext % uint64(n))
+		best = s.loops[start]
+		for i := 1; i < n; i++ {
+			if l := s.loops[(start+i)%n]; l.sessions.Load() < best.sessions.Load() {
+				best = l
+			}
+		}
+	}
+	if (best == nil || best.sessions.Load() > 0) && len(s.loops) < s.maxLoops {
+		l, err := newEventLoop(s)
+		switch {
+		case err == nil:
+			s.loops = append(s.loops, l)
+			best = l
+		case best == nil:
+			s.cfg.Logger.Warn("relay loop unavailable; relaying on goroutines", "err", err)
+			s.loopsClosed = true
+			return nil
+		default:
+			s.cfg.Logger.Warn("cannot start another relay loop; using those running", "loops", len(s.loops), "err", err)
+			s.maxLoops = len(s.loops)
+		}
+	}
+	best.sessions.Add(1) // relayOnLoop takes it off when the session ends
+	return best
 }
 
 // stopLoops stops the event loops; sessions that start later use goroutine pumps.
@@ -295,12 +322,20 @@ func (s *Server) CheckUpstream(ctx context.Context) error {
 }
 
 // emit hands e to the events channel without ever blocking.
-func (s *Server) emit(e *pgwire.Execution) {
+func (c *conn) emit(e *pgwire.Execution) {
 	select {
-	case s.cfg.Events <- e:
-		s.stats.events.Add(1)
+	case c.s.cfg.Events <- e:
+		c.traffic.events.Add(1)
 	default:
-		s.stats.eventsDropped.Add(1)
-		s.cfg.EvidenceBudget.Give(e.EvidenceSize())
+		c.traffic.eventsDropped.Add(1)
+		c.s.cfg.EvidenceBudget.Give(e.EvidenceSize())
 	}
+}
+
+// add adds what o counted to t.
+func (t *traffic) add(o *traffic) {
+	t.bytesFromClient.Add(o.bytesFromClient.Load())
+	t.bytesFromServer.Add(o.bytesFromServer.Load())
+	t.events.Add(o.events.Load())
+	t.eventsDropped.Add(o.eventsDropped.Load())
 }

@@ -210,6 +210,9 @@ func TestAnalysisFlagErrors(t *testing.T) {
 		{"--nplus1-threshold", "0"},
 		{"--idle-gap", "-1s"},
 		{"--max-procs", "-1"},
+		{"--relay-loops", "-1"},
+		{"--relay-loops", "100000"},
+		{"--pprof"}, // without --http
 		{"--relay", "threads"},
 	} {
 		var stderr bytes.Buffer

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"slices"
@@ -40,7 +41,9 @@ type httpDeps struct {
 	flush func(ctx context.Context, f analyzer.Filter) (analyzer.FlushResult, error)
 	// metrics serves GET /metrics; nil leaves the route out.
 	metrics http.Handler
-	logger  *slog.Logger
+	// pprof serves Go's profiler under /debug/pprof/ (--pprof).
+	pprof  bool
+	logger *slog.Logger
 
 	// web is what the page's own routes read (webapi.go).
 	web webDeps
@@ -123,6 +126,16 @@ func newMux(d httpDeps) *http.ServeMux {
 		mux.Handle("POST /api/flush", d.guard(accessAPI, http.HandlerFunc(d.flushFindings)))
 	}
 	d.webRoutes(mux) // the page at / and its API (webapi.go)
+	if d.pprof {
+		// What the proxy itself spends CPU and memory on, for a report
+		// of a slow proxy: `go tool pprof http://HOST/debug/pprof/profile`.
+		// Guarded as /metrics is (Host and token): a profile shows code
+		// paths and sizes, never statements or values.
+		mux.Handle("GET /debug/pprof/", d.guard(accessScrape, http.HandlerFunc(pprof.Index)))
+		mux.Handle("GET /debug/pprof/profile", d.guard(accessScrape, http.HandlerFunc(pprof.Profile)))
+		mux.Handle("GET /debug/pprof/trace", d.guard(accessScrape, http.HandlerFunc(pprof.Trace)))
+		mux.Handle("GET /debug/pprof/symbol", d.guard(accessScrape, http.HandlerFunc(pprof.Symbol)))
+	}
 	return mux
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -63,5 +64,32 @@ func TestHTTPRoutes(t *testing.T) {
 	}
 	if sawDeadline <= 0 || sawDeadline > readyTimeout {
 		t.Errorf("readyz checked the upstream with %v left, want at most %v", sawDeadline, readyTimeout)
+	}
+}
+
+// Go's profiler is served only with --pprof, and behind the token like
+// /metrics.
+func TestHTTPPprof(t *testing.T) {
+	get := func(mux http.Handler, path, token string) int {
+		req := httptest.NewRequest("GET", path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	off := newMux(httpDeps{logger: slog.New(slog.DiscardHandler)})
+	if code := get(off, "/debug/pprof/", ""); code != http.StatusNotFound {
+		t.Errorf("without --pprof: /debug/pprof/ answered %d, want 404", code)
+	}
+	on := newMux(httpDeps{logger: slog.New(slog.DiscardHandler), pprof: true, token: "s3cret"})
+	if code := get(on, "/debug/pprof/", ""); code != http.StatusUnauthorized {
+		t.Errorf("--pprof without the token: %d, want 401", code)
+	}
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/heap", "/debug/pprof/profile?seconds=1"} {
+		if code := get(on, path, "s3cret"); code != http.StatusOK {
+			t.Errorf("--pprof with the token: %s answered %d, want 200", path, code)
+		}
 	}
 }

@@ -28,6 +28,7 @@ type pipelineConfig struct {
 	metrics         *proxyMetrics  // nil: no metrics
 	http            string         // --http; "": no HTTP server
 	httpToken       string         // --http-token or --http-token-file; "": none
+	pprof           bool           // --pprof: Go's profiler on the HTTP server
 	// quiet drops the lifecycle log lines (listening, shutting down,
 	// stopped): the demo prints its own progress.
 	quiet bool
@@ -109,6 +110,7 @@ func newPipeline(ctx context.Context, inv *invocation, pc pipelineConfig) (_ *pi
 			web:           pc.metrics.webDeps(),
 			logger:        inv.logger.With("component", "http"),
 			token:         pc.httpToken,
+			pprof:         pc.pprof,
 		})
 		if err != nil {
 			return nil, err

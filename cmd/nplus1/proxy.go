@@ -49,6 +49,8 @@ type proxyOptions struct {
 	maxMessageBytes     *int
 	queueSize           *int
 	maxProcs            *int
+	relayLoops          *int
+	pprof               *bool
 	relay               *string
 
 	analysis *analysisOptions
@@ -98,9 +100,13 @@ func newProxyOptions(fs *flagSet) *proxyOptions {
 			"the connection with SQLSTATE 08P01"),
 		queueSize: fs.Int("queue-size", 10000, "executions queued for analysis; when full, more are dropped (and\n"+
 			"counted), never waited for"),
-		maxProcs: fs.Int("max-procs", 2, "CPUs that run Go code at once (GOMAXPROCS); 0: all. The relay loop keeps\n"+
-			"one of them waiting on its sockets (one loop per two); below 2 every session\n"+
-			"runs on goroutines. The GOMAXPROCS environment variable, when set, wins"),
+		maxProcs: fs.Int("max-procs", 0, "CPUs that run Go code at once (GOMAXPROCS); 0: those the process may use\n"+
+			"(its CPU affinity and cgroup CPU limit). A sidecar that should stay small:\n"+
+			"2. The GOMAXPROCS environment variable, when set, wins"),
+		pprof: fs.Bool("pprof", false, "also serve Go's profiler at /debug/pprof/ on --http (guarded as /metrics is),\n"+
+			"to see what the proxy itself spends CPU on: go tool pprof http://ADDR/debug/pprof/profile"),
+		relayLoops: fs.Int("relay-loops", 0, "event loops (threads) that relay sessions, started as sessions need them;\n"+
+			"0: one per two of --max-procs (at least one)"),
 		relay: fs.String("relay", proxy.RelayAuto, "how established sessions are relayed: auto (an epoll event loop on\n"+
 			"Linux for plaintext sessions, goroutines for TLS and elsewhere) or goroutines"),
 	}
@@ -154,6 +160,13 @@ func (o *proxyOptions) config() (proxy.Config, error) {
 	if *o.queueSize <= 0 {
 		return cfg, fs.errorf("queue-size", "must be positive, got %d", *o.queueSize)
 	}
+	if *o.pprof && *o.http == "" {
+		return cfg, fs.errorf("pprof", "needs --http: the profiler is served there")
+	}
+	if *o.relayLoops < 0 || *o.relayLoops > proxy.MaxRelayLoops {
+		return cfg, fs.errorf("relay-loops", "must be 0 (one per two of --max-procs) to %d, got %d", proxy.MaxRelayLoops, *o.relayLoops)
+	}
+	cfg.RelayLoops = *o.relayLoops
 	switch *o.relay {
 	case proxy.RelayAuto, proxy.RelayGoroutines:
 		cfg.Relay = *o.relay
@@ -272,10 +285,9 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 		return o.fs.errorf("max-procs", "must be 0 (all CPUs) or more")
 	}
 	if inv.getenv("GOMAXPROCS") == "" && *o.maxProcs > 0 {
-		// Fewer Ps mean fewer idle threads woken to look for work. Two is
-		// the fewest the relay loop works with: it keeps one P in
-		// epoll_wait. Restored when run returns, for tests that call run
-		// in-process.
+		// Fewer Ps mean fewer idle threads woken to look for work; two is
+		// the fewest the relay loop works with by default. Restored when
+		// run returns, for tests that call run in-process.
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(*o.maxProcs))
 	}
 	cfg, err := o.config()
@@ -318,6 +330,7 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 		metrics:         pm,
 		http:            *o.http,
 		httpToken:       token,
+		pprof:           *o.pprof,
 	})
 	if err != nil {
 		return err
