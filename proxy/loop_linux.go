@@ -461,9 +461,13 @@ func (l *eventLoop) flush(s *loopSock) bool {
 // bookkeeping was 3% of the proxy's CPU at pgbench -S -c 8 (perf), where a
 // transaction makes two reads and two writes. The kernel work of a write on
 // loopback (delivering to the peer) still runs here, in a few µs.
-func readFD(fd int, b []byte) (int, error) {
+func readFD(fd int, b []byte) (int, error)  { return rawIO(unix.SYS_READ, fd, b) }
+func writeFD(fd int, b []byte) (int, error) { return rawIO(unix.SYS_WRITE, fd, b) }
+
+// rawIO is read(2) or write(2) (trap) of b on fd, retried on EINTR.
+func rawIO(trap uintptr, fd int, b []byte) (int, error) {
 	for {
-		n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+		n, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
 		if e == unix.EINTR {
 			continue
 		}
@@ -471,19 +475,6 @@ func readFD(fd int, b []byte) (int, error) {
 			return 0, e
 		}
 		return int(n), nil
-	}
-}
-
-func writeFD(fd int, b []byte) (int, error) {
-	for {
-		w, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(w), nil
 	}
 }
 
