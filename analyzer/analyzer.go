@@ -49,6 +49,9 @@ type Config struct {
 	// the detector has the execution. The detector bounds what it keeps
 	// itself (detector.Config.MaxEvidenceBytes).
 	EvidenceBudget *pgwire.EvidenceBudget
+	// Inspector, when set, answers the missing_index rule's requests
+	// (with Detector.Inspect on; inspect.go).
+	Inspector Inspector
 }
 
 // Analyzer runs the detector over executions. Process and Flush are for a
@@ -142,6 +145,7 @@ func (a *Analyzer) process(e *pgwire.Execution) []detector.Finding {
 	defer a.mu.Unlock()
 	fs := a.det.Observe(ev)
 	a.deliver(fs)
+	fs = append(fs, a.ask()...)
 	if e != nil {
 		a.cfg.EvidenceBudget.Give(e.EvidenceSize())
 	}
@@ -153,6 +157,7 @@ func (a *Analyzer) Advance(now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.deliver(a.det.Advance(now))
+	a.ask()
 }
 
 // Flush closes every open window and delivers what they held.
@@ -160,6 +165,7 @@ func (a *Analyzer) Flush() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.deliver(a.det.Flush())
+	a.ask()
 }
 
 // ResetReported forgets the report cooldowns, so that the next occurrence of
@@ -261,6 +267,9 @@ func (a *Analyzer) Run(ctx context.Context, events <-chan *pgwire.Execution) {
 				return
 			}
 			continue
+		case ins := <-a.inspections():
+			a.inspected(ins)
+			continue
 		case <-ctx.Done():
 			return
 		}
@@ -316,6 +325,7 @@ func (a *Analyzer) serveFlush(ctx context.Context, events <-chan *pgwire.Executi
 	a.mu.Lock()
 	fs, closed := a.det.FlushWhere(req.filter.Application, req.filter.Trace)
 	a.deliver(fs)
+	fs = append(fs, a.ask()...)
 	a.mu.Unlock()
 	count(fs)
 	res.Executions, res.WindowsClosed = a.received, closed

@@ -53,6 +53,8 @@ var kindTitle = map[detector.Kind]string{
 	detector.KindSelectStar:      "SELECT *",
 	detector.KindLeadingWildcard: "leading wildcard",
 	detector.KindDeepOffset:      "deep OFFSET",
+	detector.KindMissingIndex:    "missing index",
+	detector.KindLostUpdate:      "lost update",
 }
 
 // Finding writes f.

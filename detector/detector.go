@@ -58,6 +58,19 @@ type Config struct {
 	// SlowThreshold is the server time from which a statement is a
 	// slow_query; 0: the rule is off.
 	SlowThreshold time.Duration
+	// LostUpdateWindow is how soon after a read by key an UPDATE of the
+	// same row on the same connection must start to be a lost_update.
+	LostUpdateWindow time.Duration
+	// Inspect turns the missing_index rule on: the caller has an inspection
+	// connection, hands it what Wants returns and its answers to Inspected
+	// (missingindex.go).
+	Inspect bool
+	// MissingIndexRows is the estimated table size from which a Seq Scan
+	// under a filter that no index serves is a missing_index.
+	MissingIndexRows int64
+	// MissingIndexRuns is how many runs of a read shape within a minute make
+	// it worth an inspection (the lookup of an N+1 always is).
+	MissingIndexRuns int
 
 	// ReportCooldown is how long, in event time, the same (kind, fingerprint,
 	// source) stays quiet per group key after it was reported. Negative:
@@ -118,6 +131,11 @@ func (c Config) withDefaults() Config {
 	if c.DeepOffset <= 0 {
 		c.DeepOffset = DefaultDeepOffset
 	}
+	setDur(&c.LostUpdateWindow, DefaultLostUpdateWindow)
+	if c.MissingIndexRows <= 0 {
+		c.MissingIndexRows = DefaultMissingIndexRows
+	}
+	setInt(&c.MissingIndexRuns, DefaultMissingIndexRuns)
 	if c.ReportCooldown == 0 {
 		c.ReportCooldown = DefaultReportCooldown
 	}
@@ -259,6 +277,12 @@ type Detector struct {
 	hopsPending []pendingHop
 	scopes      *lru.Cache[scopeKey, *scopeState]
 	evBytes     int // ResultKeys bytes kept by open windows
+	// rmw follows each connection's reads by key and transaction
+	// isolation for lost_update (lostupdate.go); made on first use.
+	rmw *lru.Cache[uint64, *rmwConn]
+	// mi is the missing_index rule's memory (missingindex.go); made on
+	// first use, with Config.Inspect.
+	mi *missingIndexState
 
 	stats Stats
 }
@@ -343,6 +367,7 @@ func (d *Detector) Observe(ev Event) []Finding {
 		d.stats.WindowsOpen++
 	}
 	d.add(g, ev, start, end)
+	d.noteLostUpdate(g.win, ev, start, end)
 	if end.After(g.lastSeen) {
 		g.lastSeen = end
 	}

@@ -26,6 +26,9 @@ func TestDefaults(t *testing.T) {
 		DuplicateThreshold: 3,
 		UnpaginatedRows:    1000,
 		DeepOffset:         1000,
+		LostUpdateWindow:   time.Second,
+		MissingIndexRows:   10000,
+		MissingIndexRuns:   60,
 		ReportCooldown:     time.Minute,
 		MaxGroups:          4096,
 		MaxWindowEvents:    2000,
@@ -479,6 +482,8 @@ func mixedTraffic() []Event {
 		tl.q(qOne, 0, 1)
 		tl.on(5)
 		patternsRequest(tl)
+		tl.on(7)
+		lostUpdateRequest(tl)
 		tl.on(6)
 		tl.qd(qCountPer, uint64(round+1), 1, 400*time.Millisecond) // slow with mixedConfig
 		tl.wait(40 * time.Second)
@@ -515,7 +520,7 @@ func TestDeterministic(t *testing.T) {
 		kinds[string(f.Kind)] = true
 	}
 	for _, k := range Kinds() {
-		if !kinds[string(k)] {
+		if !kinds[string(k)] && k != KindMissingIndex { // made by Inspected: missingindex_test.go
 			t.Errorf("mixed traffic has no %s finding", k)
 		}
 	}

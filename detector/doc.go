@@ -244,6 +244,52 @@
 //     literal OFFSET of 10 × DeepOffset. (Pages with OFFSET are still no
 //     N+1: see n_plus_one.)
 //
+//   - lost_update: a read-modify-write race on one connection. A SELECT that
+//     returned one row of one table by key (col = $n or a literal; no list
+//     of keys) is remembered with the digests of its key values
+//     (Execution.ParamKeys, Statement.LiteralKeys); an UPDATE of the same
+//     table that starts within LostUpdateWindow (1s) after it, whose WHERE
+//     has the same value for one of its key columns, and that SETs a column
+//     the read returned to a value the client sent (a bare $n or literal,
+//     not stock = stock - $1), is the application writing back what it
+//     computed from the read: two requests that do this at once both write,
+//     and one write is lost. Not when the UPDATE is guarded (its WHERE also
+//     compares a column it sets, or a version column: version, lock_version,
+//     *_version, xmin), nor when the latest read of the row locked it (FOR
+//     UPDATE, FOR SHARE and the like), nor when the read and the write ran
+//     in one transaction block at REPEATABLE READ or SERIALIZABLE, as far as
+//     the statements show the level (BEGIN ISOLATION LEVEL, SET
+//     TRANSACTION, SET default_transaction_isolation and its session forms);
+//     READ COMMITTED, the default, still races. One second because code
+//     that writes back what it read does so at once; a later update on a
+//     pooled connection belongs to another request. Each read counts for one
+//     UPDATE at most; the finding is on the UPDATE's shape, its source the
+//     read. Severity warning. Without value evidence (--evidence off, or a
+//     replay of server logs, which carry no digests of parameters) a bound
+//     key is not seen and the rule is silent. See lostupdate.go.
+//
+//   - missing_index (with an inspection connection only: Config.Inspect):
+//     a read that runs often whose generic plan reads a large table with a
+//     Seq Scan under a filter that no index serves. Runs often: the lookup
+//     of an N+1 reported in the window, or at least MissingIndexRuns (60)
+//     runs of the shape within a minute of event time, once a second on
+//     average, which a developer's own clicking seldom reaches for one
+//     shape unless a page runs it in a loop or on every request. Such a
+//     shape is asked for (Wants: the normalized text, never a value); the
+//     caller's inspection connection answers with the Seq Scans of its
+//     generic plan (Inspected) and the catalogs' facts; a scan of a table
+//     of at least MissingIndexRows (10,000) estimated rows whose filter
+//     compares (=, <, >, IN, = ANY) a column that leads no index is the
+//     finding. 10,000 rows because below that a Seq Scan costs well under a
+//     millisecond and the planner rightly prefers it; past it every run
+//     reads the whole table. The finding's time is that of the window that
+//     made the shape pending, and it goes through the safelist and the
+//     cooldown like the others. Severity warning; critical when the shape
+//     was an N+1's lookup (the scan runs once per row of the loop). The
+//     suggestion is the CREATE INDEX CONCURRENTLY statement and the ORMs'
+//     declarations, and says when the column is a foreign key without an
+//     index. See missingindex.go.
+//
 //   - slow_query: a statement of any command, judged or not, whose server
 //     time (as the proxy saw it: from its request to its completion) reached
 //     SlowThreshold. Off unless set: what is slow depends on the
@@ -259,8 +305,8 @@
 // it runs.
 //
 // Without an inspection of the schema (the size of a table, its indexes),
-// leading_wildcard can only say "may"; the other kinds are properties of the
-// traffic itself.
+// leading_wildcard can only say "may"; missing_index needs one; the other
+// kinds are properties of the traffic itself.
 //
 // # Reporting
 //
@@ -299,5 +345,6 @@
 // MaxEvidenceRows × MaxEvidenceColumns digests), the pool scopes followed for
 // concurrency (1024, with 4096 shapes each, the least recently active
 // forgotten) and the keys per shape (MaxParamsPerShape per parameter
-// position, 8 positions).
+// position, 8 positions). lost_update follows at most MaxGroups connections
+// (least recently active forgotten), each with its last 8 reads by key.
 package detector

@@ -36,11 +36,19 @@ const (
 	// KindSlowQuery: a statement whose server time reached SlowThreshold
 	// (off unless set), any command.
 	KindSlowQuery Kind = "slow_query"
+	// KindLostUpdate: an UPDATE that writes back, unguarded, a value the
+	// client computed from a read of the same row by the same key on the
+	// same connection just before (a read-modify-write race).
+	KindLostUpdate Kind = "lost_update"
+	// KindMissingIndex: a read that runs often whose generic plan reads a
+	// large table with a Seq Scan under a filter that no index serves (with
+	// an inspection connection only).
+	KindMissingIndex Kind = "missing_index"
 )
 
 // Kinds returns every kind, in report order.
 func Kinds() []Kind {
-	return []Kind{KindNPlusOne, KindDuplicateQuery, KindUnpaginated, KindSelectStar, KindLeadingWildcard, KindDeepOffset, KindSlowQuery}
+	return []Kind{KindNPlusOne, KindDuplicateQuery, KindUnpaginated, KindSelectStar, KindLeadingWildcard, KindDeepOffset, KindSlowQuery, KindLostUpdate, KindMissingIndex}
 }
 
 // Severity says how loudly a finding should be shown.
@@ -95,8 +103,9 @@ type Finding struct {
 	// shape in the window (n_plus_one, select_star; for writes, those that
 	// wrote one row), the runs whose parameters repeated (duplicate_query),
 	// the runs that returned too many rows (unpaginated), whose pattern
-	// started with a wildcard (leading_wildcard), or whose OFFSET was deep
-	// (deep_offset).
+	// started with a wildcard (leading_wildcard), whose OFFSET was deep
+	// (deep_offset), or that wrote back a row read just before
+	// (lost_update).
 	Count int `json:"count"`
 	// DistinctParams is the number of distinct parameter sets among those
 	// executions (for duplicate_query: the number of parameter sets that
@@ -124,11 +133,15 @@ type Finding struct {
 
 	// Source is, for n_plus_one, the earlier query whose rows the loop
 	// walked; nil when no query in the window qualifies (Suggestion says so).
+	// For lost_update, the read whose row the update wrote back.
 	Source *Source `json:"source,omitempty"`
 	// Evidence is, for n_plus_one, why the repeats are called a loop: the
 	// loop's keys found in the source's values (data_flow), or only the
 	// repetition on a connection that served nothing concurrently.
 	Evidence *Evidence `json:"evidence,omitempty"`
+	// Index is, for missing_index, the index that is missing: the table,
+	// the columns, the table's estimated rows, the foreign key.
+	Index *IndexAdvice `json:"index,omitempty"`
 
 	// Suggestion names the fix in one or two sentences.
 	Suggestion string `json:"suggestion"`

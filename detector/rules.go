@@ -56,6 +56,7 @@ func (d *Detector) evaluate(g *group, w *window) []candidate {
 		// A loop whose lookups hopped over the pool's connections: this
 		// window holds a piece of it (see hop.go).
 		d.hop(g, w, s, reported)
+		d.noteMissingIndex(g, w, s, reported) // missingindex.go
 
 		if !facts.HasLimit && !facts.AggregateOnly && s.maxRows >= d.cfg.UnpaginatedRows {
 			f := d.base(g, w, s, KindUnpaginated)

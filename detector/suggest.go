@@ -197,3 +197,33 @@ func suggestSlow(st *fingerprint.Statement, max time.Duration, rows int64) strin
 	}
 	return msg + "; in an ORM, log the generated SQL and check the query it builds."
 }
+
+// suggestLostUpdate names the three fixes of a read-modify-write race: the
+// atomic update, a locking read in a transaction, an optimistic version
+// column; in SQL and in the common ORMs.
+func suggestLostUpdate(st *fingerprint.Statement, cols []string) string {
+	table := ident(first(st.Facts.TablesWritten))
+	key := keyColumn(st.Facts.EqualityColumns)
+	if key == "" {
+		key = "id"
+	}
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = ident(c)
+	}
+	what := strings.Join(names, ", ")
+	c := "col" // which of several the code computed is not seen
+	if len(names) == 1 {
+		c = names[0]
+	}
+	name := strings.ReplaceAll(strings.Trim(c, `"`), `""`, `"`) // as the ORM spells it
+	return fmt.Sprintf("This UPDATE writes back %s of a row the connection read just before: two requests that read the row at once "+
+		"both write, and the first write is lost. Let the server change it in one statement, "+
+		"`UPDATE %s SET %s = %s - $1 WHERE %s = $2 AND %s >= $1` (0 rows: the check failed), or lock the row as you read it, "+
+		"`SELECT ... FOR UPDATE` in the same transaction as the UPDATE, or guard the write with a version column, "+
+		"`UPDATE %s SET %s = $1, version = version + 1 WHERE %s = $2 AND version = $3` (0 rows: reload and retry); "+
+		"in an ORM, Prisma update({ data: { %s: { decrement: n } } }) or a $transaction, TypeORM decrement/increment "+
+		"or setLock(\"pessimistic_write\"), GORM Update(\"%s\", gorm.Expr(\"%s - ?\", n)) or clause.Locking{Strength: \"UPDATE\"}, "+
+		"Django F(\"%s\") - n or select_for_update(), ActiveRecord decrement!/increment!, with_lock or lock_version.",
+		what, table, c, c, key, c, table, c, key, name, name, name, name)
+}

@@ -109,6 +109,7 @@ type shape struct {
 	slowMax   time.Duration
 	slowRows  int64
 	pat       shapePatterns // what writes.go and patterns.go count
+	lost      []lostStat    // lost_update, per read shape (lostupdate.go)
 }
 
 type paramStat struct {

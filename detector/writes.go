@@ -162,12 +162,14 @@ func (d *Detector) noteWrite(w *window, s *shape, x *pgwire.Execution, st *finge
 }
 
 // judgeWrite applies the N+1 rule to the judged write s of w (see the
-// comment at the top), then leading_wildcard (a DELETE ... WHERE name LIKE
-// '%x' scans as a SELECT does).
+// comment at the top), then lost_update (lostupdate.go), then
+// leading_wildcard (a DELETE ... WHERE name LIKE '%x' scans as a SELECT
+// does).
 func (d *Detector) judgeWrite(g *group, w *window, s *shape, loops map[*shape]bool, out []candidate) []candidate {
 	if c, ok := d.nPlusOneWrite(g, w, s, loops); ok {
 		out = append(out, c)
 	}
+	out = d.lostUpdate(g, w, s, out)
 	return d.patterns(g, w, s, out)
 }
 

@@ -156,7 +156,7 @@ func (c corpusCase) client() string {
 
 // corpus is every case, Go clients first, then the concurrency class.
 func corpus() []corpusCase {
-	return slices.Concat(goCases(), nodeCases(), patternCases(), nodePatternCases(), concurrencyCases())
+	return slices.Concat(goCases(), nodeCases(), patternCases(), nodePatternCases(), lostUpdateCases(), nodeLostUpdateCases(), concurrencyCases())
 }
 
 // className is the class's name in the report.

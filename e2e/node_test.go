@@ -133,6 +133,11 @@ func nodeCases() []corpusCase {
 		{name: "sequelize/stats/count"},
 		{name: "sequelize/health/authenticate"},
 	}
+	return nodeCorpus(ncs)
+}
+
+// nodeCorpus makes corpus cases of Node cases, run by name through cases.js.
+func nodeCorpus(ncs []nodeCase) []corpusCase {
 	var cs []corpusCase
 	for _, nc := range ncs {
 		cs = append(cs, corpusCase{
@@ -162,7 +167,7 @@ func TestNodeCaseList(t *testing.T) {
 		t.Fatalf("node cases.js --list: %v in %q", err, out)
 	}
 	var want []string
-	for _, c := range slices.Concat(nodeCases(), nodePatternCases(), nodeConcurrencyCases()) {
+	for _, c := range slices.Concat(nodeCases(), nodePatternCases(), nodeConcurrencyCases(), nodeLostUpdateCases()) {
 		want = append(want, c.Name[len("node-"):])
 	}
 	slices.Sort(got)

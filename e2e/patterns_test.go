@@ -336,12 +336,5 @@ func nodePatternCases() []corpusCase {
 		{name: "sequelize/export_items/deep_page", want: []want{deepOffset("order_items")}},
 		{name: "sequelize/export_items/fixed_keyset_page"},
 	}
-	var cs []corpusCase
-	for _, nc := range ncs {
-		cs = append(cs, corpusCase{
-			Name: "node-" + nc.name, Want: nc.want, Known: nc.known, Note: nc.note, Paced: nc.paced,
-			Run: func(ctx context.Context) error { return runNode(ctx, nc.name) },
-		})
-	}
-	return cs
+	return nodeCorpus(ncs)
 }

@@ -17,7 +17,11 @@ import (
 // have one fingerprint, and so do VALUES ($1) and VALUES ($1), ($2), and
 // id = $1, id IN ($1, $2) and id = ANY($1)). Those are read from each text's
 // tokens (withTextFacts): HasLimit, HasOffset, Offset, OffsetParam,
-// LeadingWildcardLike, LikeParams, ValuesRows and KeyList.
+// LeadingWildcardLike, LikeParams, ValuesRows and KeyList, and, for the
+// lost_update rule, KeyValues (which parameter or literal a key column is
+// compared with) and Isolation (BEGIN ISOLATION LEVEL SERIALIZABLE and
+// BEGIN may share a fingerprint; SET default_transaction_isolation's value
+// is a literal).
 // facts_test.go checks the token reading against the parse tree.
 
 // parseFacts parses one statement, which pg_query could fingerprint, and
@@ -52,12 +56,14 @@ func treeFacts(stmt *pg_query.Node) *Facts {
 		scope = append(scope, sel)
 		f.AggregateOnly = aggregateOnly(sel)
 		f.EqualityColumns = equalityColumns(sel.WhereClause)
+		f.ReadColumns = readColumns(sel)
 	case *pg_query.Node_InsertStmt:
 		scope = append(scope, n.InsertStmt)
 	case *pg_query.Node_UpdateStmt:
 		scope = append(scope, n.UpdateStmt)
 		f.EqualityColumns = equalityColumns(n.UpdateStmt.WhereClause)
 		f.NoWhere = n.UpdateStmt.WhereClause == nil
+		f.SetValues, f.SetSelf = setColumns(n.UpdateStmt.TargetList)
 	case *pg_query.Node_DeleteStmt:
 		scope = append(scope, n.DeleteStmt)
 		f.EqualityColumns = equalityColumns(n.DeleteStmt.WhereClause)
@@ -404,6 +410,91 @@ func equalityColumns(where *pg_query.Node) []string {
 	return sortedSet(cols)
 }
 
+// readColumns lists the columns a SELECT's top-level list reads, by the
+// last part of their name; subqueries in the list are not looked into.
+func readColumns(s *pg_query.SelectStmt) []string {
+	if s.Op != pg_query.SetOperation_SETOP_NONE {
+		return nil
+	}
+	var cols []string
+	for _, t := range s.TargetList {
+		walk(t.GetResTarget().GetVal(), func(m protoreflect.ProtoMessage) bool {
+			switch x := m.(type) {
+			case *pg_query.ColumnRef:
+				if f := x.Fields; len(f) > 0 && f[len(f)-1].GetString_() != nil {
+					cols = append(cols, f[len(f)-1].GetString_().Sval)
+				}
+				return false
+			case *pg_query.SubLink:
+				return false
+			}
+			return true
+		})
+	}
+	return sortedSet(cols)
+}
+
+// setColumns sorts the columns of an UPDATE's SET list into those assigned
+// a value the client sent (a bare parameter or literal) and those assigned
+// an expression of the column itself.
+func setColumns(targets []*pg_query.Node) (values, self []string) {
+	for _, t := range targets {
+		rt := t.GetResTarget()
+		if rt == nil || rt.Name == "" {
+			continue
+		}
+		val := rt.Val
+		if ma := val.GetMultiAssignRef(); ma != nil {
+			// SET (a, b) = ($1, b + 1): the column's element of the row.
+			row := ma.GetSource().GetRowExpr()
+			if row == nil || ma.Colno < 1 || int(ma.Colno) > len(row.Args) {
+				continue
+			}
+			val = row.Args[ma.Colno-1]
+		}
+		switch {
+		case bareValue(val):
+			values = append(values, rt.Name)
+		case refersTo(val, rt.Name):
+			self = append(self, rt.Name)
+		}
+	}
+	return sortedSet(values), sortedSet(self)
+}
+
+// bareValue reports whether n is a parameter or a constant, through casts.
+func bareValue(n *pg_query.Node) bool {
+	for {
+		switch x := n.GetNode().(type) {
+		case *pg_query.Node_TypeCast:
+			n = x.TypeCast.Arg
+			continue
+		case *pg_query.Node_ParamRef, *pg_query.Node_AConst:
+			return true
+		}
+		return false
+	}
+}
+
+// refersTo reports whether the expression n reads the column col (by the
+// last part of its name), outside subqueries.
+func refersTo(n *pg_query.Node, col string) bool {
+	found := false
+	walk(n, func(m protoreflect.ProtoMessage) bool {
+		switch x := m.(type) {
+		case *pg_query.ColumnRef:
+			if f := x.Fields; len(f) > 0 && f[len(f)-1].GetString_().GetSval() == col {
+				found = true
+			}
+			return false
+		case *pg_query.SubLink:
+			return false
+		}
+		return !found
+	})
+	return found
+}
+
 // isLike reports whether e is a LIKE or ILIKE, negated or not, in either
 // spelling (a LIKE b, a ~~ b).
 func isLike(e *pg_query.A_Expr) bool {
@@ -528,13 +619,16 @@ type textFacts struct {
 // itself when they agree, which is the common case, else a copy.
 func withTextFacts(base *Facts, sql string, toks []token) *Facts {
 	tf := readTextFacts(sql, toks, base.Kind)
+	rf := readRMWFacts(sql, toks, base)
 	if base.HasLimit == tf.hasLimit && base.HasOffset == tf.hasOffset && base.Offset == tf.offset &&
 		base.OffsetParam == tf.offsetParam && base.LeadingWildcardLike == tf.leadingWildcardLike &&
-		base.LikeParams == tf.likeParams && base.ValuesRows == tf.valuesRows && base.KeyList == tf.keyList {
+		base.LikeParams == tf.likeParams && base.ValuesRows == tf.valuesRows && base.KeyList == tf.keyList &&
+		rf.same(base) {
 		return base
 	}
 	f := *base
 	tf.apply(&f)
+	rf.apply(&f)
 	return &f
 }
 
@@ -934,4 +1028,254 @@ func hexVal(c byte) byte {
 		return c - 'A' + 10
 	}
 	return c - '0'
+}
+
+// rmwFacts are the facts of a read-modify-write that depend on the text
+// (Facts.KeyValues, Facts.Isolation): read per text, as textFacts are.
+type rmwFacts struct {
+	keys       [MaxKeyValues]KeyValue
+	n          int
+	iso        Isolation
+	isoSession bool
+}
+
+// readRMWFacts reads the key values of a SELECT or UPDATE with equality
+// columns, and the isolation level a utility statement sets.
+func readRMWFacts(sql string, toks []token, base *Facts) rmwFacts {
+	var rf rmwFacts
+	switch base.Kind {
+	case KindSelect, KindUpdate:
+		if len(base.EqualityColumns) > 0 {
+			rf.readKeys(sql, toks, base.EqualityColumns)
+		}
+	case KindUtility:
+		rf.iso, rf.isoSession = readIsolation(sql, toks)
+	}
+	return rf
+}
+
+// same reports whether f already holds these facts.
+func (rf *rmwFacts) same(f *Facts) bool {
+	return f.Isolation == rf.iso && f.IsolationSession == rf.isoSession && slices.Equal(f.KeyValues, rf.keys[:rf.n])
+}
+
+func (rf *rmwFacts) apply(f *Facts) {
+	f.Isolation, f.IsolationSession = rf.iso, rf.isoSession
+	f.KeyValues = nil
+	if rf.n > 0 {
+		f.KeyValues = slices.Clone(rf.keys[:rf.n])
+	}
+}
+
+// readKeys finds, in the top-level WHERE clause (outside subqueries, inside
+// any other parentheses), each "col = value" where col is one of the
+// equality columns eq and value one parameter or literal, cast or not, that
+// nothing else follows but a keyword or a closing parenthesis. The column
+// stands after WHERE, AND, OR or an opening parenthesis.
+func (rf *rmwFacts) readKeys(sql string, toks []token, eq []string) {
+	lo, hi := 0, len(toks)
+	for hi-lo >= 2 && isOp(sql, toks[lo], "(") && closingParen(sql, toks, lo) == hi-1 {
+		lo++
+		hi--
+	}
+	var (
+		depth int    // open parentheses
+		subs  uint64 // bit d: the parenthesis at depth d opens a subquery
+		where bool
+		lits  int // literals up to this token
+	)
+	for i := 0; i < lo; i++ {
+		if isLiteralAt(sql, toks, i) {
+			lits++
+		}
+	}
+	for i := lo; i < hi && rf.n < MaxKeyValues; i++ {
+		t := toks[i]
+		if isLiteralAt(sql, toks, i) {
+			lits++
+		}
+		switch {
+		case isOp(sql, t, "("):
+			depth++
+			if depth < 64 && startsQuery(sql, toks[i+1:hi]) || depth >= 64 {
+				subs |= 1 << min(depth, 63)
+			}
+		case isOp(sql, t, ")"):
+			if depth > 0 {
+				subs &^= 1 << min(depth, 63)
+				depth--
+			}
+		case depth == 0 && t.kind == tkWord:
+			switch {
+			case isWord(sql, t, "where"):
+				where = true
+			case endsWhere(sql, t):
+				where = false
+			}
+		case where && subs == 0 && isOp(sql, t, "="):
+			if kv, ok := keyValueAt(sql, toks[:hi], i, eq, lits); ok {
+				rf.keys[rf.n] = kv
+				rf.n++
+			}
+		}
+	}
+}
+
+// endsWhere reports whether the keyword t starts the clause after WHERE.
+func endsWhere(sql string, t token) bool {
+	for _, w := range []string{"group", "having", "window", "order", "limit", "offset", "fetch", "for", "returning", "union", "intersect", "except"} {
+		if isWord(sql, t, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// keyValueAt reads "col = value" around the = at toks[i]; lits is the
+// index in Statement.LiteralKeys the value has if it is a literal.
+func keyValueAt(sql string, toks []token, i int, eq []string, lits int) (KeyValue, bool) {
+	if i < 1 || i+1 >= len(toks) {
+		return KeyValue{}, false
+	}
+	// The column: a name, maybe qualified, after WHERE, AND, OR or "(".
+	j := i - 1
+	for j >= 2 && isOp(sql, toks[j-1], ".") {
+		j -= 2
+	}
+	if j > 0 {
+		p := toks[j-1]
+		if !isOp(sql, p, "(") && !isWord(sql, p, "where") && !isWord(sql, p, "and") && !isWord(sql, p, "or") {
+			return KeyValue{}, false
+		}
+	}
+	col, ok := matchColumn(sql, toks[i-1], eq)
+	if !ok {
+		return KeyValue{}, false
+	}
+	// The value, then nothing, a cast, a keyword or ")".
+	v := toks[i+1]
+	if k := i + 2; k < len(toks) {
+		n := toks[k]
+		if n.kind != tkWord && !isOp(sql, n, ")") && !isOp(sql, n, "::") {
+			return KeyValue{}, false
+		}
+	}
+	if n := paramOf(sql, v); n > 0 {
+		return KeyValue{Column: col, Param: n}, true
+	}
+	if isLiteralAt(sql, toks, i+1) {
+		return KeyValue{Column: col, Literal: lits}, true
+	}
+	return KeyValue{}, false
+}
+
+// matchColumn finds the equality column whose last name part the
+// identifier t spells (an unquoted word folded to lower case, a quoted one
+// as written) and returns that part as the parse tree spells it.
+func matchColumn(sql string, t token, eq []string) (string, bool) {
+	text := sql[t.start:t.end]
+	for _, c := range eq {
+		name := c[strings.LastIndexByte(c, '.')+1:]
+		switch t.kind {
+		case tkWord:
+			if isWord(sql, t, name) {
+				return name, true
+			}
+		case tkQuoted:
+			if len(text) == len(name)+2 && text[0] == '"' && text[1:len(text)-1] == name {
+				return name, true
+			}
+		}
+	}
+	return "", false
+}
+
+// readIsolation reads the isolation level a utility statement sets, and
+// whether it sets the session's default rather than the transaction's (see
+// Facts.Isolation).
+func readIsolation(sql string, toks []token) (Isolation, bool) {
+	if len(toks) == 0 {
+		return IsolationNone, false
+	}
+	switch w := toks[0]; {
+	case isWord(sql, w, "begin"), isWord(sql, w, "start"):
+		return levelAfter(sql, toks[1:]), false
+	case isWord(sql, w, "reset"):
+		if len(toks) == 2 && (isWord(sql, toks[1], "all") || isWord(sql, toks[1], "default_transaction_isolation")) {
+			return IsolationDefault, true
+		}
+	case isWord(sql, w, "discard"):
+		if len(toks) == 2 && isWord(sql, toks[1], "all") {
+			return IsolationDefault, true
+		}
+	case isWord(sql, w, "set"):
+		rest, local := toks[1:], false
+		if len(rest) > 0 && (isWord(sql, rest[0], "session") || isWord(sql, rest[0], "local")) {
+			local = isWord(sql, rest[0], "local")
+			rest = rest[1:]
+		}
+		if len(rest) == 0 {
+			break
+		}
+		switch {
+		case isWord(sql, rest[0], "characteristics"):
+			return levelAfter(sql, rest[1:]), true
+		case isWord(sql, rest[0], "transaction"):
+			return levelAfter(sql, rest[1:]), false
+		case isWord(sql, rest[0], "default_transaction_isolation"):
+			return settingLevel(sql, rest[1:]), !local
+		case isWord(sql, rest[0], "transaction_isolation"):
+			return settingLevel(sql, rest[1:]), false
+		}
+	}
+	return IsolationNone, false
+}
+
+// levelAfter reads ISOLATION LEVEL <level> among the tokens.
+func levelAfter(sql string, toks []token) Isolation {
+	for i := 0; i+2 < len(toks); i++ {
+		if !isWord(sql, toks[i], "isolation") || !isWord(sql, toks[i+1], "level") {
+			continue
+		}
+		switch l := toks[i+2]; {
+		case isWord(sql, l, "serializable"):
+			return IsolationSerializable
+		case isWord(sql, l, "repeatable"):
+			return IsolationRepeatableRead
+		case isWord(sql, l, "read") && i+3 < len(toks) && isWord(sql, toks[i+3], "committed"):
+			return IsolationReadCommitted
+		case isWord(sql, l, "read") && i+3 < len(toks) && isWord(sql, toks[i+3], "uncommitted"):
+			return IsolationReadUncommitted
+		}
+	}
+	return IsolationNone
+}
+
+// settingLevel reads the value of SET default_transaction_isolation or
+// transaction_isolation: = or TO, then a string, a word or DEFAULT.
+func settingLevel(sql string, toks []token) Isolation {
+	if len(toks) != 2 || !isOp(sql, toks[0], "=") && !isWord(sql, toks[0], "to") {
+		return IsolationNone
+	}
+	v := toks[1]
+	text := sql[v.start:v.end]
+	switch {
+	case isWord(sql, v, "default"):
+		return IsolationDefault
+	case v.kind == tkString && len(text) >= 2 && text[0] == '\'':
+		text = text[1 : len(text)-1]
+	case v.kind != tkWord:
+		return IsolationNone
+	}
+	switch {
+	case strings.EqualFold(text, "serializable"):
+		return IsolationSerializable
+	case strings.EqualFold(text, "repeatable read"):
+		return IsolationRepeatableRead
+	case strings.EqualFold(text, "read committed"):
+		return IsolationReadCommitted
+	case strings.EqualFold(text, "read uncommitted"):
+		return IsolationReadUncommitted
+	}
+	return IsolationNone
 }

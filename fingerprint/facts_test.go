@@ -9,6 +9,8 @@ import (
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/nplus1/nplus1/internal/valuekey"
 )
 
 func TestFacts(t *testing.T) {
@@ -79,10 +81,109 @@ func TestFacts(t *testing.T) {
 		{"WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r) SELECT * FROM r", Facts{Kind: KindSelect}},
 	}
 	for _, tt := range tests {
-		got := ofOn(tt.sql).Statements[0].Facts
-		if !reflect.DeepEqual(*got, tt.want) {
-			t.Errorf("Of(%q).Facts\n got: %+v\nwant: %+v", tt.sql, *got, tt.want)
+		got := *ofOn(tt.sql).Statements[0].Facts
+		// The facts of a read-modify-write are TestRMWFacts's.
+		got.ReadColumns, got.SetValues, got.SetSelf, got.KeyValues = nil, nil, nil, nil
+		got.Isolation, got.IsolationSession = IsolationNone, false
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Of(%q).Facts\n got: %+v\nwant: %+v", tt.sql, got, tt.want)
 		}
+	}
+}
+
+// rmw is what TestRMWFacts compares: the facts of a read-modify-write.
+type rmw struct {
+	read, set, self []string
+	keys            []KeyValue
+	iso             Isolation
+	session         bool
+}
+
+func TestRMWFacts(t *testing.T) {
+	p := func(col string, n int) KeyValue { return KeyValue{Column: col, Param: n} }
+	l := func(col string, k int) KeyValue { return KeyValue{Column: col, Literal: k} }
+	tests := []struct {
+		sql  string
+		want rmw
+	}{
+		{"SELECT id, stock FROM products WHERE id = $1", rmw{read: []string{"id", "stock"}, keys: []KeyValue{p("id", 1)}}},
+		{"SELECT p.stock * 2 AS s, (SELECT max(x) FROM u) FROM products p WHERE p.id = 7", rmw{read: []string{"stock"}, keys: []KeyValue{l("id", 1)}}},
+		{"SELECT * FROM products WHERE id = $1 FOR UPDATE", rmw{keys: []KeyValue{p("id", 1)}}},
+		{"SELECT a FROM t WHERE status = 'paid' AND id = 42 LIMIT 1", rmw{read: []string{"a"}, keys: []KeyValue{l("status", 0), l("id", 1)}}},
+		{"SELECT a FROM t WHERE id = $2::bigint AND b = $1", rmw{read: []string{"a"}, keys: []KeyValue{p("id", 2), p("b", 1)}}},
+		{`SELECT "public"."Product"."stock" FROM "public"."Product" WHERE ("public"."Product"."id" = $1 AND 1=1) LIMIT $2 OFFSET $3`,
+			rmw{read: []string{"stock"}, keys: []KeyValue{p("id", 1)}}},
+		{`SELECT * FROM "products" WHERE "products"."id" = $1 AND "products"."deleted_at" IS NULL ORDER BY "products"."id" LIMIT $2`,
+			rmw{keys: []KeyValue{p("id", 1)}}},
+		{`SELECT "Id" FROM t WHERE "Id" = $1`, rmw{read: []string{"Id"}, keys: []KeyValue{p("Id", 1)}}},
+		// Not a key value: an expression, a subquery's, a list, a column.
+		{"SELECT a FROM t WHERE id = $1 + 1", rmw{read: []string{"a"}}},
+		{"SELECT a FROM t WHERE id = -5", rmw{read: []string{"a"}}},
+		{"SELECT a FROM t WHERE b IN (SELECT c FROM u WHERE c = $1) AND id = $2", rmw{read: []string{"a"}, keys: []KeyValue{p("id", 2)}}},
+		{"SELECT a FROM t WHERE id = ANY($1)", rmw{read: []string{"a"}}},
+		{"SELECT a FROM t WHERE x = y", rmw{read: []string{"a"}}},
+		{"SELECT a FROM t WHERE lower(b) = $1", rmw{read: []string{"a"}}},
+		{"SELECT a FROM t UNION SELECT b FROM u WHERE id = $1", rmw{}},
+		{"UPDATE products SET stock = $1 WHERE id = $2", rmw{set: []string{"stock"}, keys: []KeyValue{p("id", 2)}}},
+		{"UPDATE products SET stock = stock - $1, note = 'x'::text WHERE id = $2 AND stock >= $1", rmw{set: []string{"note"}, self: []string{"stock"}, keys: []KeyValue{p("id", 2)}}},
+		{"UPDATE t SET (a, b) = ($1, b + 1), c = now() WHERE id = 3", rmw{set: []string{"a"}, self: []string{"b"}, keys: []KeyValue{l("id", 1)}}},
+		{`UPDATE "products" SET "name"=$1,"stock"=$2 WHERE "products"."deleted_at" IS NULL AND "id" = $3`, rmw{set: []string{"name", "stock"}, keys: []KeyValue{p("id", 3)}}},
+		{"UPDATE t SET a = $1 WHERE id = $2 AND version = $3 RETURNING a", rmw{set: []string{"a"}, keys: []KeyValue{p("id", 2), p("version", 3)}}},
+		{"UPDATE t SET a = (SELECT b FROM u WHERE u.id = 1) WHERE id = 2", rmw{keys: []KeyValue{l("id", 1)}}},
+		{"DELETE FROM t WHERE id = $1", rmw{}},
+		// Isolation levels.
+		{"BEGIN", rmw{}},
+		{"BEGIN ISOLATION LEVEL SERIALIZABLE", rmw{iso: IsolationSerializable}},
+		{"begin transaction read write, isolation level repeatable read", rmw{iso: IsolationRepeatableRead}},
+		{"START TRANSACTION ISOLATION LEVEL READ COMMITTED", rmw{iso: IsolationReadCommitted}},
+		{"SET TRANSACTION ISOLATION LEVEL READ UNCOMMITTED", rmw{iso: IsolationReadUncommitted}},
+		{"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE", rmw{iso: IsolationSerializable, session: true}},
+		{"SET default_transaction_isolation = 'repeatable read'", rmw{iso: IsolationRepeatableRead, session: true}},
+		{"SET SESSION default_transaction_isolation TO serializable", rmw{iso: IsolationSerializable, session: true}},
+		{"SET LOCAL default_transaction_isolation TO 'serializable'", rmw{iso: IsolationSerializable}},
+		{"SET transaction_isolation = 'SERIALIZABLE'", rmw{iso: IsolationSerializable}},
+		{"SET default_transaction_isolation TO DEFAULT", rmw{iso: IsolationDefault, session: true}},
+		{"RESET default_transaction_isolation", rmw{iso: IsolationDefault, session: true}},
+		{"RESET ALL", rmw{iso: IsolationDefault, session: true}},
+		{"DISCARD ALL", rmw{iso: IsolationDefault, session: true}},
+		{"SET search_path = 'serializable'", rmw{}},
+		{"SET TRANSACTION SNAPSHOT '00000003-0000001B-1'", rmw{}},
+	}
+	for _, tt := range tests {
+		f := ofOn(tt.sql).Statements[0].Facts
+		got := rmw{read: f.ReadColumns, set: f.SetValues, self: f.SetSelf, keys: f.KeyValues, iso: f.Isolation, session: f.IsolationSession}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Of(%q)\n got: %+v\nwant: %+v", tt.sql, got, tt.want)
+		}
+	}
+}
+
+// TestKeyValuesShared checks that texts of one fingerprint get the key
+// values and isolation level of their own text, and that a literal key
+// value's index finds its digest.
+func TestKeyValuesShared(t *testing.T) {
+	c := New(Options{})
+	a := c.ofOn("SELECT a FROM t WHERE status = 'x' AND id = $1").Statements[0]
+	b := c.ofOn("SELECT a FROM t WHERE status = 'y' AND id = 42").Statements[0]
+	if a.ID != b.ID {
+		t.Fatalf("IDs differ: %s %s", a.Hex, b.Hex)
+	}
+	if want := []KeyValue{{Column: "status", Literal: 0}, {Column: "id", Param: 1}}; !reflect.DeepEqual(a.Facts.KeyValues, want) {
+		t.Errorf("first text: %+v, want %+v", a.Facts.KeyValues, want)
+	}
+	kv := b.Facts.KeyValues
+	if len(kv) != 2 || kv[1].Column != "id" || kv[1].Param != 0 || b.LiteralKeys[kv[1].Literal] != valuekey.String("42") {
+		t.Errorf("second text: %+v with literal keys %v", kv, b.LiteralKeys)
+	}
+	plain := c.ofOn("BEGIN").Statements[0]
+	ser := c.ofOn("BEGIN ISOLATION LEVEL SERIALIZABLE").Statements[0]
+	if plain.Facts.Isolation != IsolationNone || ser.Facts.Isolation != IsolationSerializable {
+		t.Errorf("BEGIN: %v, BEGIN ISOLATION LEVEL SERIALIZABLE: %v", plain.Facts.Isolation, ser.Facts.Isolation)
+	}
+	rc := c.ofOn("SET default_transaction_isolation = 'read committed'").Statements[0]
+	sz := c.ofOn("SET default_transaction_isolation = 'serializable'").Statements[0]
+	if rc.Facts.Isolation != IsolationReadCommitted || sz.Facts.Isolation != IsolationSerializable {
+		t.Errorf("SET default_transaction_isolation: %v and %v", rc.Facts.Isolation, sz.Facts.Isolation)
 	}
 }
 

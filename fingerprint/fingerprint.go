@@ -118,7 +118,71 @@ type Facts struct {
 
 	// NoWhere: an UPDATE or DELETE without WHERE.
 	NoWhere bool
+
+	// ReadColumns are the columns the top-level SELECT list reads, bare or
+	// inside expressions (SELECT stock, price * 2), by the last part of
+	// their name ("p.stock" → "stock"), sorted, no duplicates. A star is
+	// SelectStar, not a column. Only set for SELECT.
+	ReadColumns []string
+	// SetValues are the columns the SET list of an UPDATE assigns a value
+	// the client sent: a bare parameter or literal, through casts (SET
+	// stock = $1, status = 'paid'::text). SetSelf are those it assigns an
+	// expression of the column itself (SET stock = stock - $1, a
+	// read-modify-write the server does atomically). By the last part of
+	// the name, sorted, no duplicates. Only set for UPDATE.
+	SetValues []string
+	SetSelf   []string
+
+	// KeyValues are the top-level WHERE equalities of a SELECT or UPDATE
+	// between a column of EqualityColumns and one bare value (col = $n, col
+	// = 42, col = 'a'::text, in that order), where the value is: which
+	// parameter or literal of this text. Texts of one fingerprint may
+	// differ in it (id = $1, id = 42). At most MaxKeyValues.
+	KeyValues []KeyValue
+
+	// Isolation is the transaction isolation level a utility statement
+	// sets, read from its text: BEGIN or START TRANSACTION ISOLATION LEVEL
+	// ..., SET TRANSACTION ISOLATION LEVEL ..., SET transaction_isolation
+	// for the transaction it runs in; SET SESSION CHARACTERISTICS AS
+	// TRANSACTION ISOLATION LEVEL ..., SET default_transaction_isolation
+	// for the session (IsolationSession), and IsolationDefault for RESET
+	// ALL, RESET default_transaction_isolation, SET ... TO DEFAULT and
+	// DISCARD ALL. IsolationNone for every other statement.
+	Isolation        Isolation
+	IsolationSession bool
 }
+
+// MaxKeyValues is the most Facts.KeyValues a statement has.
+const MaxKeyValues = 4
+
+// KeyValue is one WHERE equality of a column with a bare value.
+type KeyValue struct {
+	// Column is the last part of the column's name, as the parse tree
+	// spells it ("id" for "public"."Product"."id").
+	Column string
+	// Param is n for the bound parameter $n; 0 for a literal.
+	Param int
+	// Literal is, when Param is 0, the literal's index in
+	// Statement.LiteralKeys.
+	Literal int
+}
+
+// Isolation is a transaction isolation level as a statement sets it.
+type Isolation uint8
+
+// The isolation levels, from weak to strong.
+const (
+	// IsolationNone: the statement sets no level.
+	IsolationNone Isolation = iota
+	// IsolationDefault: back to the server's default (READ COMMITTED
+	// unless its configuration says otherwise, which the wire does not
+	// show).
+	IsolationDefault
+	IsolationReadUncommitted
+	IsolationReadCommitted
+	IsolationRepeatableRead
+	IsolationSerializable
+)
 
 // Statement is one statement of an SQL text.
 type Statement struct {
@@ -434,6 +498,8 @@ func (a *analyzer) statement(sql string, toks []token) Statement {
 			return st
 		}
 		readTextFacts(sql, toks, f.Kind).apply(f) // this text's, shared by texts that agree
+		rf := readRMWFacts(sql, toks, f)
+		rf.apply(f)
 		sh = &shape{id: id, hex: hex16(id), facts: f}
 		if a.shapes != nil {
 			sh = a.shapes.add(id, sh, 0)

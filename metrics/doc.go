@@ -58,13 +58,13 @@
 //	+ 10×(14+3)           nplus1_query_duration_seconds: 10 commands × (14 buckets, +Inf, _sum, _count)
 //	+ (11+3)              nplus1_query_rows_returned
 //	+ 44                  nplus1_query_errors_total: 43 SQLSTATE classes and "other"
-//	+ 7×3 + (9+3)         nplus1_findings_total: 7 kinds × 3 severities; nplus1_n_plus_one_group_size
+//	+ 9×3 + (9+3)         nplus1_findings_total: 9 kinds × 3 severities; nplus1_n_plus_one_group_size
 //	+ 18                  connections, logins, bytes, queue (Sources.Proxy, Sources.QueueLength)
-//	+ 31                  detector: occurrences 7 kinds × 3 results, windows, groups
+//	+ 37                  detector: occurrences 9 kinds × 3 results, windows, groups
 //	+ 16                  fingerprint cache: 3 caches × 4, bytes, oversize, volatile, parse failures
 //	+ 2                   top-K ranking entries and evictions
-//	+ (K+1)×(3+7) + K     per fingerprint: K fingerprints and __other__; _info for the K
-//	= 349 + 11K + 10      = 909 for the default K = 50
+//	+ (K+1)×(3+9) + K     per fingerprint: K fingerprints and __other__; _info for the K
+//	= 361 + 13K + 12      = 1023 for the default K = 50
 //
 // plus the Go and process collectors' go_* and process_* series (44 with Go 1.26 on Linux,
 // fixed for a Go version). No label takes a value from the traffic except

@@ -296,17 +296,21 @@ func kindIndex(k detector.Kind) int {
 		return 5
 	case detector.KindSlowQuery:
 		return 6
+	case detector.KindLostUpdate:
+		return 7
+	case detector.KindMissingIndex:
+		return 8
 	}
 	return -1
 }
 
-const numKinds = 7
+const numKinds = 9
 
 // kinds are the finding kinds the exporter knows, in the order of
-// kindIndex (detector.Kinds' first seven). A kind it does not know is
+// kindIndex (detector.Kinds' first nine). A kind it does not know is
 // still counted in nplus1_findings_total, from its first finding on.
 var kinds = [numKinds]detector.Kind{detector.KindNPlusOne, detector.KindDuplicateQuery, detector.KindUnpaginated, detector.KindSelectStar,
-	detector.KindLeadingWildcard, detector.KindDeepOffset, detector.KindSlowQuery}
+	detector.KindLeadingWildcard, detector.KindDeepOffset, detector.KindSlowQuery, detector.KindLostUpdate, detector.KindMissingIndex}
 
 // Severities, the values of the severity label: detector.Severity's three.
 const (
@@ -381,7 +385,7 @@ func newMetrics() *metrics {
 		}, []string{"class"}),
 		findingsVec: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nplus1_findings_total",
-			Help: "Findings reported, by kind (n_plus_one, duplicate_query, unpaginated, select_star, leading_wildcard, deep_offset, slow_query) and severity (info, warning, critical), after the safelist and the report cooldown.",
+			Help: "Findings reported, by kind (n_plus_one, duplicate_query, unpaginated, select_star, leading_wildcard, deep_offset, slow_query, lost_update, missing_index) and severity (info, warning, critical), after the safelist and the report cooldown.",
 		}, []string{"kind", "severity"}),
 		groupSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "nplus1_n_plus_one_group_size",

@@ -1,16 +1,13 @@
 package proxy
 
 import (
-	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"syscall"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/nplus1/nplus1/internal/netreason"
 	"github.com/nplus1/nplus1/pgwire"
 )
 
@@ -122,28 +119,10 @@ func stripChannelBinding(msg []byte) ([]byte, bool) {
 // client: the cause, without the proxy's own resolver or local addresses
 // that net's errors carry.
 func dialReason(err error) string {
-	var dnsErr *net.DNSError
-	switch {
-	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
-		return "host name not found"
-	case errors.As(err, &dnsErr) && dnsErr.IsTimeout:
-		return "host name lookup timed out"
-	case errors.As(err, &dnsErr):
-		return "host name lookup failed"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused"
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		return "host unreachable"
-	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
-		return "timed out"
-	case errors.Is(err, errServerNoSSL):
+	if errors.Is(err, errServerNoSSL) {
 		return err.Error()
 	}
-	var certErr *tls.CertificateVerificationError
-	if errors.As(err, &certErr) {
-		return "TLS certificate verification failed"
-	}
-	return "connection failed"
+	return netreason.Of(err)
 }
 
 // upstreamError is a failed upstream check: its message names only the

@@ -32,6 +32,7 @@ func TestDemo(t *testing.T) {
 		"select_star        select_star             -      select_star             yes",
 		"leading_wildcard   leading_wildcard        -      leading_wildcard        yes",
 		"deep_offset        deep_offset             -      deep_offset             yes",
+		"lost_update        lost_update             -      lost_update             yes",
 		"source: SELECT id FROM orders WHERE user_id = $1 ORDER BY id (6 rows)",
 	} {
 		if !strings.Contains(out, want) {

@@ -19,7 +19,8 @@ import (
 // and, in the simple protocol, inlined), so that the N+1 is proven from the
 // data flow, writes them back one row at a time (an N+1 of writes), searches
 // with a planted pattern that starts with a wildcard (leading_wildcard) and
-// pages deep (deep_offset), and greps every output for them: the findings
+// pages deep (deep_offset), writes back an account it read
+// (lost_update), and greps every output for them: the findings
 // file, the API, the metrics, the logs at debug level and the console.
 func TestEvidenceHoldsNoValue(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -81,6 +82,15 @@ func TestEvidenceHoldsNoValue(t *testing.T) {
 		if _, err := c.Exec(ctx, "SELECT code FROM accounts ORDER BY code LIMIT 5 OFFSET $1", int64(7654321)); err != nil {
 			t.Fatal(err)
 		}
+		// A read-modify-write of one account (lost_update): its key and
+		// the value written back are planted.
+		var code, owner string
+		if err := c.QueryRow(ctx, qLeakRead, plant+"-5").Scan(&code, &owner); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "UPDATE accounts SET owner = $1 WHERE code = $2", owner+"-lost", code); err != nil {
+			t.Fatal(err)
+		}
 		c.Close(ctx)
 		time.Sleep(200 * time.Millisecond) // the next mode's findings in windows of their own
 	}
@@ -114,4 +124,12 @@ func TestEvidenceHoldsNoValue(t *testing.T) {
 			t.Errorf("%d findings with %s, want one per mode:\n%s", n, want, found)
 		}
 	}
+	// The read-modify-write's read is the source of a lost_update in each
+	// mode, and of no other finding.
+	if n := strings.Count(found, `"query":"`+qLeakRead+`"`); n != 2 || strings.Count(found, `"kind":"lost_update"`) < 2 {
+		t.Errorf("%d lost_update findings from the planted read, want one per mode:\n%s", n, found)
+	}
 }
+
+// qLeakRead is the read of TestEvidenceHoldsNoValue's read-modify-write.
+const qLeakRead = "SELECT code, owner FROM accounts WHERE code = $1"

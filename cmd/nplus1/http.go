@@ -41,6 +41,9 @@ type httpDeps struct {
 	flush func(ctx context.Context, f analyzer.Filter) (analyzer.FlushResult, error)
 	// metrics serves GET /metrics; nil leaves the route out.
 	metrics http.Handler
+	// plan serves GET /api/fingerprints/{id}/plan (--inspect-url,
+	// inspect.go); nil leaves the route out.
+	plan planOf
 	// pprof serves Go's profiler under /debug/pprof/ (--pprof).
 	pprof  bool
 	logger *slog.Logger
@@ -126,6 +129,7 @@ func newMux(d httpDeps) *http.ServeMux {
 		mux.Handle("POST /api/flush", d.guard(accessAPI, http.HandlerFunc(d.flushFindings)))
 	}
 	d.webRoutes(mux) // the page at / and its API (webapi.go)
+	mux.Handle("GET /api/fingerprints/{id}/plan", d.guard(accessAPI, http.HandlerFunc(d.servePlan)))
 	if d.pprof {
 		// What the proxy itself spends CPU and memory on, for a report
 		// of a slow proxy: `go tool pprof http://HOST/debug/pprof/profile`.

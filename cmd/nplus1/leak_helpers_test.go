@@ -16,7 +16,13 @@ import (
 // startPostgres starts a PostgreSQL for the test and runs schema in it.
 func startPostgres(t *testing.T, ctx context.Context, schema string) *pgtest.Server {
 	t.Helper()
-	pg, err := pgtest.Start(pgtest.Options{})
+	return startPostgresWith(t, ctx, schema, pgtest.Options{})
+}
+
+// startPostgresWith is startPostgres with the server's options.
+func startPostgresWith(t *testing.T, ctx context.Context, schema string, opts pgtest.Options) *pgtest.Server {
+	t.Helper()
+	pg, err := pgtest.Start(opts)
 	if err != nil {
 		t.Fatalf("start PostgreSQL: %v", err)
 	}

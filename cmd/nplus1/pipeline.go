@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/analyzer"
+	"github.com/nplus1/nplus1/inspect"
 	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
 )
@@ -29,6 +30,8 @@ type pipelineConfig struct {
 	http            string         // --http; "": no HTTP server
 	httpToken       string         // --http-token or --http-token-file; "": none
 	pprof           bool           // --pprof: Go's profiler on the HTTP server
+
+	inspector *inspect.Inspector // --inspect-url; nil: none
 	// quiet drops the lifecycle log lines (listening, shutting down,
 	// stopped): the demo prints its own progress.
 	quiet bool
@@ -55,6 +58,9 @@ type pipeline struct {
 	ln     net.Listener
 	hs     *httpServer // nil without --http
 
+	ins           *inspect.Inspector // nil without --inspect-url
+	stopInspector func()             // stops ins's goroutine (Start, Shutdown)
+
 	consumers                 sync.WaitGroup // the tee and the analyzer
 	serveErr, httpErr         chan error
 	started                   bool
@@ -65,6 +71,9 @@ type pipeline struct {
 // Start. Errors in the configuration are *usageError.
 func newPipeline(ctx context.Context, inv *invocation, pc pipelineConfig) (_ *pipeline, err error) {
 	pc.analyzer.EvidenceBudget = pc.proxy.EvidenceBudget
+	if pc.inspector != nil {
+		pc.analyzer.Inspector = pc.inspector
+	}
 	p := &pipeline{
 		inv:             inv,
 		analysis:        pc.analysis,
@@ -74,6 +83,7 @@ func newPipeline(ctx context.Context, inv *invocation, pc pipelineConfig) (_ *pi
 		listenLog:       inv.logger.With("component", "proxy"),
 		an:              analyzer.New(pc.analyzer),
 		events:          make(chan *pgwire.Execution, pc.queueSize),
+		ins:             pc.inspector,
 	}
 	if pc.quiet {
 		p.logger = slog.New(slog.DiscardHandler)
@@ -111,6 +121,7 @@ func newPipeline(ctx context.Context, inv *invocation, pc pipelineConfig) (_ *pi
 			logger:        inv.logger.With("component", "http"),
 			token:         pc.httpToken,
 			pprof:         pc.pprof,
+			plan:          inspectorPlans(pc.inspector),
 		})
 		if err != nil {
 			return nil, err
@@ -154,6 +165,7 @@ func (p *pipeline) Addr() net.Addr { return p.ln.Addr() }
 // Shutdown.
 func (p *pipeline) Start(ctx context.Context) {
 	p.started = true
+	p.stopInspector = startInspector(ctx, p.ins)
 	// The analyzer flushes its open windows when events is closed.
 	analyzed := p.rec.tee(p.events, &p.consumers) // events itself without --record
 	p.consumers.Go(func() { p.an.Run(context.WithoutCancel(ctx), analyzed) })
@@ -235,6 +247,7 @@ func (p *pipeline) Shutdown(ctx context.Context, failure error) error {
 	// events any more.
 	close(p.events)
 	p.consumers.Wait()
+	p.stopInspector()
 	st := p.srv.Stats()
 	p.logger.Info("stopped", "connections", st.ConnsAccepted, "events", st.Events, "events_dropped", st.EventsDropped)
 	return failure

@@ -57,6 +57,7 @@ type proxyOptions struct {
 	metrics  *metricsOptions
 	record   *recordOptions
 	otlp     *otlpOptions
+	inspect  *inspectOptions
 }
 
 // proxyFlags is the proxy command's setup.
@@ -66,6 +67,7 @@ func proxyFlags(fs *flagSet) runFunc {
 	o.metrics = newMetricsOptions(fs)
 	o.record = newRecordOptions(fs)
 	o.otlp = newOTLPOptions(fs)
+	o.inspect = newInspectOptions(fs)
 	return o.run
 }
 
@@ -302,6 +304,11 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
+	ins, err := o.inspect.inspector(inv)
+	if err != nil {
+		return err
+	}
+	dcfg.Inspect = ins != nil
 	outs, err := o.analysis.openOutputs(inv)
 	if err != nil {
 		return err
@@ -331,6 +338,7 @@ func (o *proxyOptions) run(ctx context.Context, inv *invocation) error {
 		http:            *o.http,
 		httpToken:       token,
 		pprof:           *o.pprof,
+		inspector:       ins,
 	})
 	if err != nil {
 		return err

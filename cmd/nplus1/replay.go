@@ -77,6 +77,7 @@ type replayOptions struct {
 	allowWrites *bool
 
 	analysis *analysisOptions
+	inspect  *inspectOptions
 }
 
 func replayFlags(fs *flagSet) runFunc {
@@ -97,6 +98,7 @@ func replayFlags(fs *flagSet) runFunc {
 	}
 	fs.Var(o.speed, "speed", "re-execution: pace relative to the recording, a `FACTOR` (2: twice as fast,\n0.5: half speed)")
 	o.analysis = newAnalysisOptions(fs)
+	o.inspect = newInspectOptions(fs)
 	return o.run
 }
 
@@ -133,6 +135,12 @@ func (o *replayOptions) run(ctx context.Context, inv *invocation) error {
 	if err != nil {
 		return err
 	}
+	ins, err := o.inspect.inspector(inv)
+	if err != nil {
+		return err
+	}
+	dcfg.Inspect = ins != nil
+	defer startInspector(ctx, ins)()
 	var evidence proxy.Config // the same evidence switch and budget as the proxy's
 	if *o.target == "" {      // a re-execution's evidence comes from the target's answers
 		o.analysis.evidenceConfig(&evidence)
@@ -154,6 +162,9 @@ func (o *replayOptions) run(ctx context.Context, inv *invocation) error {
 	}
 	acfg := o.analysis.analyzerConfig(inv, dcfg, outs.sinks, nil)
 	acfg.EvidenceBudget = evidence.EvidenceBudget
+	if ins != nil {
+		acfg.Inspector = ins.Blocking(replayInspectTimeout)
+	}
 
 	statements := new(atomic.Int64)
 	stopProgress := startProgress(*o.progress, inv.stderr, in.TotalBytes(), in.BytesRead, statements)

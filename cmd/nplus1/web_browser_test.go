@@ -243,6 +243,12 @@ func TestWebPageInBrowser(t *testing.T) {
 	if !strings.Contains(detail["explain"], "--inspect-url") {
 		t.Errorf("EXPLAIN note %q, want how to enable it (--inspect-url)", detail["explain"])
 	}
+	// Without an inspection connection, EXPLAIN says why there is no plan.
+	browse(t, b, "ask for the plan", chromedp.Click(chromedp.CSS(`#explain`)))
+	waitFor(t, b, `document.getElementById('explain-note').textContent.startsWith('no plans')`, 5*time.Second)
+	if note := evalJS[string](t, b, `document.getElementById('explain-note').textContent`); !strings.Contains(note, "--inspect-url") {
+		t.Errorf("EXPLAIN without an inspection connection: note %q, want the reason naming --inspect-url", note)
+	}
 	// The copy buttons: the fix's SQL, and the finding as JSON.
 	allowClipboard(t, b, base)
 	browse(t, b, "copy the fix's SQL", chromedp.Click(chromedp.CSS(`#fix button.copy`)))

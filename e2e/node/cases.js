@@ -5,7 +5,7 @@
 // NPLUS1_E2E_DATABASE_URL and judges the findings; `node cases.js --list`
 // prints the case names as JSON.
 
-const url = process.env.NPLUS1_E2E_DATABASE_URL;
+const { url, withClient } = require('./client.js');
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -13,17 +13,6 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const OPEN_ORDERS = 'SELECT id, user_id FROM orders WHERE status = $1 ORDER BY id LIMIT $2';
 const USER_BY_ID = 'SELECT name, email FROM users WHERE id = $1';
-
-async function withClient(fn) {
-  const { Client } = require('pg');
-  const c = new Client({ connectionString: url, application_name: 'e2e-node-pg' });
-  await c.connect();
-  try {
-    await fn(c);
-  } finally {
-    await c.end();
-  }
-}
 
 async function withPool(fn) {
   const { Pool } = require('pg');
@@ -230,6 +219,8 @@ const cases = {
 Object.assign(cases, require('./concurrency.js'));
 // Writes run once per row, leading wildcards, deep offsets (patterns.js).
 Object.assign(cases, require('./patterns.js'));
+// Read-modify-write races (lostupdate.js).
+Object.assign(cases, require('./lostupdate.js'));
 
 async function main() {
   const name = process.argv[2];

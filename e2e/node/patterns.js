@@ -4,24 +4,13 @@
 // pattern starts with a wildcard, a deep OFFSET, each with its fix, as pg and
 // Sequelize write them. cases.js runs these cases by name.
 
-const url = process.env.NPLUS1_E2E_DATABASE_URL;
+const { url, withClient } = require('./client.js');
 
 const OPEN_ORDERS = 'SELECT id, user_id FROM orders WHERE status = $1 ORDER BY id LIMIT $2';
 const AUDIT_INSERT = 'INSERT INTO audit_log (order_id, note) VALUES ($1, $2)';
 const USERS_LIKE = 'SELECT id, name FROM users WHERE name LIKE $1';
 const ITEMS_PAGE = 'SELECT id, order_id, quantity FROM order_items ORDER BY id LIMIT 50 OFFSET $1';
 const ITEMS_KEYSET = 'SELECT id, order_id, quantity FROM order_items WHERE id > $1 ORDER BY id LIMIT 50';
-
-async function withClient(fn) {
-  const { Client } = require('pg');
-  const c = new Client({ connectionString: url, application_name: 'e2e-node-pg' });
-  await c.connect();
-  try {
-    await fn(c);
-  } finally {
-    await c.end();
-  }
-}
 
 async function withSequelize(fn) {
   const { Sequelize, DataTypes, Op } = require('sequelize');

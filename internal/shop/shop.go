@@ -17,7 +17,7 @@ import (
 const Schema = `
 DROP TABLE IF EXISTS order_items, orders, products, users;
 CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, email text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE products (id bigint PRIMARY KEY, name text NOT NULL, price_cents int NOT NULL);
+CREATE TABLE products (id bigint PRIMARY KEY, name text NOT NULL, price_cents int NOT NULL, stock int NOT NULL DEFAULT 1000);
 CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint NOT NULL REFERENCES users(id), status text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
 CREATE INDEX orders_user_id ON orders(user_id);
 CREATE TABLE order_items (id bigint PRIMARY KEY, order_id bigint NOT NULL REFERENCES orders(id), product_id bigint NOT NULL REFERENCES products(id), quantity int NOT NULL);
@@ -200,6 +200,34 @@ func Scenarios() []Scenario {
 			Fixed: func(ctx context.Context, c *pgx.Conn) error {
 				// Keyset pagination: after the last id of the previous page.
 				_, err := collect[int64](ctx, c, "SELECT id, order_id, product_id, quantity FROM order_items WHERE id > $1 ORDER BY id LIMIT 50", 0, int64(1500))
+				return err
+			},
+		},
+		{
+			Name:   "lost_update",
+			Title:  "sell one unit of a product",
+			Expect: []string{"lost_update"},
+			Bad: func(ctx context.Context, c *pgx.Conn) error {
+				// product = findUnique(id); update({data: {stock:
+				// product.stock - 1}}): two sales at once both read the
+				// same stock, and one sale is lost.
+				var id int64
+				var stock int
+				if err := c.QueryRow(ctx, "SELECT id, stock FROM products WHERE id = $1", int64(5)).Scan(&id, &stock); err != nil {
+					return err
+				}
+				_, err := c.Exec(ctx, "UPDATE products SET stock = $1 WHERE id = $2", stock-1, id)
+				return err
+			},
+			Fixed: func(ctx context.Context, c *pgx.Conn) error {
+				// stock: {decrement: 1}: the server subtracts, and the
+				// WHERE refuses to sell what is not there.
+				var id int64
+				var stock int
+				if err := c.QueryRow(ctx, "SELECT id, stock FROM products WHERE id = $1", int64(5)).Scan(&id, &stock); err != nil {
+					return err
+				}
+				_, err := c.Exec(ctx, "UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1", 1, id)
 				return err
 			},
 		},

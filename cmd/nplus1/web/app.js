@@ -340,6 +340,23 @@
 
   // ---- the detail of one finding -----------------------------------------
 
+  // showPlan fetches the generic plan of f's query (GET
+  // /api/fingerprints/{id}/plan) and shows it as text; without one, the
+  // server's reason.
+  async function showPlan(f) {
+    const note = $('explain-note');
+    const pre = $('plan');
+    try {
+      const res = await api(`/api/fingerprints/${encodeURIComponent(f.fingerprint)}/plan`);
+      pre.textContent = JSON.stringify(await res.json(), null, 2);
+      pre.hidden = false;
+    } catch (err) {
+      if (err instanceof AuthError) return;
+      pre.hidden = true;
+      note.textContent = String(err.message || err).replace(/^GET \S+: \d+ /, '');
+    }
+  }
+
   function renderDetail(f) {
     const d = $('detail');
     const c = f.connection || {};
@@ -356,9 +373,10 @@
     parts.push(el('h3', {}, 'Where'), metaView(f, c));
     parts.push(el('div', { class: 'actions' },
       el('button', { type: 'button', id: 'copy-finding', onclick: () => copy(JSON.stringify(f, null, 2), 'finding copied as JSON') }, 'Copy as JSON'),
-      el('button', { type: 'button', id: 'explain', disabled: '', title: 'EXPLAIN needs --inspect-url' }, 'EXPLAIN'),
+      el('button', { type: 'button', id: 'explain', title: 'the generic plan nplus1 took of this query', onclick: () => showPlan(f) }, 'EXPLAIN'),
       el('span', { class: 'note', id: 'explain-note' },
-        'EXPLAIN needs --inspect-url: a connection nplus1 may use to ask the database for generic plans. This version has none.')));
+        'EXPLAIN shows the generic plan nplus1 took of this query through --inspect-url (a connection it may use to ask the database for plans, off by default), once the query ran often.'),
+      el('pre', { class: 'plan', id: 'plan', hidden: '' })));
     d.replaceChildren(...parts);
     d.hidden = false;
     d.scrollTop = 0;
