@@ -346,5 +346,5 @@
 // concurrency (1024, with 4096 shapes each, the least recently active
 // forgotten) and the keys per shape (MaxParamsPerShape per parameter
 // position, 8 positions). lost_update follows at most MaxGroups connections
-// (least recently active forgotten), each with its last 8 reads by key.
+// (least recently active forgotten), each with its last 4 to 8 reads by key.
 package detector

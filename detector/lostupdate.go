@@ -60,7 +60,8 @@ import (
 // DefaultLostUpdateWindow is the default of Config.LostUpdateWindow.
 const DefaultLostUpdateWindow = time.Second
 
-// maxKeyedReads bounds the reads by key remembered per connection.
+// maxKeyedReads bounds the reads by key remembered per connection: the
+// latest maxKeyedReads/2 to maxKeyedReads.
 const maxKeyedReads = 8
 
 // rmwConn is what lost_update follows of one connection.
@@ -196,7 +197,10 @@ func (d *Detector) noteKeyedRead(rc *rmwConn, x *pgwire.Execution, st *fingerpri
 		rc.reads = make([]keyedRead, 0, maxKeyedReads)
 	}
 	if len(rc.reads) >= maxKeyedReads {
-		rc.reads = append(rc.reads[:0], rc.reads[1:]...)
+		// Full: keep the newer half. Dropping one read per new one moved
+		// the other seven on every read of a busy connection (pgbench -S:
+		// every transaction is a read by key).
+		rc.reads = append(rc.reads[:0], rc.reads[maxKeyedReads/2:]...)
 	}
 	rc.reads = append(rc.reads, r)
 }
