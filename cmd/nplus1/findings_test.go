@@ -25,21 +25,9 @@ import (
 // finding goes: the JSON log, --findings-out, GET /api/findings, the event
 // stream, DELETE /api/findings, and the --fail-on exit code with its summary.
 func TestProxyFindingsEndToEnd(t *testing.T) {
-	pg, err := pgtest.Start(pgtest.Options{})
-	if err != nil {
-		t.Fatalf("start PostgreSQL: %v", err)
-	}
-	t.Cleanup(pg.Stop)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	setup, err := pgx.Connect(ctx, pg.URL(pgtest.Superuser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := shop.Load(ctx, setup); err != nil {
-		t.Fatal(err)
-	}
-	setup.Close(ctx)
+	pg := startPostgresWith(t, ctx, shop.Schema, pgtest.Options{})
 
 	out := filepath.Join(t.TempDir(), "findings.jsonl")
 	rctx, stop := context.WithCancel(ctx)

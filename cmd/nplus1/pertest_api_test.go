@@ -331,21 +331,9 @@ func TestFindingsStreamResumeBounds(t *testing.T) {
 // live ones, none twice. Every finding is asserted right after POST
 // /api/flush, without sleeping.
 func TestFindingsStreamReconnect(t *testing.T) {
-	pg, err := pgtest.Start(pgtest.Options{})
-	if err != nil {
-		t.Fatalf("start PostgreSQL: %v", err)
-	}
-	t.Cleanup(pg.Stop)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	setup, err := pgx.Connect(ctx, pg.URL(pgtest.Superuser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := shop.Load(ctx, setup); err != nil {
-		t.Fatal(err)
-	}
-	setup.Close(ctx)
+	pg := startPostgresWith(t, ctx, shop.Schema, pgtest.Options{})
 
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()

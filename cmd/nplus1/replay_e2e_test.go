@@ -138,21 +138,9 @@ func TestReplayMatchesLiveRun(t *testing.T) {
 	recDir := filepath.Join(dir, "recording") + "/"
 	liveOut := filepath.Join(dir, "live.jsonl")
 
-	pg, err := pgtest.Start(pgtest.Options{Settings: logSettings})
-	if err != nil {
-		t.Fatalf("start PostgreSQL: %v", err)
-	}
-	t.Cleanup(pg.Stop)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	setup, err := pgx.Connect(ctx, pg.URL(pgtest.Superuser))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := shop.Load(ctx, setup); err != nil {
-		t.Fatal(err)
-	}
-	setup.Close(ctx)
+	pg := startPostgresWith(t, ctx, shop.Schema, pgtest.Options{Settings: logSettings})
 
 	port := freeLoopbackPort(t)
 	stopCapture := startTcpdump(t, pcap, port)
