@@ -272,6 +272,7 @@ type Detector struct {
 	// on another connection of their pool scope; scopes tracks which
 	// connections of a scope ran a shape lately (concurrency).
 	recent recentSources
+	seqs   []uint64 // scratch: the candidates of one search of recent
 	// hopsPending are the unions of loops that hopped over a pool's
 	// connections, proven and waiting to settle (see hop.go).
 	hopsPending []pendingHop

@@ -342,7 +342,10 @@
 // kept, Stats.EvidenceDropped, and their loops fall back to repetition), the
 // recent results kept for loops through a pool (MaxRecentSources, 1024
 // results with at least NPlusOneThreshold rows, each at most the tracker's
-// MaxEvidenceRows × MaxEvidenceColumns digests), the pool scopes followed for
+// MaxEvidenceRows × MaxEvidenceColumns digests, with an index from each value
+// to the results holding it, so that a loop's search for its source costs
+// its keys, not the ring's length: 131 072 entries, about 6 MB; results past
+// it are searched one by one), the pool scopes followed for
 // concurrency (1024, with 4096 shapes each, the least recently active
 // forgotten) and the keys per shape (MaxParamsPerShape per parameter
 // position, 8 positions). lost_update follows at most MaxGroups connections

@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"time"
@@ -367,22 +368,48 @@ type recentSource struct {
 	stmt  *fingerprint.Statement
 	rows  int64
 	res   *pgwire.ResultKeys
+	seq   uint64 // its place in the order results were added
+	// indexed tells that its values are in recentSources.index; when the
+	// index was full it is in recentSources.unindexed instead.
+	indexed bool
 }
 
 // recentSources is a ring of the latest results with enough rows to be the
-// source of a loop.
+// source of a loop, with an index from each value to the results that hold
+// it: a loop's keys name its candidate sources, so that the search costs the
+// keys looked up, not the ring's length (a busy service fills the ring with
+// lists in well under MaxWindow, and every closing window searches it).
 type recentSources struct {
 	buf  []recentSource
 	next int
 	max  int
+	// added counts the results added: the seq of the next one. The ring
+	// holds seqs added-len(buf) to added-1, the one of seq q at q%max.
+	added uint64
+	// index maps each value of an indexed result to the seqs of the
+	// results that hold it, oldest first (results leave in the order they
+	// came, so the oldest is at the front); postings counts its entries.
+	index    map[valuekey.Key][]uint64
+	postings int
+	// unindexed are the seqs, oldest first, of the results in the ring
+	// that did not fit in the index (maxPostings, maxRingPostings when 0):
+	// every search considers them.
+	unindexed   []uint64
+	maxPostings int
 }
 
-// at returns the i-th oldest result in the ring.
-func (r *recentSources) at(i int) *recentSource {
-	if len(r.buf) < r.max {
-		return &r.buf[i]
+// maxRingPostings bounds the index of the recent results: about 50 bytes
+// each, 6 MB in all. A ring of lists of tens of rows fits many times over;
+// past it results are searched one by one, as they all were before the
+// index.
+const maxRingPostings = 1 << 17
+
+// bySeq returns the result of seq q, or nil once it has left the ring.
+func (r *recentSources) bySeq(q uint64) *recentSource {
+	if q >= r.added || r.added-q > uint64(len(r.buf)) {
+		return nil
 	}
-	return &r.buf[(r.next+i)%len(r.buf)]
+	return &r.buf[q%uint64(r.max)]
 }
 
 // ringSlack is how far out of the order of their ends results may reach the
@@ -390,12 +417,101 @@ func (r *recentSources) at(i int) *recentSource {
 const ringSlack = 250 * time.Millisecond
 
 func (r *recentSources) add(s recentSource) {
+	s.seq = r.added
+	r.added++
+	limit := r.maxPostings
+	if limit == 0 {
+		limit = maxRingPostings
+	}
+	if n := resultKeyCount(s.res); r.postings+n <= limit {
+		r.indexResult(&s)
+	} else {
+		r.unindexed = append(r.unindexed, s.seq)
+	}
 	if len(r.buf) < r.max {
 		r.buf = append(r.buf, s)
 		return
 	}
+	r.evict(&r.buf[r.next])
 	r.buf[r.next] = s
 	r.next = (r.next + 1) % len(r.buf)
+}
+
+// resultKeyCount is how many values of res the index would take at most.
+func resultKeyCount(res *pgwire.ResultKeys) int {
+	if res == nil {
+		return 0
+	}
+	n := 0
+	for _, col := range res.Keys {
+		n += len(col)
+	}
+	return n
+}
+
+// indexResult adds s's values to the index.
+func (r *recentSources) indexResult(s *recentSource) {
+	if r.index == nil {
+		r.index = make(map[valuekey.Key][]uint64)
+	}
+	s.indexed = true
+	for _, col := range s.res.Keys {
+		for _, v := range col {
+			if v == valuekey.None {
+				continue
+			}
+			p := r.index[v]
+			if n := len(p); n > 0 && p[n-1] == s.seq {
+				continue // a value repeated in the result
+			}
+			r.index[v] = append(p, s.seq)
+			r.postings++
+		}
+	}
+}
+
+// evict takes the oldest result, s, out of the index.
+func (r *recentSources) evict(s *recentSource) {
+	if !s.indexed {
+		if len(r.unindexed) > 0 && r.unindexed[0] == s.seq {
+			r.unindexed = r.unindexed[1:]
+		}
+		return
+	}
+	for _, col := range s.res.Keys {
+		for _, v := range col {
+			p := r.index[v]
+			if len(p) == 0 || p[0] != s.seq {
+				continue // None, or a repeated value already taken out
+			}
+			r.postings--
+			if len(p) == 1 {
+				delete(r.index, v)
+			} else {
+				r.index[v] = p[1:]
+			}
+		}
+	}
+}
+
+// candidates appends to out the seqs of the results in the ring that hold
+// one of the keys l used at or after since, and of those not indexed,
+// newest first and each once: the only results that can be the source of
+// l's keys.
+func (r *recentSources) candidates(l *loopKeys, since time.Time, out []uint64) []uint64 {
+	out = out[:0]
+	if len(r.buf) == 0 {
+		return out
+	}
+	for _, u := range l.uses {
+		if u.at.Before(since) {
+			continue
+		}
+		out = append(out, r.index[u.key]...)
+	}
+	out = append(out, r.unindexed...)
+	slices.SortFunc(out, func(a, b uint64) int { return cmp.Compare(b, a) })
+	return slices.Compact(out)
 }
 
 // loopEvidence looks for the source of shape a's keys: first among the
@@ -461,10 +577,11 @@ func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev 
 		// across connections (milliseconds; ringSlack allows for it), so
 		// the search stops at the first result too old to be the source.
 		oldest := a.keys.first.Add(-d.cfg.IdleGap - ringSlack)
-		for j := range d.recent.buf {
-			r := d.recent.at(len(d.recent.buf) - 1 - j)
-			if r.end.Before(oldest) {
-				break
+		d.seqs = d.recent.candidates(a.keys, oldest, d.seqs)
+		for _, q := range d.seqs {
+			r := d.recent.bySeq(q)
+			if r == nil || r.end.Before(oldest) {
+				continue
 			}
 			if r.scope != scope || r.end.After(a.lastStart) || a.start.Sub(r.end) > d.cfg.MaxWindow {
 				continue

@@ -1,6 +1,8 @@
 package detector
 
 import (
+	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -458,4 +460,103 @@ func TestEvidenceHopsReportedOnceWithItsConnection(t *testing.T) {
 	if st.Found[KindNPlusOne] != st.Reported[KindNPlusOne]+st.Suppressed[KindNPlusOne] {
 		t.Errorf("found %d, reported %d, suppressed %d", st.Found[KindNPlusOne], st.Reported[KindNPlusOne], st.Suppressed[KindNPlusOne])
 	}
+}
+
+// TestRecentSourcesIndex checks the ring's value index against a search of
+// every result in the ring, as results come and go: values repeated in a
+// result and across results, results past the index's bound (searched one
+// by one), and keys used before a result ended (not searched for).
+func TestRecentSourcesIndex(t *testing.T) {
+	for _, maxPostings := range []int{0, 12} {
+		t.Run(fmt.Sprintf("bound %d", maxPostings), func(t *testing.T) {
+			r := recentSources{max: 5, maxPostings: maxPostings}
+			at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Millisecond) }
+			for i := range 40 {
+				// Rows (i, i%3, 7): a value of its own, one shared with
+				// every third result, one in all, and i%3 twice.
+				r.add(recentSource{end: at(i), res: result([]string{"id", "kind", "all"}, []int{100 + i, i % 3, 7}, []int{200 + i, i % 3, 7})})
+				if got, want := r.postings, indexedPostings(&r); got != want {
+					t.Fatalf("after %d results: %d postings counted, %d in the index", i+1, got, want)
+				}
+				for _, v := range []int{100 + i, 100 + i - 3, 100 + i - 5, 0, 1, 2, 7, 999} {
+					l := &loopKeys{}
+					l.add(key(v), at(i), 100)
+					l.add(key(v+1000), at(i), 100) // in no result
+					got := r.candidates(l, time.Time{}, nil)
+					if want := scanRing(&r, v); !slices.Equal(got, want) {
+						t.Fatalf("after %d results, key %d: candidates %v, want %v", i+1, v, got, want)
+					}
+				}
+				l := &loopKeys{}
+				l.add(key(7), at(i-1), 100)
+				if got := r.candidates(l, at(i), nil); maxPostings == 0 && len(got) != 0 {
+					t.Fatalf("a key used before since was searched for: %v", got)
+				}
+			}
+			if maxPostings != 0 && len(r.unindexed) == 0 {
+				t.Fatal("no result went past the index's bound")
+			}
+		})
+	}
+}
+
+// scanRing is what candidates must return for a key used at any time: the
+// seqs of the results in the ring that hold v, and of those not indexed,
+// newest first.
+func scanRing(r *recentSources, v int) []uint64 {
+	k := key(v)[0]
+	var out []uint64
+	for q := r.added; q > 0; q-- {
+		s := r.bySeq(q - 1)
+		if s == nil {
+			break
+		}
+		hit := !s.indexed
+		for _, col := range s.res.Keys {
+			hit = hit || slices.Contains(col, k)
+		}
+		if hit {
+			out = append(out, s.seq)
+		}
+	}
+	return out
+}
+
+func indexedPostings(r *recentSources) int {
+	n := 0
+	for _, p := range r.index {
+		n += len(p)
+	}
+	return n
+}
+
+// BenchmarkObserveBusyScope is a busy service's N+1 through a pool: 50
+// connections of one scope, interleaved, each request a list of 10 orders
+// and a lookup of each order's user by the user_id it returned. Every
+// closing window searches the scope's recent results for its loop's source
+// (the ring holds its 1024 latest lists).
+func BenchmarkObserveBusyScope(b *testing.B) {
+	tl := poolTimeline(50)
+	for req := range 2000 {
+		tl.on(uint64(1 + req%50))
+		users := make([]int, 10)
+		for i := range users {
+			users[i] = 1 + (req*7919+i*104729)%1000000
+		}
+		tl.source(qOrders, users)
+		for _, u := range users {
+			tl.lookup(qUser, u)
+		}
+		tl.wait(time.Millisecond)
+	}
+	events := tl.events
+	b.ReportAllocs()
+	for b.Loop() {
+		d := New(Config{})
+		for _, ev := range events {
+			d.Observe(ev)
+		}
+		d.Flush()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
 }

@@ -98,10 +98,11 @@ func (d *Detector) hop(g *group, w *window, s *shape, reported bool) {
 	var srcStmt *fingerprint.Statement
 	reject := func(col string) bool { return idCoincidence(s.stmt, srcStmt, col) }
 	oldest := s.keys.first.Add(-d.cfg.MaxWindow)
-	for j := range d.recent.buf {
-		r := d.recent.at(len(d.recent.buf) - 1 - j)
-		if r.end.Before(oldest.Add(-ringSlack)) {
-			break
+	d.seqs = d.recent.candidates(s.keys, oldest.Add(-ringSlack), d.seqs)
+	for _, q := range d.seqs {
+		r := d.recent.bySeq(q)
+		if r == nil || r.end.Before(oldest.Add(-ringSlack)) {
+			continue
 		}
 		if r.scope != scope || r.res == nil || r.res.Rows() < 2*threshold || r.end.After(s.keys.last) ||
 			s.keys.first.Sub(r.end) > d.cfg.MaxWindow || catalogOnly(r.stmt) || r.stmt.ID == s.stmt.ID {

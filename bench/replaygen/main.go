@@ -3,10 +3,12 @@
 // as tcpdump -i lo writes it), so that the two analyses can be compared.
 //
 // The workload: CONNS connections, interleaved, each running requests of an
-// ORM-like shape: a list query (simple protocol) that returns 10 rows, then
-// 10 lookups by id (extended protocol with a binary int8 parameter, as pgx
-// sends them: Bind, Describe, Execute, Sync on a prepared statement), then
-// an idle gap. Half the requests use a sqlcommenter traceparent. The
+// ORM-like shape, an N+1: a list query (simple protocol) that returns 10
+// orders (id, user_id, status; every request its own orders and users), then
+// a lookup of each order's user by the user_id the list returned (extended
+// protocol with a binary int8 parameter, as pgx sends them: Bind, Describe,
+// Execute, Sync on a prepared statement), then an idle gap. Half the
+// requests use a sqlcommenter traceparent. The
 // recording holds the value evidence the proxy records with --evidence (the
 // default): the digests of each lookup's parameter and of every result, as
 // the tracker computes them from the pcap's bytes.
@@ -64,17 +66,33 @@ type gen struct {
 	buf gopacket.SerializeBuffer
 	at  time.Time
 
-	// The results' digests, the same for every request (read only).
-	listResult, lookupResult *pgwire.ResultKeys
+	// The lookups' result digests, the same for every request (read only).
+	lookupResult *pgwire.ResultKeys
 }
 
-// listKeys are the digests of rowsOf(n): column id, text format.
-func listKeys(n int) *pgwire.ResultKeys {
-	ids := make([]valuekey.Key, n)
-	for i := range ids {
-		ids[i] = valuekey.Text(fmt.Append(nil, i+1))
+// order is one row of a request's list.
+type order struct{ id, userID int64 }
+
+// ordersOf are request req's n orders: ids of its own, and users spread
+// over a million so that requests share few.
+func ordersOf(req, n int) []order {
+	out := make([]order, n)
+	for i := range out {
+		out[i] = order{id: int64(req*n + i + 1), userID: int64((req*7919+i*104729)%1000000 + 1)}
 	}
-	return &pgwire.ResultKeys{Columns: []string{"id"}, Keys: [][]valuekey.Key{ids}}
+	return out
+}
+
+// listKeys are the digests of rowsOf(orders): text format, as a simple
+// query returns them.
+func listKeys(orders []order) *pgwire.ResultKeys {
+	keys := [][]valuekey.Key{make([]valuekey.Key, len(orders)), make([]valuekey.Key, len(orders)), make([]valuekey.Key, len(orders))}
+	for i, o := range orders {
+		keys[0][i] = valuekey.Text(fmt.Append(nil, o.id))
+		keys[1][i] = valuekey.Text(fmt.Append(nil, o.userID))
+		keys[2][i] = valuekey.Text([]byte("open"))
+	}
+	return &pgwire.ResultKeys{Columns: []string{"id", "user_id", "status"}, Keys: keys}
 }
 
 func generate(n, nconns int, dir string) error {
@@ -91,7 +109,6 @@ func generate(n, nconns int, dir string) error {
 	pbw := bufio.NewWriterSize(pf, 1<<20)
 	g := &gen{rec: recording.NewWriter(rf, recording.WriterOptions{}), pw: pcapgo.NewWriterNanos(pbw), buf: gopacket.NewSerializeBuffer(),
 		at:           time.Date(2026, 3, 14, 15, 0, 0, 0, time.UTC),
-		listResult:   listKeys(10),
 		lookupResult: &pgwire.ResultKeys{Columns: []string{"name"}, Keys: [][]valuekey.Key{{valuekey.Text([]byte("user name"))}}}}
 	if err := g.pw.WriteFileHeader(262144, layers.LinkTypeEthernet); err != nil {
 		return err
@@ -112,11 +129,12 @@ func generate(n, nconns int, dir string) error {
 		if req%2 == 1 {
 			list += fmt.Sprintf(" /*traceparent='00-%032x-%016x-01'*/", req, req)
 		}
-		if err := g.simple(c, list, 10); err != nil {
+		orders := ordersOf(req, perReq-1)
+		if err := g.simple(c, list, orders); err != nil {
 			return err
 		}
 		for i := 0; i < perReq-1 && done+1+i < n; i++ {
-			if err := g.lookup(c, int64(req*10+i)); err != nil {
+			if err := g.lookup(c, orders[i].userID); err != nil {
 				return err
 			}
 		}
@@ -182,30 +200,30 @@ func (g *gen) open(c *conn) error {
 		&pgproto3.BackendKeyData{ProcessID: uint32(c.port), SecretKey: []byte{1, 2, 3, 4}}, &pgproto3.ReadyForQuery{TxStatus: 'I'}), false, false)
 }
 
-func rowsOf(n int) []pgproto3.BackendMessage {
-	out := []pgproto3.BackendMessage{&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("id"), DataTypeOID: 20, DataTypeSize: 8}}}}
-	for i := range n {
-		out = append(out, &pgproto3.DataRow{Values: [][]byte{[]byte(fmt.Sprint(i + 1))}})
+func rowsOf(orders []order) []pgproto3.BackendMessage {
+	out := []pgproto3.BackendMessage{&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+		{Name: []byte("id"), DataTypeOID: 20, DataTypeSize: 8},
+		{Name: []byte("user_id"), DataTypeOID: 20, DataTypeSize: 8},
+		{Name: []byte("status"), DataTypeOID: 25, DataTypeSize: -1}}}}
+	for _, o := range orders {
+		out = append(out, &pgproto3.DataRow{Values: [][]byte{fmt.Append(nil, o.id), fmt.Append(nil, o.userID), []byte("open")}})
 	}
 	return out
 }
 
-func (g *gen) simple(c *conn, sql string, rows int) error {
+func (g *gen) simple(c *conn, sql string, orders []order) error {
+	rows := len(orders)
 	start := g.tick(20 * time.Microsecond)
 	if err := g.segment(c, true, encodeFE(&pgproto3.Query{String: sql}), false, false); err != nil {
 		return err
 	}
 	end := g.tick(150 * time.Microsecond)
-	reply := encodeBE(append(rowsOf(rows), &pgproto3.CommandComplete{CommandTag: []byte(fmt.Sprintf("SELECT %d", rows))}, &pgproto3.ReadyForQuery{TxStatus: 'I'})...)
+	reply := encodeBE(append(rowsOf(orders), &pgproto3.CommandComplete{CommandTag: []byte(fmt.Sprintf("SELECT %d", rows))}, &pgproto3.ReadyForQuery{TxStatus: 'I'})...)
 	if err := g.segment(c, false, reply, false, false); err != nil {
 		return err
 	}
-	res := g.listResult
-	if rows != len(res.Keys[0]) {
-		res = listKeys(rows)
-	}
 	return g.rec.Write(&pgwire.Execution{Conn: c.info, Start: start, End: end, SQL: sql, Protocol: "simple", Command: "SELECT", Rows: int64(rows),
-		Result: res})
+		Result: listKeys(orders)})
 }
 
 func (g *gen) lookup(c *conn, id int64) error {
