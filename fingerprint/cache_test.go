@@ -184,3 +184,26 @@ func TestCacheVolatileShape(t *testing.T) {
 		t.Errorf("repeating texts: %+v; want 10 texts, 2990 hits, nothing volatile", st)
 	}
 }
+
+// TestCacheAgreesOnBadUescape: a UESCAPE the server rejects makes the
+// statement an error whether or not the shape cache already holds the
+// fingerprint of a statement that reads alike with an allowed one.
+func TestCacheAgreesOnBadUescape(t *testing.T) {
+	for _, pair := range [][2]string{
+		{"SELECT U&'' UESCAPE '!'", "SELECT U&''UESCAPE'\xd8'"},
+		{"SELECT U&'d!0061t' UESCAPE '!' FROM t", "SELECT U&'d!0061t' UESCAPE 'é' FROM t"},
+		{`SELECT U&"a" UESCAPE '!' FROM t`, `SELECT U&"a" UESCAPE '+' FROM t`},
+	} {
+		cache := New(Options{MaxTexts: 100, MaxShapes: 100})
+		if r := cache.ofOn(pair[0]); r.Statements[0].Err != nil {
+			t.Fatalf("%q: %v", pair[0], r.Statements[0].Err)
+		}
+		r, cr := ofOn(pair[1]), cache.ofOn(pair[1])
+		if r.Statements[0].Err == nil {
+			t.Errorf("%q: no error", pair[1])
+		}
+		if !sameResult(r, cr) {
+			t.Errorf("%q: Cache.Of and Of disagree\n%s\n%s", pair[1], dump(cr), dump(r))
+		}
+	}
+}

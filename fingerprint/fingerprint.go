@@ -472,6 +472,10 @@ func (a *analyzer) statement(sql string, toks []token) Statement {
 	if hasKind(toks, tkBadUnicode) {
 		// pg_query reads with the setting on, where U&'...' is fine.
 		err = errUnsafeUnicode
+	} else if badUescape(sql, toks) {
+		// Decided here, from the tokens, so that the statement is an error
+		// whether or not the shape cache knows its fingerprint.
+		err = errBadUescape
 	} else {
 		id, err = pg_query.FingerprintToUInt64(text)
 	}
@@ -516,6 +520,32 @@ func (a *analyzer) statement(sql string, toks []token) Statement {
 // errUnsafeUnicode is the server's error for U&'...' with
 // standard_conforming_strings off.
 var errUnsafeUnicode = errors.New("unsafe use of string constant with Unicode escapes")
+
+// errBadUescape is the server's error for a UESCAPE that is not one
+// character it allows.
+var errBadUescape = errors.New("invalid Unicode escape character")
+
+// badUescape reports a U&'...' string or U&"..." identifier followed by
+// UESCAPE and a string that is not one ASCII character the server allows
+// there (a byte of a multibyte character, or one that is not UTF-8, is
+// rejected too: the server wants one byte).
+func badUescape(sql string, toks []token) bool {
+	for i, t := range toks {
+		text := sql[t.start:t.end]
+		if (t.kind != tkString && t.kind != tkQuoted) || (text[0] != 'u' && text[0] != 'U') ||
+			i+1 >= len(toks) || !isWord(sql, toks[i+1], "uescape") {
+			continue
+		}
+		if i+2 >= len(toks) || toks[i+2].kind != tkString {
+			return true
+		}
+		e := sql[toks[i+2].start:toks[i+2].end]
+		if len(e) != 3 || e[0] != '\'' || e[1] >= 0x80 || !uescapeChar(e[1]) {
+			return true
+		}
+	}
+	return false
+}
 
 // hasKind reports whether a token of toks is of kind k.
 func hasKind(toks []token, k tokKind) bool {
