@@ -1,8 +1,9 @@
 // Package metrics exports what nplus1 sees as Prometheus metrics: the
 // proxy's connections and bytes, every statement by command, outcome,
 // duration and rows, errors by SQLSTATE class, findings by kind and
-// severity, the detector's and the fingerprint cache's counters, and
-// per-fingerprint series for a bounded top-K of query shapes.
+// severity, the detector's, the fingerprint cache's and the inspection
+// connection's counters, and per-fingerprint series for a bounded top-K of
+// query shapes.
 //
 // It earns a package because it is the one place that knows Prometheus: the
 // proxy, fingerprint and detector packages keep plain counters and know
@@ -67,7 +68,9 @@
 //	= 361 + 13K + 12      = 1023 for the default K = 50
 //
 // plus the Go and process collectors' go_* and process_* series (44 with Go 1.26 on Linux,
-// fixed for a Go version). No label takes a value from the traffic except
+// fixed for a Go version), the 3 of the export of findings as spans with
+// --otlp-endpoint (Sources.Spans) and the 6 of the inspection connection
+// with --inspect-url (Sources.Inspections). No label takes a value from the traffic except
 // fingerprint, query and tables, which exist only for the K fingerprints.
 //
 // # Concurrency

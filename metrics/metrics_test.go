@@ -302,6 +302,44 @@ nplus1_fingerprint_cache_hits_total{cache="text"} 1
 	}
 }
 
+// TestInspectionSources: the inspection connection's counters, as
+// --inspect-url exports them; none of them without it.
+func TestInspectionSources(t *testing.T) {
+	st := InspectionStats{Inspected: 9, Failed: 2, Dropped: 3, Lost: 1, Cached: 40, Connected: true}
+	c := newSourcesCollector(Sources{Inspections: func() InspectionStats { return st }})
+	const want = `
+# HELP nplus1_inspection_cache_hits_total Inspection requests answered from the cache of answers per fingerprint, without a statement on the inspection connection.
+# TYPE nplus1_inspection_cache_hits_total counter
+nplus1_inspection_cache_hits_total 40
+# HELP nplus1_inspection_connection_up 1 when the inspection connection is connected, 0 while it is being made or remade (with backoff).
+# TYPE nplus1_inspection_connection_up gauge
+nplus1_inspection_connection_up 1
+# HELP nplus1_inspections_dropped_total Inspections that did not reach the detector, by reason (queue_full: a request dropped because the inspection queue was full, asked again by a later occurrence; answer_lost: an answer the analysis had no room for, cached for the next request).
+# TYPE nplus1_inspections_dropped_total counter
+nplus1_inspections_dropped_total{reason="answer_lost"} 1
+nplus1_inspections_dropped_total{reason="queue_full"} 3
+# HELP nplus1_inspections_total Query shapes inspected on the inspection connection (--inspect-url: catalogs and a generic plan, for missing_index), by result (ok; failed: missing privileges, a timeout, a query that does not plan).
+# TYPE nplus1_inspections_total counter
+nplus1_inspections_total{result="failed"} 2
+nplus1_inspections_total{result="ok"} 7
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+	st.Connected = false
+	if err := testutil.CollectAndCompare(c, strings.NewReader(`
+# HELP nplus1_inspection_connection_up 1 when the inspection connection is connected, 0 while it is being made or remade (with backoff).
+# TYPE nplus1_inspection_connection_up gauge
+nplus1_inspection_connection_up 0
+`), "nplus1_inspection_connection_up"); err != nil {
+		t.Error(err)
+	}
+	without := newSourcesCollector(Sources{Proxy: func() proxy.Stats { return proxy.Stats{} }})
+	if n := testutil.CollectAndCount(without, "nplus1_inspections_total", "nplus1_inspection_connection_up"); n != 0 {
+		t.Errorf("without an inspection source: %d inspection series, want 0", n)
+	}
+}
+
 func TestWatchTwiceFails(t *testing.T) {
 	f := newFeeder(t, nil, Options{})
 	if err := f.e.Watch(Sources{Proxy: func() proxy.Stats { return proxy.Stats{} }}); err != nil {
@@ -422,6 +460,7 @@ func TestNames(t *testing.T) {
 		"nplus1_build_info", "nplus1_findings_total", "nplus1_query_duration_seconds_bucket", "nplus1_query_duration_seconds_count",
 		"nplus1_query_errors_total", "nplus1_relayed_bytes_total", "nplus1_fingerprint_info", "nplus1_fingerprint_findings_total",
 		"nplus1_detector_windows_open", "nplus1_fingerprint_cache_hits_total", "go_goroutines", "process_resident_memory_bytes",
+		"nplus1_inspections_total", "nplus1_inspections_dropped_total", "nplus1_inspection_cache_hits_total", "nplus1_inspection_connection_up",
 	} {
 		if !have[n] {
 			t.Errorf("Names lacks %s; got %v", n, names)

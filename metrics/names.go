@@ -16,7 +16,8 @@ import (
 // MaxSeries is the most nplus1_* series one process exports with the given
 // top-K (Options.TopK; the Go and process collectors' go_* and process_*
 // series, fixed for a Go version, come on top, and so do the 3 of
-// Sources.Spans with --otlp-endpoint). doc.go explains the terms.
+// Sources.Spans with --otlp-endpoint and the 6 of Sources.Inspections with
+// --inspect-url). doc.go explains the terms.
 func MaxSeries(topK int) int {
 	histogram := func(buckets []float64) int { return len(buckets) + 3 } // +Inf, _sum, _count
 	perQuery := numCommands*numOutcomes +                                // nplus1_queries_total
@@ -80,6 +81,7 @@ func Exercise(reg prometheus.Registerer) error {
 		QueueLength:   func() int { return 0 },
 		QueueCapacity: 10,
 		Spans:         func() SpanStats { return SpanStats{Exported: 1} },
+		Inspections:   func() InspectionStats { return InspectionStats{Inspected: 2, Failed: 1, Connected: true} },
 	})
 	if err != nil {
 		return err

@@ -26,12 +26,25 @@ type Sources struct {
 	// Spans counts the findings exported as OpenTelemetry spans
 	// (--otlp-endpoint).
 	Spans func() SpanStats
+	// Inspections counts the work of the inspection connection
+	// (--inspect-url).
+	Inspections func() InspectionStats
 }
 
 // SpanStats are the counters of the export of findings as spans: accepted
 // by the endpoint, dropped because too many waited for it, and sent but not
 // accepted.
 type SpanStats struct{ Exported, Dropped, Failed uint64 }
+
+// InspectionStats are the inspection connection's counters (package
+// inspect's Stats): inspections run and, of them, failed; requests dropped
+// because its queue was full; answers that the analysis did not take in
+// time (the answer is cached, and a later request gets it); requests
+// answered from the cache; and whether the connection is up now.
+type InspectionStats struct {
+	Inspected, Failed, Dropped, Lost, Cached uint64
+	Connected                                bool
+}
 
 // sourcesCollector reads Sources at scrape time. Its descriptors are fixed;
 // every label value comes from a closed list.
@@ -48,6 +61,8 @@ type sourcesCollector struct {
 	cacheHits, cacheMisses, cacheEvictions, cacheEntries, cacheBytes, cacheOversize, cacheVolatile, parseFailures *prometheus.Desc
 
 	spansExported, spansDropped *prometheus.Desc
+
+	inspections, inspectionsDropped, inspectionCacheHits, inspectionUp *prometheus.Desc
 }
 
 func newSourcesCollector(src Sources) *sourcesCollector {
@@ -91,6 +106,11 @@ func newSourcesCollector(src Sources) *sourcesCollector {
 
 		spansExported: d("nplus1_otlp_spans_exported_total", "Findings exported as OpenTelemetry spans and accepted by the OTLP endpoint (--otlp-endpoint)."),
 		spansDropped:  d("nplus1_otlp_spans_dropped_total", "Findings not exported as spans, by reason (queue_full: too many spans waited for a slow or absent endpoint, the analysis never waits; export_failed: the endpoint refused them or did not answer in time).", "reason"),
+
+		inspections:         d("nplus1_inspections_total", "Query shapes inspected on the inspection connection (--inspect-url: catalogs and a generic plan, for missing_index), by result (ok; failed: missing privileges, a timeout, a query that does not plan).", "result"),
+		inspectionsDropped:  d("nplus1_inspections_dropped_total", "Inspections that did not reach the detector, by reason (queue_full: a request dropped because the inspection queue was full, asked again by a later occurrence; answer_lost: an answer the analysis had no room for, cached for the next request).", "reason"),
+		inspectionCacheHits: d("nplus1_inspection_cache_hits_total", "Inspection requests answered from the cache of answers per fingerprint, without a statement on the inspection connection."),
+		inspectionUp:        d("nplus1_inspection_connection_up", "1 when the inspection connection is connected, 0 while it is being made or remade (with backoff)."),
 	}
 }
 
@@ -112,6 +132,9 @@ func (c *sourcesCollector) descs() []*prometheus.Desc {
 	}
 	if c.src.Spans != nil {
 		ds = append(ds, c.spansExported, c.spansDropped)
+	}
+	if c.src.Inspections != nil {
+		ds = append(ds, c.inspections, c.inspectionsDropped, c.inspectionCacheHits, c.inspectionUp)
 	}
 	return ds
 }
@@ -197,4 +220,22 @@ func (c *sourcesCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.spansDropped, s.Dropped, "queue_full")
 		counter(c.spansDropped, s.Failed, "export_failed")
 	}
+	if c.src.Inspections != nil {
+		c.collectInspections(counter, gauge)
+	}
+}
+
+// collectInspections reads Sources.Inspections.
+func (c *sourcesCollector) collectInspections(counter func(*prometheus.Desc, uint64, ...string), gauge func(*prometheus.Desc, float64, ...string)) {
+	s := c.src.Inspections()
+	counter(c.inspections, s.Inspected-min(s.Failed, s.Inspected), "ok")
+	counter(c.inspections, s.Failed, "failed")
+	counter(c.inspectionsDropped, s.Dropped, "queue_full")
+	counter(c.inspectionsDropped, s.Lost, "answer_lost")
+	counter(c.inspectionCacheHits, s.Cached)
+	up := 0.0
+	if s.Connected {
+		up = 1
+	}
+	gauge(c.inspectionUp, up)
 }

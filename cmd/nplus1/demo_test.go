@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"regexp"
@@ -11,11 +12,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/nplus1/nplus1/detector"
 	"github.com/nplus1/nplus1/internal/syncbuf"
 )
 
 // TestDemo runs the demo command as a user does and checks its table: every
-// pattern found as written, nothing flagged once fixed.
+// pattern found as written, nothing flagged once fixed; the missing index
+// through the demo's own inspection connection.
 func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -25,15 +29,18 @@ func TestDemo(t *testing.T) {
 	}
 	out := stdout.String()
 	for _, want := range []string{
-		"n_plus_one         n_plus_one              -      n_plus_one              yes",
-		"nested_n_plus_one  n_plus_one, n_plus_one  -      n_plus_one, n_plus_one  yes",
-		"duplicate_query    duplicate_query         -      duplicate_query         yes",
-		"unpaginated        unpaginated             -      unpaginated             yes",
-		"select_star        select_star             -      select_star             yes",
-		"leading_wildcard   leading_wildcard        -      leading_wildcard        yes",
-		"deep_offset        deep_offset             -      deep_offset             yes",
-		"lost_update        lost_update             -      lost_update             yes",
+		"n_plus_one         n_plus_one                 -      n_plus_one                 yes",
+		"nested_n_plus_one  n_plus_one, n_plus_one     -      n_plus_one, n_plus_one     yes",
+		"duplicate_query    duplicate_query            -      duplicate_query            yes",
+		"unpaginated        unpaginated                -      unpaginated                yes",
+		"select_star        select_star                -      select_star                yes",
+		"leading_wildcard   leading_wildcard           -      leading_wildcard           yes",
+		"deep_offset        deep_offset                -      deep_offset                yes",
+		"lost_update        lost_update                -      lost_update                yes",
+		"missing_index      missing_index, n_plus_one  -      missing_index, n_plus_one  yes",
 		"source: SELECT id FROM orders WHERE user_id = $1 ORDER BY id (6 rows)",
+		"Add the index: `CREATE INDEX CONCURRENTLY reviews_product_id_idx ON reviews (product_id)`",
+		"product_id is a foreign key to products without an index",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
@@ -75,7 +82,7 @@ func TestDemoServe(t *testing.T) {
 			t.Fatalf("no page URL printed\nstdout:\n%s", stdout)
 		}
 	}
-	if !strings.Contains(stdout.String(), "n_plus_one         n_plus_one              -      n_plus_one              yes") {
+	if !strings.Contains(stdout.String(), "missing_index      missing_index, n_plus_one  -      missing_index, n_plus_one  yes") {
 		t.Errorf("no table before serving:\n%s", stdout)
 	}
 	get := func(path string) string {
@@ -99,6 +106,27 @@ func TestDemoServe(t *testing.T) {
 	}
 	if body := get("api/fingerprints"); !strings.Contains(body, "FROM users WHERE id = $1") {
 		t.Errorf("the queries table lacks the loop's query:\n%.500s", body)
+	}
+	// The missing_index's EXPLAIN: the plan the demo's inspection
+	// connection took, a Seq Scan of reviews; and its metrics.
+	var mi []detector.Finding
+	if err := json.Unmarshal([]byte(get("api/findings?kind=missing_index")), &mi); err != nil || len(mi) != 1 {
+		t.Fatalf("missing_index findings %+v (%v), want one", mi, err)
+	}
+	var plan struct {
+		Query    string `json:"query"`
+		SeqScans []struct {
+			Table string `json:"table"`
+		} `json:"seq_scans"`
+	}
+	if err := json.Unmarshal([]byte(get("api/fingerprints/"+mi[0].Fingerprint+"/plan")), &plan); err != nil ||
+		!strings.Contains(plan.Query, "FROM reviews WHERE product_id = $1") || len(plan.SeqScans) != 1 || plan.SeqScans[0].Table != "reviews" {
+		t.Errorf("the missing_index's plan: %+v (%v), want its Seq Scan of reviews", plan, err)
+	}
+	metrics := get("metrics")
+	if seriesValue(t, metrics, "nplus1_inspection_connection_up") != 1 || seriesValue(t, metrics, `nplus1_inspections_total{result="ok"}`) < 1 ||
+		seriesValue(t, metrics, `nplus1_inspections_total{result="failed"}`) != 0 {
+		t.Errorf("the inspection metrics do not show the demo's inspections:\n%s", grepLines([]byte(metrics), "inspection"))
 	}
 	c, err := pgx.Connect(ctx, dsn)
 	if err != nil {

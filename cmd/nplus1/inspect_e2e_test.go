@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,8 @@ import (
 // inspectSchema: orders (20,000 rows) reference customers through
 // customer_id, a foreign key without an index; invoices are the fixed
 // form, indexed on customer_id. The inspection role (u_scram) gets the
-// README's grants: CONNECT, and SELECT on the tables; nothing else.
+// README's grants: CONNECT, and SELECT on the tables; nothing else. ledger,
+// made after the grants, is a table it may not read: its inspection fails.
 const inspectSchema = `
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 REVOKE ALL ON DATABASE nplus1 FROM PUBLIC, u_scram;
@@ -41,13 +43,18 @@ ANALYZE;
 GRANT CONNECT ON DATABASE nplus1 TO u_scram;
 GRANT USAGE ON SCHEMA public TO u_scram;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO u_scram;
+CREATE TABLE ledger (id int PRIMARY KEY, customer_id int NOT NULL, amount int NOT NULL);
+INSERT INTO ledger SELECT i, 1 + i % 2000, i FROM generate_series(1, 20000) i;
+ANALYZE ledger;
 `
 
 // TestMissingIndexThroughTheProxy runs N+1s over an unindexed foreign key
 // through the real proxy with pgx and database/sql, with an inspection
 // connection: each is a missing_index with the CREATE INDEX and the foreign
 // key called out; the same loop over the indexed table is not; the plan is
-// served; and no value of the data is in any output.
+// served; the inspection metrics count what the connection did (ok, failed
+// on a table the role may not read, answered from the cache); and no value
+// of the data is in any output.
 func TestMissingIndexThroughTheProxy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -63,6 +70,24 @@ func TestMissingIndexThroughTheProxy(t *testing.T) {
 		"--log-level", "debug", "--shutdown-timeout", "5s"}
 	addrs, logs, done := startCommand(t, rctx, args, env, &console, "proxy", "http")
 	api := "http://" + addrs["http"]
+	// The inspection metrics, before the workload: the connection is made
+	// (within seconds), nothing inspected yet.
+	var before string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, before = httpCall(t, "GET", api+"/metrics")
+		if seriesValue(t, before, "nplus1_inspection_connection_up") == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, series := range []string{`nplus1_inspections_total{result="ok"}`, `nplus1_inspections_total{result="failed"}`,
+		`nplus1_inspection_cache_hits_total`, `nplus1_inspections_dropped_total{reason="queue_full"}`} {
+		if v := seriesValue(t, before, series); v != 0 {
+			t.Errorf("before the workload: %s %v, want 0", series, v)
+		}
+	}
+	if v := seriesValue(t, before, "nplus1_inspection_connection_up"); v != 1 {
+		t.Errorf("nplus1_inspection_connection_up %v, want 1 once the connection is made", v)
+	}
 
 	// pgx: the customers, then each one's orders, one query each.
 	c, err := pgx.Connect(ctx, pgtest.URLFor(addrs["proxy"], pgtest.Superuser, "application_name=mi-pgx"))
@@ -71,7 +96,7 @@ func TestMissingIndexThroughTheProxy(t *testing.T) {
 	}
 	defer c.Close(ctx)
 	ids := customerIDs(t, ctx, func(q string) (pgx.Rows, error) { return c.Query(ctx, q) })
-	for _, table := range []string{"orders", "invoices"} {
+	for _, table := range []string{"orders", "invoices", "ledger"} {
 		for _, id := range ids {
 			if _, err := c.Exec(ctx, "SELECT id FROM "+table+" WHERE customer_id = $1", id); err != nil {
 				t.Fatal(err)
@@ -198,7 +223,28 @@ func TestMissingIndexThroughTheProxy(t *testing.T) {
 	}
 	_, ordersPlan := httpCall(t, "GET", api+"/api/fingerprints/"+found[0].Fingerprint+"/plan")
 
-	outputs := map[string]string{"api": body + miBody, "plan": planBody + ordersPlan, "metrics": func() string { _, m := httpCall(t, "GET", api+"/metrics"); return m }()}
+	// The orders loop again, in a window of its own: its shape is asked
+	// about again and answered from the cache (the finding is held back by
+	// the report cooldown).
+	for _, id := range ids {
+		if _, err := c.Exec(ctx, "SELECT id FROM orders WHERE customer_id = $1", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, body := httpCall(t, "POST", api+"/api/flush?application=mi-pgx"); code != 200 {
+		t.Fatalf("flush: %d %s", code, body)
+	}
+	_, after := httpCall(t, "GET", api+"/metrics")
+	// Inspected: orders and invoices (pgx), the count over orders
+	// (database/sql); the ledger, which the role may not read, failed.
+	for series, want := range map[string]float64{`nplus1_inspections_total{result="ok"}`: 3, `nplus1_inspections_total{result="failed"}`: 1,
+		`nplus1_inspection_cache_hits_total`: 1, `nplus1_inspections_dropped_total{reason="queue_full"}`: 0, "nplus1_inspection_connection_up": 1} {
+		if v := seriesValue(t, after, series); v != want {
+			t.Errorf("after the workload: %s %v, want %v", series, v, want)
+		}
+	}
+
+	outputs := map[string]string{"api": body + miBody, "plan": planBody + ordersPlan, "metrics": after}
 	stopCommand(t, stop, done, logs, &console, out, outputs)
 	noPlant(t, outputs, "zqplant", "value")
 	noPlant(t, outputs, pgtest.Password, "inspection password")
@@ -210,6 +256,24 @@ func TestMissingIndexThroughTheProxy(t *testing.T) {
 	}
 	pg.Stop() // the server's log is whole
 	inspectionRanOnlyReads(t, pg.Log(), pgtest.UserSCRAM)
+}
+
+// seriesValue is the value of one series (its name and labels exactly as
+// the text format writes them) in a scrape of /metrics; the test fails
+// when the scrape lacks it.
+func seriesValue(t *testing.T, scrape, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(scrape, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("the scrape has no series %s:\n%s", series, scrape)
+	return 0
 }
 
 // startLoggingPostgres is startPostgres with every statement logged with
@@ -276,8 +340,8 @@ func httpCall(t *testing.T, method, url string) (int, string) {
 }
 
 // TestInspectURLFailuresKeepRelaying: with an inspection URL that is
-// refused (wrong password) or goes nowhere, the proxy relays, and one log
-// line says why, without the password.
+// refused (wrong password) or goes nowhere, the proxy relays, one log line
+// says why, without the password, and /metrics says the connection is down.
 func TestInspectURLFailuresKeepRelaying(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -298,7 +362,8 @@ func TestInspectURLFailuresKeepRelaying(t *testing.T) {
 			defer stop()
 			var console bytes.Buffer
 			env := map[string]string{"NPLUS1_LOG_FORMAT": "json", "NPLUS1_UPSTREAM": pg.URL(pgtest.Superuser), "NPLUS1_INSPECT_URL": c.url}
-			addrs, logs, done := startCommand(t, rctx, []string{"proxy", "--listen", "127.0.0.1:0", "--shutdown-timeout", "5s"}, env, &console, "proxy")
+			args := []string{"proxy", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--shutdown-timeout", "5s"}
+			addrs, logs, done := startCommand(t, rctx, args, env, &console, "proxy", "http")
 			conn, err := pgx.Connect(ctx, pgtest.URLFor(addrs["proxy"], pgtest.Superuser))
 			if err != nil {
 				t.Fatalf("the proxy does not relay: %v", err)
@@ -315,7 +380,11 @@ func TestInspectURLFailuresKeepRelaying(t *testing.T) {
 			if len(recs) != 1 || !strings.Contains(recs[0]["reason"].(string), c.reason) || recs[0]["server"] == nil {
 				t.Errorf("failure lines %v, want one with reason %q", recs, c.reason)
 			}
-			outputs := map[string]string{}
+			_, scrape := httpCall(t, "GET", "http://"+addrs["http"]+"/metrics")
+			if up, ok := seriesValue(t, scrape, "nplus1_inspection_connection_up"), seriesValue(t, scrape, `nplus1_inspections_total{result="ok"}`); up != 0 || ok != 0 {
+				t.Errorf("nplus1_inspection_connection_up %v, inspections ok %v; want 0 and 0", up, ok)
+			}
+			outputs := map[string]string{"metrics": scrape}
 			stopCommand(t, stop, done, logs, &console, "", outputs)
 			noPlant(t, outputs, secret, "password")
 		})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nplus1/nplus1/analyzer"
 	"github.com/nplus1/nplus1/detector"
+	"github.com/nplus1/nplus1/inspect"
 	"github.com/nplus1/nplus1/metrics"
 	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
@@ -97,6 +98,19 @@ func (m *proxyMetrics) watch(srv *proxy.Server, an *analyzer.Analyzer, events ch
 		QueueLength:   func() int { return len(events) },
 		QueueCapacity: cap(events),
 	})
+}
+
+// watchInspector exports the inspection connection's counters (with
+// --inspect-url), read at scrape time.
+func (m *proxyMetrics) watchInspector(in *inspect.Inspector) error {
+	if m == nil || in == nil {
+		return nil
+	}
+	return m.exp.Watch(metrics.Sources{Inspections: func() metrics.InspectionStats {
+		s := in.Stats()
+		return metrics.InspectionStats{Inspected: s.Inspected, Failed: s.Failed, Dropped: s.Dropped, Lost: s.Lost,
+			Cached: s.Cached, Connected: s.Connected}
+	}})
 }
 
 // handler serves the registry in the Prometheus text format; nil when

@@ -56,7 +56,7 @@ func TestMetricsFlags(t *testing.T) {
 	}
 	// A nil *proxyMetrics wires nothing.
 	var pm *proxyMetrics
-	if pm.handler(slog.New(slog.DiscardHandler)) != nil || pm.watch(nil, nil, nil) != nil {
+	if pm.handler(slog.New(slog.DiscardHandler)) != nil || pm.watch(nil, nil, nil) != nil || pm.watchInspector(nil) != nil {
 		t.Error("nil proxyMetrics does something")
 	}
 }
@@ -64,6 +64,9 @@ func TestMetricsFlags(t *testing.T) {
 func TestMetricsRoute(t *testing.T) {
 	pm, err := proxyMetricsFrom(t, true, nil)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pm.watchInspector(nil); err != nil { // no --inspect-url
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.DiscardHandler)
@@ -78,6 +81,10 @@ func TestMetricsRoute(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("GET /metrics lacks %q:\n%s", want, body)
 		}
+	}
+	// Without --inspect-url, no inspection series.
+	if strings.Contains(string(body), "nplus1_inspection") {
+		t.Errorf("inspection series without an inspection connection:\n%s", grepLines(body, "nplus1_inspection"))
 	}
 	rec = httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest("POST", "/metrics", nil))

@@ -71,7 +71,7 @@ type pipeline struct {
 // Start. Errors in the configuration are *usageError.
 func newPipeline(ctx context.Context, inv *invocation, pc pipelineConfig) (_ *pipeline, err error) {
 	pc.analyzer.EvidenceBudget = pc.proxy.EvidenceBudget
-	if pc.inspector != nil {
+	if pc.inspector != nil && pc.analyzer.Inspector == nil { // the demo's waits for answers
 		pc.analyzer.Inspector = pc.inspector
 	}
 	p := &pipeline{
@@ -104,6 +104,9 @@ func newPipeline(ctx context.Context, inv *invocation, pc pipelineConfig) (_ *pi
 		return nil, usageErrorf("%v", err)
 	}
 	if err = pc.metrics.watch(p.srv, p.an, p.events); err != nil {
+		return nil, err
+	}
+	if err = pc.metrics.watchInspector(pc.inspector); err != nil {
 		return nil, err
 	}
 	var lc net.ListenConfig

@@ -1,7 +1,8 @@
 // Package shop is the demo's small shop database (users, products, orders,
-// order_items) and a workload that runs each pattern nplus1 reports, once
-// the way ORMs commonly write it and once fixed. The demo and the end-to-end
-// tests run it through the proxy; the fixed half must produce no finding.
+// order_items, reviews) and a workload that runs each pattern nplus1
+// reports, once the way ORMs commonly write it and once fixed. The demo and
+// the end-to-end tests run it through the proxy; the fixed half must produce
+// no finding.
 package shop
 
 import (
@@ -13,9 +14,15 @@ import (
 )
 
 // Schema creates and fills the tables: 50 users, 100 products, 300 orders
-// (6 per user) and 1800 order items (6 per order).
+// (6 per user), 1800 order items (6 per order) and 20,000 reviews (200 per
+// product). reviews.product_id is a foreign key without an index, as a
+// migration that declared only the relation leaves it: the missing_index
+// scenario's mistake. The schema fixed holds the same reviews after the
+// migration that adds the index missing_index suggests (CREATE INDEX
+// reviews_product_id_idx), which that scenario's fixed half reads.
 const Schema = `
-DROP TABLE IF EXISTS order_items, orders, products, users;
+DROP SCHEMA IF EXISTS fixed CASCADE;
+DROP TABLE IF EXISTS reviews, order_items, orders, products, users;
 CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, email text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE products (id bigint PRIMARY KEY, name text NOT NULL, price_cents int NOT NULL, stock int NOT NULL DEFAULT 1000);
 CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint NOT NULL REFERENCES users(id), status text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
@@ -26,8 +33,50 @@ INSERT INTO users (id, name, email) SELECT i, 'user ' || i, 'user' || i || '@exa
 INSERT INTO products (id, name, price_cents) SELECT i, 'product ' || i, 100 * i FROM generate_series(1, 100) i;
 INSERT INTO orders (id, user_id, status) SELECT i, 1 + (i - 1) % 50, CASE WHEN i % 3 = 0 THEN 'shipped' ELSE 'open' END FROM generate_series(1, 300) i;
 INSERT INTO order_items (id, order_id, product_id, quantity) SELECT i, 1 + (i - 1) / 6, 1 + (i * 7) % 100, 1 + i % 3 FROM generate_series(1, 1800) i;
+CREATE TABLE reviews (id bigint PRIMARY KEY, product_id bigint NOT NULL REFERENCES products(id), user_id bigint NOT NULL REFERENCES users(id), rating int NOT NULL);
+INSERT INTO reviews (id, product_id, user_id, rating) SELECT i, 1 + i % 100, 1 + i % 50, 1 + i % 5 FROM generate_series(1, 20000) i;
+CREATE SCHEMA fixed;
+CREATE TABLE fixed.reviews (LIKE reviews INCLUDING ALL);
+ALTER TABLE fixed.reviews ADD FOREIGN KEY (product_id) REFERENCES products(id), ADD FOREIGN KEY (user_id) REFERENCES users(id);
+INSERT INTO fixed.reviews SELECT * FROM reviews;
+CREATE INDEX reviews_product_id_idx ON fixed.reviews (product_id);
 ANALYZE;
 `
+
+// InspectionRole is the role of the demo's inspection connection, made by
+// CreateInspectionRole.
+const InspectionRole = "nplus1_inspect"
+
+// CreateInspectionRole makes InspectionRole on c's server as the README
+// advises for an inspection connection: a role of its own that logs in
+// (without a password: the server decides how it may), whose transactions
+// are read-only, with CONNECT on the database, USAGE on the shop's schemas
+// and SELECT on their tables, which is all an inspection needs, and nothing
+// more: what PUBLIC may do on the database and in public beyond that
+// (CREATE, TEMP) is taken from PUBLIC, so it is meant for a server of its
+// own, as the demo's. Load the schema first; the server must not have the
+// role yet.
+func CreateInspectionRole(ctx context.Context, c *pgx.Conn) error {
+	var db string
+	if err := c.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+		return err
+	}
+	role, database := pgx.Identifier{InspectionRole}.Sanitize(), pgx.Identifier{db}.Sanitize()
+	for _, q := range []string{
+		"REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+		"REVOKE ALL ON DATABASE " + database + " FROM PUBLIC",
+		"CREATE ROLE " + role + " LOGIN",
+		"ALTER ROLE " + role + " SET default_transaction_read_only = on",
+		"GRANT CONNECT ON DATABASE " + database + " TO " + role,
+		"GRANT USAGE ON SCHEMA public, fixed TO " + role,
+		"GRANT SELECT ON ALL TABLES IN SCHEMA public, fixed TO " + role,
+	} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	return nil
+}
 
 // Load creates the schema on c.
 func Load(ctx context.Context, c *pgx.Conn) error {
@@ -228,6 +277,43 @@ func Scenarios() []Scenario {
 					return err
 				}
 				_, err := c.Exec(ctx, "UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1", 1, id)
+				return err
+			},
+		},
+		{
+			Name:  "missing_index",
+			Title: "product cards: each product's rating, from its reviews",
+			// An N+1, and its lookup reads all 20,000 reviews each time:
+			// nothing indexes reviews.product_id. The missing_index finding
+			// needs an inspection connection (the demo runs one); without
+			// it, Bad yields the n_plus_one only.
+			Expect: []string{"n_plus_one", "missing_index"},
+			Bad: func(ctx context.Context, c *pgx.Conn) error {
+				// products.findMany({take: 10}), then review.aggregate({where:
+				// {productId}, _count, _avg: {rating}}) for each.
+				ids, err := collect[int64](ctx, c, "SELECT id, name, price_cents FROM products ORDER BY id LIMIT 10", 0)
+				if err != nil {
+					return err
+				}
+				for _, id := range ids {
+					var n int64
+					var avg float64
+					if err := c.QueryRow(ctx, "SELECT count(*), avg(rating)::float8 FROM reviews WHERE product_id = $1", id).Scan(&n, &avg); err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+			Fixed: func(ctx context.Context, c *pgx.Conn) error {
+				// Both fixes: the index (@@index([productId]); the schema
+				// fixed is the shop after that migration) and one groupBy
+				// over the page's products.
+				ids, err := collect[int64](ctx, c, "SELECT id, name, price_cents FROM products ORDER BY id LIMIT 10", 0)
+				if err != nil {
+					return err
+				}
+				_, err = collect[int64](ctx, c, `SELECT product_id, count(*), avg(rating)::float8 FROM fixed.reviews
+					WHERE product_id = ANY($1) GROUP BY product_id`, 0, ids)
 				return err
 			},
 		},

@@ -2,6 +2,7 @@ package shop
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"slices"
 	"sort"
@@ -11,13 +12,15 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nplus1/nplus1/analyzer"
 	"github.com/nplus1/nplus1/detector"
+	"github.com/nplus1/nplus1/inspect"
 	"github.com/nplus1/nplus1/internal/pgtest"
 	"github.com/nplus1/nplus1/pgwire"
 	"github.com/nplus1/nplus1/proxy"
 )
 
 // TestScenariosThroughProxy runs every scenario through the real proxy to a
-// real PostgreSQL, with pgx in each of its query modes, and checks that the
+// real PostgreSQL, with pgx in each of its query modes and an inspection
+// connection of InspectionRole (as the demo runs it), and checks that the
 // bad half yields exactly the expected finding kinds and the fixed half none.
 func TestScenariosThroughProxy(t *testing.T) {
 	srv, err := pgtest.Start(pgtest.Options{})
@@ -38,13 +41,6 @@ func TestScenariosThroughProxy(t *testing.T) {
 	go p.Serve(ln)
 	defer p.Shutdown(context.Background())
 
-	store := analyzer.NewStore(1000)
-	a := analyzer.New(analyzer.Config{Sinks: []analyzer.Sink{store}, Tick: 10 * time.Millisecond, Lag: 20 * time.Millisecond})
-	actx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.Run(actx, events); close(done) }()
-	defer func() { stop(); <-done }()
-
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	setup, err := pgx.Connect(ctx, srv.URL(pgtest.Superuser))
@@ -54,7 +50,21 @@ func TestScenariosThroughProxy(t *testing.T) {
 	if err := Load(ctx, setup); err != nil {
 		t.Fatal(err)
 	}
+	if err := CreateInspectionRole(ctx, setup); err != nil {
+		t.Fatal(err)
+	}
 	setup.Close(ctx)
+
+	ins := startInspector(t, srv)
+	store := analyzer.NewStore(1000)
+	// The analyzer waits for each inspection's answer, as the demo's does,
+	// so that a missing_index is made when its window closes.
+	a := analyzer.New(analyzer.Config{Sinks: []analyzer.Sink{store}, Tick: 10 * time.Millisecond, Lag: 20 * time.Millisecond,
+		Detector: detector.Config{Inspect: true}, Inspector: ins.Blocking(10 * time.Second)})
+	actx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(actx, events); close(done) }()
+	defer func() { stop(); <-done }()
 
 	// wait returns the findings made since the last call, once the
 	// scenario's window is closed and judged: a barrier on the analyzer (no
@@ -87,6 +97,9 @@ func TestScenariosThroughProxy(t *testing.T) {
 			var kinds []string
 			for _, f := range wait() {
 				kinds = append(kinds, string(f.Kind))
+				if f.Kind == detector.KindMissingIndex {
+					checkMissingIndex(t, mode, &f)
+				}
 			}
 			want := slices.Clone(sc.Expect)
 			// A SELECT * is also an N+1's or unpaginated read's select_star
@@ -106,5 +119,36 @@ func TestScenariosThroughProxy(t *testing.T) {
 			}
 		}
 		c.Close(ctx)
+	}
+}
+
+// startInspector runs an inspection connection of InspectionRole to srv,
+// over its Unix socket (the role has no password), until the test ends.
+func startInspector(t *testing.T, srv *pgtest.Server) *inspect.Inspector {
+	t.Helper()
+	cfg, err := inspect.ParseURL(fmt.Sprintf("host='%s' port=%d user=%s dbname=%s", srv.Dir, srv.Port, InspectionRole, pgtest.Database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins, err := inspect.New(inspect.Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ins.Run(ctx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	return ins
+}
+
+// checkMissingIndex checks the missing_index scenario's finding: the
+// unindexed foreign key of reviews, and the statement that indexes it.
+func checkMissingIndex(t *testing.T, mode string, f *detector.Finding) {
+	t.Helper()
+	ix := f.Index
+	if ix == nil || ix.Table != "reviews" || !slices.Equal(ix.Columns, []string{"product_id"}) || ix.ForeignKey != "products" ||
+		ix.Rows < 19_000 || ix.Rows > 21_000 || ix.Create != "CREATE INDEX CONCURRENTLY reviews_product_id_idx ON reviews (product_id)" ||
+		f.Severity != detector.SeverityCritical {
+		t.Errorf("%s: missing_index %+v (%s), want reviews (product_id), a foreign key to products, about 20000 rows, critical", mode, ix, f.Severity)
 	}
 }
