@@ -132,9 +132,22 @@ func (a *Analyzer) Process(e *pgwire.Execution) {
 	a.process(e)
 }
 
+// ProcessFingerprinted is Process for an execution whose SQL text another
+// goroutine already fingerprinted with the Analyzer's fingerprint cache
+// (res; nil: fingerprint it here): a replay reads and fingerprints ahead of
+// the analysis, on the reading goroutine.
+func (a *Analyzer) ProcessFingerprinted(e *pgwire.Execution, res *fingerprint.Result) {
+	a.processEvent(e, a.eventFrom(e, res))
+}
+
 // process is Process; it returns the findings it delivered.
 func (a *Analyzer) process(e *pgwire.Execution) []detector.Finding {
-	ev := a.event(e)
+	return a.processEvent(e, a.event(e))
+}
+
+// processEvent judges ev, the event of e; it returns the findings it
+// delivered.
+func (a *Analyzer) processEvent(e *pgwire.Execution, ev detector.Event) []detector.Finding {
 	if e != nil && a.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
 		a.logExecution(&ev)
 	}
@@ -223,11 +236,18 @@ func (a *Analyzer) Stats() detector.Stats {
 // event fingerprints e's SQL text (outside the lock: the cache is safe for
 // concurrent use and this is the expensive part).
 func (a *Analyzer) event(e *pgwire.Execution) detector.Event {
+	return a.eventFrom(e, nil)
+}
+
+// eventFrom is event with e's fingerprint result when res is not nil.
+func (a *Analyzer) eventFrom(e *pgwire.Execution, res *fingerprint.Result) detector.Event {
 	ev := detector.Event{Exec: e}
 	if e == nil || e.SQL == "" {
 		return ev
 	}
-	res := a.fp.OfStrings(e.SQL, fingerprint.Strings(e.StandardStrings)) // the two types share their values
+	if res == nil {
+		res = a.fp.OfStrings(e.SQL, fingerprint.Strings(e.StandardStrings)) // the two types share their values
+	}
 	if n := len(res.Statements); n > 0 {
 		i := min(max(e.StatementIndex, 0), n-1)
 		ev.Stmt = &res.Statements[i]

@@ -77,14 +77,14 @@ func Analyze(ctx context.Context, src Source, cfg Config) (*Summary, error) {
 	an := analyzer.New(acfg)
 	fp := acfg.Fingerprints
 
-	batches := make(chan []*pgwire.Execution, batchesInFlight)
-	free := make(chan []*pgwire.Execution, batchesInFlight+2)
+	batches := make(chan []read, batchesInFlight)
+	free := make(chan []read, batchesInFlight+2)
 	errc := make(chan error, 1)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
 		defer close(batches)
-		errc <- readBatches(rctx, src, batches, free)
+		errc <- readBatches(rctx, src, fp, batches, free)
 	}()
 
 	var maxT, advanced time.Time
@@ -93,8 +93,9 @@ func Analyze(ctx context.Context, src Source, cfg Config) (*Summary, error) {
 		if err = ctx.Err(); err != nil {
 			break
 		}
-		for i, e := range batch {
-			batch[i] = nil
+		for i, r := range batch {
+			batch[i] = read{}
+			e := r.e
 			if t := e.End; t.After(maxT) {
 				maxT = t
 				if maxT.Sub(advanced) >= cfg.Tick {
@@ -102,8 +103,8 @@ func Analyze(ctx context.Context, src Source, cfg Config) (*Summary, error) {
 					advanced = maxT
 				}
 			}
-			an.Process(e)
-			sum.add(e, fp)
+			an.ProcessFingerprinted(e, r.res)
+			sum.addStatement(e, r.statement())
 		}
 		if cfg.Statements != nil {
 			cfg.Statements.Add(int64(len(batch)))
@@ -127,8 +128,24 @@ func Analyze(ctx context.Context, src Source, cfg Config) (*Summary, error) {
 	return sum, err
 }
 
-func readBatches(ctx context.Context, src Source, out chan<- []*pgwire.Execution, free chan []*pgwire.Execution) error {
-	var batch []*pgwire.Execution
+// read is one execution as the reading goroutine hands it over: with its
+// SQL text fingerprinted, so that the analysis (the replay's one busy
+// goroutine) and the summary do not each do it again.
+type read struct {
+	e   *pgwire.Execution
+	res *fingerprint.Result // nil when e has no SQL text
+}
+
+// statement is the statement of the text that e ran, or nil.
+func (r read) statement() *fingerprint.Statement {
+	if r.res == nil || len(r.res.Statements) == 0 {
+		return nil
+	}
+	return &r.res.Statements[min(max(r.e.StatementIndex, 0), len(r.res.Statements)-1)]
+}
+
+func readBatches(ctx context.Context, src Source, fp *fingerprint.Cache, out chan<- []read, free chan []read) error {
+	var batch []read
 	send := func() bool {
 		select {
 		case out <- batch:
@@ -138,12 +155,15 @@ func readBatches(ctx context.Context, src Source, out chan<- []*pgwire.Execution
 			return false
 		}
 	}
+	var lastSQL string // the text of last, which a loop's executions share
+	var last *fingerprint.Result
+	var lastMode pgwire.StandardStrings
 	for {
 		if batch == nil {
 			select {
 			case batch = <-free:
 			default:
-				batch = make([]*pgwire.Execution, 0, batchSize)
+				batch = make([]read, 0, batchSize)
 			}
 		}
 		e, err := src.Next()
@@ -156,7 +176,15 @@ func readBatches(ctx context.Context, src Source, out chan<- []*pgwire.Execution
 			}
 			return err
 		}
-		batch = append(batch, e)
+		r := read{e: e}
+		if e.SQL != "" {
+			if last == nil || e.SQL != lastSQL || e.StandardStrings != lastMode {
+				last = fp.OfStrings(e.SQL, fingerprint.Strings(e.StandardStrings)) // the two types share their values
+				lastSQL, lastMode = e.SQL, e.StandardStrings
+			}
+			r.res = last
+		}
+		batch = append(batch, r)
 		if len(batch) == batchSize && !send() {
 			return ctx.Err()
 		}

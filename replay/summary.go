@@ -113,6 +113,11 @@ func (s *Summary) statement(e *pgwire.Execution, fp *fingerprint.Cache) *fingerp
 }
 
 func (s *Summary) add(e *pgwire.Execution, fp *fingerprint.Cache) {
+	s.addStatement(e, s.statement(e, fp))
+}
+
+// addStatement counts e, whose statement is st (nil: none).
+func (s *Summary) addStatement(e *pgwire.Execution, st *fingerprint.Statement) {
 	s.Statements++
 	if s.Start.IsZero() || e.Start.Before(s.Start) {
 		s.Start = e.Start
@@ -130,7 +135,6 @@ func (s *Summary) add(e *pgwire.Execution, fp *fingerprint.Cache) {
 		}
 	}
 	var id uint64
-	st := s.statement(e, fp)
 	if st != nil {
 		id = st.ID
 	}
