@@ -389,13 +389,27 @@ type recentSources struct {
 	// index maps each value of an indexed result to the seqs of the
 	// results that hold it, oldest first (results leave in the order they
 	// came, so the oldest is at the front); postings counts its entries.
-	index    map[valuekey.Key][]uint64
+	index    map[valuekey.Key]postings
 	postings int
 	// unindexed are the seqs, oldest first, of the results in the ring
 	// that did not fit in the index (maxPostings, maxRingPostings when 0):
 	// every search considers them.
 	unindexed   []uint64
 	maxPostings int
+}
+
+// postings are the seqs of the ring's results that hold a value, oldest
+// first: most values are in one result, which costs no allocation.
+type postings struct {
+	head uint64   // the oldest
+	more []uint64 // the others
+}
+
+func (p *postings) last() uint64 {
+	if n := len(p.more); n > 0 {
+		return p.more[n-1]
+	}
+	return p.head
 }
 
 // maxRingPostings bounds the index of the recent results: about 50 bytes
@@ -449,22 +463,30 @@ func resultKeyCount(res *pgwire.ResultKeys) int {
 	return n
 }
 
-// indexResult adds s's values to the index.
+// indexResult adds s's values to the index. A value repeated in the rows
+// right after it (a status, a tenant) is looked up once.
 func (r *recentSources) indexResult(s *recentSource) {
 	if r.index == nil {
-		r.index = make(map[valuekey.Key][]uint64)
+		r.index = make(map[valuekey.Key]postings)
 	}
 	s.indexed = true
 	for _, col := range s.res.Keys {
+		prev := valuekey.None
 		for _, v := range col {
-			if v == valuekey.None {
+			if v == valuekey.None || v == prev {
 				continue
 			}
-			p := r.index[v]
-			if n := len(p); n > 0 && p[n-1] == s.seq {
+			prev = v
+			p, ok := r.index[v]
+			switch {
+			case !ok:
+				p.head = s.seq
+			case p.last() == s.seq:
 				continue // a value repeated in the result
+			default:
+				p.more = append(p.more, s.seq)
 			}
-			r.index[v] = append(p, s.seq)
+			r.index[v] = p
 			r.postings++
 		}
 	}
@@ -479,17 +501,23 @@ func (r *recentSources) evict(s *recentSource) {
 		return
 	}
 	for _, col := range s.res.Keys {
+		prev := valuekey.None
 		for _, v := range col {
-			p := r.index[v]
-			if len(p) == 0 || p[0] != s.seq {
-				continue // None, or a repeated value already taken out
+			if v == valuekey.None || v == prev {
+				continue
+			}
+			prev = v
+			p, ok := r.index[v]
+			if !ok || p.head != s.seq {
+				continue // a repeated value already taken out
 			}
 			r.postings--
-			if len(p) == 1 {
+			if len(p.more) == 0 {
 				delete(r.index, v)
-			} else {
-				r.index[v] = p[1:]
+				continue
 			}
+			p.head, p.more = p.more[0], p.more[1:]
+			r.index[v] = p
 		}
 	}
 }
@@ -507,7 +535,9 @@ func (r *recentSources) candidates(l *loopKeys, since time.Time, out []uint64) [
 		if u.at.Before(since) {
 			continue
 		}
-		out = append(out, r.index[u.key]...)
+		if p, ok := r.index[u.key]; ok {
+			out = append(append(out, p.head), p.more...)
+		}
 	}
 	out = append(out, r.unindexed...)
 	slices.SortFunc(out, func(a, b uint64) int { return cmp.Compare(b, a) })

@@ -525,7 +525,7 @@ func scanRing(r *recentSources, v int) []uint64 {
 func indexedPostings(r *recentSources) int {
 	n := 0
 	for _, p := range r.index {
-		n += len(p)
+		n += 1 + len(p.more)
 	}
 	return n
 }
