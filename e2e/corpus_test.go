@@ -30,6 +30,12 @@ type want struct {
 	// finding, or one per connection it ran on, are equally right; the
 	// further findings it describes are neither TP nor FP.
 	Spread bool
+	// Column, for missing_index, is the column the finding must name as
+	// the one no index serves (index.columns[0]), and Table then the table
+	// it names (index.table), which a query with a join may read second.
+	Column string
+	// Severity, when set, is the severity the finding must have.
+	Severity detector.Severity
 }
 
 // noSource is want.Source for an N+1 over keys that no query in the window
@@ -38,6 +44,12 @@ const noSource = "(none)"
 
 func (w want) String() string {
 	s := string(w.Kind) + "(" + w.Table
+	if w.Column != "" {
+		s += "." + w.Column
+	}
+	if w.Severity != "" {
+		s += "; " + string(w.Severity)
+	}
 	if w.Source != "" {
 		s += " ← " + w.Source
 	}
@@ -78,7 +90,14 @@ func selectStar(table string) want  { return want{Kind: detector.KindSelectStar,
 
 // matches reports whether f is the finding w describes.
 func (w want) matches(f detector.Finding) bool {
-	if f.Kind != w.Kind || tableOf(f) != w.Table {
+	if f.Kind != w.Kind || w.Severity != "" && f.Severity != w.Severity {
+		return false
+	}
+	if w.Column != "" {
+		if f.Index == nil || len(f.Index.Columns) == 0 || f.Index.Columns[0] != w.Column || bareTable(f.Index.Table) != w.Table {
+			return false
+		}
+	} else if tableOf(f) != w.Table {
 		return false
 	}
 	switch w.Source {
@@ -156,7 +175,8 @@ func (c corpusCase) client() string {
 
 // corpus is every case, Go clients first, then the concurrency class.
 func corpus() []corpusCase {
-	return slices.Concat(goCases(), nodeCases(), patternCases(), nodePatternCases(), lostUpdateCases(), nodeLostUpdateCases(), concurrencyCases())
+	return slices.Concat(goCases(), nodeCases(), patternCases(), nodePatternCases(), lostUpdateCases(), nodeLostUpdateCases(),
+		missingIndexCases(), nodeMissingIndexCases(), concurrencyCases())
 }
 
 // className is the class's name in the report.
@@ -494,8 +514,11 @@ func corpusReport(outs []outcome) string {
 		}
 		for _, f := range o.produced {
 			g := string(f.Kind) + "(" + tableOf(f)
+			if f.Index != nil && len(f.Index.Columns) > 0 {
+				g = string(f.Kind) + "(" + bareTable(f.Index.Table) + "." + f.Index.Columns[0] + "; " + string(f.Severity)
+			}
 			if f.Source != nil {
-				for _, tbl := range []string{"users", "orders", "order_items", "products"} {
+				for _, tbl := range []string{"users", "orders", "order_items", "products", "accounts", "tickets"} {
 					if sourceReads(f.Source.Query, tbl) {
 						g += " ← " + tbl
 						break

@@ -9,6 +9,9 @@
 // package (TestMain); cases run one at a time, because the findings of a case
 // are those the analyzer made while it ran (and, for a case that connects
 // with an application_name of its own, those of that name: corpusCase.App).
+// The analyzer has an inspection connection, as with --inspect-url
+// (inspection_test.go), and a case is judged once its inspections are
+// answered.
 package e2e
 
 import (
@@ -65,6 +68,7 @@ type harness struct {
 	events    chan *pgwire.Execution // tap → analyzer; never closed
 	store     *analyzer.Store
 	an        *analyzer.Analyzer
+	insp      *inspections // the inspection connection (inspection_test.go)
 
 	mu sync.Mutex // held by runCase: one case at a time
 
@@ -125,18 +129,35 @@ func startHarness() (*harness, func(), error) {
 		pg.Stop()
 		return nil, nil, fmt.Errorf("load extra schema: %w", err)
 	}
+	if err := loadInspectionSchema(ctx, c); err != nil {
+		c.Close(ctx)
+		pg.Stop()
+		return nil, nil, err
+	}
 	c.Close(ctx)
+	insp, stopInspections, err := startInspections(pg)
+	if err != nil {
+		pg.Stop()
+		return nil, nil, err
+	}
+	if err := waitInspectorConnected(insp, 30*time.Second); err != nil {
+		stopInspections()
+		pg.Stop()
+		return nil, nil, err
+	}
 
 	fromProxy := make(chan *pgwire.Execution, 100000)
 	events := make(chan *pgwire.Execution, 100000)
 	budget := pgwire.NewEvidenceBudget(pgwire.DefaultEvidenceBudgetBytes)
 	p, err := proxy.New(proxy.Config{Upstream: pg.Addr(), Events: fromProxy, Evidence: true, EvidenceBudget: budget})
 	if err != nil {
+		stopInspections()
 		pg.Stop()
 		return nil, nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		stopInspections()
 		pg.Stop()
 		return nil, nil, err
 	}
@@ -149,8 +170,10 @@ func startHarness() (*harness, func(), error) {
 		Tick:           10 * time.Millisecond,
 		Lag:            analyzerLag,
 		EvidenceBudget: budget,
+		Detector:       detector.Config{Inspect: true},
+		Inspector:      insp,
 	})
-	hh := &harness{pg: pg, proxyAddr: ln.Addr().String(), fromProxy: fromProxy, events: events, store: store, an: an}
+	hh := &harness{pg: pg, proxyAddr: ln.Addr().String(), fromProxy: fromProxy, events: events, store: store, an: an, insp: insp}
 	actx, astop := context.WithCancel(context.Background())
 	tapped := make(chan struct{})
 	go func() { hh.tap(actx); close(tapped) }()
@@ -165,6 +188,7 @@ func startHarness() (*harness, func(), error) {
 		astop()
 		<-tapped
 		<-analyzed
+		stopInspections()
 		pg.Stop()
 	}
 	return hh, stop, nil
@@ -228,20 +252,22 @@ func (hh *harness) nodeURL() string {
 	return fmt.Sprintf("postgres://%s@%s/%s", pgtest.Superuser, hh.proxyAddr, pgtest.Database)
 }
 
-// settle waits until the case's executions have reached the analyzer and
-// every window has closed (so every finding of the case is made).
+// settle waits until the case's executions have reached the analyzer,
+// every window has closed and every inspection the closed windows asked for
+// was answered (so every finding of the case is made).
 // It first sleeps minWait.
 func (hh *harness) settle(t testing.TB, minWait time.Duration) {
 	t.Helper()
 	time.Sleep(minWait)
+	defer hh.insp.report(t)
 	deadline := time.Now().Add(settleMax)
 	for {
 		queued := len(hh.fromProxy) + len(hh.events)
-		if st := hh.an.Stats(); queued == 0 && st.WindowsOpen == 0 && st.WindowsHeld == 0 {
+		if st := hh.an.Stats(); queued == 0 && st.WindowsOpen == 0 && st.WindowsHeld == 0 && hh.inspectionsSettled(t) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("windows still open %s after the case ended (%d events queued)", minWait+settleMax, queued)
+			t.Fatalf("windows still open or inspections unanswered %s after the case ended (%d events queued)", minWait+settleMax, queued)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

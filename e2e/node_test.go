@@ -149,7 +149,8 @@ func nodeCorpus(ncs []nodeCase) []corpusCase {
 }
 
 // TestNodeCaseList checks that cases.js names the cases of nodeCases,
-// nodePatternCases and nodeConcurrencyCases.
+// nodePatternCases, nodeConcurrencyCases, nodeLostUpdateCases and
+// nodeMissingIndexCases.
 func TestNodeCaseList(t *testing.T) {
 	ensureNode(t)
 	cmd := exec.Command("node", "cases.js", "--list")
@@ -167,7 +168,7 @@ func TestNodeCaseList(t *testing.T) {
 		t.Fatalf("node cases.js --list: %v in %q", err, out)
 	}
 	var want []string
-	for _, c := range slices.Concat(nodeCases(), nodePatternCases(), nodeConcurrencyCases(), nodeLostUpdateCases()) {
+	for _, c := range slices.Concat(nodeCases(), nodePatternCases(), nodeConcurrencyCases(), nodeLostUpdateCases(), nodeMissingIndexCases()) {
 		want = append(want, c.Name[len("node-"):])
 	}
 	slices.Sort(got)

@@ -221,6 +221,8 @@ Object.assign(cases, require('./concurrency.js'));
 Object.assign(cases, require('./patterns.js'));
 // Read-modify-write races (lostupdate.js).
 Object.assign(cases, require('./lostupdate.js'));
+// Missing indexes, found through the inspection connection (missingindex.js).
+Object.assign(cases, require('./missingindex.js'));
 
 async function main() {
   const name = process.argv[2];
