@@ -283,7 +283,10 @@
 //     finding. 10,000 rows because below that a Seq Scan costs well under a
 //     millisecond and the planner rightly prefers it; past it every run
 //     reads the whole table. The finding's time is that of the window that
-//     made the shape pending, and it goes through the safelist and the
+//     made the shape pending; its Count and DurationMS are the runs of the
+//     minute that made it hot (an N+1's: its loop, and any earlier runs of
+//     the shape in that minute) and those until the answer came. It goes
+//     through the safelist and the
 //     cooldown like the others. Severity warning; critical when the shape
 //     was an N+1's lookup (the scan runs once per row of the loop). The
 //     suggestion is the CREATE INDEX CONCURRENTLY statement and the ORMs'

@@ -108,8 +108,9 @@ type IndexAdvice struct {
 
 // hotShape is what the rule follows of one fingerprint.
 type hotShape struct {
-	minute  time.Time // start of the current minute of event time
-	runs    int       // runs in it
+	minute  time.Time     // start of the current minute of event time
+	runs    int           // runs in it
+	dur     time.Duration // and their time
 	pending *pendingIndex
 	asked   time.Time // event time of the last request; zero: none open
 }
@@ -148,15 +149,18 @@ func (d *Detector) noteMissingIndex(g *group, w *window, s *shape, nplus1 bool) 
 		d.mi.hot.Add(id, h, 0)
 	}
 	if w.start.Sub(h.minute) >= time.Minute {
-		h.minute, h.runs = w.start, 0
+		h.minute, h.runs, h.dur = w.start, 0, 0
 	}
 	h.runs += s.count
+	h.dur += s.dur
 	if !nplus1 && h.runs < d.cfg.MissingIndexRuns {
 		return
 	}
 	p := h.pending
 	if p == nil {
-		p = &pendingIndex{id: id}
+		// The finding counts the runs that made the shape hot: the
+		// minute's, this window's included below.
+		p = &pendingIndex{id: id, count: h.runs - s.count, dur: h.dur - s.dur}
 		h.pending = p
 	}
 	p.finding = d.base(g, w, s, KindMissingIndex)
