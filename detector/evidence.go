@@ -369,6 +369,9 @@ type recentSource struct {
 	rows  int64
 	res   *pgwire.ResultKeys
 	seq   uint64 // its place in the order results were added
+	// catalog tells that stmt reads only system catalogs (catalogOnly):
+	// never a loop's source.
+	catalog bool
 	// indexed tells that its values are in recentSources.index; when the
 	// index was full it is in recentSources.unindexed instead.
 	indexed bool
@@ -431,7 +434,7 @@ func (r *recentSources) bySeq(q uint64) *recentSource {
 const ringSlack = 250 * time.Millisecond
 
 func (r *recentSources) add(s recentSource) {
-	s.seq = r.added
+	s.seq, s.catalog = r.added, catalogOnly(s.stmt)
 	r.added++
 	limit := r.maxPostings
 	if limit == 0 {
@@ -625,7 +628,7 @@ func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev 
 			if r.conn == conn && !r.end.Before(w.start) {
 				continue // in this window: judged above
 			}
-			if catalogOnly(r.stmt) {
+			if r.catalog {
 				continue
 			}
 			// A loop reads its source's keys right away: within the idle

@@ -474,7 +474,7 @@ func TestRecentSourcesIndex(t *testing.T) {
 			for i := range 40 {
 				// Rows (i, i%3, 7): a value of its own, one shared with
 				// every third result, one in all, and i%3 twice.
-				r.add(recentSource{end: at(i), res: result([]string{"id", "kind", "all"}, []int{100 + i, i % 3, 7}, []int{200 + i, i % 3, 7})})
+				r.add(recentSource{stmt: qOrders, end: at(i), res: result([]string{"id", "kind", "all"}, []int{100 + i, i % 3, 7}, []int{200 + i, i % 3, 7})})
 				if got, want := r.postings, indexedPostings(&r); got != want {
 					t.Fatalf("after %d results: %d postings counted, %d in the index", i+1, got, want)
 				}

@@ -104,8 +104,8 @@ func (d *Detector) hop(g *group, w *window, s *shape, reported bool) {
 		if r == nil || r.end.Before(oldest.Add(-ringSlack)) {
 			continue
 		}
-		if r.scope != scope || r.res == nil || r.res.Rows() < 2*threshold || r.end.After(s.keys.last) ||
-			s.keys.first.Sub(r.end) > d.cfg.MaxWindow || catalogOnly(r.stmt) || r.stmt.ID == s.stmt.ID {
+		if r.stmt.ID == s.stmt.ID || r.catalog || r.scope != scope || r.res == nil || r.res.Rows() < 2*threshold ||
+			r.end.After(s.keys.last) || s.keys.first.Sub(r.end) > d.cfg.MaxWindow {
 			continue
 		}
 		if !s.keys.usedIn(r.res, r.end, s.keys.last) {
