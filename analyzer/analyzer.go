@@ -173,12 +173,15 @@ func (a *Analyzer) Advance(now time.Time) {
 	a.ask()
 }
 
-// Flush closes every open window and delivers what they held.
+// Flush closes every open window and delivers what they held; a
+// leading_wildcard still waiting for its inspection then is delivered as
+// without one (inspect.go).
 func (a *Analyzer) Flush() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.deliver(a.det.Flush())
 	a.ask()
+	a.deliver(a.det.Unanswered())
 }
 
 // ResetReported forgets the report cooldowns, so that the next occurrence of

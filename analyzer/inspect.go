@@ -3,9 +3,11 @@ package analyzer
 import "github.com/nplus1/nplus1/detector"
 
 // Inspector is the inspection connection behind the detector's
-// missing_index rule (package inspect implements it). The analyzer hands it
-// what the detector asks for (detector.Detector.Wants) after every detector
-// call, on its own goroutine.
+// missing_index rule and its judgement of leading_wildcard (package inspect
+// implements it). The analyzer hands it what the detector asks for
+// (detector.Detector.Wants) after every detector call, on its own
+// goroutine; Flush, once it has asked, gives up on the answers still to
+// come (detector.Detector.Unanswered).
 type Inspector interface {
 	// Inspect answers r at once from a cache (ok true), or queues it and
 	// returns: the answer comes later on Results. It must not block.

@@ -61,12 +61,14 @@ type Config struct {
 	// LostUpdateWindow is how soon after a read by key an UPDATE of the
 	// same row on the same connection must start to be a lost_update.
 	LostUpdateWindow time.Duration
-	// Inspect turns the missing_index rule on: the caller has an inspection
-	// connection, hands it what Wants returns and its answers to Inspected
-	// (missingindex.go).
+	// Inspect turns the missing_index rule on, and has leading_wildcard
+	// judged on the plan: the caller has an inspection connection, hands it
+	// what Wants returns and its answers to Inspected (missingindex.go), and
+	// calls Unanswered at the end (patterns.go).
 	Inspect bool
 	// MissingIndexRows is the estimated table size from which a Seq Scan
-	// under a filter that no index serves is a missing_index.
+	// under a filter that no index serves is a missing_index, and one that
+	// matches a LIKE a definite leading_wildcard.
 	MissingIndexRows int64
 	// MissingIndexRuns is how many runs of a read shape within a minute make
 	// it worth an inspection (the lookup of an N+1 always is).
@@ -405,7 +407,7 @@ func (d *Detector) Advance(now time.Time) []Finding {
 			}
 		}
 	}
-	return out
+	return d.expireWildcards(out, now) // leading_wildcards whose inspection never answered (patterns.go)
 }
 
 // Flush closes every open window, least recently active first, and returns

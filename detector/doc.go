@@ -228,9 +228,36 @@
 //     tracker saw be % or _ (pgwire.Execution.ParamWildcard: one bit per
 //     parameter, never the value). No B-tree index serves it; whether that
 //     matters depends on the table's size and on a trigram or full-text
-//     index, which the wire does not show, so the finding says the query
-//     may read every row, with severity info. Count is its executions in the
-//     window with such a pattern; judged reads and writes alike.
+//     index, which the wire does not show, so without an inspection
+//     connection the finding says the query may read every row, with
+//     severity info. Count is its executions in the window with such a
+//     pattern; judged reads and writes alike.
+//
+//     With an inspection connection (Config.Inspect) an occurrence on a
+//     read is not reported when its window closes: it waits for the
+//     inspection of its shape, asked for through the missing_index rule's
+//     requests and cache (Wants, Inspected; a shape may wait for both
+//     rules, and one answer settles both). The generic plan of the
+//     normalized text has no constant prefix to the pattern ($n, '%' ||
+//     $n), so it shows what serves the LIKE whatever the value: a Seq Scan
+//     of a table of at least MissingIndexRows (10,000) estimated rows whose
+//     filter matches the statement's LIKE column with ~~ or ~~*
+//     (ScanFacts.LikeColumns) reads every row on every run, and is reported
+//     with severity warning, the table's size and the pg_trgm index for
+//     the column; a plan that uses an index (a pg_trgm GIN or GiST index,
+//     a full-text setup) or scans a smaller table reports nothing, nor
+//     does a NOT LIKE, which no index serves. The 10,000 rows are
+//     missing_index's, for the same reason: below it a Seq Scan costs well
+//     under a millisecond. When no plan can say, the occurrence falls back
+//     to the "may" finding at info: at once when the inspection failed
+//     (privileges, a timeout, a query that does not plan); 30 seconds of
+//     event time after its window (when missing_index asks again) when no
+//     answer came, because the inspector dropped the request or its
+//     connection is down; and at the end (Unanswered, which the caller
+//     calls after its last Flush and its last requests). A write or a
+//     locking read is never planned, so its occurrence is the "may"
+//     finding at once, as without an inspection. At most 8 occurrences
+//     wait per shape (later ones add their executions to the eighth).
 //
 //   - deep_offset: a SELECT with an OFFSET of at least DeepOffset (1000): a
 //     literal (Facts.Offset), or a bound parameter (Facts.OffsetParam) whose
@@ -275,12 +302,16 @@
 //     runs of the shape within a minute of event time, once a second on
 //     average, which a developer's own clicking seldom reaches for one
 //     shape unless a page runs it in a loop or on every request. Such a
-//     shape is asked for (Wants: the normalized text, never a value); the
-//     caller's inspection connection answers with the Seq Scans of its
-//     generic plan (Inspected) and the catalogs' facts; a scan of a table
-//     of at least MissingIndexRows (10,000) estimated rows whose filter
-//     compares (=, <, >, IN, = ANY) a column that leads no index is the
-//     finding. 10,000 rows because below that a Seq Scan costs well under a
+//     shape is asked for (Wants: the normalized text, never a value; the
+//     same requests serve leading_wildcard, above); the caller's
+//     inspection connection answers with the Seq Scans of its generic plan
+//     (Inspected) and the catalogs' facts; a scan of a table of at least
+//     MissingIndexRows (10,000) estimated rows whose filter compares (=,
+//     <, >, IN, = ANY) a column that leads no index is the finding. A
+//     LIKE in the filter is not such a comparison (ScanFacts.LikeColumns
+//     are apart from FilterColumns): a B-tree index on the column would
+//     not serve a leading wildcard, and leading_wildcard names the index
+//     that does. 10,000 rows because below that a Seq Scan costs well under a
 //     millisecond and the planner rightly prefers it; past it every run
 //     reads the whole table. The finding's time is that of the window that
 //     made the shape pending; its Count and DurationMS are the runs of the
@@ -308,8 +339,9 @@
 // it runs.
 //
 // Without an inspection of the schema (the size of a table, its indexes),
-// leading_wildcard can only say "may"; missing_index needs one; the other
-// kinds are properties of the traffic itself.
+// leading_wildcard can only say "may"; with one it is definite or not
+// reported; missing_index needs one; the other kinds are properties of the
+// traffic itself.
 //
 // # Reporting
 //

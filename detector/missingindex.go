@@ -31,6 +31,12 @@ import (
 //     cooldown like any other, with the time of the window that made it
 //     pending.
 //
+// leading_wildcard uses the same two halves (patterns.go): with
+// Config.Inspect, an occurrence on a read is held back as pending on its
+// shape's entry here, asked for like a hot shape, and judged on the same
+// answer; a shape may be pending for both rules at once, and one answer
+// settles both.
+//
 // The detector stays a pure function of its inputs: Inspected is one more
 // event. Only Config.Inspect turns the rule on; without it nothing is
 // counted or asked.
@@ -82,6 +88,12 @@ type ScanFacts struct {
 	// FilterColumns are the columns the scan's filter compares with a
 	// value (=, <, >, <=, >=, IN, = ANY), in the filter's order.
 	FilterColumns []string `json:"filter_columns"`
+	// LikeColumns are the columns the scan's filter matches with LIKE or
+	// ILIKE (~~, ~~*) against a pattern, in the filter's order: what
+	// leading_wildcard judges. Apart from FilterColumns, because a B-tree
+	// index on the column does not serve a pattern that starts with a
+	// wildcard, so missing_index never suggests one for them.
+	LikeColumns []string `json:"like_columns,omitempty"`
 	// IndexedColumns are the leading key column of each valid index of the
 	// table.
 	IndexedColumns []string `json:"indexed_columns"`
@@ -112,7 +124,8 @@ type hotShape struct {
 	runs    int           // runs in it
 	dur     time.Duration // and their time
 	pending *pendingIndex
-	asked   time.Time // event time of the last request; zero: none open
+	wild    *pendingWild // leading_wildcard occurrences waiting (patterns.go)
+	asked   time.Time    // event time of the last request; zero: none open
 }
 
 // pendingIndex is a hot occurrence waiting for its inspection.
@@ -125,11 +138,62 @@ type pendingIndex struct {
 	nplus1  bool
 }
 
-// missingIndexState is the rule's memory; nil until Config.Inspect first
-// has something to follow.
+// missingIndexState is the rule's memory, and leading_wildcard's while it
+// waits for answers; nil until Config.Inspect first has something to
+// follow.
 type missingIndexState struct {
 	hot   *lru.Cache[uint64, *hotShape]
 	wants []InspectionRequest
+	// waiting are the fingerprints with leading_wildcard occurrences
+	// pending, in the order they first waited; orphans are the occurrences
+	// of shapes forgotten while they waited (at most maxOrphans), reported
+	// as "may" by the next Advance.
+	waiting []uint64
+	orphans []wildOccurrence
+}
+
+// hotShapeOf returns what the rule follows of fingerprint id, made (from
+// the window start) when new; the rule's memory is made on first use.
+func (d *Detector) hotShapeOf(id uint64, start time.Time) *hotShape {
+	if d.mi == nil {
+		mi := &missingIndexState{}
+		mi.hot = lru.New[uint64, *hotShape](maxHotShapes, 0, mi.forget)
+		d.mi = mi
+	}
+	h, ok := d.mi.hot.Get(id)
+	if !ok {
+		h = &hotShape{minute: start}
+		d.mi.hot.Add(id, h, 0)
+	}
+	return h
+}
+
+// forget is called when the least recently hot shape makes room: its
+// waiting leading_wildcard occurrences become orphans, so that they are
+// still reported (as "may").
+func (mi *missingIndexState) forget(id uint64, h *hotShape) {
+	if h.wild == nil {
+		return
+	}
+	mi.unwait(id)
+	for _, o := range h.wild.occ {
+		if len(mi.orphans) < maxOrphans {
+			mi.orphans = append(mi.orphans, o)
+		}
+	}
+	h.wild = nil
+}
+
+// ask appends a request for the inspection of s to what Wants returns,
+// unless one asked for less than reaskAfter before w ended is still open.
+func (d *Detector) ask(h *hotShape, w *window, s *shape) {
+	if !h.asked.IsZero() && w.end.Sub(h.asked) < reaskAfter {
+		return
+	}
+	h.asked = w.end
+	d.mi.wants = append(d.mi.wants, InspectionRequest{
+		Fingerprint: s.stmt.ID, Hex: hexOf(s.stmt), Query: s.stmt.Normalized, Tables: slices.Clone(s.stmt.Facts.TablesRead),
+	})
 }
 
 // noteMissingIndex follows the judged read shape s of the closing window w
@@ -139,15 +203,8 @@ func (d *Detector) noteMissingIndex(g *group, w *window, s *shape, nplus1 bool) 
 	if !d.cfg.Inspect || !inspectable(s.stmt) {
 		return
 	}
-	if d.mi == nil {
-		d.mi = &missingIndexState{hot: lru.New[uint64, *hotShape](maxHotShapes, 0, nil)}
-	}
 	id := s.stmt.ID
-	h, ok := d.mi.hot.Get(id)
-	if !ok {
-		h = &hotShape{minute: w.start}
-		d.mi.hot.Add(id, h, 0)
-	}
+	h := d.hotShapeOf(id, w.start)
 	if w.start.Sub(h.minute) >= time.Minute {
 		h.minute, h.runs, h.dur = w.start, 0, 0
 	}
@@ -168,12 +225,7 @@ func (d *Detector) noteMissingIndex(g *group, w *window, s *shape, nplus1 bool) 
 	p.count += s.count
 	p.dur += s.dur
 	p.nplus1 = p.nplus1 || nplus1
-	if h.asked.IsZero() || w.end.Sub(h.asked) >= reaskAfter {
-		h.asked = w.end
-		d.mi.wants = append(d.mi.wants, InspectionRequest{
-			Fingerprint: id, Hex: hexOf(s.stmt), Query: s.stmt.Normalized, Tables: slices.Clone(s.stmt.Facts.TablesRead),
-		})
-	}
+	d.ask(h, w, s)
 }
 
 // inspectable reports whether st may be inspected: a plain read of tables
@@ -193,10 +245,11 @@ func inspectable(st *fingerprint.Statement) bool {
 	return true
 }
 
-// Wants returns the inspections the missing_index rule asks for since the
-// last call, and forgets them. The caller hands each to its inspection
-// connection and each answer to Inspected; one that is never answered is
-// asked again by a later hot occurrence.
+// Wants returns the inspections the missing_index and leading_wildcard
+// rules ask for since the last call, and forgets them. The caller hands
+// each to its inspection connection and each answer to Inspected; one that
+// is never answered is asked again by a later occurrence, reaskAfter after
+// it was asked.
 func (d *Detector) Wants() []InspectionRequest {
 	if d.mi == nil || len(d.mi.wants) == 0 {
 		return nil
@@ -206,9 +259,10 @@ func (d *Detector) Wants() []InspectionRequest {
 	return w
 }
 
-// Inspected takes an inspection's answer and returns the missing_index
-// finding it completes, if any: the pending occurrence of its fingerprint
-// judged against the plan, through the safelist and the cooldown.
+// Inspected takes an inspection's answer and returns the findings it
+// completes: the pending missing_index occurrence of its fingerprint judged
+// against the plan, then its pending leading_wildcard occurrences (see
+// patterns.go), each through the safelist and the cooldown.
 func (d *Detector) Inspected(ins Inspection) []Finding {
 	if d.mi == nil {
 		return nil
@@ -217,14 +271,25 @@ func (d *Detector) Inspected(ins Inspection) []Finding {
 	if !ok {
 		return nil
 	}
-	p := h.pending
-	h.pending, h.asked = nil, time.Time{}
-	if p == nil || ins.Err != "" {
-		return nil
+	p, wild := h.pending, h.wild
+	h.pending, h.wild, h.asked = nil, nil, time.Time{}
+	var out []Finding
+	if p != nil && ins.Err == "" {
+		out = d.judgeMissingIndex(out, p, ins.Scans)
 	}
-	adv, ok := d.missingIndex(ins.Scans)
+	if wild != nil {
+		d.mi.unwait(ins.Fingerprint)
+		out = d.judgeWildcard(out, wild, ins)
+	}
+	return out
+}
+
+// judgeMissingIndex reports the pending occurrence p when the plan's scans
+// show a missing index.
+func (d *Detector) judgeMissingIndex(out []Finding, p *pendingIndex, scans []ScanFacts) []Finding {
+	adv, ok := d.missingIndex(scans)
 	if !ok {
-		return nil
+		return out
 	}
 	f := p.finding
 	f.Count = p.count
@@ -235,7 +300,7 @@ func (d *Detector) Inspected(ins Inspection) []Finding {
 	}
 	f.Index = &adv
 	f.Suggestion = suggestMissingIndex(adv, p.nplus1)
-	return d.report(nil, p.cool, candidate{finding: f, id: p.id})
+	return d.report(out, p.cool, candidate{finding: f, id: p.id})
 }
 
 // missingIndex finds the first Seq Scan of a table of at least

@@ -315,3 +315,63 @@ func TestInspectable(t *testing.T) {
 		t.Error("a locking read is inspectable")
 	}
 }
+
+// searchLoop is an N+1 of searches: the orders of a status, then for each a
+// search by status and a name pattern that starts with a wildcard.
+func searchLoop() *timeline {
+	tl := newTimeline()
+	tl.q(qOrders, 1, 10)
+	for i := range 10 {
+		tl.q(qSearchSecond, uint64(1000+i), 3).ParamWildcard = 1 << 1
+	}
+	return tl
+}
+
+// TestMissingIndexAndLeadingWildcardOneAnswer: a shape pending for both
+// rules is asked about once, and one answer settles both; a LIKE in the
+// filter is leading_wildcard's, never a missing_index.
+func TestMissingIndexAndLeadingWildcardOneAnswer(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		scan ScanFacts
+		want []string
+	}{
+		{
+			name: "the status unindexed, the name matched whole",
+			scan: ScanFacts{Table: "users", Rows: 50_000, FilterColumns: []string{"status"}, LikeColumns: []string{"name"}, IndexedColumns: []string{"id"}},
+			want: []string{"missing_index search_second n=10 critical", "leading_wildcard search_second n=10 warning"},
+		},
+		{
+			name: "the status indexed: the LIKE alone is no missing_index",
+			scan: ScanFacts{Table: "users", Rows: 50_000, FilterColumns: []string{"status"}, LikeColumns: []string{"name"}, IndexedColumns: []string{"id", "status"}},
+			want: []string{"leading_wildcard search_second n=10 warning"},
+		},
+		{
+			name: "a filter of the LIKE alone",
+			scan: ScanFacts{Table: "users", Rows: 50_000, FilterColumns: []string{}, LikeColumns: []string{"name"}, IndexedColumns: []string{"id"}},
+			want: []string{"leading_wildcard search_second n=10 warning"},
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := New(Config{Inspect: true})
+			for _, ev := range searchLoop().events {
+				d.Observe(ev)
+			}
+			d.Flush()
+			wants := d.Wants()
+			if len(wants) != 1 || wants[0].Fingerprint != qSearchSecond.ID {
+				t.Fatalf("wants %+v, want one request for the search", wants)
+			}
+			var got []Finding
+			for _, f := range d.Inspected(Inspection{Fingerprint: qSearchSecond.ID, Scans: []ScanFacts{c.scan}}) {
+				if f.Kind == KindMissingIndex || f.Kind == KindLeadingWildcard {
+					got = append(got, f)
+				}
+			}
+			checkSummaries(t, got, c.want)
+			if fs := d.Unanswered(); len(fs) != 0 {
+				t.Errorf("Unanswered reported %v after the answer", summaries(fs))
+			}
+		})
+	}
+}

@@ -149,7 +149,8 @@ func suggestNPlusOneWrite(st *fingerprint.Statement, count int) string {
 		"GORM Create with a slice or CreateInBatches).", count, table, table)
 }
 
-// suggestLeadingWildcard names the indexes that serve a LIKE '%...'.
+// suggestLeadingWildcard names the indexes that serve a LIKE '%...', for a
+// query whose plan nplus1 has not seen: it may read every row.
 func suggestLeadingWildcard(st *fingerprint.Statement) string {
 	table := ident(first(st.Facts.TablesRead))
 	if table == "" {
@@ -162,13 +163,30 @@ func suggestLeadingWildcard(st *fingerprint.Statement) string {
 		col = "col"
 	}
 	return fmt.Sprintf("A LIKE pattern that starts with %% or _ cannot use a B-tree index, so this query may read every row of %s "+
-		"(nplus1 sees neither the size nor the indexes of the table from the wire). If the table is large, add a trigram index, which serves "+
+		"(nplus1 sees neither the size nor the indexes of the table from the wire). If the table is large, add %s",
+		table, trigramFix(table, col))
+}
+
+// suggestLeadingWildcardScan is suggestLeadingWildcard once the plan showed
+// a Seq Scan of table (rows estimated rows) matching col with the LIKE.
+func suggestLeadingWildcardScan(table string, rows int64, col string) string {
+	table, col = ident(table), ident(col)
+	return fmt.Sprintf("A LIKE pattern that starts with %% or _ cannot use a B-tree index, and no trigram or full-text index serves this one: "+
+		"its plan reads every row of %s (about %d rows) with a Seq Scan to match %s, on every run. Add %s",
+		table, rows, col, trigramFix(table, col))
+}
+
+// trigramFix is the end of both leading_wildcard suggestions: the pg_trgm
+// index on table (col), full-text search, the ORMs' declarations and a
+// prefix match.
+func trigramFix(table, col string) string {
+	return fmt.Sprintf("a trigram index, which serves "+
 		"LIKE and ILIKE whatever the pattern: `CREATE EXTENSION IF NOT EXISTS pg_trgm; CREATE INDEX CONCURRENTLY ON %s USING gin (%s gin_trgm_ops)`, "+
 		"or search whole words with full-text search (`to_tsvector(%s) @@ plainto_tsquery($1)` over a GIN index); "+
 		"in an ORM, declare the index (Prisma @@index([%s(ops: raw(\"gin_trgm_ops\"))], type: Gin), Django GinIndex with opclasses=[\"gin_trgm_ops\"] "+
 		"or SearchVector, ActiveRecord add_index using: :gin, opclass: :gin_trgm_ops, or the SQL above in a TypeORM, Sequelize, "+
 		"SQLAlchemy or GORM migration), or match a prefix (a pattern that ends with %% only) where a prefix is enough.",
-		table, table, col, col, col)
+		table, col, col, col)
 }
 
 // suggestDeepOffset names keyset pagination.

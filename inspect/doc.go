@@ -1,7 +1,8 @@
 // Package inspect is nplus1's optional inspection connection: one pgx
 // connection, with a role of its own, through which nplus1 looks at the
 // schema and at generic plans of the query shapes the detector asks about
-// (detector.InspectionRequest), for the missing_index rule.
+// (detector.InspectionRequest), for the missing_index rule and to judge
+// leading_wildcard.
 //
 // What it runs, and only that, each inspection in one read-only transaction
 // with a statement timeout:

@@ -33,7 +33,7 @@ type Plan struct {
 	Plan   json.RawMessage `json:"plan,omitempty"`
 	Tables []Table         `json:"tables"`
 	// SeqScans are the plan's Seq Scans under a filter: what the
-	// missing_index rule judges.
+	// missing_index and leading_wildcard rules judge.
 	SeqScans []detector.ScanFacts `json:"seq_scans"`
 	// Error says why the shape could not be inspected.
 	Error string `json:"error,omitempty"`
@@ -123,7 +123,7 @@ func (in *Inspector) inspect(ctx context.Context, conn *pgx.Conn, version int, t
 			if !ok {
 				continue
 			}
-			p.SeqScans = append(p.SeqScans, scanFacts(t, sc.columns))
+			p.SeqScans = append(p.SeqScans, scanFacts(t, sc.columns, sc.likes))
 		}
 		return nil
 	})
@@ -170,9 +170,9 @@ func (in *Inspector) explain(ctx context.Context, tx pgx.Tx, version int, p *Pla
 }
 
 // scanFacts is what the detector needs of one Seq Scan of t under a filter
-// on cols.
-func scanFacts(t Table, cols []string) detector.ScanFacts {
-	sf := detector.ScanFacts{Table: t.Name, Rows: t.Rows, FilterColumns: cols}
+// that compares cols and matches likes with LIKE.
+func scanFacts(t Table, cols, likes []string) detector.ScanFacts {
+	sf := detector.ScanFacts{Table: t.Name, Rows: t.Rows, FilterColumns: cols, LikeColumns: likes}
 	for _, ix := range t.Indexes {
 		if ix.Valid && len(ix.Columns) > 0 {
 			sf.IndexedColumns = append(sf.IndexedColumns, ix.Columns[0])

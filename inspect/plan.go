@@ -29,6 +29,7 @@ func (r relation) key() string {
 type seqScan struct {
 	rel     relation
 	columns []string // the filter's columns compared with a value
+	likes   []string // the filter's columns matched with LIKE or ILIKE
 }
 
 // planNode is the part of an EXPLAIN (FORMAT JSON) node the rule reads.
@@ -40,8 +41,9 @@ type planNode struct {
 	Plans        []planNode `json:"Plans"`
 }
 
-// readPlan reads EXPLAIN's JSON: the Seq Scans under a filter, and every
-// relation the plan reads (at most maxRelations), in plan order.
+// readPlan reads EXPLAIN's JSON: the Seq Scans under a filter that compares
+// a column with a value or matches one with LIKE, and every relation the
+// plan reads (at most maxRelations), in plan order.
 func readPlan(raw []byte) ([]seqScan, []relation, error) {
 	var doc []struct {
 		Plan planNode `json:"Plan"`
@@ -62,8 +64,11 @@ func readPlan(raw []byte) ([]seqScan, []relation, error) {
 				rels = append(rels, r)
 			}
 			if n.NodeType == "Seq Scan" && n.Filter != "" {
-				if cols := filterColumns(n.Filter); len(cols) > 0 {
-					scans = append(scans, seqScan{rel: r, columns: cols})
+				if cols, likes := readFilter(n.Filter); len(cols) > 0 || len(likes) > 0 {
+					if cols == nil {
+						cols = []string{} // filter_columns is a list in the API's JSON
+					}
+					scans = append(scans, seqScan{rel: r, columns: cols, likes: likes})
 				}
 			}
 		}
@@ -80,37 +85,124 @@ func readPlan(raw []byte) ([]seqScan, []relation, error) {
 // IN, = ANY), by their last name part, in order, without repeats. A filter
 // that does not parse as an expression (it names a SubPlan) gives none.
 func filterColumns(filter string) []string {
+	cols, _ := readFilter(filter)
+	return cols
+}
+
+// likeColumns reads a plan's Filter expression ("((users.name)::text ~~
+// $1)") and returns the columns it matches with LIKE or ILIKE (~~, ~~*, ~~
+// ANY, ~~* ANY) against a pattern that involves no column, looked through
+// casts and function calls (lower(name)), by their last name part, in
+// order, without repeats. NOT LIKE (!~~) is none: no index serves it,
+// whatever the pattern.
+func likeColumns(filter string) []string {
+	_, likes := readFilter(filter)
+	return likes
+}
+
+// readFilter parses a plan's Filter expression once and returns what
+// filterColumns and likeColumns return.
+func readFilter(filter string) (cols, likes []string) {
 	tree, err := pg_query.ParseToJSON("SELECT WHERE " + filter)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	var doc any
 	if json.Unmarshal([]byte(tree), &doc) != nil {
-		return nil
+		return nil, nil
 	}
-	var cols []string
 	visit(doc, func(m map[string]any) bool {
 		e, ok := m["A_Expr"].(map[string]any)
 		if !ok {
 			return true
 		}
-		if !comparison(e) {
+		var col string
+		var to *[]string
+		switch {
+		case comparison(e):
+			col, ok = comparedColumn(e)
+			to = &cols
+		case like(e):
+			col, ok = likeColumn(e["lexpr"])
+			ok = ok && !hasColumn(e["rexpr"])
+			to = &likes
+		default:
 			return true
 		}
-		l, r := e["lexpr"], e["rexpr"]
-		col, ok := columnOf(l)
-		if !ok || hasColumn(r) {
-			col, ok = columnOf(r)
-			if !ok || hasColumn(l) {
-				return true
-			}
+		if !ok {
+			return true
 		}
-		if !slices.Contains(cols, col) {
-			cols = append(cols, col)
+		if !slices.Contains(*to, col) {
+			*to = append(*to, col)
 		}
 		return false
 	})
-	return cols
+	return cols, likes
+}
+
+// comparedColumn returns the column one side of the comparison e is when
+// the other side involves no column.
+func comparedColumn(e map[string]any) (string, bool) {
+	l, r := e["lexpr"], e["rexpr"]
+	if col, ok := columnOf(l); ok && !hasColumn(r) {
+		return col, true
+	}
+	if col, ok := columnOf(r); ok && !hasColumn(l) {
+		return col, true
+	}
+	return "", false
+}
+
+// like reports whether the A_Expr e is a LIKE or ILIKE as EXPLAIN prints
+// it: the operators ~~ and ~~*, alone or with ANY.
+func like(e map[string]any) bool {
+	if k := e["kind"]; k != "AEXPR_OP" && k != "AEXPR_OP_ANY" {
+		return false
+	}
+	op := operator(e)
+	return op == "~~" || op == "~~*"
+}
+
+// operator is the name of the A_Expr e's operator, "" when it is
+// schema-qualified or absent.
+func operator(e map[string]any) string {
+	names, _ := e["name"].([]any)
+	if len(names) != 1 {
+		return ""
+	}
+	s, _ := names[0].(map[string]any)["String"].(map[string]any)
+	op, _ := s["sval"].(string)
+	return op
+}
+
+// likeColumn returns the column a LIKE matches: n looked through casts,
+// COLLATE and the first argument of function calls (lower((name)::text)),
+// by the last part of its name.
+func likeColumn(n any) (string, bool) {
+	for range 8 {
+		m, ok := n.(map[string]any)
+		if !ok {
+			return "", false
+		}
+		if fc, ok := m["FuncCall"].(map[string]any); ok {
+			args, _ := fc["args"].([]any)
+			if len(args) == 0 {
+				return "", false
+			}
+			n = args[0]
+			continue
+		}
+		if tc, ok := m["TypeCast"].(map[string]any); ok {
+			n = tc["arg"]
+			continue
+		}
+		if cc, ok := m["CollateClause"].(map[string]any); ok {
+			n = cc["arg"]
+			continue
+		}
+		return columnOf(n)
+	}
+	return "", false
 }
 
 // comparison reports whether the A_Expr e compares in a way a B-tree serves.
@@ -122,12 +214,7 @@ func comparison(e map[string]any) bool {
 	default:
 		return false
 	}
-	names, _ := e["name"].([]any)
-	if len(names) != 1 {
-		return false
-	}
-	s, _ := names[0].(map[string]any)["String"].(map[string]any)
-	switch s["sval"] {
+	switch operator(e) {
 	case "=":
 		return true
 	case "<", ">", "<=", ">=":

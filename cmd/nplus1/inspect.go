@@ -17,7 +17,8 @@ import (
 const replayInspectTimeout = 10 * time.Second
 
 // inspectOptions are the flags of the optional inspection connection
-// (package inspect), behind the missing_index rule.
+// (package inspect), behind the missing_index rule and leading_wildcard's
+// judgement.
 type inspectOptions struct {
 	fs      *flagSet
 	url     *string
@@ -29,7 +30,8 @@ func newInspectOptions(fs *flagSet) *inspectOptions {
 		fs: fs,
 		url: fs.String("inspect-url", "", "an inspection connection to the database (a postgres:// `URL`, its own\n"+
 			"read-only role): nplus1 reads the catalogs and EXPLAINs generic plans of\n"+
-			"hot query shapes (never ANALYZE, never a write) for missing_index; off when\n"+
+			"hot query shapes and leading-wildcard searches (never ANALYZE, never a\n"+
+			"write) for missing_index and leading_wildcard; off when\n"+
 			"empty; better set by NPLUS1_INSPECT_URL or --inspect-url-file, which other\n"+
 			"users' process lists do not show"),
 		urlFile: fs.String("inspect-url-file", "", "read the --inspect-url from `FILE` (surrounding whitespace trimmed)"),

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -453,4 +454,145 @@ func TestInspectURLFlagErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q, without the password", c.args, code, stderr, c.want)
 		}
 	}
+}
+
+// wildcardSchema: people (20,000 rows) has a B-tree index on name, which
+// does not serve a pattern that starts with a wildcard; people_trgm holds
+// the same rows with the fixed form, a pg_trgm GIN index on name (made
+// after the rows, so that none wait in its pending list). The inspection
+// role (u_scram) gets the README's grants.
+const wildcardSchema = `
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+REVOKE ALL ON DATABASE nplus1 FROM PUBLIC, u_scram;
+ALTER ROLE u_scram SET default_transaction_read_only = on;
+CREATE EXTENSION pg_trgm;
+CREATE TABLE people (id int PRIMARY KEY, name text NOT NULL);
+CREATE INDEX people_name_idx ON people (name);
+CREATE TABLE people_trgm (id int PRIMARY KEY, name text NOT NULL);
+INSERT INTO people SELECT i, 'zqplant ' || md5(i::text) FROM generate_series(1, 20000) i;
+INSERT INTO people_trgm SELECT * FROM people;
+CREATE INDEX people_trgm_name_idx ON people_trgm USING gin (name gin_trgm_ops);
+ANALYZE;
+GRANT CONNECT ON DATABASE nplus1 TO u_scram;
+GRANT USAGE ON SCHEMA public TO u_scram;
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO u_scram;
+`
+
+// TestLeadingWildcardThroughTheProxy: a contains search (a pattern that
+// starts with %) through the real proxy with an inspection connection, from
+// pgx (the pattern bound) and database/sql (SQLAlchemy's '%' || $1 || '%',
+// inlined by the simple protocol): on 20,000 rows that no trigram index
+// serves it is a definite leading_wildcard (warning) that names the table's
+// size and the pg_trgm index; over the table with the index it is not
+// reported; no missing_index is made of the LIKE; the inspection ran only
+// reads; and no value of the data or of the pattern is in any output.
+func TestLeadingWildcardThroughTheProxy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pg := startLoggingPostgres(t, ctx, wildcardSchema)
+
+	out := filepath.Join(t.TempDir(), "findings.jsonl")
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var console bytes.Buffer
+	env := map[string]string{"NPLUS1_LOG_FORMAT": "json", "NPLUS1_UPSTREAM": pg.URL(pgtest.Superuser),
+		"NPLUS1_INSPECT_URL": pg.URL(pgtest.UserSCRAM)}
+	args := []string{"proxy", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--findings-out", out,
+		"--log-level", "debug", "--shutdown-timeout", "5s"}
+	addrs, logs, done := startCommand(t, rctx, args, env, &console, "proxy", "http")
+	api := "http://" + addrs["http"]
+
+	// Each client searches the indexed table first, then the other, in one
+	// window: the inspector answers in the order asked, so once the
+	// findings on people are there, the answers on people_trgm were judged.
+	const pgxTrgm, pgxPeople = "SELECT id, name FROM people_trgm WHERE name LIKE $1", "SELECT id, name FROM people WHERE name LIKE $1"
+	c, err := pgx.Connect(ctx, pgtest.URLFor(addrs["proxy"], pgtest.Superuser, "application_name=lw-pgx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, q := range []string{pgxTrgm, pgxPeople} {
+		if _, err := c.Exec(ctx, q, "%zqplant ab%"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := sql.Open("pgx", pgtest.URLFor(addrs["proxy"], pgtest.Superuser, "application_name=lw-sql", "default_query_exec_mode=simple_protocol"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	for _, table := range []string{"people_trgm", "people"} {
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+table+" WHERE name ILIKE '%' || $1 || '%'", "ZQPLANT AB").Scan(&n); err != nil || n == 0 {
+			t.Fatalf("contains on %s: %d rows, %v; want some", table, n, err)
+		}
+	}
+	for _, app := range []string{"lw-pgx", "lw-sql"} {
+		if code, body := httpCall(t, "POST", api+"/api/flush?application="+app); code != 200 {
+			t.Fatalf("flush %s: %d %s", app, code, body)
+		}
+	}
+
+	var found []detector.Finding
+	var body string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && len(found) < 2; time.Sleep(50 * time.Millisecond) {
+		_, body = httpCall(t, "GET", api+"/api/findings?kind=leading_wildcard")
+		found = nil
+		if err := json.Unmarshal([]byte(body), &found); err != nil {
+			t.Fatalf("findings: %v: %s", err, body)
+		}
+	}
+	apps := map[string]bool{}
+	for _, f := range found {
+		apps[f.ApplicationName] = true
+		if strings.Contains(f.Query, "people_trgm") {
+			t.Errorf("the search the trigram index serves is reported: %+v", f)
+			continue
+		}
+		if f.Severity != detector.SeverityWarning || len(f.Tables) != 1 || f.Tables[0] != "people" ||
+			!strings.Contains(f.Suggestion, "its plan reads every row of people (about 20000 rows) with a Seq Scan to match name") ||
+			!strings.Contains(f.Suggestion, "CREATE INDEX CONCURRENTLY ON people USING gin (name gin_trgm_ops)") || strings.Contains(f.Suggestion, "may") {
+			t.Errorf("finding %s %s on %v: %s; want a warning that people is read whole, with the trigram index", f.Kind, f.Severity, f.Tables, f.Suggestion)
+		}
+	}
+	if len(found) != 2 || !apps["lw-pgx"] || !apps["lw-sql"] {
+		t.Fatalf("%d leading_wildcard findings (%v), want one on people per client:\n%s\nlogs:\n%s", len(found), apps, body, logs)
+	}
+
+	// The plan behind pgx's finding: the Seq Scan matches name with LIKE,
+	// and compares no column, so it is no missing_index.
+	var peopleFP string
+	for _, f := range found {
+		if f.ApplicationName == "lw-pgx" {
+			peopleFP = f.Fingerprint
+		}
+	}
+	code, planBody := httpCall(t, "GET", api+"/api/fingerprints/"+peopleFP+"/plan")
+	var plan struct {
+		SeqScans []detector.ScanFacts `json:"seq_scans"`
+	}
+	if err := json.Unmarshal([]byte(planBody), &plan); err != nil || code != 200 || len(plan.SeqScans) != 1 ||
+		!slices.Equal(plan.SeqScans[0].LikeColumns, []string{"name"}) || len(plan.SeqScans[0].FilterColumns) != 0 {
+		t.Errorf("plan of the search (%d, %v): %s; want one Seq Scan matching name, comparing nothing", code, err, planBody)
+	}
+	_, miBody := httpCall(t, "GET", api+"/api/findings?kind=missing_index")
+	var mi []detector.Finding
+	if err := json.Unmarshal([]byte(miBody), &mi); err != nil || len(mi) != 0 {
+		t.Errorf("missing_index findings %s (%v), want none", miBody, err)
+	}
+	_, scrape := httpCall(t, "GET", api+"/metrics")
+	if v := seriesValue(t, scrape, `nplus1_findings_total{kind="leading_wildcard",severity="warning"}`); v != 2 {
+		t.Errorf("leading_wildcard warnings counted %v, want 2", v)
+	}
+	_, body = httpCall(t, "GET", api+"/api/findings?kind=leading_wildcard")
+
+	outputs := map[string]string{"api": body + miBody, "plan": planBody, "metrics": scrape}
+	stopCommand(t, stop, done, logs, &console, out, outputs)
+	noPlant(t, outputs, "zqplant", "value")
+	if n := strings.Count(outputs["findings-out"], `"kind":"leading_wildcard"`); n != 2 {
+		t.Errorf("%d leading_wildcard findings in the file, want 2", n)
+	}
+	pg.Stop() // the server's log is whole
+	inspectionRanOnlyReads(t, pg.Log(), pgtest.UserSCRAM)
 }

@@ -8,7 +8,7 @@ const { url, withClient } = require('./client.js');
 
 const OPEN_ORDERS = 'SELECT id, user_id FROM orders WHERE status = $1 ORDER BY id LIMIT $2';
 const AUDIT_INSERT = 'INSERT INTO audit_log (order_id, note) VALUES ($1, $2)';
-const USERS_LIKE = 'SELECT id, name FROM users WHERE name LIKE $1';
+const TICKETS_LIKE = 'SELECT id, subject FROM tickets WHERE subject LIKE $1';
 const ITEMS_PAGE = 'SELECT id, order_id, quantity FROM order_items ORDER BY id LIMIT 50 OFFSET $1';
 const ITEMS_KEYSET = 'SELECT id, order_id, quantity FROM order_items WHERE id > $1 ORDER BY id LIMIT 50';
 
@@ -28,6 +28,7 @@ async function withSequelize(fn) {
       { tableName: 'order_items', ...opts },
     ),
     AuditLog: sequelize.define('AuditLog', { id, orderId: DataTypes.BIGINT, note: DataTypes.TEXT }, { tableName: 'audit_log', ...opts }),
+    Ticket: sequelize.define('Ticket', { id, subject: DataTypes.TEXT }, { tableName: 'tickets', ...opts }),
   };
   try {
     await fn(m);
@@ -65,14 +66,19 @@ const cases = {
       await AuditLog.bulkCreate(orders.map((o) => ({ orderId: o.id, note: 'viewed' })));
     }),
 
-  // A search whose pattern the client binds (Prisma's and TypeORM's contains).
-  'pg/users/search_contains_bound': () => withClient((c) => c.query(USERS_LIKE, ['%ser 1%'])),
-  'pg/users/fixed_search_prefix': () => withClient((c) => c.query(USERS_LIKE, ['user 1%'])),
+  // A search of the 20,000 tickets whose pattern the client binds (Prisma's
+  // and TypeORM's contains).
+  'pg/tickets/search_contains_bound': () => withClient((c) => c.query(TICKETS_LIKE, ['%ject 1234%'])),
+  'pg/tickets/fixed_search_prefix': () => withClient((c) => c.query(TICKETS_LIKE, ['Subject 1234%'])),
   // Op.substring: Sequelize writes LIKE '%...%' into the text.
-  'sequelize/users/search_substring': () =>
-    withSequelize(({ User, Op }) => User.findAll({ attributes: ['id', 'name'], where: { name: { [Op.substring]: 'ser 1' } } })),
-  'sequelize/users/fixed_search_starts_with': () =>
-    withSequelize(({ User, Op }) => User.findAll({ attributes: ['id', 'name'], where: { name: { [Op.startsWith]: 'user 1' } } })),
+  'sequelize/tickets/search_substring': () =>
+    withSequelize(({ Ticket, Op }) =>
+      Ticket.findAll({ attributes: ['id', 'subject'], where: { subject: { [Op.substring]: 'ject 1234' } } }),
+    ),
+  'sequelize/tickets/fixed_search_starts_with': () =>
+    withSequelize(({ Ticket, Op }) =>
+      Ticket.findAll({ attributes: ['id', 'subject'], where: { subject: { [Op.startsWith]: 'Subject 1234' } } }),
+    ),
 
   // Page 31 of 50-row pages: the offset bound as text.
   'pg/export_items/deep_page_bound': () => withClient((c) => c.query(ITEMS_PAGE, [1500])),
