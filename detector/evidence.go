@@ -368,6 +368,7 @@ type recentSource struct {
 	rows  int64
 	res   *pgwire.ResultKeys
 	seq   uint64 // its place in the order results were added
+	fp    uint64 // stmt.ID, read without following stmt
 	// catalog tells that stmt reads only system catalogs (catalogOnly):
 	// never a loop's source.
 	catalog bool
@@ -433,7 +434,7 @@ func (r *recentSources) bySeq(q uint64) *recentSource {
 const ringSlack = 250 * time.Millisecond
 
 func (r *recentSources) add(s recentSource) {
-	s.seq, s.catalog = r.added, catalogOnly(s.stmt)
+	s.seq, s.fp, s.catalog = r.added, s.stmt.ID, catalogOnly(s.stmt)
 	r.added++
 	limit := r.maxPostings
 	if limit == 0 {

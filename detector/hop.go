@@ -104,7 +104,7 @@ func (d *Detector) hop(g *group, w *window, s *shape, reported bool) {
 		if r == nil || r.end.Before(oldest.Add(-ringSlack)) {
 			continue
 		}
-		if r.stmt.ID == s.stmt.ID || r.catalog || r.scope != scope || r.res == nil || r.res.Rows() < 2*threshold ||
+		if r.fp == s.stmt.ID || r.catalog || r.scope != scope || r.res == nil || r.res.Rows() < 2*threshold ||
 			r.end.After(s.keys.last) || s.keys.first.Sub(r.end) > d.cfg.MaxWindow {
 			continue
 		}
