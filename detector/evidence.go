@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -466,32 +467,44 @@ func resultKeyCount(res *pgwire.ResultKeys) int {
 	return n
 }
 
-// indexResult adds s's values to the index. A value repeated in the rows
-// right after it (a status, a tenant) is looked up once.
+// runValues yields the values of res that the index holds: each column's
+// values but None, a value repeated in the rows right after it (a status, a
+// tenant) once. indexResult and evict walk the same ones.
+func runValues(res *pgwire.ResultKeys) iter.Seq[valuekey.Key] {
+	return func(yield func(valuekey.Key) bool) {
+		for _, col := range res.Keys {
+			prev := valuekey.None
+			for _, v := range col {
+				if v == valuekey.None || v == prev {
+					continue
+				}
+				prev = v
+				if !yield(v) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// indexResult adds s's values to the index.
 func (r *recentSources) indexResult(s *recentSource) {
 	if r.index == nil {
 		r.index = make(map[valuekey.Key]postings)
 	}
 	s.indexed = true
-	for _, col := range s.res.Keys {
-		prev := valuekey.None
-		for _, v := range col {
-			if v == valuekey.None || v == prev {
-				continue
-			}
-			prev = v
-			p, ok := r.index[v]
-			switch {
-			case !ok:
-				p.head = s.seq
-			case p.last() == s.seq:
-				continue // a value repeated in the result
-			default:
-				p.more = append(p.more, s.seq)
-			}
-			r.index[v] = p
-			r.postings++
+	for v := range runValues(s.res) {
+		p, ok := r.index[v]
+		switch {
+		case !ok:
+			p.head = s.seq
+		case p.last() == s.seq:
+			continue // a value repeated in the result
+		default:
+			p.more = append(p.more, s.seq)
 		}
+		r.index[v] = p
+		r.postings++
 	}
 }
 
@@ -503,25 +516,18 @@ func (r *recentSources) evict(s *recentSource) {
 		}
 		return
 	}
-	for _, col := range s.res.Keys {
-		prev := valuekey.None
-		for _, v := range col {
-			if v == valuekey.None || v == prev {
-				continue
-			}
-			prev = v
-			p, ok := r.index[v]
-			if !ok || p.head != s.seq {
-				continue // a repeated value already taken out
-			}
-			r.postings--
-			if len(p.more) == 0 {
-				delete(r.index, v)
-				continue
-			}
-			p.head, p.more = p.more[0], p.more[1:]
-			r.index[v] = p
+	for v := range runValues(s.res) {
+		p, ok := r.index[v]
+		if !ok || p.head != s.seq {
+			continue // a repeated value already taken out
 		}
+		r.postings--
+		if len(p.more) == 0 {
+			delete(r.index, v)
+			continue
+		}
+		p.head, p.more = p.more[0], p.more[1:]
+		r.index[v] = p
 	}
 }
 
