@@ -61,16 +61,9 @@ func TestMissingIndexThroughTheProxy(t *testing.T) {
 	defer cancel()
 	pg := startLoggingPostgres(t, ctx, inspectSchema)
 
-	out := filepath.Join(t.TempDir(), "findings.jsonl")
-	rctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var console bytes.Buffer
-	env := map[string]string{"NPLUS1_LOG_FORMAT": "json", "NPLUS1_UPSTREAM": pg.URL(pgtest.Superuser),
-		"NPLUS1_INSPECT_URL": pg.URL(pgtest.UserSCRAM)}
-	args := []string{"proxy", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--findings-out", out,
-		"--log-level", "debug", "--shutdown-timeout", "5s"}
-	addrs, logs, done := startCommand(t, rctx, args, env, &console, "proxy", "http")
-	api := "http://" + addrs["http"]
+	ip := startInspectingProxy(t, ctx, pg)
+	defer ip.stop()
+	out, console, stop, logs, done, addrs, api := ip.out, ip.console, ip.stop, ip.logs, ip.done, ip.addrs, ip.api
 	// The inspection metrics, before the workload: the connection is made
 	// (within seconds), nothing inspected yet.
 	var before string
@@ -246,7 +239,7 @@ func TestMissingIndexThroughTheProxy(t *testing.T) {
 	}
 
 	outputs := map[string]string{"api": body + miBody, "plan": planBody + ordersPlan, "metrics": after}
-	stopCommand(t, stop, done, logs, &console, out, outputs)
+	stopCommand(t, stop, done, logs, console, out, outputs)
 	noPlant(t, outputs, "zqplant", "value")
 	noPlant(t, outputs, pgtest.Password, "inspection password")
 	if !strings.Contains(outputs["metrics"], `nplus1_findings_total{kind="missing_index",severity="critical"} 2`) {
@@ -279,6 +272,35 @@ func seriesValue(t *testing.T, scrape, series string) float64 {
 
 // startLoggingPostgres is startPostgres with every statement logged with
 // its user (log_statement = 'all').
+// inspectingProxy is `nplus1 proxy` in front of a test server with an
+// inspection connection (startInspectingProxy).
+type inspectingProxy struct {
+	out     string // its --findings-out
+	console *bytes.Buffer
+	stop    context.CancelFunc // ends it; stopCommand waits for done
+	logs    *logWatcher
+	done    chan error
+	addrs   map[string]string // "proxy" and "http"
+	api     string            // the HTTP server's URL
+}
+
+// startInspectingProxy runs `nplus1 proxy` in front of pg with an
+// inspection connection as the role the README advises (pgtest.UserSCRAM),
+// its findings written to a file, logging JSON at debug level.
+func startInspectingProxy(t *testing.T, ctx context.Context, pg *pgtest.Server) *inspectingProxy {
+	t.Helper()
+	ip := &inspectingProxy{out: filepath.Join(t.TempDir(), "findings.jsonl"), console: &bytes.Buffer{}}
+	var rctx context.Context
+	rctx, ip.stop = context.WithCancel(ctx)
+	env := map[string]string{"NPLUS1_LOG_FORMAT": "json", "NPLUS1_UPSTREAM": pg.URL(pgtest.Superuser),
+		"NPLUS1_INSPECT_URL": pg.URL(pgtest.UserSCRAM)}
+	args := []string{"proxy", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--findings-out", ip.out,
+		"--log-level", "debug", "--shutdown-timeout", "5s"}
+	ip.addrs, ip.logs, ip.done = startCommand(t, rctx, args, env, ip.console, "proxy", "http")
+	ip.api = "http://" + ip.addrs["http"]
+	return ip
+}
+
 func startLoggingPostgres(t *testing.T, ctx context.Context, schema string) *pgtest.Server {
 	t.Helper()
 	return startPostgresWith(t, ctx, schema, pgtest.Options{Settings: []string{"log_statement = 'all'", "log_line_prefix = 'user=%u '"}})
@@ -491,16 +513,9 @@ func TestLeadingWildcardThroughTheProxy(t *testing.T) {
 	defer cancel()
 	pg := startLoggingPostgres(t, ctx, wildcardSchema)
 
-	out := filepath.Join(t.TempDir(), "findings.jsonl")
-	rctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var console bytes.Buffer
-	env := map[string]string{"NPLUS1_LOG_FORMAT": "json", "NPLUS1_UPSTREAM": pg.URL(pgtest.Superuser),
-		"NPLUS1_INSPECT_URL": pg.URL(pgtest.UserSCRAM)}
-	args := []string{"proxy", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--findings-out", out,
-		"--log-level", "debug", "--shutdown-timeout", "5s"}
-	addrs, logs, done := startCommand(t, rctx, args, env, &console, "proxy", "http")
-	api := "http://" + addrs["http"]
+	ip := startInspectingProxy(t, ctx, pg)
+	defer ip.stop()
+	out, console, stop, logs, done, addrs, api := ip.out, ip.console, ip.stop, ip.logs, ip.done, ip.addrs, ip.api
 
 	// Each client searches the indexed table first, then the other, in one
 	// window: the inspector answers in the order asked, so once the
@@ -588,7 +603,7 @@ func TestLeadingWildcardThroughTheProxy(t *testing.T) {
 	_, body = httpCall(t, "GET", api+"/api/findings?kind=leading_wildcard")
 
 	outputs := map[string]string{"api": body + miBody, "plan": planBody, "metrics": scrape}
-	stopCommand(t, stop, done, logs, &console, out, outputs)
+	stopCommand(t, stop, done, logs, console, out, outputs)
 	noPlant(t, outputs, "zqplant", "value")
 	if n := strings.Count(outputs["findings-out"], `"kind":"leading_wildcard"`); n != 2 {
 		t.Errorf("%d leading_wildcard findings in the file, want 2", n)
