@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/nplus1/nplus1/internal/fileseq"
@@ -576,7 +575,19 @@ func (r *Reader) evidence(e *pgwire.Execution) bool {
 		return true
 	}
 	r.stats.Evidence++
-	keys := make([]valuekey.Key, len(raw)/8)
+	var keys []valuekey.Key
+	var res *pgwire.ResultKeys
+	if it.hasResult && len(raw) <= 8*smallKeys && len(r.colLens) <= smallColumns {
+		// A lookup's evidence, most of a recording's: one allocation.
+		sm := new(smallEvidence)
+		keys, res = sm.keys[:len(raw)/8], &sm.res
+		res.Keys = sm.cols[:len(r.colLens)]
+	} else {
+		keys = make([]valuekey.Key, len(raw)/8)
+		if it.hasResult {
+			res = &pgwire.ResultKeys{Keys: make([][]valuekey.Key, len(r.colLens))}
+		}
+	}
 	for i := range keys {
 		keys[i] = valuekey.Key(binary.LittleEndian.Uint64(raw[8*i:]))
 	}
@@ -586,17 +597,31 @@ func (r *Reader) evidence(e *pgwire.Execution) bool {
 	if !it.hasResult {
 		return true
 	}
-	res := &pgwire.ResultKeys{Columns: r.columns(), Truncated: it.resultTruncated}
-	if len(r.colLens) > 0 {
-		res.Keys = make([][]valuekey.Key, len(r.colLens))
-		at := nParams
-		for c, n := range r.colLens {
-			res.Keys[c] = keys[at : at+n : at+n]
-			at += n
-		}
+	res.Columns, res.Truncated = r.columns(), it.resultTruncated
+	if len(r.colLens) == 0 {
+		res.Keys = nil
+	}
+	at := nParams
+	for c, n := range r.colLens {
+		res.Keys[c] = keys[at : at+n : at+n]
+		at += n
 	}
 	e.Result = res
 	return true
+}
+
+// Bounds of a smallEvidence.
+const (
+	smallKeys    = 4
+	smallColumns = 2
+)
+
+// smallEvidence holds the evidence of an execution with few digests (a
+// lookup by one key that reads one row) in one allocation.
+type smallEvidence struct {
+	res  pgwire.ResultKeys
+	cols [smallColumns][]valuekey.Key
+	keys [smallKeys]valuekey.Key
 }
 
 // columns returns the item's result column names, the previous result's
@@ -660,7 +685,7 @@ func (r *Reader) params(e *pgwire.Execution) {
 	if len(it.formats) > 0 {
 		formats = it.formats
 	}
-	if h, err := strconv.ParseUint(string(it.paramsHash), 16, 64); err == nil && len(it.paramsHash) > 0 {
+	if h, ok := parseHex64(it.paramsHash); ok {
 		e.ParamsHash = h
 	} else if n > 0 {
 		e.ParamsHash = pgwire.HashParams(formats, it.params)
@@ -720,6 +745,29 @@ func (r *Reader) session(connect bool) *pgwire.ConnInfo {
 	r.sessions.Add(string(it.sessionID), nc, 0) // past maxSessions, forgets the least recently used
 
 	return nc
+}
+
+// parseHex64 parses 1 to 16 hex digits, as strconv.ParseUint(s, 16, 64)
+// does, without the error it allocates for the items that have none.
+func parseHex64(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 16 {
+		return 0, false
+	}
+	var h uint64
+	for _, c := range b {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		h = h<<4 | uint64(c)
+	}
+	return h, true
 }
 
 func truncate(b []byte) string {

@@ -1,8 +1,10 @@
 package recording
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"math/bits"
 	"strconv"
 	"time"
 	"unicode/utf16"
@@ -47,6 +49,9 @@ func (s *scanner) ws() {
 
 // peek returns the next non-blank byte, 0 at the end.
 func (s *scanner) peek() byte {
+	if s.i < len(s.b) && s.b[s.i] > ' ' { // the Writer writes no blanks
+		return s.b[s.i]
+	}
 	s.ws()
 	if s.i < len(s.b) {
 		return s.b[s.i]
@@ -69,22 +74,53 @@ func (s *scanner) str() ([]byte, bool) {
 	}
 	s.i++
 	start := s.i
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		if c == '"' {
-			v := s.b[start:s.i]
-			s.i++
-			return v, true
-		}
-		if c == '\\' {
-			return s.strEscaped(start)
-		}
-		if c < 0x20 {
-			return nil, false
-		}
-		s.i++
+	s.i += special(s.b[s.i:])
+	if s.i >= len(s.b) {
+		return nil, false
 	}
-	return nil, false
+	switch c := s.b[s.i]; {
+	case c == '"':
+		v := s.b[start:s.i]
+		s.i++
+		return v, true
+	case c == '\\':
+		return s.strEscaped(start)
+	}
+	return nil, false // a control character
+}
+
+// Masks for special: every byte 0x01, 0x80, or the byte the word is
+// compared with.
+const (
+	ones   = 0x0101010101010101
+	highs  = 0x8080808080808080
+	quotes = '"' * ones
+	slashs = '\\' * ones
+	blanks = 0x20 * ones
+)
+
+// special returns the index of the first quote, backslash or control
+// character in b, len(b) when there is none. Most of a recording's bytes
+// are in strings, so it tests eight bytes at a time: a byte of x is zero
+// exactly where x^quotes has a zero byte, and x-0x20 borrows exactly where
+// a byte is below 0x20; the lowest flagged byte is always a true one (a
+// borrow only flags bytes above it).
+func special(b []byte) int {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q, bs := x^quotes, x^slashs
+		m := ((q - ones) &^ q) | ((bs - ones) &^ bs) | ((x - blanks) &^ x)
+		if m &= highs; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c == '"' || c == '\\' || c < 0x20 {
+			return i
+		}
+	}
+	return len(b)
 }
 
 func (s *scanner) strEscaped(start int) ([]byte, bool) {
@@ -196,6 +232,9 @@ func (s *scanner) int() (int64, bool) {
 	if !ok {
 		return 0, false
 	}
+	if n, ok := smallInt(lit); ok {
+		return n, true
+	}
 	if n, err := strconv.ParseInt(string(lit), 10, 64); err == nil {
 		return n, true
 	}
@@ -204,6 +243,29 @@ func (s *scanner) int() (int64, bool) {
 		return 0, false
 	}
 	return int64(f), true
+}
+
+// smallInt parses the integers a Writer writes (up to 18 digits, no sign
+// but a minus) without strconv's generality.
+func smallInt(b []byte) (int64, bool) {
+	neg := len(b) > 1 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 18 || len(b) > 1 && b[0] == '0' {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 func (s *scanner) bool() (bool, bool) {
