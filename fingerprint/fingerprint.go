@@ -214,8 +214,8 @@ type Statement struct {
 	// valuekey.None stands for a literal that is no key:
 	//
 	//   - Numbers: an integer in any notation (8, 008, 1_000, 0x2A) is keyed
-	//     as its decimal text, as valuekey.String does, so 8 and '8' have
-	//     one key. A '-' right before a number is a sign, and the key is of
+	//     as the integer it is, as valuekey.String keys '8', so 8 and '8'
+	//     have one key. A '-' right before a number is a sign, and the key is of
 	//     the negative number, where PostgreSQL's grammar folds it into the
 	//     constant: where an operand starts, that is at the start, after an
 	//     operator or punctuation other than ")" and "]", or after a

@@ -439,12 +439,21 @@ func (t *Tracker) rowEnd() {
 	t.res.rows++
 }
 
-// build returns the digests hashed so far, column by column, in one
-// allocation for the keys.
+// build returns the digests hashed so far, column by column: a result of
+// a few digests (a lookup's row) in one allocation, others in three.
 func (r *resultState) build() *ResultKeys {
-	rk := &ResultKeys{Columns: r.desc.names, Keys: make([][]valuekey.Key, r.ncols), Truncated: r.trunc}
 	rows := r.rows
-	back := make([]valuekey.Key, r.ncols*rows)
+	var rk *ResultKeys
+	var back []valuekey.Key
+	if r.ncols <= len(smallResult{}.cols) && r.ncols*rows <= len(smallResult{}.keys) {
+		sm := new(smallResult)
+		rk, back = &sm.rk, sm.keys[:r.ncols*rows]
+		rk.Keys = sm.cols[:r.ncols]
+	} else {
+		rk = &ResultKeys{Keys: make([][]valuekey.Key, r.ncols)}
+		back = make([]valuekey.Key, r.ncols*rows)
+	}
+	rk.Columns, rk.Truncated = r.desc.names, r.trunc
 	for c := range r.ncols {
 		col := back[c*rows : (c+1)*rows : (c+1)*rows]
 		for i := range col {
@@ -453,6 +462,14 @@ func (r *resultState) build() *ResultKeys {
 		rk.Keys[c] = col
 	}
 	return rk
+}
+
+// smallResult holds a ResultKeys of up to 4 digests in up to 2 columns,
+// and them, in one allocation.
+type smallResult struct {
+	rk   ResultKeys
+	cols [2][]valuekey.Key
+	keys [4]valuekey.Key
 }
 
 // attachEvidence gives e (whose ParamKeys newExecution set) the digests of

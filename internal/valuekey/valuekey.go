@@ -13,7 +13,8 @@
 // one canonical text before it is hashed:
 //
 //   - integers: 8, '8', +8, 008, and int2/int4/int8 in binary format all
-//     become the decimal text "8";
+//     become the 64-bit integer 8, hashed under a seed of its own (Int), so
+//     that no text can share its digest;
 //   - UUIDs: text in any letter case, with or without dashes or braces, and
 //     the 16 bytes of the binary format become the lowercase dashed text;
 //   - everything else is hashed as its bytes (text format as is, binary
@@ -26,7 +27,6 @@ package valuekey
 import (
 	"encoding/binary"
 	"hash/maphash"
-	"strconv"
 )
 
 // Key is a keyed digest of one value; None is no key.
@@ -47,10 +47,22 @@ const (
 	OIDUUID = 2950
 )
 
-var seed = maphash.MakeSeed()
+// The seeds of text and of integers: a text's digest and an integer's
+// never meet but by chance.
+var seed, intSeed = maphash.MakeSeed(), maphash.MakeSeed()
 
 func sum(b []byte) Key {
 	k := Key(maphash.Bytes(seed, b))
+	if k == None {
+		k = 1
+	}
+	return k
+}
+
+// Int is the Key of an integer, whichever form it came in: Text and Binary
+// give it for the integers they read.
+func Int(v int64) Key {
+	k := Key(maphash.Comparable(intSeed, v))
 	if k == None {
 		k = 1
 	}
@@ -62,10 +74,10 @@ func Text(b []byte) Key {
 	if len(b) == 0 || len(b) > MaxValueBytes {
 		return None
 	}
-	var buf [40]byte
-	if c, ok := canonInt(b, buf[:0]); ok {
-		return sum(c)
+	if v, ok := canonInt(b); ok {
+		return Int(v)
 	}
+	var buf [40]byte
 	if c, ok := canonUUIDText(b, buf[:0]); ok {
 		return sum(c)
 	}
@@ -92,21 +104,21 @@ func Binary(b []byte, oid uint32) Key {
 	var buf [40]byte
 	switch {
 	case (oid == OIDInt2 || oid == 0) && len(b) == 2:
-		return sum(strconv.AppendInt(buf[:0], int64(int16(binary.BigEndian.Uint16(b))), 10))
+		return Int(int64(int16(binary.BigEndian.Uint16(b))))
 	case (oid == OIDInt4 || oid == 0) && len(b) == 4:
-		return sum(strconv.AppendInt(buf[:0], int64(int32(binary.BigEndian.Uint32(b))), 10))
+		return Int(int64(int32(binary.BigEndian.Uint32(b))))
 	case (oid == OIDInt8 || oid == 0) && len(b) == 8:
-		return sum(strconv.AppendInt(buf[:0], int64(binary.BigEndian.Uint64(b)), 10))
+		return Int(int64(binary.BigEndian.Uint64(b)))
 	case (oid == OIDUUID || oid == 0) && len(b) == 16:
 		return sum(appendUUID(buf[:0], b))
 	}
 	return sum(b)
 }
 
-// canonInt returns the decimal text of b when b is an integer that fits in
-// 64 bits, written with an optional sign, leading zeros or surrounding
-// blanks (int8in accepts those).
-func canonInt(b []byte, dst []byte) ([]byte, bool) {
+// canonInt returns the integer b is when it fits in 64 bits, written with
+// an optional sign, leading zeros or surrounding blanks (int8in accepts
+// those).
+func canonInt(b []byte) (int64, bool) {
 	i, j := 0, len(b)
 	for i < j && b[i] == ' ' {
 		i++
@@ -120,26 +132,26 @@ func canonInt(b []byte, dst []byte) ([]byte, bool) {
 		i++
 	}
 	if i == j || j-i > 20 {
-		return nil, false
+		return 0, false
 	}
 	var u uint64
 	for _, c := range b[i:j] {
 		if c < '0' || c > '9' {
-			return nil, false
+			return 0, false
 		}
 		d := uint64(c - '0')
 		if u > (1<<64-1-d)/10 {
-			return nil, false
+			return 0, false
 		}
 		u = u*10 + d
 	}
 	switch {
 	case neg && u <= 1<<63:
-		return strconv.AppendInt(dst, -int64(u-1)-1, 10), true
+		return -int64(u-1) - 1, true
 	case !neg && u < 1<<63:
-		return strconv.AppendUint(dst, u, 10), true
+		return int64(u), true
 	}
-	return nil, false
+	return 0, false
 }
 
 // canonUUIDText returns the lowercase dashed form of a UUID written the ways
