@@ -275,6 +275,8 @@ type Detector struct {
 	// connections of a scope ran a shape lately (concurrency).
 	recent recentSources
 	seqs   []uint64 // scratch: the candidates of one search of recent
+	// scratch is the working memory of loopKeys.match.
+	scratch matchScratch
 	// hopsPending are the unions of loops that hopped over a pool's
 	// connections, proven and waiting to settle (see hop.go).
 	hopsPending []pendingHop

@@ -379,8 +379,8 @@
 // results with at least NPlusOneThreshold rows, each at most the tracker's
 // MaxEvidenceRows × MaxEvidenceColumns digests, with an index from each value
 // to the results holding it, so that a loop's search for its source costs
-// its keys, not the ring's length: 131 072 entries, about 6 MB; results past
-// it are searched one by one), the pool scopes followed for
+// its keys, not the ring's length: 131 072 entries, at most 5 MB; results
+// past it are searched one by one), the pool scopes followed for
 // concurrency (1024, with 4096 shapes each, the least recently active
 // forgotten) and the keys per shape (MaxParamsPerShape per parameter
 // position, 8 positions). lost_update follows at most MaxGroups connections

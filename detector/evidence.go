@@ -49,15 +49,18 @@ const (
 	maxKeyPositions = 8
 )
 
+// loopKeysHint is how many keys a position's table, and the first uses,
+// first have room for: a judged shape gets them at its first execution with
+// keys, and a loop's worth of keys (tens) then costs no growth.
+const loopKeysHint = 16
+
 // loopKeys are the distinct keys a repeated shape used, per parameter
 // position.
-// loopKeysHint is the initial size of a position's key map: a judged shape
-// gets one at its first execution with keys, and most run once.
-const loopKeysHint = 8
-
 type loopKeys struct {
-	pos  []map[valuekey.Key]time.Time // key → start of its first use
-	full bool                         // a position reached the detector's MaxParamsPerShape
+	// pos holds, per position, each key's first use there: its index in
+	// uses.
+	pos  []keyTable[int32]
+	full bool // a position reached the detector's MaxParamsPerShape
 	// skipped counts the executions with keys before any source was
 	// known (see sourceKnown): their keys are not kept, since a key used
 	// before its source cannot come from it, but count in each position's
@@ -65,10 +68,12 @@ type loopKeys struct {
 	skipped int
 	// first and last are the earliest and latest first uses of a key.
 	first, last time.Time
-	// uses are the first uses, sorted by time when unsorted is false:
-	// usedIn searches them.
-	uses     []keyUse
-	unsorted bool
+	// uses are the first uses, in the order they were added: by time
+	// unless unsorted (executions of a trace's connections, reordered),
+	// when byTime sorts a copy (sortedUses) for usedIn.
+	uses       []keyUse
+	unsorted   bool
+	sortedUses []keyUse
 }
 
 type keyUse struct {
@@ -95,28 +100,33 @@ func (l *loopKeys) add(keys []valuekey.Key, at time.Time, max int) {
 	if len(keys) > maxKeyPositions {
 		keys = keys[:maxKeyPositions]
 	}
-	for len(l.pos) < len(keys) {
-		l.pos = append(l.pos, nil)
+	if len(l.pos) < len(keys) {
+		l.pos = append(l.pos, make([]keyTable[int32], len(keys)-len(l.pos))...)
 	}
 	for i, k := range keys {
 		if k == valuekey.None {
 			continue
 		}
-		m := l.pos[i]
-		if m == nil {
+		t := &l.pos[i]
+		if t.len() >= max {
+			if t.get(k) == nil {
+				l.full = true
+			}
+			continue
+		}
+		if t.len() == 0 {
 			// Sized for a loop's worth of keys: a shape repeated that
-			// often grows its map less often.
-			m = make(map[valuekey.Key]time.Time, loopKeysHint)
-			l.pos[i] = m
+			// often grows its table less often.
+			t.reserve(loopKeysHint)
+			if l.uses == nil {
+				l.uses = make([]keyUse, 0, loopKeysHint)
+			}
 		}
-		if _, seen := m[k]; seen {
+		use, added := t.put(k)
+		if !added {
 			continue
 		}
-		if len(m) >= max {
-			l.full = true
-			continue
-		}
-		m[k] = at
+		*use = int32(len(l.uses))
 		if n := len(l.uses); n > 0 && at.Before(l.uses[n-1].at) {
 			l.unsorted = true // executions of a trace's connections, reordered
 		}
@@ -126,6 +136,39 @@ func (l *loopKeys) add(keys []valuekey.Key, at time.Time, max int) {
 		}
 		if at.After(l.last) {
 			l.last = at
+		}
+	}
+}
+
+// firstUse returns the start of the first use of k at position p.
+func (l *loopKeys) firstUse(p int, k valuekey.Key) (time.Time, bool) {
+	if i := l.pos[p].get(k); i != nil {
+		return l.uses[*i].at, true
+	}
+	return time.Time{}, false
+}
+
+// byTime returns the first uses in the order of their times.
+func (l *loopKeys) byTime() []keyUse {
+	if !l.unsorted {
+		return l.uses
+	}
+	if len(l.sortedUses) != len(l.uses) {
+		l.sortedUses = append(l.sortedUses[:0], l.uses...)
+		slices.SortFunc(l.sortedUses, func(a, b keyUse) int { return a.at.Compare(b.at) })
+	}
+	return l.sortedUses
+}
+
+// positionUses yields the first uses at position p, in the order they were
+// added.
+func (l *loopKeys) positionUses(p int) iter.Seq[keyUse] {
+	return func(yield func(keyUse) bool) {
+		t := &l.pos[p]
+		for i, u := range l.uses {
+			if j := t.get(u.key); j != nil && int(*j) == i && !yield(u) {
+				return
+			}
 		}
 	}
 }
@@ -150,9 +193,9 @@ type keySource struct {
 // one shape are the same in every result), the pair that shares the most
 // distinct keys used after the source was known; it returns the column, the
 // position (0-based), matched, of (the distinct keys at that position) and
-// srcVals (the distinct values of that column).
-func (l *loopKeys) match(src *keySource, reject func(col string) bool) (col string, param, matched, of, srcVals int) {
-	var order []string // the source's columns, in order of first appearance
+// srcVals (the distinct values of that column). sc is its working memory.
+func (l *loopKeys) match(src *keySource, reject func(col string) bool, sc *matchScratch) (col string, param, matched, of, srcVals int) {
+	order := sc.cols[:0] // the source's columns, in order of first appearance
 	for _, r := range src.results {
 		if r == nil {
 			continue
@@ -164,7 +207,10 @@ func (l *loopKeys) match(src *keySource, reject func(col string) bool) (col stri
 		}
 	}
 	param = -1
-	var vals, found []valuekey.Key // scratch: no map is built
+	vals, found := sc.vals[:0], sc.found[:0]
+	if words := (len(l.uses) + 63) / 64; len(sc.seen) < words {
+		sc.seen = make([]uint64, words)
+	}
 	for _, name := range order {
 		if reject(name) {
 			continue
@@ -183,31 +229,54 @@ func (l *loopKeys) match(src *keySource, reject func(col string) bool) (col stri
 			}
 		}
 		distinct := -1 // the column's distinct values, counted when needed
-		for p, keys := range l.pos {
-			found = found[:0]
+		for p := range l.pos {
+			keys := &l.pos[p]
+			found = found[:0] // the keys found, once each, by their index in uses
 			var first time.Time
 			for _, v := range vals {
-				if at, ok := keys[v]; ok && !at.Before(src.after) {
-					found = append(found, v)
-					if first.IsZero() || at.Before(first) {
-						first = at
+				if i := keys.get(v); i != nil {
+					if at := l.uses[*i].at; !at.Before(src.after) {
+						if w, bit := *i/64, uint64(1)<<(*i%64); sc.seen[w]&bit == 0 {
+							sc.seen[w] |= bit
+							found = append(found, *i)
+						}
+						if first.IsZero() || at.Before(first) {
+							first = at
+						}
 					}
 				}
 			}
-			n := countDistinct(found)
+			for _, i := range found {
+				sc.seen[i/64] = 0
+			}
+			n := len(found)
 			if src.within > 0 && first.Sub(src.after) > src.within {
 				continue
 			}
-			total := len(keys) + l.skipped
+			total := keys.len() + l.skipped
 			if n > matched || n == matched && n > 0 && total < of {
 				if distinct < 0 {
-					distinct = countDistinct(slices.Clone(vals))
+					sc.distinct = append(sc.distinct[:0], vals...)
+					distinct = countDistinct(sc.distinct)
 				}
 				col, param, matched, of, srcVals = name, p, n, total, distinct
 			}
 		}
 	}
+	clear(order) // the names are the results': keep none alive
+	sc.cols, sc.vals, sc.found = order[:0], vals, found
 	return col, param, matched, of, srcVals
+}
+
+// matchScratch is match's working memory, kept from one call to the next
+// (Detector.scratch): the columns, a column's values, a copy of them to
+// count them, and the keys found (by their index in loopKeys.uses, each
+// marked in seen, a bit per index, while it is counted).
+type matchScratch struct {
+	cols           []string
+	vals, distinct []valuekey.Key
+	found          []int32
+	seen           []uint64
 }
 
 // countDistinct sorts ks and returns how many distinct keys it holds.
@@ -391,10 +460,10 @@ type recentSources struct {
 	// holds seqs added-len(buf) to added-1, the one of seq q at q%max.
 	added uint64
 	// index maps each value of an indexed result to the seqs of the
-	// results that hold it, oldest first (results leave in the order they
-	// came, so the oldest is at the front); postings counts its entries.
-	index    map[valuekey.Key]postings
-	postings int
+	// results that hold it (modulo 2^32: the ring holds fewer results than
+	// that), oldest first: results leave in the order they came, so the
+	// oldest is the first to go (see keyIndex).
+	index keyIndex
 	// unindexed are the seqs, oldest first, of the results in the ring
 	// that did not fit in the index (maxPostings, maxRingPostings when 0):
 	// every search considers them.
@@ -402,24 +471,11 @@ type recentSources struct {
 	maxPostings int
 }
 
-// postings are the seqs of the ring's results that hold a value, oldest
-// first: most values are in one result, which costs no allocation.
-type postings struct {
-	head uint64   // the oldest
-	more []uint64 // the others
-}
-
-func (p *postings) last() uint64 {
-	if n := len(p.more); n > 0 {
-		return p.more[n-1]
-	}
-	return p.head
-}
-
-// maxRingPostings bounds the index of the recent results: about 50 bytes
-// each, 6 MB in all. A ring of lists of tens of rows fits many times over;
-// past it results are searched one by one, as they all were before the
-// index.
+// maxRingPostings bounds the index of the recent results: at most 5 MB in
+// all (keyIndex: at most 2^18 slots of 16 bytes for as many distinct values,
+// 8 bytes for each further result holding a value). A ring of lists of tens
+// of rows fits many times over; past it results are searched one by one, as
+// they all were before the index.
 const maxRingPostings = 1 << 17
 
 // bySeq returns the result of seq q, or nil once it has left the ring.
@@ -441,7 +497,7 @@ func (r *recentSources) add(s recentSource) {
 	if limit == 0 {
 		limit = maxRingPostings
 	}
-	if n := resultKeyCount(s.res); r.postings+n <= limit {
+	if n := resultKeyCount(s.res); r.index.postings+n <= limit {
 		r.indexResult(&s)
 	} else {
 		r.unindexed = append(r.unindexed, s.seq)
@@ -489,22 +545,10 @@ func runValues(res *pgwire.ResultKeys) iter.Seq[valuekey.Key] {
 
 // indexResult adds s's values to the index.
 func (r *recentSources) indexResult(s *recentSource) {
-	if r.index == nil {
-		r.index = make(map[valuekey.Key]postings)
-	}
 	s.indexed = true
+	id := uint32(s.seq)
 	for v := range runValues(s.res) {
-		p, ok := r.index[v]
-		switch {
-		case !ok:
-			p.head = s.seq
-		case p.last() == s.seq:
-			continue // a value repeated in the result
-		default:
-			p.more = append(p.more, s.seq)
-		}
-		r.index[v] = p
-		r.postings++
+		r.index.add(v, id) // a value repeated in the result is added once
 	}
 }
 
@@ -516,19 +560,16 @@ func (r *recentSources) evict(s *recentSource) {
 		}
 		return
 	}
+	id := uint32(s.seq)
 	for v := range runValues(s.res) {
-		p, ok := r.index[v]
-		if !ok || p.head != s.seq {
-			continue // a repeated value already taken out
-		}
-		r.postings--
-		if len(p.more) == 0 {
-			delete(r.index, v)
-			continue
-		}
-		p.head, p.more = p.more[0], p.more[1:]
-		r.index[v] = p
+		r.index.dropOldest(v, id) // false for a repeated value already taken out
 	}
+}
+
+// seqOf is the seq of a result in the ring from its id in the index: the
+// seqs the ring holds are the added ones, less than 2^32 back.
+func (r *recentSources) seqOf(id uint32) uint64 {
+	return r.added - uint64(uint32(r.added)-id)
 }
 
 // candidates appends to out the seqs of the results in the ring that hold
@@ -544,8 +585,8 @@ func (r *recentSources) candidates(l *loopKeys, since time.Time, out []uint64) [
 		if u.at.Before(since) {
 			continue
 		}
-		if p, ok := r.index[u.key]; ok {
-			out = append(append(out, p.head), p.more...)
+		for id := range r.index.ids(u.key) {
+			out = append(out, r.seqOf(id))
 		}
 	}
 	out = append(out, r.unindexed...)
@@ -597,7 +638,7 @@ func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev 
 		}
 		ks := keySource{fingerprint: s.stmt.ID, results: s.results, after: s.firstEnd}
 		srcStmt = s.stmt
-		col, param, matched, of, srcVals := a.keys.match(&ks, reject)
+		col, param, matched, of, srcVals := a.keys.match(&ks, reject, &d.scratch)
 		if param >= 0 && !strongMatch(matched, of) && !a.keys.inRowOrder(param, ks.results, col, ks.after, d.cfg.NPlusOneThreshold) {
 			continue // some of the keys of a busy connection's lookups, in no order of the list: chance
 		}
@@ -645,7 +686,7 @@ func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev 
 			// too common to be taken for its loop.)
 			ks := keySource{fingerprint: r.stmt.ID, conn: r.conn, results: []*pgwire.ResultKeys{r.res}, after: r.end, within: d.cfg.IdleGap}
 			srcStmt = r.stmt
-			col, param, matched, of, srcVals := a.keys.match(&ks, reject)
+			col, param, matched, of, srcVals := a.keys.match(&ks, reject, &d.scratch)
 			if param >= 0 && (r.conn != conn || !strongMatch(matched, of)) && !a.keys.inRowOrder(param, ks.results, col, r.end, d.cfg.NPlusOneThreshold) {
 				continue // another connection's list, and lookups in no order of it: chance
 			}
@@ -678,13 +719,10 @@ type ringResult struct {
 func (l *loopKeys) usedIn(res *pgwire.ResultKeys, from, to time.Time) bool {
 	var near [8]valuekey.Key
 	n := 0
-	if l.unsorted {
-		slices.SortFunc(l.uses, func(a, b keyUse) int { return a.at.Compare(b.at) })
-		l.unsorted = false
-	}
-	i, _ := slices.BinarySearchFunc(l.uses, from, func(u keyUse, t time.Time) int { return u.at.Compare(t) })
-	for ; i < len(l.uses) && !l.uses[i].at.After(to); i++ {
-		if u := l.uses[i]; !u.at.Before(from) {
+	uses := l.byTime()
+	i, _ := slices.BinarySearchFunc(uses, from, func(u keyUse, t time.Time) int { return u.at.Compare(t) })
+	for ; i < len(uses) && !uses[i].at.After(to); i++ {
+		if u := uses[i]; !u.at.Before(from) {
 			if n == len(near) {
 				return true // many keys used then: let match decide
 			}
@@ -729,10 +767,12 @@ func idCoincidence(loop, src *fingerprint.Statement, col string) bool {
 			return false
 		}
 	}
-	for _, t := range tablesOf(loop) { // a write's table is written, not read
-		for _, u := range src.Facts.TablesRead {
-			if normTable(t) == normTable(u) {
-				return false
+	for _, ts := range [...][]string{loop.Facts.TablesRead, loop.Facts.TablesWritten} { // a write's table is written, not read
+		for _, t := range ts {
+			for _, u := range src.Facts.TablesRead {
+				if normTable(t) == normTable(u) {
+					return false
+				}
 			}
 		}
 	}
@@ -806,15 +846,15 @@ func (l *loopKeys) inRowOrder(param int, results []*pgwire.ResultKeys, col strin
 		row int
 	}
 	var uses []use
-	for k, at := range l.pos[param] {
-		if row, ok := rowOf[k]; ok && !at.Before(after) {
-			uses = append(uses, use{at, row})
+	for u := range l.positionUses(param) {
+		if row, ok := rowOf[u.key]; ok && !u.at.Before(after) {
+			uses = append(uses, use{u.at, row})
 		}
 	}
 	if len(uses) == 0 {
 		return false
 	}
-	slices.SortFunc(uses, func(a, b use) int { return a.at.Compare(b.at) })
+	slices.SortStableFunc(uses, func(a, b use) int { return a.at.Compare(b.at) })
 	rows := make([]int, len(uses))
 	for i, u := range uses {
 		rows[i] = u.row

@@ -475,7 +475,7 @@ func TestRecentSourcesIndex(t *testing.T) {
 				// Rows (i, i%3, 7): a value of its own, one shared with
 				// every third result, one in all, and i%3 twice.
 				r.add(recentSource{stmt: qOrders, end: at(i), res: result([]string{"id", "kind", "all"}, []int{100 + i, i % 3, 7}, []int{200 + i, i % 3, 7})})
-				if got, want := r.postings, indexedPostings(&r); got != want {
+				if got, want := r.index.postings, indexedPostings(&r); got != want {
 					t.Fatalf("after %d results: %d postings counted, %d in the index", i+1, got, want)
 				}
 				for _, v := range []int{100 + i, 100 + i - 3, 100 + i - 5, 0, 1, 2, 7, 999} {
@@ -522,10 +522,13 @@ func scanRing(r *recentSources, v int) []uint64 {
 	return out
 }
 
+// indexedPostings counts the ids the ring's index holds, value by value.
 func indexedPostings(r *recentSources) int {
 	n := 0
-	for _, p := range r.index {
-		n += 1 + len(p.more)
+	for k := range r.index.keys.all() {
+		for range r.index.ids(k) {
+			n++
+		}
 	}
 	return n
 }

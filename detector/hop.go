@@ -51,14 +51,18 @@ type hopKey struct {
 	param   int
 }
 
-// hopLoop is the union of a hopKey's pieces.
+// hopLoop is the union of a hopKey's pieces. Once reported it is kept only
+// to say so: what it held is let go.
 type hopLoop struct {
-	uses     map[valuekey.Key]hopUse // the loop's keys found in the source, first use each
-	conns    map[uint64]struct{}     // connections that ran a piece (at most maxCooldownConns)
-	srcVals  int                     // distinct values of the source column
-	dur      time.Duration           // the pieces' share of their shapes' time
-	lastUse  time.Time               // the latest first use of a key in uses
-	reported bool                    // reported, or part of a loop reported on one connection
+	// uses are the loop's keys found in the source, first use each, in
+	// the order they were found; used indexes them by key.
+	uses     []hopUse
+	used     keyTable[int32]
+	conns    []uint64      // connections that ran a piece (at most maxCooldownConns)
+	srcVals  int           // distinct values of the source column
+	dur      time.Duration // the pieces' share of their shapes' time
+	lastUse  time.Time     // the latest first use of a key in uses
+	reported bool          // reported, or part of a loop reported on one connection
 	// pending is the finding of a union that walked its source, held
 	// until it settles (Detector.hopsPending), and rebuilt as pieces come.
 	pending *candidate
@@ -113,30 +117,39 @@ func (d *Detector) hop(g *group, w *window, s *shape, reported bool) {
 		}
 		srcStmt = r.stmt
 		ks := keySource{fingerprint: r.stmt.ID, conn: r.conn, results: []*pgwire.ResultKeys{r.res}, after: r.end}
-		col, param, matched, _, srcVals := s.keys.match(&ks, reject)
+		col, param, matched, _, srcVals := s.keys.match(&ks, reject, &d.scratch)
 		if param < 0 || matched == 0 || srcVals < 2*threshold {
 			continue
 		}
 		k := hopKey{srcConn: r.conn, srcEnd: r.end.UnixNano(), srcFP: r.stmt.ID, loopFP: s.stmt.ID, col: col, param: param}
 		h, ok := sc.hopsOf().Get(k)
-		if !ok {
-			h = &hopLoop{uses: make(map[valuekey.Key]hopUse), conns: make(map[uint64]struct{}, 4), srcVals: srcVals}
+		switch {
+		case ok && h.reported:
+			continue // nothing it holds is read again
+		case !ok && reported:
+			// A new union, all of whose keys (matched of them: at least
+			// one) this reported loop holds: it is reported with it.
+			sc.hopsOf().Add(k, &hopLoop{reported: true}, 0)
+			continue
+		case !ok:
+			h = &hopLoop{srcVals: srcVals}
 			sc.hopsOf().Add(k, h, 0)
 		}
 		added := h.add(s.keys, param, r.res, col, r.end)
 		if added == 0 {
 			continue
 		}
-		if len(h.conns) < maxCooldownConns {
-			h.conns[conn] = struct{}{}
+		if reported {
+			h.markReported()
+			continue
+		}
+		if len(h.conns) < maxCooldownConns && !slices.Contains(h.conns, conn) {
+			h.conns = append(h.conns, conn)
 		}
 		if s.count > 0 {
 			h.dur += s.dur * time.Duration(added) / time.Duration(s.count)
 		}
-		if reported {
-			h.reported, h.pending = true, nil
-		}
-		if h.reported || !h.walked(threshold) {
+		if !h.walked(threshold) {
 			continue
 		}
 		if h.pending == nil {
@@ -164,7 +177,7 @@ func (d *Detector) settleHops(out []Finding) []Finding {
 			continue
 		}
 		c := *p.h.pending
-		p.h.pending, p.h.reported = nil, true
+		p.h.markReported()
 		d.stats.Proven++
 		d.stats.Hopped++
 		out = d.report(out, &p.scope.cooldown, c)
@@ -185,11 +198,15 @@ func (d *Detector) scopeBusyBefore(sc *scopeState, t time.Time) bool {
 	return false
 }
 
+// markReported marks the union reported and lets go of what it held.
+func (h *hopLoop) markReported() {
+	*h = hopLoop{reported: true}
+}
+
 // add adds to the union the keys of l at position param that are values of
 // column col of res, used at or after after, with their first use and row;
 // it returns how many were new.
 func (h *hopLoop) add(l *loopKeys, param int, res *pgwire.ResultKeys, col string, after time.Time) int {
-	uses := h.uses
 	c := slices.Index(res.Columns, col)
 	if param >= len(l.pos) || c < 0 || c >= len(res.Keys) {
 		return 0
@@ -199,17 +216,19 @@ func (h *hopLoop) add(l *loopKeys, param int, res *pgwire.ResultKeys, col string
 		if v == valuekey.None {
 			continue
 		}
-		at, ok := l.pos[param][v]
+		at, ok := l.firstUse(param, v)
 		if !ok || at.Before(after) {
 			continue
 		}
-		if u, seen := uses[v]; seen {
-			if at.Before(u.at) {
-				uses[v] = hopUse{at, u.row}
+		i, isNew := h.used.put(v)
+		if !isNew {
+			if u := &h.uses[*i]; at.Before(u.at) {
+				u.at = at
 			}
 			continue
 		}
-		uses[v] = hopUse{at, row}
+		*i = int32(len(h.uses))
+		h.uses = append(h.uses, hopUse{at, row})
 		if at.After(h.lastUse) {
 			h.lastUse = at
 		}
@@ -224,11 +243,8 @@ func (h *hopLoop) walked(threshold int) bool {
 	if !walks(len(h.uses), h.srcVals, threshold) {
 		return false
 	}
-	uses := make([]hopUse, 0, len(h.uses))
-	for _, u := range h.uses {
-		uses = append(uses, u)
-	}
-	slices.SortFunc(uses, func(a, b hopUse) int { return a.at.Compare(b.at) })
+	uses := slices.Clone(h.uses)
+	slices.SortStableFunc(uses, func(a, b hopUse) int { return a.at.Compare(b.at) })
 	rows := make([]int, len(uses))
 	for i, u := range uses {
 		rows[i] = u.row

@@ -171,8 +171,8 @@ func continuesLoop(w *window, ev Event) bool {
 
 // has reports whether any position of the loop's keys holds k.
 func (l *loopKeys) has(k valuekey.Key) bool {
-	for _, m := range l.pos {
-		if _, ok := m[k]; ok {
+	for i := range l.pos {
+		if l.pos[i].get(k) != nil {
 			return true
 		}
 	}
