@@ -271,8 +271,7 @@ func (d *Detector) hopFinding(g *group, w *window, s *shape, r *recentSource, h 
 		f.Evidence.SourceConnection = r.conn
 	}
 	f.Source = &Source{Fingerprint: hexOf(r.stmt), Query: r.stmt.Normalized, Rows: r.rows}
-	f.Suggestion = suggestNPlusOne(s.stmt, r.stmt, n)
-	return candidate{finding: f, id: s.stmt.ID, source: r.stmt.ID}
+	return candidate{finding: f, id: s.stmt.ID, source: r.stmt.ID, loop: s.stmt, loopSrc: r.stmt}
 }
 
 // longestIncreasing is the length of the longest strictly increasing

@@ -189,6 +189,9 @@ func (d *Detector) report(out []Finding, cool *cooldowns, c candidate) []Finding
 		return out
 	}
 	d.stats.Reported[f.Kind]++
+	if c.loop != nil {
+		f.Suggestion = suggestNPlusOne(c.loop, c.loopSrc, f.Count)
+	}
 	return append(out, f)
 }
 

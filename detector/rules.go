@@ -14,6 +14,10 @@ type candidate struct {
 	finding Finding
 	id      uint64 // fingerprint ID
 	source  uint64 // source fingerprint ID, 0 when none
+	// loop and loopSrc, for an N+1 of a read, are the statements its
+	// suggestion names: it is written by report, for the findings that
+	// pass the cooldown (most of a busy loop's do not).
+	loop, loopSrc *fingerprint.Statement
 }
 
 // evaluate applies the rules to a closed window. Findings come in the order
@@ -192,8 +196,7 @@ func (d *Detector) nPlusOne(g *group, w *window, s *shape, loops map[*shape]bool
 		c.source = src.ID
 		f.Source = &Source{Fingerprint: hexOf(src), Query: src.Normalized, Rows: rows}
 	}
-	f.Suggestion = suggestNPlusOne(s.stmt, src, s.count)
-	c.finding = f
+	c.finding, c.loop, c.loopSrc = f, s.stmt, src
 	return c, true
 }
 
