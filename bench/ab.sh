@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# bench/ab.sh — the CPU per transaction of two nplus1 configurations, measured at the same time.
+#
+# Two proxies (A: nplus1 with A_FLAGS, B: the same binary, or --bin-b's, with B_FLAGS) are started side by side in
+# front of one throwaway cluster, and each round runs one pgbench -S against each of them at once,
+# for the same time, with the same clients. Both see the same machine in the same seconds, so the
+# drift that makes sequential runs on a shared machine disagree by ±10% hits them alike: the ratio
+# of their CPU per transaction is steady to a few percent where bench/run.sh's is not. The two
+# proxies swap their listening ports every round. With --aa, B runs A's flags too: the spread of
+# that ratio around 1.00 is what the method can resolve on this machine.
+#
+# Usage: bench/ab.sh [--a FLAGS] [--b FLAGS] [--aa] [--mode simple|prepared] [--clients N]
+#                    [--duration SECONDS] [--rounds N] [--scale S] [--bin FILE] [--bin-b FILE]
+# Defaults: A "" (nplus1's defaults), B "--evidence=false" (with --bin-b: ""), prepared, 4 clients,
+# 20 s, 5 rounds. --bin-b compares two builds: B runs that binary.
+# Needs: go (unless --bin), PostgreSQL server binaries and pgbench (Debian package postgresql).
+
+set -euo pipefail
+
+A_FLAGS=""
+B_FLAGS="--evidence=false"
+MODE=prepared
+CLIENTS=4
+DURATION=20
+ROUNDS=5
+SCALE=10
+BIN=""
+BIN_B=""
+B_SET=0
+
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+say() { printf 'bench: %s\n' "$*" >&2; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while (($#)); do
+	case $1 in
+	--a) A_FLAGS=$2; shift 2 ;;
+	--b) B_FLAGS=$2; B_SET=1; shift 2 ;;
+	--aa) AA=1; shift ;;
+	--mode) MODE=$2; shift 2 ;;
+	--clients) CLIENTS=$2; shift 2 ;;
+	--duration) DURATION=$2; shift 2 ;;
+	--rounds) ROUNDS=$2; shift 2 ;;
+	--scale) SCALE=$2; shift 2 ;;
+	--bin) BIN=$2; shift 2 ;;
+	--bin-b) BIN_B=$2; shift 2 ;;
+	-h | --help) usage; exit 0 ;;
+	*) die "unknown argument $1 (see --help)" ;;
+	esac
+done
+if [[ ${AA:-0} == 1 || ( -n $BIN_B && $B_SET == 0 ) ]]; then B_FLAGS=$A_FLAGS; fi
+if [[ -n $BIN_B && ! -x $BIN_B ]]; then die "--bin-b $BIN_B is not an executable file"; fi
+[[ $MODE == simple || $MODE == prepared ]] || die "--mode must be simple or prepared, not $MODE"
+for v in CLIENTS DURATION ROUNDS SCALE; do
+	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "--${v,,} must be a positive integer, not ${!v}"
+done
+
+REPO=$(cd -- "$(dirname -- "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
+
+INITDB=$(pg_tool initdb) || die "initdb not found: install the PostgreSQL server (Debian package postgresql)"
+PG_CTL=$(pg_tool pg_ctl) || die "pg_ctl not found: install the PostgreSQL server (Debian package postgresql)"
+PGBENCH=$(pg_tool pgbench) || die "pgbench not found (Debian package postgresql-contrib or postgresql)"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/nplus1-ab.XXXXXX")
+chmod 755 "$TMP"
+PG_STARTED=0
+PIDS=()
+cleanup() {
+	local rc=$? pid
+	trap '' INT TERM
+	for pid in "${PIDS[@]}"; do stop_pid "$pid" nplus1; done
+	if ((PG_STARTED)); then as_db_user "$PG_CTL" -D "$TMP/data" -m immediate -w -t 10 stop >/dev/null 2>&1 || true; fi
+	rm -rf -- "$TMP"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'say "interrupted"; exit 130' INT
+for v in $(compgen -e); do
+	case $v in PG*) unset "$v" ;; esac
+done
+export PGSSLMODE=disable PGCONNECT_TIMEOUT=10
+
+if [[ -z $BIN ]]; then
+	say "building nplus1"
+	(cd -- "$REPO" && go build -o "$TMP/nplus1" ./cmd/nplus1) || die "go build ./cmd/nplus1 failed"
+	BIN=$TMP/nplus1
+fi
+BIN_B=${BIN_B:-$BIN}
+
+USED_PORTS=" "
+PG_PORT=$(free_port)
+PORTS=("$(free_port)" "$(free_port)")
+
+mkdir -m 700 "$TMP/data" "$TMP/run"
+if [[ -n $RUN_AS ]]; then chown "$RUN_AS" "$TMP/data" "$TMP/run"; fi
+as_db_user "$INITDB" -D "$TMP/data" -U bench -A trust -E UTF8 --no-locale -N >"$TMP/initdb.log" 2>&1 ||
+	{ show_log "$TMP/initdb.log"; die "initdb failed"; }
+cat >>"$TMP/data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = ''
+max_connections = $((4 * CLIENTS + 30))
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+autovacuum = off
+jit = off
+EOF
+PG_STARTED=1
+as_db_user "$PG_CTL" -D "$TMP/data" -l "$TMP/run/postgres.log" -w -t 60 start >/dev/null 2>&1 ||
+	{ show_log "$TMP/run/postgres.log"; die "PostgreSQL did not start"; }
+"$PGBENCH" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U bench postgres >"$TMP/init.log" 2>&1 ||
+	{ show_log "$TMP/init.log"; die "pgbench -i failed"; }
+
+SETSID=()
+if command -v setsid >/dev/null 2>&1; then SETSID=(setsid); fi
+start() { # start PORT FLAGS BIN: an nplus1 in its own session; its pid in STARTED
+	local flags
+	read -r -a flags <<<"$2"
+	"${SETSID[@]}" "$3" proxy --listen "127.0.0.1:$1" --upstream "127.0.0.1:$PG_PORT" --log-level warn --http "" \
+		"${flags[@]}" >"$TMP/nplus1-$1.log" 2>&1 </dev/null &
+	STARTED=$!
+	PIDS+=("$STARTED")
+	local i
+	for ((i = 0; i < 150; i++)); do
+		"$PGBENCH" -h 127.0.0.1 -p "$1" -U bench -S -t 1 postgres >/dev/null 2>&1 && return 0
+		kill -0 "$STARTED" 2>/dev/null || { show_log "$TMP/nplus1-$1.log"; die "nplus1 $2 exited during startup"; }
+		sleep 0.1
+	done
+	die "nplus1 $2 did not answer on 127.0.0.1:$1"
+}
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+
+say "A: $BIN ${A_FLAGS:-(defaults)}   B: $BIN_B ${B_FLAGS:-(defaults)}   pgbench -S -M $MODE -c $CLIENTS, ${DURATION}s x $ROUNDS rounds, at the same time"
+printf '%-6s %12s %12s %10s %10s %8s\n' ROUND A_US/TXN B_US/TXN A_TPS B_TPS A/B
+RATIOS=()
+for ((r = 1; r <= ROUNDS; r++)); do
+	# Swap the ports every round; restart both so neither keeps an advantage.
+	pa=${PORTS[$((r % 2))]} pb=${PORTS[$(((r + 1) % 2))]}
+	start "$pa" "$A_FLAGS" "$BIN"; A=$STARTED
+	start "$pb" "$B_FLAGS" "$BIN_B"; B=$STARTED
+	a0=$(ticks "$A") b0=$(ticks "$B")
+	"$PGBENCH" -h 127.0.0.1 -p "$pa" -U bench -n -S -M "$MODE" -c "$CLIENTS" -j 1 -T "$DURATION" postgres >"$TMP/a.out" 2>&1 &
+	ja=$!
+	"$PGBENCH" -h 127.0.0.1 -p "$pb" -U bench -n -S -M "$MODE" -c "$CLIENTS" -j 1 -T "$DURATION" postgres >"$TMP/b.out" 2>&1 &
+	jb=$!
+	wait "$ja" || { show_log "$TMP/a.out"; die "pgbench through A failed"; }
+	wait "$jb" || { show_log "$TMP/b.out"; die "pgbench through B failed"; }
+	a1=$(ticks "$A") b1=$(ticks "$B")
+	stop_pid "$A" nplus1; stop_pid "$B" nplus1
+	PIDS=()
+	na=$(awk '/actually processed/ { print $NF }' "$TMP/a.out") nb=$(awk '/actually processed/ { print $NF }' "$TMP/b.out")
+	line=$(awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v na="$na" -v nb="$nb" -v hz="$HZ" -v d="$DURATION" -v r="$r" 'BEGIN {
+		ca = a * 1e6 / hz / na; cb = b * 1e6 / hz / nb
+		printf "%-6d %12.1f %12.1f %10.0f %10.0f %8.3f", r, ca, cb, na / d, nb / d, ca / cb }')
+	printf '%s\n' "$line"
+	RATIOS+=("$(awk '{ print $NF }' <<<"$line")")
+done
+printf '%s\n' "${RATIOS[@]}" | sort -n | awk '{ v[NR] = $1 } END {
+	m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+	printf "A/B CPU per transaction: median %.3f, rounds %.3f-%.3f\n", m, v[1], v[NR] }'
