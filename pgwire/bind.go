@@ -126,8 +126,12 @@ type bindKeys struct {
 	vlen int           // its length
 	nv   int           // its bytes in Tracker.bindVal
 	oids []uint32      // the statement's parameter types, when known
-	nres int           // result format codes
-	rpos int           // result format code bytes read
+	// st is the statement the Bind names, when looked is set: bindOIDs
+	// looked it up, and feEnd need not again.
+	st     *stmt
+	looked bool
+	nres   int // result format codes
+	rpos   int // result format code bytes read
 }
 
 const (

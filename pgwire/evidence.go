@@ -137,6 +137,11 @@ type bindEvidence struct {
 	descBin   uint64         // and these binary columns
 	cost      int            // bytes counted in the portals' budget
 	small     [8]valuekey.Key
+	// res is room for the digests of the first result of the portal's
+	// executions, when they are few (a lookup's row): one allocation for
+	// a Bind and its result. resUsed tells it is taken.
+	res     smallResult
+	resUsed bool
 }
 
 // recost sets what the portal's evidence costs: its keys, and its
@@ -243,6 +248,7 @@ func (t *Tracker) evPop() {
 //go:noinline
 func (t *Tracker) evComplete(e *Execution, result bool) {
 	t.attachEvidence(e, result)
+	t.execEv = nil
 	t.endResult()
 }
 
@@ -440,13 +446,17 @@ func (t *Tracker) rowEnd() {
 }
 
 // build returns the digests hashed so far, column by column: a result of
-// a few digests (a lookup's row) in one allocation, others in three.
-func (r *resultState) build() *ResultKeys {
+// a few digests (a lookup's row) in spare when it is not nil, else in one
+// allocation; others in three.
+func (r *resultState) build(spare *smallResult) *ResultKeys {
 	rows := r.rows
 	var rk *ResultKeys
 	var back []valuekey.Key
 	if r.ncols <= len(smallResult{}.cols) && r.ncols*rows <= len(smallResult{}.keys) {
-		sm := new(smallResult)
+		sm := spare
+		if sm == nil {
+			sm = new(smallResult)
+		}
 		rk, back = &sm.rk, sm.keys[:r.ncols*rows]
 		rk.Keys = sm.cols[:r.ncols]
 	} else {
@@ -493,7 +503,11 @@ func (t *Tracker) attachEvidence(e *Execution, result bool) {
 		return
 	}
 	if rows > 0 {
-		e.Result = r.build()
+		var spare *smallResult
+		if ev := t.execEv; ev != nil && !ev.resUsed {
+			spare, ev.resUsed = &ev.res, true
+		}
+		e.Result = r.build(spare)
 	}
 }
 
@@ -717,7 +731,9 @@ func (t *Tracker) bindOIDs(name []byte) []uint32 {
 	if s, ok := t.pendingParse(); ok && s.name == string(name) {
 		return s.types.get()
 	}
-	if st := t.stmtByName(name); st != nil {
+	st := t.stmtByName(name)
+	t.bk.st, t.bk.looked = st, true
+	if st != nil {
 		return st.types.get()
 	}
 	return nil

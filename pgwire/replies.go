@@ -410,6 +410,7 @@ func (t *Tracker) desync() {
 
 // newExecution starts an Execution for the request h completing now.
 func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
+	t.execEv = nil
 	start := h.seen
 	if t.lastEnd.After(start) {
 		start = t.lastEnd
@@ -435,7 +436,8 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 		e.ParamWildcard, e.ParamLarge = h.bits.wild, h.bits.large
 		e.setParams(h.params)
 		if t.evidence {
-			e.ParamKeys = t.evq.front().ev.keys
+			t.execEv = t.evq.front().ev
+			e.ParamKeys = t.execEv.keys
 		}
 	case reqExecute:
 		t.groupExecuted = true
@@ -447,6 +449,7 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 			e.ParamWildcard, e.ParamLarge = p.bits.wild, p.bits.large
 			e.setParams(p.params)
 			if p.ev != nil {
+				t.execEv = p.ev
 				e.ParamKeys = p.ev.keys
 			}
 		}

@@ -278,7 +278,11 @@ func (t *Tracker) feEnd(now time.Time) {
 		}
 	case reqBind:
 		r.portal = t.portalName(t.name.buf)
-		r.name = t.stmtName(t.name2.buf, t.stmtByName(t.name2.buf))
+		cur := t.bk.st // bindOIDs' lookup, with the evidence
+		if !t.bk.looked {
+			cur = t.stmtByName(t.name2.buf)
+		}
+		r.name = t.stmtName(t.name2.buf, cur)
 		if r.nparam = t.bind.nparams; r.nparam > 0 {
 			r.hash, r.bits = t.bind.h, t.bind.bits
 		}

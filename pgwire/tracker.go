@@ -332,13 +332,16 @@ type Tracker struct {
 
 	// Value evidence (only with evidence), last: the fields above are the
 	// hot path of every connection.
-	maxRows   int // MaxEvidenceRows
-	maxCols   int // MaxEvidenceColumns
-	budget    *EvidenceBudget
-	evRead    bool        // the current server message is read for evidence
-	rdOn      bool        // the RowDescription being read answers a Describe or a Query
-	rd        []byte      // that RowDescription: its first maxCols columns
-	lastDesc  *resultDesc // the last description read, reused when it repeats
+	maxRows  int // MaxEvidenceRows
+	maxCols  int // MaxEvidenceColumns
+	budget   *EvidenceBudget
+	evRead   bool        // the current server message is read for evidence
+	rdOn     bool        // the RowDescription being read answers a Describe or a Query
+	rd       []byte      // that RowDescription: its first maxCols columns
+	lastDesc *resultDesc // the last description read, reused when it repeats
+	// execEv is the Bind evidence of the execution newExecution just built
+	// (nil for a simple Query): its first result's digests go in its room.
+	execEv    *bindEvidence
 	res       resultState
 	row       rowState
 	bk        bindKeys                     // the Bind being read
