@@ -707,7 +707,9 @@ func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev 
 }
 
 // ringResult is the outcome of a shape's search of the recent results, kept
-// for the window's evaluation: loopsOf and nPlusOne both ask.
+// for the window's evaluation: loopsOf and nPlusOne both ask. A window
+// opened again after a stall forgets it (forgetRingSearches): its next
+// evaluation has more keys to search for.
 type ringResult struct {
 	ev   Evidence
 	src  *fingerprint.Statement

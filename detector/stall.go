@@ -77,14 +77,27 @@ func (d *Detector) keepsForReopen(w *window, reason string) bool {
 }
 
 // reopens reports whether ev, the first statement of g since its window
-// closed, continues the loop of the kept window g.prev, and counts it.
+// closed, continues the loop of the kept window g.prev, and then counts it
+// and makes the window search the recent results again when it closes.
 func (d *Detector) reopens(g *group, ev Event, start time.Time) bool {
 	w := g.prev
 	if start.Sub(w.start) >= d.cfg.MaxWindow || !continuesLoop(w, ev) {
 		return false
 	}
 	d.stats.StallsReopened++
+	w.forgetRingSearches()
 	return true
+}
+
+// forgetRingSearches drops what w's shapes found when they searched the
+// recent results of the pool scope when w closed (shape.ring): the window
+// is judged again when it closes, with the keys that came since, and
+// a loop that proved nothing from another connection's list with its first
+// keys may be proven by all of them.
+func (w *window) forgetRingSearches() {
+	for _, s := range w.shapes {
+		s.ring = nil
+	}
 }
 
 // dropPrev forgets g's kept window, reporting what it held back.
