@@ -604,7 +604,7 @@ func (r *recentSources) candidates(l *loopKeys, since time.Time, out []uint64) [
 // (a loop's shape may have run before, for another request), and at most
 // MaxWindow before its first.
 // It returns the evidence and the source statement, or ok false.
-func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev Evidence, src *fingerprint.Statement, rows int64, ok bool) {
+func (d *Detector) loopEvidence(w *window, a *shape) (ev Evidence, src *fingerprint.Statement, rows int64, ok bool) {
 	if a.keys == nil || len(a.keys.pos) == 0 {
 		return Evidence{}, nil, 0, false
 	}
@@ -630,7 +630,7 @@ func (d *Detector) loopEvidence(w *window, a *shape, loops map[*shape]bool) (ev 
 		if s == a || s.first >= a.last || len(s.results) == 0 {
 			continue
 		}
-		if s.count > 1 && !loops[s] {
+		if s.count > 1 && !s.loop {
 			continue // a repeated shape is a source only as an outer loop
 		}
 		if catalogOnly(s.stmt) {
@@ -772,7 +772,7 @@ func idCoincidence(loop, src *fingerprint.Statement, col string) bool {
 	for _, ts := range [...][]string{loop.Facts.TablesRead, loop.Facts.TablesWritten} { // a write's table is written, not read
 		for _, t := range ts {
 			for _, u := range src.Facts.TablesRead {
-				if normTable(t) == normTable(u) {
+				if sameNorm(t, u) {
 					return false
 				}
 			}

@@ -156,6 +156,7 @@ func (d *Detector) hop(g *group, w *window, s *shape, reported bool) {
 			d.hopsPending = append(d.hopsPending, pendingHop{scope: sc, h: h})
 		}
 		c := d.hopFinding(g, w, s, r, h, col, param)
+		c.finding.ownTags() // held past the window (see Event)
 		h.pending = &c
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // Ignore is one safelist entry: findings it matches are dropped (and counted
@@ -133,4 +134,65 @@ func (ig Ignore) Match(f *Finding) bool {
 // normTable lower-cases a possibly qualified table name and drops double quotes.
 func normTable(s string) string {
 	return strings.ToLower(strings.ReplaceAll(s, `"`, ""))
+}
+
+// sameNorm reports whether normTable(a) == normTable(b), without writing
+// either when both are ASCII (the rules compare table names per candidate
+// source).
+func sameNorm(a, b string) bool {
+	if !plainASCII(a) || !plainASCII(b) {
+		return normTable(a) == normTable(b)
+	}
+	i, j := 0, 0
+	for {
+		for i < len(a) && a[i] == '"' {
+			i++
+		}
+		for j < len(b) && b[j] == '"' {
+			j++
+		}
+		if i == len(a) || j == len(b) {
+			return i == len(a) && j == len(b)
+		}
+		if lowerASCII(a[i]) != lowerASCII(b[j]) {
+			return false
+		}
+		i++
+		j++
+	}
+}
+
+// foldedPrefix reports whether normTable(s) starts with prefix, a
+// lower-case ASCII string; s must be ASCII (plainASCII).
+func foldedPrefix(s, prefix string) bool {
+	i := 0
+	for k := 0; k < len(prefix); k++ {
+		for i < len(s) && s[i] == '"' {
+			i++
+		}
+		if i == len(s) || lowerASCII(s[i]) != prefix[k] {
+			return false
+		}
+		i++
+	}
+	return true
+}
+
+// plainASCII reports whether s is all ASCII, where normTable's
+// lower-casing is byte by byte.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// lowerASCII lower-cases one ASCII letter.
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + ('a' - 'A')
+	}
+	return c
 }

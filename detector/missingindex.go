@@ -221,6 +221,7 @@ func (d *Detector) noteMissingIndex(g *group, w *window, s *shape, nplus1 bool) 
 		h.pending = p
 	}
 	p.finding = d.base(g, w, s, KindMissingIndex)
+	p.finding.ownTags() // held past the window (see Event)
 	p.cool = d.cooldownsOf(g)
 	p.count += s.count
 	p.dur += s.dur

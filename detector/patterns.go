@@ -152,6 +152,7 @@ func (d *Detector) awaitInspection(g *group, w *window, s *shape, c candidate) b
 		h.wild = &pendingWild{columns: s.stmt.Facts.LikeColumns}
 		d.mi.waiting = append(d.mi.waiting, c.id)
 	}
+	c.finding.ownTags() // held past the window (see Event)
 	h.wild.hold(wildOccurrence{c: c, cool: d.cooldownsOf(g)})
 	d.ask(h, w, s)
 	return true

@@ -189,6 +189,7 @@ func (d *Detector) report(out []Finding, cool *cooldowns, c candidate) []Finding
 		return out
 	}
 	d.stats.Reported[f.Kind]++
+	f.ownTags()
 	if c.loop != nil {
 		f.Suggestion = suggestNPlusOne(c.loop, c.loopSrc, f.Count)
 	}

@@ -26,7 +26,7 @@ type candidate struct {
 // leading_wildcard and deep_offset: deterministic.
 func (d *Detector) evaluate(g *group, w *window) []candidate {
 	var out []candidate
-	loops := d.loopsOf(g, w) // outer loops can source inner ones, whatever ran first
+	d.loopsOf(g, w) // outer loops can source inner ones, whatever ran first
 	for _, s := range w.shapes {
 		if s.slowCount > 0 { // any statement, judged or not
 			out = append(out, d.slow(g, w, s))
@@ -35,7 +35,7 @@ func (d *Detector) evaluate(g *group, w *window) []candidate {
 			continue
 		}
 		if isWrite(s.stmt.Facts) { // writes have rules of their own (writes.go)
-			out = d.judgeWrite(g, w, s, loops, out)
+			out = d.judgeWrite(g, w, s, out)
 			continue
 		}
 		facts := s.stmt.Facts
@@ -46,8 +46,8 @@ func (d *Detector) evaluate(g *group, w *window) []candidate {
 		busy := g.traceID == "" && d.concurrent(s.conn, s.stmt.ID, w.start.Add(-d.cfg.IdleGap))
 
 		reported := false
-		if s.count >= d.cfg.NPlusOneThreshold && len(s.params) >= d.cfg.NPlusOneThreshold && !s.paged() {
-			if c, ok := d.nPlusOne(g, w, s, loops, busy); ok {
+		if s.count >= d.cfg.NPlusOneThreshold && s.params.len() >= d.cfg.NPlusOneThreshold && !s.paged() {
+			if c, ok := d.nPlusOne(g, w, s, busy); ok {
 				out = append(out, c)
 				loud, reported = true, true
 			}
@@ -92,7 +92,10 @@ func (d *Detector) evaluate(g *group, w *window) []candidate {
 	return out
 }
 
-// base fills the fields every finding about shape s has.
+// base fills the fields every finding about shape s has. Its Tags are the
+// shape's own, shared, and it has no Location yet: report writes both for
+// the findings that pass the cooldown (ownTags), and what holds a
+// candidate past its window owns them first.
 func (d *Detector) base(g *group, w *window, s *shape, kind Kind) Finding {
 	conn := connectionOf(s.conn)
 	return Finding{
@@ -106,9 +109,14 @@ func (d *Detector) base(g *group, w *window, s *shape, kind Kind) Finding {
 		ApplicationName: conn.ApplicationName,
 		Connection:      conn,
 		TraceID:         g.traceID,
-		Tags:            maps.Clone(s.tags),
-		Location:        locationOf(s.tags),
+		Tags:            s.tags,
 	}
+}
+
+// ownTags gives f a copy of its Tags and the Location they name.
+func (f *Finding) ownTags() {
+	f.Location = locationOf(f.Tags)
+	f.Tags = maps.Clone(f.Tags)
 }
 
 // paged reports whether the repeats of s look like someone walking pages of
@@ -133,25 +141,76 @@ func (s *shape) paged() bool {
 	return s.pageRows >= 2 && s.pageSteady && (s.lastRows < s.pageRows || f.HasOffset)
 }
 
-// loopsOf finds the shapes of w that are N+1s, to a fixed point: a loop
-// proven by the union of another loop's results (a nested loop) is found
-// even when its shape first ran before the outer loop's (another request
-// ran it earlier on the connection).
-func (d *Detector) loopsOf(g *group, w *window) map[*shape]bool {
-	loops := map[*shape]bool{}
+// loopsOf finds the shapes of w that are N+1s, to a fixed point, and marks
+// them (shape.loop, window.loops): a loop proven by the union of another
+// loop's results (a nested loop) is found even when its shape first ran
+// before the outer loop's (another request ran it earlier on the
+// connection). Each search's outcome is kept for the rules (evidenceOf).
+func (d *Detector) loopsOf(g *group, w *window) {
+	w.loops = 0
+	for _, s := range w.shapes {
+		s.loop = false
+		if s.search != nil {
+			*s.search = loopSearch{}
+		}
+	}
 	for changed := true; changed; {
 		changed = false
 		for _, s := range w.shapes {
-			if loops[s] || !s.judged || s.count < d.cfg.NPlusOneThreshold || len(s.params) < d.cfg.NPlusOneThreshold || s.paged() {
+			if s.loop || !s.judged || s.count < d.cfg.NPlusOneThreshold || s.params.len() < d.cfg.NPlusOneThreshold || s.paged() {
 				continue
 			}
 			busy := g.traceID == "" && d.concurrent(s.conn, s.stmt.ID, w.start.Add(-d.cfg.IdleGap))
-			if _, _, _, ok := d.loopEvidence(w, s, loops); ok || !busy {
-				loops[s], changed = true, true
+			if d.search(w, s).ok || !busy {
+				s.loop, changed = true, true
+				w.loops++
 			}
 		}
 	}
-	return loops
+}
+
+// loopSearch is the outcome of loopEvidence for a shape, and how many
+// other shapes of its window were loops when it ran: the search depends on
+// the loops only through that set, which only grows while loopsOf runs, so
+// the same count means the same outcome.
+type loopSearch struct {
+	done   bool
+	others int
+	ev     Evidence
+	src    *fingerprint.Statement
+	rows   int64
+	ok     bool
+}
+
+// search runs loopEvidence for a in w and keeps its outcome.
+func (d *Detector) search(w *window, a *shape) *loopSearch {
+	if a.search == nil {
+		a.search = &loopSearch{}
+	}
+	r := a.search
+	r.others = w.otherLoops(a)
+	r.ev, r.src, r.rows, r.ok = d.loopEvidence(w, a)
+	r.done = true
+	return r
+}
+
+// evidenceOf is loopEvidence for a once loopsOf has run: the outcome
+// loopsOf kept when the loops it searched with are the final ones, else a
+// new search.
+func (d *Detector) evidenceOf(w *window, a *shape) (Evidence, *fingerprint.Statement, int64, bool) {
+	r := a.search
+	if r == nil || !r.done || r.others != w.otherLoops(a) {
+		r = d.search(w, a)
+	}
+	return r.ev, r.src, r.rows, r.ok
+}
+
+// otherLoops counts the loops of w other than a.
+func (w *window) otherLoops(a *shape) int {
+	if a.loop {
+		return w.loops - 1
+	}
+	return w.loops
 }
 
 // nPlusOne judges a shape that repeated with distinct parameters. With its
@@ -161,15 +220,15 @@ func (d *Detector) loopsOf(g *group, w *window) map[*shape]bool {
 // connection's pool served nothing concurrently (severity at most warning:
 // keys from the request itself, or no evidence on the wire); when the pool
 // was busy (busy) it is not reported: independent requests look like this.
-func (d *Detector) nPlusOne(g *group, w *window, s *shape, loops map[*shape]bool, busy bool) (candidate, bool) {
-	ev, proven, provenRows, ok := d.loopEvidence(w, s, loops)
+func (d *Detector) nPlusOne(g *group, w *window, s *shape, busy bool) (candidate, bool) {
+	ev, proven, provenRows, ok := d.evidenceOf(w, s)
 	if !ok && busy {
 		d.stats.Concurrent++
 		return candidate{}, false
 	}
 	f := d.base(g, w, s, KindNPlusOne)
 	f.Count = s.count
-	f.DistinctParams = len(s.params)
+	f.DistinctParams = s.params.len()
 	f.DurationMS = millis(s.dur)
 	f.Severity = SeverityWarning
 	c := candidate{id: s.stmt.ID}
@@ -237,15 +296,16 @@ func (w *window) source(a *shape) (*shape, int64) {
 func (d *Detector) duplicate(g *group, w *window, s *shape, busy bool) (candidate, bool) {
 	var count, sets, most int
 	var dur time.Duration
-	for _, p := range s.params {
+	for _, p := range s.params.all() {
+		n := int(p.count)
 		if busy {
-			p.count = p.maxRun
+			n = int(p.maxRun)
 		}
-		if p.count >= d.cfg.DuplicateThreshold {
-			count += p.count
+		if n >= d.cfg.DuplicateThreshold {
+			count += n
 			sets++
 			dur += p.dur
-			most = max(most, p.count)
+			most = max(most, n)
 		}
 	}
 	if sets == 0 {
@@ -271,15 +331,22 @@ func hexOf(st *fingerprint.Statement) string {
 	return fmt.Sprintf("%016x", st.ID)
 }
 
-// tablesOf lists the tables read, then those written, without repeats.
+// tablesOf lists the tables read, then those written, without repeats;
+// nil when there are none.
 func tablesOf(st *fingerprint.Statement) []string {
 	if st.Facts == nil {
 		return nil
 	}
-	var ts []string
-	for _, t := range slices.Concat(st.Facts.TablesRead, st.Facts.TablesWritten) {
-		if !slices.Contains(ts, t) {
-			ts = append(ts, t)
+	r, w := st.Facts.TablesRead, st.Facts.TablesWritten
+	if len(r)+len(w) == 0 {
+		return nil
+	}
+	ts := make([]string, 0, len(r)+len(w))
+	for _, list := range [...][]string{r, w} {
+		for _, t := range list {
+			if !slices.Contains(ts, t) {
+				ts = append(ts, t)
+			}
 		}
 	}
 	return ts

@@ -46,6 +46,7 @@ type window struct {
 	// of a loop's keys in the window.
 	sources int
 	shapes  []*shape         // in order of first execution
+	loops   int              // its shapes with loop set (loopsOf)
 	byID    map[uint64]int32 // fingerprint ID → index in shapes
 	// found are the findings of its first close, for a window kept for
 	// reopening (see stall.go): not reported again.
@@ -84,13 +85,18 @@ type shape struct {
 	keys    *loopKeys
 	// ring is the outcome of its search of the recent results, once done.
 	ring *ringResult
+	// loop is set by loopsOf when the shape is an N+1 of the window being
+	// evaluated, and search is the outcome of its latest evidence search
+	// there (see evidenceOf).
+	loop   bool
+	search *loopSearch
 	// sawAt is when the shape's run was last recorded in its pool scope
 	// (sawShape), which is done at most every scopeSawEvery.
 	sawAt time.Time
 
 	// The rest is kept only for shapes the rules judge.
 	judged     bool
-	params     map[uint64]paramStat // parameter-set hash → its executions
+	params     keyTable[paramStat] // parameter-set key (paramsKey) → its executions
 	paramsFull bool
 	maxRows    int64
 	bigCount   int           // executions returning ≥ UnpaginatedRows
@@ -99,7 +105,7 @@ type shape struct {
 	pageRows   int64         // rows of the first execution
 	pageSteady bool          // every execution but the latest returned pageRows
 	lastRows   int64         // rows of the latest execution
-	lastKey    uint64        // parameter set of the latest execution
+	lastKey    valuekey.Key  // parameter set of the latest execution
 	run        int           // executions in a row with lastKey
 
 	// slow_query, for every shape: the executions that reached
@@ -112,10 +118,13 @@ type shape struct {
 	lost      []lostStat    // lost_update, per read shape (lostupdate.go)
 }
 
+// paramStat is one parameter set's executions in a shape. The counts are
+// of one window's executions (MaxWindowEvents): 32 bits, so that a slot of
+// shape.params takes 24 bytes.
 type paramStat struct {
-	count  int
 	dur    time.Duration
-	maxRun int // most executions with this set in a row, no other set of the shape between
+	count  int32
+	maxRun int32 // most executions with this set in a row, no other set of the shape between
 }
 
 func newWindow(start time.Time) *window {
@@ -145,9 +154,6 @@ func (d *Detector) add(g *group, ev Event, start, end time.Time) {
 		w.byID[st.ID] = idx
 		s := &shape{stmt: st, conn: x.Conn, tags: ev.Tags, first: len(w.seq), start: start, firstEnd: end}
 		s.judged = d.judges(st)
-		if s.judged {
-			s.params = make(map[uint64]paramStat)
-		}
 		w.shapes = append(w.shapes, s)
 	}
 	s := w.shapes[idx]
@@ -172,8 +178,13 @@ func (d *Detector) add(g *group, ev Event, start, end time.Time) {
 		} else {
 			s.lastKey, s.run = key, 1
 		}
-		if p, ok := s.params[key]; ok || len(s.params) < d.cfg.MaxParamsPerShape {
-			s.params[key] = paramStat{count: p.count + 1, dur: p.dur + dur, maxRun: max(p.maxRun, s.run)}
+		if p := s.params.get(key); p != nil || s.params.len() < d.cfg.MaxParamsPerShape {
+			if p == nil {
+				p, _ = s.params.put(key)
+			}
+			p.count++
+			p.dur += dur
+			p.maxRun = max(p.maxRun, int32(s.run))
 		} else {
 			s.paramsFull = true
 			d.stats.ParamsDropped++
@@ -222,9 +233,25 @@ func (d *Detector) judges(st *fingerprint.Statement) bool {
 	return false
 }
 
-// isCatalog reports whether a table name is a system catalog or view.
+// isCatalog reports whether a table name is a system catalog or view. It
+// reads the name as normTable writes it, without writing it: it runs for
+// every judged shape and keyed read.
 func isCatalog(name string) bool {
-	n := normTable(name)
+	if !plainASCII(name) {
+		return isCatalogNorm(normTable(name))
+	}
+	if foldedPrefix(name, "pg_catalog.") || foldedPrefix(name, "information_schema.") {
+		return true
+	}
+	// Dropping quotes and folding ASCII case move no '.'.
+	if i := strings.LastIndexByte(name, '.'); i >= 0 {
+		name = name[i+1:]
+	}
+	return foldedPrefix(name, "pg_")
+}
+
+// isCatalogNorm is isCatalog of a name normTable wrote.
+func isCatalogNorm(n string) bool {
 	if strings.HasPrefix(n, "pg_catalog.") || strings.HasPrefix(n, "information_schema.") {
 		return true
 	}
@@ -236,11 +263,16 @@ func isCatalog(name string) bool {
 
 // paramsKey identifies the execution's parameter set: the bound values
 // (extended protocol) and the literals in the text (simple protocol, or
-// literals inlined by the client), hashed together.
-func paramsKey(x *pgwire.Execution, st *fingerprint.Statement) uint64 {
+// literals inlined by the client), hashed together. It is a key of
+// shape.params, so never valuekey.None: the one hash that would be (2^-64)
+// shares the key of 1.
+func paramsKey(x *pgwire.Execution, st *fingerprint.Statement) valuekey.Key {
 	h := x.ParamsHash
 	h ^= st.LiteralsHash + 0x9e3779b97f4a7c15 + (h << 6) + (h >> 2)
-	return h * fnv1a.Prime
+	if k := valuekey.Key(h * fnv1a.Prime); k != valuekey.None {
+		return k
+	}
+	return 1
 }
 
 // addEvidence keeps what the value evidence needs of one execution of s:

@@ -165,22 +165,22 @@ func (d *Detector) noteWrite(w *window, s *shape, x *pgwire.Execution, st *finge
 // comment at the top), then lost_update (lostupdate.go), then
 // leading_wildcard (a DELETE ... WHERE name LIKE '%x' scans as a SELECT
 // does).
-func (d *Detector) judgeWrite(g *group, w *window, s *shape, loops map[*shape]bool, out []candidate) []candidate {
-	if c, ok := d.nPlusOneWrite(g, w, s, loops); ok {
+func (d *Detector) judgeWrite(g *group, w *window, s *shape, out []candidate) []candidate {
+	if c, ok := d.nPlusOneWrite(g, w, s); ok {
 		out = append(out, c)
 	}
 	out = d.lostUpdate(g, w, s, out)
 	return d.patterns(g, w, s, out)
 }
 
-func (d *Detector) nPlusOneWrite(g *group, w *window, s *shape, loops map[*shape]bool) (candidate, bool) {
+func (d *Detector) nPlusOneWrite(g *group, w *window, s *shape) (candidate, bool) {
 	p := &s.pat
-	if p.single < d.cfg.NPlusOneThreshold || len(s.params) < d.cfg.NPlusOneThreshold {
+	if p.single < d.cfg.NPlusOneThreshold || s.params.len() < d.cfg.NPlusOneThreshold {
 		return candidate{}, false
 	}
 	oneTx := p.inTx == s.count && p.txs == 1
 	busy := g.traceID == "" && d.concurrent(s.conn, s.stmt.ID, w.start.Add(-d.cfg.IdleGap))
-	ev, proven, provenRows, ok := d.loopEvidence(w, s, loops)
+	ev, proven, provenRows, ok := d.evidenceOf(w, s)
 	if !ok && !oneTx && busy {
 		d.stats.Concurrent++
 		return candidate{}, false
@@ -188,7 +188,7 @@ func (d *Detector) nPlusOneWrite(g *group, w *window, s *shape, loops map[*shape
 	f := d.base(g, w, s, KindNPlusOne)
 	f.Command = strings.ToUpper(string(s.stmt.Facts.Kind))
 	f.Count = p.single
-	f.DistinctParams = len(s.params)
+	f.DistinctParams = s.params.len()
 	f.DurationMS = millis(p.singleDur)
 	f.Severity = SeverityWarning
 	c := candidate{id: s.stmt.ID}
