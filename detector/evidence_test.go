@@ -228,16 +228,7 @@ func TestEvidenceNestedLoop(t *testing.T) {
 	// orders → items per order → product per item: the products' keys are
 	// in the union of the items' results.
 	tl := poolTimeline(4)
-	x := tl.q(qOrders, 1, 6)
-	x.Result = result([]string{"id", "user_id"}, []int{1, 50}, []int{2, 51}, []int{3, 52}, []int{4, 53}, []int{5, 54}, []int{6, 55})
-	for o := 1; o <= 6; o++ {
-		items := tl.q(qItems, uint64(o), 3)
-		items.ParamKeys = key(o)
-		items.Result = result([]string{"id", "product_id"}, []int{10 * o, 100*o + 1}, []int{10*o + 1, 100*o + 2}, []int{10*o + 2, 100*o + 3})
-		for i := 1; i <= 3; i++ {
-			tl.lookup(qProduct, 100*o+i)
-		}
-	}
+	ordersItemsProducts(tl)
 	fs := nPlusOnes(detect(Config{}, tl.events))
 	if len(fs) != 2 {
 		t.Fatalf("got %v", summaries(fs))
@@ -248,6 +239,21 @@ func TestEvidenceNestedLoop(t *testing.T) {
 	}
 	if products.Kind != EvidenceDataFlow || products.SourceFingerprint != qItems.Hex || products.SourceColumn != "product_id" || products.Matched != 18 {
 		t.Errorf("products evidence %+v", products)
+	}
+}
+
+// ordersItemsProducts adds a nested loop to tl: 6 orders, the 3 items of
+// each, the product of each item.
+func ordersItemsProducts(tl *timeline) {
+	x := tl.q(qOrders, 1, 6)
+	x.Result = result([]string{"id", "user_id"}, []int{1, 50}, []int{2, 51}, []int{3, 52}, []int{4, 53}, []int{5, 54}, []int{6, 55})
+	for o := 1; o <= 6; o++ {
+		items := tl.q(qItems, uint64(o), 3)
+		items.ParamKeys = key(o)
+		items.Result = result([]string{"id", "product_id"}, []int{10 * o, 100*o + 1}, []int{10*o + 1, 100*o + 2}, []int{10*o + 2, 100*o + 3})
+		for i := 1; i <= 3; i++ {
+			tl.lookup(qProduct, 100*o+i)
+		}
 	}
 }
 

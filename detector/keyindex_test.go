@@ -29,6 +29,26 @@ func at(slot, tag int) valuekey.Key {
 }
 
 // slotOf is where k is held, -1 when it is not.
+// wantSlot is where a key should sit.
+type wantSlot struct {
+	name string
+	k    valuekey.Key
+	slot int
+}
+
+// checkSlots checks that each key sits in its slot and is found.
+func checkSlots(t *testing.T, tb *keyTable[int], when string, want []wantSlot) {
+	t.Helper()
+	for _, w := range want {
+		if got := slotOf(tb, w.k); got != w.slot {
+			t.Errorf("%s: %s in slot %d, want %d", when, w.name, got, w.slot)
+		}
+		if tb.get(w.k) == nil {
+			t.Errorf("%s: %s not found", when, w.name)
+		}
+	}
+}
+
 func slotOf(t *keyTable[int], k valuekey.Key) int {
 	for i, s := range t.slots {
 		if s.key == k {
@@ -86,18 +106,7 @@ func TestKeyTableDeleteInTheMiddleOfARun(t *testing.T) {
 		t.Fatal("a second delete reported true")
 	}
 	// c moves from 4 to 3, d from 5 to 4 (its home is 3); e stays.
-	for _, tc := range []struct {
-		name string
-		k    valuekey.Key
-		slot int
-	}{{"a", a, 2}, {"c", c, 3}, {"d", d, 4}, {"e", e, 6}} {
-		if got := slotOf(tb, tc.k); got != tc.slot {
-			t.Errorf("%s in slot %d, want %d", tc.name, got, tc.slot)
-		}
-		if tb.get(tc.k) == nil {
-			t.Errorf("%s not found after the delete", tc.name)
-		}
-	}
+	checkSlots(t, tb, "after the delete", []wantSlot{{"a", a, 2}, {"c", c, 3}, {"d", d, 4}, {"e", e, 6}})
 	if tb.slots[5].key != valuekey.None {
 		t.Errorf("slot 5 holds %x after the shift, want empty", tb.slots[5].key)
 	}
@@ -122,32 +131,13 @@ func TestKeyTableWrapsAround(t *testing.T) {
 	for i, k := range []valuekey.Key{a, b, c, z} {
 		put(tb, k, i)
 	}
-	for _, tc := range []struct {
-		name string
-		k    valuekey.Key
-		slot int
-	}{{"a", a, 14}, {"b", b, 15}, {"c", c, 0}, {"z", z, 1}} {
-		if got := slotOf(tb, tc.k); got != tc.slot {
-			t.Errorf("%s in slot %d, want %d", tc.name, got, tc.slot)
-		}
-	}
+	checkSlots(t, tb, "after the puts", []wantSlot{{"a", a, 14}, {"b", b, 15}, {"c", c, 0}, {"z", z, 1}})
 	if p := tb.get(at(15, 5)); p != nil {
 		t.Error("an absent key found across the wrap")
 	}
 	// Deleting b pulls c back over the end, and z to its home.
 	tb.delete(b)
-	for _, tc := range []struct {
-		name string
-		k    valuekey.Key
-		slot int
-	}{{"a", a, 14}, {"c", c, 15}, {"z", z, 0}} {
-		if got := slotOf(tb, tc.k); got != tc.slot {
-			t.Errorf("after delete: %s in slot %d, want %d", tc.name, got, tc.slot)
-		}
-		if tb.get(tc.k) == nil {
-			t.Errorf("after delete: %s not found", tc.name)
-		}
-	}
+	checkSlots(t, tb, "after the delete", []wantSlot{{"a", a, 14}, {"c", c, 15}, {"z", z, 0}})
 }
 
 func TestKeyTableNone(t *testing.T) {

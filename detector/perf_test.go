@@ -55,16 +55,7 @@ func TestTableNamesDoNotAllocate(t *testing.T) {
 func innerLoopFirst() *timeline {
 	tl := newTimeline()
 	tl.lookup(qProduct, 7)
-	x := tl.q(qOrders, 1, 6)
-	x.Result = result([]string{"id", "user_id"}, []int{1, 50}, []int{2, 51}, []int{3, 52}, []int{4, 53}, []int{5, 54}, []int{6, 55})
-	for o := 1; o <= 6; o++ {
-		items := tl.q(qItems, uint64(o), 3)
-		items.ParamKeys = key(o)
-		items.Result = result([]string{"id", "product_id"}, []int{10 * o, 100*o + 1}, []int{10*o + 1, 100*o + 2}, []int{10*o + 2, 100*o + 3})
-		for i := 1; i <= 3; i++ {
-			tl.lookup(qProduct, 100*o+i)
-		}
-	}
+	ordersItemsProducts(tl)
 	return tl
 }
 
