@@ -172,8 +172,8 @@ func signKeyword(w string) bool {
 
 // numberKey is the key of a numeric constant, negated when neg: the value
 // as the server prints it. Integers in any notation (42, 0042, 1_000, 0x2A,
-// 0o52, 0b101010) are keyed as their decimal text, which is what an int4,
-// int8 or numeric column shows; hexadecimal, octal and binary integers of
+// 0o52, 0b101010) are keyed as the integer they are (valuekey.Text of their
+// decimal text), as an int4, int8 or numeric column's value is; hexadecimal, octal and binary integers of
 // more than 64 bits get None. A decimal fraction is keyed as numeric prints
 // it: 007.50 as 7.50, .5 as 0.5, 5. as 5. A number with an exponent (1e3)
 // gets None.

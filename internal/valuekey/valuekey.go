@@ -10,7 +10,7 @@
 // one process only, and never leave it.
 //
 // The same key reaches the wire in several forms, and each form is brought to
-// one canonical text before it is hashed:
+// one canonical form before it is hashed:
 //
 //   - integers: 8, '8', +8, 008, and int2/int4/int8 in binary format all
 //     become the 64-bit integer 8, hashed under a seed of its own (Int), so
