@@ -63,6 +63,10 @@ type eventLoop struct {
 	buf    []byte // the read buffer; what a write leaves behind is copied out
 	events []unix.EpollEvent
 	socks  []*loopSock // by fd; loop goroutine only
+	// now is when the latest epoll_wait returned events: the time of
+	// every message read in that batch (they had all arrived by then),
+	// one clock read a batch instead of one a message.
+	now time.Time
 
 	mu      sync.Mutex
 	cmds    []func() // guarded by mu; run on the loop goroutine
@@ -199,6 +203,7 @@ func (l *eventLoop) run() {
 			continue
 		}
 		pol.busy()
+		l.now = l.s.cfg.Now()
 		if !l.dispatch(n) {
 			return
 		}
@@ -411,7 +416,7 @@ func (l *eventLoop) forward(s *loopSock) {
 		return
 	}
 	chunk := l.buf[:n]
-	if err := sess.c.observe(s.client, chunk, sess.c.s.cfg.Now()); err != nil {
+	if err := sess.c.observe(s.client, chunk, l.now); err != nil {
 		var pe *pgwire.ProtocolError
 		if errors.As(err, &pe) {
 			notice := errorResponse(stateProtocolViolation, violationNotice(pe, s.client))
