@@ -138,20 +138,7 @@ func TestMissingIndexThroughTheProxy(t *testing.T) {
 		}
 	}
 
-	for _, app := range []string{"mi-pgx", "mi-sql"} {
-		if code, body := httpCall(t, "POST", api+"/api/flush?application="+app); code != 200 {
-			t.Fatalf("flush %s: %d %s", app, code, body)
-		}
-	}
-	var found []detector.Finding
-	var miBody string
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && len(found) < 2; time.Sleep(50 * time.Millisecond) {
-		_, miBody = httpCall(t, "GET", api+"/api/findings?kind=missing_index")
-		found = nil
-		if err := json.Unmarshal([]byte(miBody), &found); err != nil {
-			t.Fatalf("findings: %v: %s", err, miBody)
-		}
-	}
+	found, miBody := flushAndFind(t, api, []string{"mi-pgx", "mi-sql"}, detector.KindMissingIndex, 2)
 	if len(found) != 2 {
 		t.Fatalf("%d missing_index findings, want one per client; logs:\n%s", len(found), logs)
 	}
@@ -543,21 +530,7 @@ func TestLeadingWildcardThroughTheProxy(t *testing.T) {
 			t.Fatalf("contains on %s: %d rows, %v; want some", table, n, err)
 		}
 	}
-	for _, app := range []string{"lw-pgx", "lw-sql"} {
-		if code, body := httpCall(t, "POST", api+"/api/flush?application="+app); code != 200 {
-			t.Fatalf("flush %s: %d %s", app, code, body)
-		}
-	}
-
-	var found []detector.Finding
-	var body string
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && len(found) < 2; time.Sleep(50 * time.Millisecond) {
-		_, body = httpCall(t, "GET", api+"/api/findings?kind=leading_wildcard")
-		found = nil
-		if err := json.Unmarshal([]byte(body), &found); err != nil {
-			t.Fatalf("findings: %v: %s", err, body)
-		}
-	}
+	found, body := flushAndFind(t, api, []string{"lw-pgx", "lw-sql"}, detector.KindLeadingWildcard, 2)
 	apps := map[string]bool{}
 	for _, f := range found {
 		apps[f.ApplicationName] = true
@@ -610,4 +583,26 @@ func TestLeadingWildcardThroughTheProxy(t *testing.T) {
 	}
 	pg.Stop() // the server's log is whole
 	inspectionRanOnlyReads(t, pg.Log(), pgtest.UserSCRAM)
+}
+
+// flushAndFind closes the windows of each application in apps through the
+// API, then polls for up to 20 s until it lists want findings of kind (they
+// wait for the inspection's answers); it returns them and the last body.
+func flushAndFind(t *testing.T, api string, apps []string, kind detector.Kind, want int) ([]detector.Finding, string) {
+	t.Helper()
+	for _, app := range apps {
+		if code, body := httpCall(t, "POST", api+"/api/flush?application="+app); code != 200 {
+			t.Fatalf("flush %s: %d %s", app, code, body)
+		}
+	}
+	var found []detector.Finding
+	var body string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && len(found) < want; time.Sleep(50 * time.Millisecond) {
+		_, body = httpCall(t, "GET", api+"/api/findings?kind="+string(kind))
+		found = nil
+		if err := json.Unmarshal([]byte(body), &found); err != nil {
+			t.Fatalf("findings: %v: %s", err, body)
+		}
+	}
+	return found, body
 }
