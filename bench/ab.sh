@@ -93,24 +93,9 @@ USED_PORTS=" "
 PG_PORT=$(free_port)
 PORTS=("$(free_port)" "$(free_port)")
 
-mkdir -m 700 "$TMP/data" "$TMP/run"
-if [[ -n $RUN_AS ]]; then chown "$RUN_AS" "$TMP/data" "$TMP/run"; fi
-as_db_user "$INITDB" -D "$TMP/data" -U bench -A trust -E UTF8 --no-locale -N >"$TMP/initdb.log" 2>&1 ||
-	{ show_log "$TMP/initdb.log"; die "initdb failed"; }
-cat >>"$TMP/data/postgresql.conf" <<EOF
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = ''
-max_connections = $((4 * CLIENTS + 30))
-shared_buffers = 256MB
-fsync = off
-synchronous_commit = off
-autovacuum = off
-jit = off
-EOF
-PG_STARTED=1
-as_db_user "$PG_CTL" -D "$TMP/data" -l "$TMP/run/postgres.log" -w -t 60 start >/dev/null 2>&1 ||
-	{ show_log "$TMP/run/postgres.log"; die "PostgreSQL did not start"; }
+mkdir -m 700 "$TMP/run"
+if [[ -n $RUN_AS ]]; then chown "$RUN_AS" "$TMP/run"; fi
+start_cluster "$TMP" "$PG_PORT" "$((4 * CLIENTS + 30))" bench
 "$PGBENCH" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U bench postgres >"$TMP/init.log" 2>&1 ||
 	{ show_log "$TMP/init.log"; die "pgbench -i failed"; }
 

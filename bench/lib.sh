@@ -86,3 +86,36 @@ free_port() { # a port below the usual ephemeral range that nothing listens on
 psql_at() { # psql_at PORT SQL: one value, or failure
 	"$PSQL" -X -A -t -q -h 127.0.0.1 -p "$1" -U "$DB_USER" -d "$DB_NAME" -v ON_ERROR_STOP=1 -c "$2"
 }
+
+# start_cluster DIR PORT MAX_CONNECTIONS USER: a throwaway cluster in DIR/data (initdb as the
+# server user, USER its superuser, trust on loopback, durability off), started with its log in
+# DIR/run (which the server user must be able to write). Sets PG_STARTED=1 for the caller's
+# cleanup; needs INITDB and PG_CTL.
+start_cluster() {
+	local dir=$1 port=$2 maxc=$3 user=$4
+	mkdir -m 700 "$dir/data"
+	if [[ -n $RUN_AS ]]; then chown "$RUN_AS" "$dir/data"; fi
+	if ! as_db_user "$INITDB" -D "$dir/data" -U "$user" -A trust -E UTF8 --no-locale -N >"$dir/initdb.log" 2>&1; then
+		show_log "$dir/initdb.log"
+		die "initdb failed"
+	fi
+	cat >>"$dir/data/postgresql.conf" <<EOF
+
+# nplus1 bench: throwaway cluster, loopback only, durability off (the data is regenerated every run)
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = ''
+max_connections = $maxc
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+autovacuum = off
+jit = off
+EOF
+	PG_STARTED=1
+	if ! as_db_user "$PG_CTL" -D "$dir/data" -l "$dir/run/postgres.log" -w -t 60 start >/dev/null 2>&1; then
+		show_log "$dir/run/postgres.log"
+		die "PostgreSQL did not start"
+	fi
+}

@@ -243,27 +243,7 @@ if [[ -n $(cd -- "$REPO" && git status --porcelain --untracked-files=no 2>/dev/n
 # ---------------------------------------------------------------- PostgreSQL
 
 say "creating a throwaway cluster with $INITDB (port $PG_PORT)"
-mkdir -m 700 "$TMP/data"
-if [[ -n $RUN_AS ]]; then chown "$RUN_AS" "$TMP/data"; fi
-as_db_user "$INITDB" -D "$TMP/data" -U "$DB_USER" -A trust -E UTF8 --no-locale -N \
-	>"$TMP/initdb.log" 2>&1 || die_log "$TMP/initdb.log" "initdb failed"
-cat >>"$TMP/data/postgresql.conf" <<EOF
-
-# nplus1 bench: throwaway cluster, loopback only, durability off (the data is regenerated every run)
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = ''
-max_connections = $((MAXC * 3 + 30 > 100 ? MAXC * 3 + 30 : 100))
-shared_buffers = 256MB
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-autovacuum = off
-jit = off
-EOF
-PG_STARTED=1
-as_db_user "$PG_CTL" -D "$TMP/data" -l "$TMP/run/postgres.log" -w -t 60 start >/dev/null 2>&1 ||
-	die_log "$TMP/run/postgres.log" "PostgreSQL did not start"
+start_cluster "$TMP" "$PG_PORT" "$((MAXC * 3 + 30 > 100 ? MAXC * 3 + 30 : 100))" "$DB_USER"
 
 
 PG_VERSION=$(psql_at "$PG_PORT" "show server_version") || die "cannot connect to PostgreSQL on 127.0.0.1:$PG_PORT"
