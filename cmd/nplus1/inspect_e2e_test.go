@@ -112,12 +112,7 @@ func TestMissingIndexThroughTheProxy(t *testing.T) {
 	}
 
 	// database/sql with the pgx driver, inlined by the simple protocol.
-	db, err := sql.Open("pgx", pgtest.URLFor(addrs["proxy"], pgtest.Superuser, "application_name=mi-sql", "default_query_exec_mode=simple_protocol"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
+	db := openSimpleSQL(t, addrs["proxy"], "mi-sql")
 	rows, err := db.QueryContext(ctx, "SELECT id FROM customers ORDER BY id LIMIT 10")
 	if err != nil {
 		t.Fatal(err)
@@ -518,12 +513,7 @@ func TestLeadingWildcardThroughTheProxy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db, err := sql.Open("pgx", pgtest.URLFor(addrs["proxy"], pgtest.Superuser, "application_name=lw-sql", "default_query_exec_mode=simple_protocol"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
+	db := openSimpleSQL(t, addrs["proxy"], "lw-sql")
 	for _, table := range []string{"people_trgm", "people"} {
 		var n int
 		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+table+" WHERE name ILIKE '%' || $1 || '%'", "ZQPLANT AB").Scan(&n); err != nil || n == 0 {
@@ -605,4 +595,18 @@ func flushAndFind(t *testing.T, api string, apps []string, kind detector.Kind, w
 		}
 	}
 	return found, body
+}
+
+// openSimpleSQL opens database/sql with the pgx driver through addr as
+// application app, one connection, statements inlined by the simple
+// protocol; closed when the test ends.
+func openSimpleSQL(t *testing.T, addr, app string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("pgx", pgtest.URLFor(addr, pgtest.Superuser, "application_name="+app, "default_query_exec_mode=simple_protocol"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	db.SetMaxOpenConns(1)
+	return db
 }
