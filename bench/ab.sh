@@ -7,13 +7,16 @@
 # drift that makes sequential runs on a shared machine disagree by ±10% hits them alike: the ratio
 # of their CPU per transaction is steady to a few percent where bench/run.sh's is not. The two
 # proxies swap their listening ports every round. With --aa, B runs A's flags too: the spread of
-# that ratio around 1.00 is what the method can resolve on this machine.
+# that ratio around 1.00 is what the method can resolve on this machine. With --pgbouncer, B is
+# PgBouncer in session mode (as in bench/run.sh) instead of a second nplus1.
 #
-# Usage: bench/ab.sh [--a FLAGS] [--b FLAGS] [--aa] [--mode simple|prepared] [--clients N]
-#                    [--duration SECONDS] [--rounds N] [--scale S] [--bin FILE] [--bin-b FILE]
+# Usage: bench/ab.sh [--a FLAGS] [--b FLAGS] [--aa] [--pgbouncer] [--mode simple|prepared]
+#                    [--clients N] [--duration SECONDS] [--rounds N] [--scale S] [--bin FILE]
+#                    [--bin-b FILE]
 # Defaults: A "" (nplus1's defaults), B "--evidence=false" (with --bin-b: ""), prepared, 4 clients,
 # 20 s, 5 rounds. --bin-b compares two builds: B runs that binary.
-# Needs: go (unless --bin), PostgreSQL server binaries and pgbench (Debian package postgresql).
+# Needs: go (unless --bin), PostgreSQL server binaries and pgbench (Debian package postgresql),
+# and for --pgbouncer, pgbouncer (Debian package pgbouncer).
 
 set -euo pipefail
 
@@ -27,16 +30,18 @@ SCALE=10
 BIN=""
 BIN_B=""
 B_SET=0
+PGB=0
 
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 say() { printf 'bench: %s\n' "$*" >&2; }
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
 	case $1 in
 	--a) A_FLAGS=$2; shift 2 ;;
 	--b) B_FLAGS=$2; B_SET=1; shift 2 ;;
 	--aa) AA=1; shift ;;
+	--pgbouncer) PGB=1; shift ;;
 	--mode) MODE=$2; shift 2 ;;
 	--clients) CLIENTS=$2; shift 2 ;;
 	--duration) DURATION=$2; shift 2 ;;
@@ -50,6 +55,7 @@ while (($#)); do
 done
 if [[ ${AA:-0} == 1 || ( -n $BIN_B && $B_SET == 0 ) ]]; then B_FLAGS=$A_FLAGS; fi
 if [[ -n $BIN_B && ! -x $BIN_B ]]; then die "--bin-b $BIN_B is not an executable file"; fi
+if ((PGB)) && [[ -n $BIN_B || $B_SET == 1 || ${AA:-0} == 1 ]]; then die "--pgbouncer takes the place of B: not with --b, --bin-b or --aa"; fi
 [[ $MODE == simple || $MODE == prepared ]] || die "--mode must be simple or prepared, not $MODE"
 for v in CLIENTS DURATION ROUNDS SCALE; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "--${v,,} must be a positive integer, not ${!v}"
@@ -62,6 +68,8 @@ REPO=$(cd -- "$(dirname -- "$0")/.." && pwd)
 INITDB=$(pg_tool initdb) || die "initdb not found: install the PostgreSQL server (Debian package postgresql)"
 PG_CTL=$(pg_tool pg_ctl) || die "pg_ctl not found: install the PostgreSQL server (Debian package postgresql)"
 PGBENCH=$(pg_tool pgbench) || die "pgbench not found (Debian package postgresql-contrib or postgresql)"
+PGBOUNCER=""
+if ((PGB)); then PGBOUNCER=$(find_pgbouncer) || die "--pgbouncer: pgbouncer not found (Debian package pgbouncer)"; fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/nplus1-ab.XXXXXX")
 chmod 755 "$TMP"
@@ -70,7 +78,7 @@ PIDS=()
 cleanup() {
 	local rc=$? pid
 	trap '' INT TERM
-	for pid in "${PIDS[@]}"; do stop_pid "$pid" nplus1; done
+	for pid in "${PIDS[@]}"; do stop_pid "$pid" proxy; done
 	if ((PG_STARTED)); then as_db_user "$PG_CTL" -D "$TMP/data" -m immediate -w -t 10 stop >/dev/null 2>&1 || true; fi
 	rm -rf -- "$TMP"
 	exit "$rc"
@@ -116,17 +124,33 @@ start() { # start PORT FLAGS BIN: an nplus1 in its own session; its pid in START
 	done
 	die "nplus1 $2 did not answer on 127.0.0.1:$1"
 }
+start_pgbouncer() { # start_pgbouncer PORT: PgBouncer in session mode in its own session; its pid in STARTED
+	write_pgbouncer_ini "$TMP/run" "$1" "$PG_PORT" bench "$CLIENTS"
+	exec_as_db_user "${SETSID[@]}" "$PGBOUNCER" -q "$TMP/run/pgbouncer.ini" >"$TMP/pgbouncer-$1.out" 2>&1 </dev/null &
+	STARTED=$!
+	PIDS+=("$STARTED")
+	local i
+	for ((i = 0; i < 150; i++)); do
+		"$PGBENCH" -h 127.0.0.1 -p "$1" -U bench -S -t 1 postgres >/dev/null 2>&1 && return 0
+		kill -0 "$STARTED" 2>/dev/null || { show_log "$TMP/pgbouncer-$1.out" "$TMP/run/pgbouncer.log"; die "pgbouncer exited during startup"; }
+		sleep 0.1
+	done
+	die "pgbouncer did not answer on 127.0.0.1:$1"
+}
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 
-say "A: $BIN ${A_FLAGS:-(defaults)}   B: $BIN_B ${B_FLAGS:-(defaults)}   pgbench -S -M $MODE -c $CLIENTS, ${DURATION}s x $ROUNDS rounds, at the same time"
+B_NAME="$BIN_B ${B_FLAGS:-(defaults)}"
+if ((PGB)); then B_NAME="$("$PGBOUNCER" --version 2>/dev/null | head -n1) (session mode)"; fi
+say "A: $BIN ${A_FLAGS:-(defaults)}   B: $B_NAME   pgbench -S -M $MODE -c $CLIENTS, ${DURATION}s x $ROUNDS rounds, at the same time"
 printf '%-6s %12s %12s %10s %10s %8s\n' ROUND A_US/TXN B_US/TXN A_TPS B_TPS A/B
 RATIOS=()
 for ((r = 1; r <= ROUNDS; r++)); do
 	# Swap the ports every round; restart both so neither keeps an advantage.
 	pa=${PORTS[$((r % 2))]} pb=${PORTS[$(((r + 1) % 2))]}
 	start "$pa" "$A_FLAGS" "$BIN"; A=$STARTED
-	start "$pb" "$B_FLAGS" "$BIN_B"; B=$STARTED
+	if ((PGB)); then start_pgbouncer "$pb"; else start "$pb" "$B_FLAGS" "$BIN_B"; fi
+	B=$STARTED
 	a0=$(ticks "$A") b0=$(ticks "$B")
 	"$PGBENCH" -h 127.0.0.1 -p "$pa" -U bench -n -S -M "$MODE" -c "$CLIENTS" -j 1 -T "$DURATION" postgres >"$TMP/a.out" 2>&1 &
 	ja=$!
@@ -135,7 +159,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	wait "$ja" || { show_log "$TMP/a.out"; die "pgbench through A failed"; }
 	wait "$jb" || { show_log "$TMP/b.out"; die "pgbench through B failed"; }
 	a1=$(ticks "$A") b1=$(ticks "$B")
-	stop_pid "$A" nplus1; stop_pid "$B" nplus1
+	stop_pid "$A" nplus1; stop_pid "$B" "${B_NAME%% *}"
 	PIDS=()
 	na=$(awk '/actually processed/ { print $NF }' "$TMP/a.out") nb=$(awk '/actually processed/ { print $NF }' "$TMP/b.out")
 	line=$(awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v na="$na" -v nb="$nb" -v hz="$HZ" -v d="$DURATION" -v r="$r" 'BEGIN {

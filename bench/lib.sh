@@ -119,3 +119,41 @@ EOF
 		die "PostgreSQL did not start"
 	fi
 }
+
+# write_pgbouncer_ini DIR PORT PG_PORT USER MAXC: DIR/pgbouncer.ini (and its userlist) for a
+# PgBouncer in session mode on 127.0.0.1:PORT in front of the cluster on PG_PORT, trusting USER,
+# with room for MAXC clients; it logs to DIR/pgbouncer.log and writes DIR/pgbouncer.pid.
+write_pgbouncer_ini() {
+	local dir=$1 port=$2 pg_port=$3 user=$4 maxc=$5
+	printf '"%s" ""\n' "$user" >"$dir/userlist.txt"
+	cat >"$dir/pgbouncer.ini" <<EOF
+[databases]
+* = host=127.0.0.1 port=$pg_port
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+pool_mode = session
+max_client_conn = $((maxc + 200))
+default_pool_size = $((maxc + 50))
+max_db_connections = 0
+ignore_startup_parameters = extra_float_digits
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+admin_users = $user
+EOF
+}
+
+# find_pgbouncer: the pgbouncer program, from PATH or /usr/sbin (Debian's place), or failure.
+find_pgbouncer() {
+	local p
+	if p=$(command -v pgbouncer 2>/dev/null); then printf '%s\n' "$p"
+	elif [[ -x /usr/sbin/pgbouncer ]]; then printf '%s\n' /usr/sbin/pgbouncer
+	else return 1
+	fi
+}

@@ -162,8 +162,7 @@ fi
 PGBOUNCER=""
 PGBOUNCER_NOTE=""
 if ((!USE_PGBOUNCER)); then PGBOUNCER_NOTE="PgBouncer left out (--no-pgbouncer)"
-elif p=$(command -v pgbouncer 2>/dev/null); then PGBOUNCER=$p
-elif [[ -x /usr/sbin/pgbouncer ]]; then PGBOUNCER=/usr/sbin/pgbouncer
+elif p=$(find_pgbouncer); then PGBOUNCER=$p
 else PGBOUNCER_NOTE="PgBouncer is NOT installed (Debian package pgbouncer)"
 fi
 if [[ -z $BIN ]]; then
@@ -278,28 +277,7 @@ if command -v setsid >/dev/null 2>&1; then SETSID=(setsid); fi
 BOUNCER_VERSION=""
 if [[ -n $PGBOUNCER ]]; then
 	BOUNCER_VERSION=$("$PGBOUNCER" --version 2>/dev/null | head -n1 || true)
-	printf '"%s" ""\n' "$DB_USER" >"$TMP/run/userlist.txt"
-	cat >"$TMP/run/pgbouncer.ini" <<EOF
-[databases]
-* = host=127.0.0.1 port=$PG_PORT
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $BOUNCER_PORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $TMP/run/userlist.txt
-pool_mode = session
-max_client_conn = $((MAXC + 200))
-default_pool_size = $((MAXC + 50))
-max_db_connections = 0
-ignore_startup_parameters = extra_float_digits
-logfile = $TMP/run/pgbouncer.log
-pidfile = $TMP/run/pgbouncer.pid
-log_connections = 0
-log_disconnections = 0
-admin_users = $DB_USER
-EOF
+	write_pgbouncer_ini "$TMP/run" "$BOUNCER_PORT" "$PG_PORT" "$DB_USER" "$MAXC"
 else
 	say "$PGBOUNCER_NOTE: comparing direct and nplus1 only"
 fi

@@ -764,6 +764,9 @@ func isProtocolError(err error) bool {
 // observe counts a chunk and shows it to the tracker: the client's
 // (Frontend) or the server's (Backend).
 func (c *conn) observe(fromClient bool, b []byte, now time.Time) error {
+	if relayOnly {
+		return nil
+	}
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	if fromClient {

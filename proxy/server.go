@@ -74,6 +74,9 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	if relayOnly {
+		cfg.Logger.Warn("measurement build (tag nplus1_relayonly): the relay shows nothing to the tracker; nothing is tracked or found")
+	}
 	return &Server{
 		cfg:       cfg,
 		listeners: make(map[net.Listener]struct{}),
