@@ -210,3 +210,52 @@ func BenchmarkAddGet(b *testing.B) {
 		}
 	}
 }
+
+// TestMostRecentLookup: a lookup of the most recently used key is answered
+// from that entry without the index; it must agree with the index whenever
+// the front changes (Add, Get, Remove, Clear, eviction) and must not take
+// an empty cache's root for an entry of the zero key.
+func TestMostRecentLookup(t *testing.T) {
+	c := New[string, int](2, 0, nil)
+	if _, ok := c.Get(""); ok {
+		t.Fatal("Get of the zero key in an empty cache")
+	}
+	if _, ok := PeekString(c, nil); ok {
+		t.Fatal("PeekString of the zero key in an empty cache")
+	}
+	c.Add("", 7, 0)
+	if v, ok := c.Get(""); !ok || v != 7 {
+		t.Fatalf("Get(\"\") = %v, %v", v, ok)
+	}
+	c.Add("a", 1, 0)
+	if v, ok := GetString(c, []byte("a")); !ok || v != 1 {
+		t.Fatalf("GetString(a) = %v, %v", v, ok)
+	}
+	c.Add("a", 2, 0) // replaced in place
+	if v, ok := c.Peek("a"); !ok || v != 2 {
+		t.Fatalf("Peek(a) after replacing = %v, %v", v, ok)
+	}
+	c.Remove("a")
+	for _, get := range []func() (int, bool){
+		func() (int, bool) { return c.Get("a") },
+		func() (int, bool) { return c.Peek("a") },
+		func() (int, bool) { return GetString(c, []byte("a")) },
+		func() (int, bool) { return PeekString(c, []byte("a")) },
+	} {
+		if v, ok := get(); ok {
+			t.Fatalf("removed front found: %v", v)
+		}
+	}
+	c.Add("b", 3, 0)
+	c.Add("c", 4, 0) // evicts "" (the oldest)
+	if _, ok := c.Get(""); ok {
+		t.Fatal("evicted zero key found")
+	}
+	if v, ok := c.Get("c"); !ok || v != 4 {
+		t.Fatalf("Get(c) = %v, %v", v, ok)
+	}
+	c.Clear()
+	if _, ok := PeekString(c, []byte("c")); ok {
+		t.Fatal("front found after Clear")
+	}
+}
