@@ -142,6 +142,21 @@ type bindEvidence struct {
 	// a Bind and its result. resUsed tells it is taken.
 	res     smallResult
 	resUsed bool
+	// exec is room for the first Execution of the portal, so that a Bind,
+	// its execution and its result take one allocation; execUsed tells it
+	// is taken.
+	exec     Execution
+	execUsed bool
+}
+
+// execution returns a new, zero Execution: the room in b when b is not
+// nil and its room is free, else a new allocation.
+func (b *bindEvidence) execution() *Execution {
+	if b == nil || b.execUsed {
+		return new(Execution)
+	}
+	b.execUsed = true
+	return &b.exec
 }
 
 // recost sets what the portal's evidence costs: its keys, and its

@@ -419,7 +419,22 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 		start = now
 	}
 	t.lastEnd = now
-	e := &Execution{Conn: t.conn, Start: start, End: now, Rows: -1, Protocol: protocolExtended, InTransaction: t.groupBegan}
+	// The Bind's evidence, when there is one, has room for the Execution.
+	var ev *bindEvidence
+	var p portal
+	var havePortal bool
+	switch h.kind {
+	case reqBind:
+		if t.evidence {
+			ev = t.evq.front().ev
+		}
+	case reqExecute:
+		if p, havePortal = t.lookupPortal(h.name); havePortal {
+			ev = p.ev
+		}
+	}
+	e := ev.execution()
+	*e = Execution{Conn: t.conn, Start: start, End: now, Rows: -1, Protocol: protocolExtended, InTransaction: t.groupBegan}
 	switch h.kind {
 	case reqQuery:
 		e.Protocol = protocolSimple
@@ -435,22 +450,22 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 		e.Prepared, e.ParamsHash, e.NumParams = h.name, h.hash, h.nparam
 		e.ParamWildcard, e.ParamLarge = h.bits.wild, h.bits.large
 		e.setParams(h.params)
-		if t.evidence {
-			t.execEv = t.evq.front().ev
-			e.ParamKeys = t.execEv.keys
+		if ev != nil {
+			t.execEv = ev
+			e.ParamKeys = ev.keys
 		}
 	case reqExecute:
 		t.groupExecuted = true
-		if p, ok := t.lookupPortal(h.name); ok {
+		if havePortal {
 			if p.stmt != nil {
 				e.SQL, e.Truncated, e.StandardStrings = p.stmt.sql, p.stmt.trunc, p.stmt.strs
 			}
 			e.Prepared, e.ParamsHash, e.NumParams = p.stmtName, p.hash, p.nparams
 			e.ParamWildcard, e.ParamLarge = p.bits.wild, p.bits.large
 			e.setParams(p.params)
-			if p.ev != nil {
-				t.execEv = p.ev
-				e.ParamKeys = p.ev.keys
+			if ev != nil {
+				t.execEv = ev
+				e.ParamKeys = ev.keys
 			}
 		}
 	}
