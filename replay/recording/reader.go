@@ -72,7 +72,10 @@ type Reader struct {
 	raw      []byte   // an item's digests, decoded from base64
 	colLens  []int    // digests per result column in raw
 	lastCols []string // the latest Result.Columns, shared while they repeat
-	sessions *lru.Cache[string, *pgwire.ConnInfo]
+	sessions *lru.Cache[string, *session]
+	hd       headState // the head of the item being read
+	noHeads  bool      // read every head (tests compare both ways)
+	taken    int64     // heads taken from the sessions (for tests)
 	nextID   uint64
 	intern   intern.Table // SQL texts and names, shared
 
@@ -109,7 +112,7 @@ func newReader(opts ReaderOptions) *Reader {
 	}
 	return &Reader{
 		opts:     opts,
-		sessions: lru.New[string, *pgwire.ConnInfo](maxSessions, 0, nil),
+		sessions: lru.New[string, *session](maxSessions, 0, nil),
 	}
 }
 
@@ -261,6 +264,7 @@ func (r *Reader) parse(line []byte) bool {
 	s.reset(line)
 	it := &r.it
 	it.reset()
+	r.hd = headState{}
 	if !s.expect('{') {
 		return false
 	}
@@ -293,25 +297,34 @@ func (r *Reader) field(key []byte) bool {
 		*dst, ok = s.str()
 		return ok
 	}
+	bit := headBit(key)
+	if bit == 0 {
+		r.hd.on = false
+	}
 	switch string(key) {
 	case "timestamp":
 		return str(&it.timestamp)
 	case "session_id":
 		if c := s.peek(); c != '"' && c != 'n' { // a number, in some writers
 			it.sessionID, ok = s.literal()
-			return ok
+		} else {
+			ok = str(&it.sessionID)
 		}
-		return str(&it.sessionID)
+		if ok {
+			r.hd = headState{start: s.i, on: true}
+			r.takeHead()
+		}
+		return ok
 	case "user":
-		return str(&it.user)
+		return str(&it.user) && r.headMember(bit)
 	case "database":
-		return str(&it.database)
+		return str(&it.database) && r.headMember(bit)
 	case "query":
 		return str(&it.query)
 	case "client_addr":
-		return str(&it.clientAddr)
+		return str(&it.clientAddr) && r.headMember(bit)
 	case "application_name":
-		return str(&it.appName)
+		return str(&it.appName) && r.headMember(bit)
 	case "prepared":
 		return str(&it.prepared)
 	case "command":
@@ -323,7 +336,7 @@ func (r *Reader) field(key []byte) bool {
 	case "conn_id":
 		it.connID, ok = s.int()
 		it.hasConnID = ok
-		return ok
+		return ok && r.headMember(bit)
 	case "duration_ns":
 		it.duration, ok = s.int()
 		it.hasDuration = ok
@@ -719,9 +732,14 @@ func (r *Reader) params(e *pgwire.Execution) {
 // rebuilt from the next one.
 func (r *Reader) session(connect bool) *pgwire.ConnInfo {
 	it := &r.it
-	c, ok := lru.GetString(r.sessions, it.sessionID)
+	se, ok := lru.GetString(r.sessions, it.sessionID)
+	var c *pgwire.ConnInfo
+	if ok {
+		c = se.conn
+	}
 	if ok && !connect && string(it.user) == c.User && string(it.database) == c.Database &&
 		string(it.appName) == c.ApplicationName && (len(it.clientAddr) == 0 || string(it.clientAddr) == c.ClientAddr) {
+		r.rememberHead(se)
 		return c
 	}
 	nc := &pgwire.ConnInfo{
@@ -742,9 +760,114 @@ func (r *Reader) session(connect bool) *pgwire.ConnInfo {
 		r.nextID++
 		nc.ID = r.nextID
 	}
-	r.sessions.Add(string(it.sessionID), nc, 0) // past maxSessions, forgets the least recently used
+	se = &session{conn: nc}
+	r.sessions.Add(string(it.sessionID), se, 0) // past maxSessions, forgets the least recently used
+	r.rememberHead(se)
 
 	return nc
+}
+
+// session is what a Reader remembers of a session: its connection, and the
+// head of the latest item read whole for it. The Writer writes the same
+// members after every item's session_id (user, database, conn_id,
+// client_addr, application_name); an item whose bytes there are the head's
+// takes the head's values without reading them (a sixth of a lookup's
+// line), and gets what reading them would give, since they are the same
+// bytes.
+type session struct {
+	conn *pgwire.ConnInfo
+	head []byte // from just after the session_id's value to the end of the last head member's
+
+	// The values read from head.
+	user, database, clientAddr, appName []byte
+	connID                              int64
+	hasConnID                           bool
+}
+
+// The members of a head, as bits of headState.keys.
+const (
+	headUser = 1 << iota
+	headDatabase
+	headConnID
+	headClientAddr
+	headAppName
+	headAll = headUser | headDatabase | headConnID | headClientAddr | headAppName
+)
+
+// headBit is key's bit when it is a member of a head, else 0.
+func headBit(key []byte) uint8 {
+	switch string(key) {
+	case "user":
+		return headUser
+	case "database":
+		return headDatabase
+	case "conn_id":
+		return headConnID
+	case "client_addr":
+		return headClientAddr
+	case "application_name":
+		return headAppName
+	}
+	return 0
+}
+
+// headState follows the head of the item being read: the members right
+// after its session_id.
+type headState struct {
+	start int   // where it begins in the line: just after the session_id's value
+	keys  uint8 // the head members read since, with no other member between
+	on    bool  // only head members followed the session_id so far
+	end   int   // where it ends, once all five were read in a row (0: not read whole)
+}
+
+// takeHead takes the head of the item from its session, when the line has
+// the same bytes there: the scanner moves past them and the item gets
+// their values.
+func (r *Reader) takeHead() {
+	if r.noHeads {
+		return
+	}
+	se, ok := lru.PeekString(r.sessions, r.it.sessionID)
+	s := &r.sc
+	if !ok || len(se.head) == 0 || !bytes.HasPrefix(s.b[s.i:], se.head) {
+		return
+	}
+	s.i += len(se.head)
+	r.taken++
+	it := &r.it
+	it.user, it.database, it.clientAddr, it.appName = se.user, se.database, se.clientAddr, se.appName
+	it.connID, it.hasConnID = se.connID, se.hasConnID
+	r.hd.on = false
+}
+
+// headMember records that a member of the head (bit) was read; it always
+// reports true.
+func (r *Reader) headMember(bit uint8) bool {
+	if h := &r.hd; h.on {
+		h.keys |= bit
+		if h.keys == headAll {
+			h.end, h.on = r.sc.i, false
+		}
+	}
+	return true
+}
+
+// rememberHead keeps the head of the item just read in se, when it was
+// read whole and differs from the one se has.
+func (r *Reader) rememberHead(se *session) {
+	h := &r.hd
+	if h.end == 0 {
+		return
+	}
+	head := r.sc.b[h.start:h.end]
+	if bytes.Equal(head, se.head) {
+		return
+	}
+	it := &r.it
+	se.head = bytes.Clone(head)
+	se.user, se.database = bytes.Clone(it.user), bytes.Clone(it.database)
+	se.clientAddr, se.appName = bytes.Clone(it.clientAddr), bytes.Clone(it.appName)
+	se.connID, se.hasConnID = it.connID, it.hasConnID
 }
 
 // parseHex64 parses 1 to 16 hex digits, as strconv.ParseUint(s, 16, 64)
