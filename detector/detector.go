@@ -343,19 +343,17 @@ func (d *Detector) Observe(ev Event) []Finding {
 		if d.groups.Len() >= d.cfg.MaxGroups {
 			out = d.evict(out)
 		}
-		g = &group{traceID: ev.TraceID}
+		g = &group{traceID: ev.TraceID, lastSeen: noTime}
 		d.groups.Add(key, g, 0)
 	}
 
-	start, end := x.Start, x.End
-	if start.IsZero() || end.Before(start) {
-		start = end
-	}
+	t := instantsOf(x)
+	start, end := t.start, t.end
 	if w := g.win; w != nil {
 		switch {
-		case start.Sub(w.end) >= d.cfg.IdleGap && !d.loopGoesOn(w, ev, start):
+		case start.sub(w.end) >= d.cfg.IdleGap && !d.loopGoesOn(w, ev, start):
 			out = d.close(out, g, CloseIdleGap)
-		case start.Sub(w.start) >= d.cfg.MaxWindow:
+		case start.sub(w.start) >= d.cfg.MaxWindow:
 			out = d.close(out, g, CloseMaxWindow)
 		}
 	}
@@ -368,12 +366,12 @@ func (d *Detector) Observe(ev Event) []Finding {
 		}
 	}
 	if g.win == nil {
-		g.win = newWindow(start)
+		g.win = newWindow(start, t.startAt(x))
 		d.stats.WindowsOpen++
 	}
-	d.add(g, ev, start, end)
+	d.add(g, ev, t)
 	d.noteLostUpdate(g.win, ev, start, end)
-	if end.After(g.lastSeen) {
+	if end > g.lastSeen {
 		g.lastSeen = end
 	}
 	switch {
@@ -393,23 +391,24 @@ func (d *Detector) Observe(ev Event) []Finding {
 // windows close early.
 func (d *Detector) Advance(now time.Time) []Finding {
 	var out []Finding
+	at := nanosOf(now)
 	for key, g := range d.groups.Backward {
 		if w := g.win; w != nil {
 			switch {
-			case now.Sub(w.end) >= d.cfg.IdleGap && !d.mayGoOn(w, now):
+			case at.sub(w.end) >= d.cfg.IdleGap && !d.mayGoOn(w, at):
 				out = d.close(out, g, CloseIdleGap)
-			case now.Sub(w.start) >= d.cfg.MaxWindow:
+			case at.sub(w.start) >= d.cfg.MaxWindow:
 				out = d.close(out, g, CloseMaxWindow)
 			}
 		}
 		if g.win == nil {
 			var keep bool
-			if out, keep = d.remembers(out, g, now); !keep {
+			if out, keep = d.remembers(out, g, at); !keep {
 				d.groups.Remove(key)
 			}
 		}
 	}
-	return d.expireWildcards(out, now) // leading_wildcards whose inspection never answered (patterns.go)
+	return d.expireWildcards(out, at) // leading_wildcards whose inspection never answered (patterns.go)
 }
 
 // Flush closes every open window, least recently active first, and returns

@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"cmp"
 	"iter"
 	"slices"
 	"strings"
@@ -66,8 +67,9 @@ type loopKeys struct {
 	// before its source cannot come from it, but count in each position's
 	// "of" as if distinct, so that the proof stays as hard to reach.
 	skipped int
-	// first and last are the earliest and latest first uses of a key.
-	first, last time.Time
+	// first and last are the earliest and latest first uses of a key;
+	// noTime before any.
+	first, last nanos
 	// uses are the first uses, in the order they were added: by time
 	// unless unsorted (executions of a trace's connections, reordered),
 	// when byTime sorts a copy (sortedUses) for usedIn.
@@ -77,26 +79,31 @@ type loopKeys struct {
 }
 
 type keyUse struct {
-	at  time.Time
+	at  nanos
 	key valuekey.Key
 }
 
+// newLoopKeys returns an empty loopKeys.
+func newLoopKeys() *loopKeys {
+	return &loopKeys{first: noTime, last: noTime}
+}
+
 // sourceKnown reports whether a result that could be the source of s's
-// keys is known when x starts: one of another shape in the window, or a
-// recent result of the pool scope (see loopEvidence). Until then a loop's
-// keys cost nothing: pgbench -S, one lookup after another with no list
-// anywhere, keeps none.
-func (d *Detector) sourceKnown(g *group, s *shape, x *pgwire.Execution) bool {
+// keys is known when x starts (at: x.Start as it came): one of another
+// shape in the window, or a recent result of the pool scope (see
+// loopEvidence). Until then a loop's keys cost nothing: pgbench -S, one
+// lookup after another with no list anywhere, keeps none.
+func (d *Detector) sourceKnown(g *group, s *shape, x *pgwire.Execution, at nanos) bool {
 	w := g.win
 	if w.sources > 1 || w.sources == 1 && len(s.results) == 0 {
 		return true
 	}
 	last := d.scopeFor(g, x.Conn).lastSource
-	return !last.IsZero() && x.Start.Sub(last) <= d.cfg.MaxWindow
+	return !last.isZero() && at.sub(last) <= d.cfg.MaxWindow
 }
 
 // add records one execution's keys.
-func (l *loopKeys) add(keys []valuekey.Key, at time.Time, max int) {
+func (l *loopKeys) add(keys []valuekey.Key, at nanos, max int) {
 	if len(keys) > maxKeyPositions {
 		keys = keys[:maxKeyPositions]
 	}
@@ -127,25 +134,25 @@ func (l *loopKeys) add(keys []valuekey.Key, at time.Time, max int) {
 			continue
 		}
 		*use = int32(len(l.uses))
-		if n := len(l.uses); n > 0 && at.Before(l.uses[n-1].at) {
+		if n := len(l.uses); n > 0 && at < l.uses[n-1].at {
 			l.unsorted = true // executions of a trace's connections, reordered
 		}
 		l.uses = append(l.uses, keyUse{at, k})
-		if l.first.IsZero() || at.Before(l.first) {
+		if l.first.isZero() || at < l.first {
 			l.first = at
 		}
-		if at.After(l.last) {
+		if at > l.last {
 			l.last = at
 		}
 	}
 }
 
 // firstUse returns the start of the first use of k at position p.
-func (l *loopKeys) firstUse(p int, k valuekey.Key) (time.Time, bool) {
+func (l *loopKeys) firstUse(p int, k valuekey.Key) (nanos, bool) {
 	if i := l.pos[p].get(k); i != nil {
 		return l.uses[*i].at, true
 	}
-	return time.Time{}, false
+	return noTime, false
 }
 
 // byTime returns the first uses in the order of their times.
@@ -155,7 +162,7 @@ func (l *loopKeys) byTime() []keyUse {
 	}
 	if len(l.sortedUses) != len(l.uses) {
 		l.sortedUses = append(l.sortedUses[:0], l.uses...)
-		slices.SortFunc(l.sortedUses, func(a, b keyUse) int { return a.at.Compare(b.at) })
+		slices.SortFunc(l.sortedUses, func(a, b keyUse) int { return cmp.Compare(a.at, b.at) })
 	}
 	return l.sortedUses
 }
@@ -184,7 +191,7 @@ type keySource struct {
 	// before it cannot have been read from it. within, when set, is how soon
 	// after that the loop's first matched key must be used: a loop reads
 	// its source's keys right away.
-	after  time.Time
+	after  nanos
 	within time.Duration
 }
 
@@ -232,15 +239,15 @@ func (l *loopKeys) match(src *keySource, reject func(col string) bool, sc *match
 		for p := range l.pos {
 			keys := &l.pos[p]
 			found = found[:0] // the keys found, once each, by their index in uses
-			var first time.Time
+			first := noTime
 			for _, v := range vals {
 				if i := keys.get(v); i != nil {
-					if at := l.uses[*i].at; !at.Before(src.after) {
+					if at := l.uses[*i].at; at >= src.after {
 						if w, bit := *i/64, uint64(1)<<(*i%64); sc.seen[w]&bit == 0 {
 							sc.seen[w] |= bit
 							found = append(found, *i)
 						}
-						if first.IsZero() || at.Before(first) {
+						if first.isZero() || at < first {
 							first = at
 						}
 					}
@@ -250,7 +257,7 @@ func (l *loopKeys) match(src *keySource, reject func(col string) bool, sc *match
 				sc.seen[i/64] = 0
 			}
 			n := len(found)
-			if src.within > 0 && first.Sub(src.after) > src.within {
+			if src.within > 0 && first.sub(src.after) > src.within {
 				continue
 			}
 			total := keys.len() + l.skipped
@@ -329,8 +336,8 @@ type scopeState struct {
 	shapes  *lru.Cache[uint64, *shapeConns]
 	evicted bool // dropped from Detector.scopes: groups holding it look again
 	// lastSource is when the scope's latest result went into the recent
-	// sources (Detector.recent).
-	lastSource time.Time
+	// sources (Detector.recent); noTime before any.
+	lastSource nanos
 	// cooldown is the report cooldown of the scope's connection groups: one
 	// loop served by a pool of ten is reported once, not once per
 	// connection (see cooldownReport).
@@ -341,22 +348,27 @@ type scopeState struct {
 }
 
 // shapeConns are the last few connections that ran a shape, with when they
-// last did.
+// last did (noTime: a free slot).
 type shapeConns struct {
 	conn [4]uint64
-	last [4]time.Time
+	last [4]nanos
 }
 
-func (s *shapeConns) saw(conn uint64, t time.Time) {
+// newShapeConns returns a shapeConns with every slot free.
+func newShapeConns() *shapeConns {
+	return &shapeConns{last: [4]nanos{noTime, noTime, noTime, noTime}}
+}
+
+func (s *shapeConns) saw(conn uint64, t nanos) {
 	oldest := 0
 	for i := range s.conn {
 		if s.conn[i] == conn {
-			if t.After(s.last[i]) {
+			if t > s.last[i] {
 				s.last[i] = t
 			}
 			return
 		}
-		if s.last[i].Before(s.last[oldest]) {
+		if s.last[i] < s.last[oldest] {
 			oldest = i
 		}
 	}
@@ -365,9 +377,9 @@ func (s *shapeConns) saw(conn uint64, t time.Time) {
 
 // others reports whether a connection other than conn ran the shape at or
 // after since.
-func (s *shapeConns) others(conn uint64, since time.Time) bool {
+func (s *shapeConns) others(conn uint64, since nanos) bool {
 	for i := range s.conn {
-		if s.conn[i] != conn && !s.last[i].IsZero() && !s.last[i].Before(since) {
+		if s.conn[i] != conn && !s.last[i].isZero() && s.last[i] >= since {
 			return true
 		}
 	}
@@ -384,11 +396,11 @@ const scopeSawEvery = 5 * time.Millisecond
 // sawShape records that conn ran shape fp at t.
 // The group remembers its connection's scope, so the scope key (four
 // strings) is hashed once per connection, not per execution.
-func (d *Detector) sawShape(g *group, c *pgwire.ConnInfo, fp uint64, t time.Time) {
+func (d *Detector) sawShape(g *group, c *pgwire.ConnInfo, fp uint64, t nanos) {
 	sc := d.scopeFor(g, c)
 	sh, ok := sc.shapes.Get(fp)
 	if !ok {
-		sh = &shapeConns{}
+		sh = newShapeConns()
 		sc.shapes.Add(fp, sh, 0)
 	}
 	sh.saw(connID(c), t)
@@ -401,7 +413,7 @@ func (d *Detector) scopeFor(g *group, c *pgwire.ConnInfo) *scopeState {
 		k := scopeOf(c)
 		var ok bool
 		if sc, ok = d.scopes.Get(k); !ok {
-			sc = &scopeState{shapes: lru.New[uint64, *shapeConns](maxScopeShapes, 0, nil)}
+			sc = &scopeState{shapes: lru.New[uint64, *shapeConns](maxScopeShapes, 0, nil), lastSource: noTime}
 			d.scopes.Add(k, sc, 0)
 		}
 		g.scope, g.scopeConn = sc, c
@@ -412,7 +424,7 @@ func (d *Detector) scopeFor(g *group, c *pgwire.ConnInfo) *scopeState {
 // concurrent reports whether another connection of c's pool scope ran shape
 // fp at or after since: the sign of independent requests served
 // concurrently over a pool.
-func (d *Detector) concurrent(c *pgwire.ConnInfo, fp uint64, since time.Time) bool {
+func (d *Detector) concurrent(c *pgwire.ConnInfo, fp uint64, since nanos) bool {
 	sc, ok := d.scopes.Peek(scopeOf(c))
 	if !ok {
 		return false
@@ -433,7 +445,7 @@ func connID(c *pgwire.ConnInfo) uint64 {
 type recentSource struct {
 	scope scopeKey
 	conn  uint64
-	end   time.Time
+	end   nanos
 	stmt  *fingerprint.Statement
 	rows  int64
 	res   *pgwire.ResultKeys
@@ -576,13 +588,13 @@ func (r *recentSources) seqOf(id uint32) uint64 {
 // one of the keys l used at or after since, and of those not indexed,
 // newest first and each once: the only results that can be the source of
 // l's keys.
-func (r *recentSources) candidates(l *loopKeys, since time.Time, out []uint64) []uint64 {
+func (r *recentSources) candidates(l *loopKeys, since nanos, out []uint64) []uint64 {
 	out = out[:0]
 	if len(r.buf) == 0 {
 		return out
 	}
 	for _, u := range l.uses {
-		if u.at.Before(since) {
+		if u.at < since {
 			continue
 		}
 		for id := range r.index.ids(u.key) {
@@ -658,23 +670,23 @@ func (d *Detector) loopEvidence(w *window, a *shape) (ev Evidence, src *fingerpr
 		// the order of their ends but for the analysis queue's reordering
 		// across connections (milliseconds; ringSlack allows for it), so
 		// the search stops at the first result too old to be the source.
-		oldest := a.keys.first.Add(-d.cfg.IdleGap - ringSlack)
+		oldest := a.keys.first.add(-d.cfg.IdleGap - ringSlack)
 		d.seqs = d.recent.candidates(a.keys, oldest, d.seqs)
 		for _, q := range d.seqs {
 			r := d.recent.bySeq(q)
-			if r == nil || r.end.Before(oldest) {
+			if r == nil || r.end < oldest {
 				continue
 			}
-			if r.scope != scope || r.end.After(a.lastStart) || a.start.Sub(r.end) > d.cfg.MaxWindow {
+			if r.scope != scope || r.end > a.lastStart || a.start.sub(r.end) > d.cfg.MaxWindow {
 				continue
 			}
 			// Its keys must be read within the idle gap after it ended
 			// (see within below): skip the results no key use is near,
 			// and those holding none of the keys used then.
-			if r.end.After(a.keys.last) || a.keys.first.Sub(r.end) > d.cfg.IdleGap || !a.keys.usedIn(r.res, r.end, r.end.Add(d.cfg.IdleGap)) {
+			if r.end > a.keys.last || a.keys.first.sub(r.end) > d.cfg.IdleGap || !a.keys.usedIn(r.res, r.end, r.end.add(d.cfg.IdleGap)) {
 				continue
 			}
-			if r.conn == conn && !r.end.Before(w.start) {
+			if r.conn == conn && r.end >= w.start {
 				continue // in this window: judged above
 			}
 			if r.catalog {
@@ -718,13 +730,13 @@ type ringResult struct {
 
 // usedIn reports whether a key first used between from and to is a value
 // of res: the cheap test that rules out most recent results.
-func (l *loopKeys) usedIn(res *pgwire.ResultKeys, from, to time.Time) bool {
+func (l *loopKeys) usedIn(res *pgwire.ResultKeys, from, to nanos) bool {
 	var near [8]valuekey.Key
 	n := 0
 	uses := l.byTime()
-	i, _ := slices.BinarySearchFunc(uses, from, func(u keyUse, t time.Time) int { return u.at.Compare(t) })
-	for ; i < len(uses) && !uses[i].at.After(to); i++ {
-		if u := uses[i]; !u.at.Before(from) {
+	i, _ := slices.BinarySearchFunc(uses, from, func(u keyUse, t nanos) int { return cmp.Compare(u.at, t) })
+	for ; i < len(uses) && uses[i].at <= to; i++ {
+		if u := uses[i]; u.at >= from {
 			if n == len(near) {
 				return true // many keys used then: let match decide
 			}
@@ -824,7 +836,7 @@ func strongMatch(matched, of int) bool { return 10*matched >= 9*of }
 // at least minRowOrder of them, and at least threshold (so a short loop must
 // be in order throughout: one random order in 120 puts 5 keys in order, one
 // in 7 puts 4 of them).
-func (l *loopKeys) inRowOrder(param int, results []*pgwire.ResultKeys, col string, after time.Time, threshold int) bool {
+func (l *loopKeys) inRowOrder(param int, results []*pgwire.ResultKeys, col string, after nanos, threshold int) bool {
 	if param >= len(l.pos) {
 		return false
 	}
@@ -844,19 +856,19 @@ func (l *loopKeys) inRowOrder(param int, results []*pgwire.ResultKeys, col strin
 		base += res.Rows()
 	}
 	type use struct {
-		at  time.Time
+		at  nanos
 		row int
 	}
 	var uses []use
 	for u := range l.positionUses(param) {
-		if row, ok := rowOf[u.key]; ok && !u.at.Before(after) {
+		if row, ok := rowOf[u.key]; ok && u.at >= after {
 			uses = append(uses, use{u.at, row})
 		}
 	}
 	if len(uses) == 0 {
 		return false
 	}
-	slices.SortStableFunc(uses, func(a, b use) int { return a.at.Compare(b.at) })
+	slices.SortStableFunc(uses, func(a, b use) int { return cmp.Compare(a.at, b.at) })
 	rows := make([]int, len(uses))
 	for i, u := range uses {
 		rows[i] = u.row

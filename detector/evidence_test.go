@@ -476,7 +476,7 @@ func TestRecentSourcesIndex(t *testing.T) {
 	for _, maxPostings := range []int{0, 12} {
 		t.Run(fmt.Sprintf("bound %d", maxPostings), func(t *testing.T) {
 			r := recentSources{max: 5, maxPostings: maxPostings}
-			at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Millisecond) }
+			at := func(i int) nanos { return nanosOf(t0.Add(time.Duration(i) * time.Millisecond)) }
 			for i := range 40 {
 				// Rows (i, i%3, 7): a value of its own, one shared with
 				// every third result, one in all, and i%3 twice.
@@ -485,15 +485,15 @@ func TestRecentSourcesIndex(t *testing.T) {
 					t.Fatalf("after %d results: %d postings counted, %d in the index", i+1, got, want)
 				}
 				for _, v := range []int{100 + i, 100 + i - 3, 100 + i - 5, 0, 1, 2, 7, 999} {
-					l := &loopKeys{}
+					l := newLoopKeys()
 					l.add(key(v), at(i), 100)
 					l.add(key(v+1000), at(i), 100) // in no result
-					got := r.candidates(l, time.Time{}, nil)
+					got := r.candidates(l, noTime, nil)
 					if want := scanRing(&r, v); !slices.Equal(got, want) {
 						t.Fatalf("after %d results, key %d: candidates %v, want %v", i+1, v, got, want)
 					}
 				}
-				l := &loopKeys{}
+				l := newLoopKeys()
 				l.add(key(7), at(i-1), 100)
 				if got := r.candidates(l, at(i), nil); maxPostings == 0 && len(got) != 0 {
 					t.Fatalf("a key used before since was searched for: %v", got)

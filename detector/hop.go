@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"cmp"
 	"slices"
 	"time"
 
@@ -44,7 +45,7 @@ const maxHops = 64
 // over one recent result.
 type hopKey struct {
 	srcConn uint64
-	srcEnd  int64 // the source's end, in Unix nanoseconds
+	srcEnd  nanos // the source's end
 	srcFP   uint64
 	loopFP  uint64
 	col     string
@@ -61,7 +62,7 @@ type hopLoop struct {
 	conns    []uint64      // connections that ran a piece (at most maxCooldownConns)
 	srcVals  int           // distinct values of the source column
 	dur      time.Duration // the pieces' share of their shapes' time
-	lastUse  time.Time     // the latest first use of a key in uses
+	lastUse  nanos         // the latest first use of a key in uses; noTime before any
 	reported bool          // reported, or part of a loop reported on one connection
 	// pending is the finding of a union that walked its source, held
 	// until it settles (Detector.hopsPending), and rebuilt as pieces come.
@@ -75,7 +76,7 @@ type pendingHop struct {
 }
 
 type hopUse struct {
-	at  time.Time
+	at  nanos
 	row int
 }
 
@@ -101,15 +102,15 @@ func (d *Detector) hop(g *group, w *window, s *shape, reported bool) {
 	sc := d.scopeFor(g, s.conn)
 	var srcStmt *fingerprint.Statement
 	reject := func(col string) bool { return idCoincidence(s.stmt, srcStmt, col) }
-	oldest := s.keys.first.Add(-d.cfg.MaxWindow)
-	d.seqs = d.recent.candidates(s.keys, oldest.Add(-ringSlack), d.seqs)
+	oldest := s.keys.first.add(-d.cfg.MaxWindow)
+	d.seqs = d.recent.candidates(s.keys, oldest.add(-ringSlack), d.seqs)
 	for _, q := range d.seqs {
 		r := d.recent.bySeq(q)
-		if r == nil || r.end.Before(oldest.Add(-ringSlack)) {
+		if r == nil || r.end < oldest.add(-ringSlack) {
 			continue
 		}
 		if r.fp == s.stmt.ID || r.catalog || r.scope != scope || r.res == nil || r.res.Rows() < 2*threshold ||
-			r.end.After(s.keys.last) || s.keys.first.Sub(r.end) > d.cfg.MaxWindow {
+			r.end > s.keys.last || s.keys.first.sub(r.end) > d.cfg.MaxWindow {
 			continue
 		}
 		if !s.keys.usedIn(r.res, r.end, s.keys.last) {
@@ -121,7 +122,7 @@ func (d *Detector) hop(g *group, w *window, s *shape, reported bool) {
 		if param < 0 || matched == 0 || srcVals < 2*threshold {
 			continue
 		}
-		k := hopKey{srcConn: r.conn, srcEnd: r.end.UnixNano(), srcFP: r.stmt.ID, loopFP: s.stmt.ID, col: col, param: param}
+		k := hopKey{srcConn: r.conn, srcEnd: r.end, srcFP: r.stmt.ID, loopFP: s.stmt.ID, col: col, param: param}
 		h, ok := sc.hopsOf().Get(k)
 		switch {
 		case ok && h.reported:
@@ -132,7 +133,7 @@ func (d *Detector) hop(g *group, w *window, s *shape, reported bool) {
 			sc.hopsOf().Add(k, &hopLoop{reported: true}, 0)
 			continue
 		case !ok:
-			h = &hopLoop{srcVals: srcVals}
+			h = &hopLoop{srcVals: srcVals, lastUse: noTime}
 			sc.hopsOf().Add(k, h, 0)
 		}
 		added := h.add(s.keys, param, r.res, col, r.end)
@@ -190,9 +191,9 @@ func (d *Detector) settleHops(out []Finding) []Finding {
 
 // scopeBusyBefore reports whether a connection window of scope sc that
 // opened at or before t is still open.
-func (d *Detector) scopeBusyBefore(sc *scopeState, t time.Time) bool {
+func (d *Detector) scopeBusyBefore(sc *scopeState, t nanos) bool {
 	for _, g := range d.groups.All {
-		if g.win != nil && g.scope == sc && g.traceID == "" && !g.win.start.After(t) {
+		if g.win != nil && g.scope == sc && g.traceID == "" && g.win.start <= t {
 			return true
 		}
 	}
@@ -207,7 +208,7 @@ func (h *hopLoop) markReported() {
 // add adds to the union the keys of l at position param that are values of
 // column col of res, used at or after after, with their first use and row;
 // it returns how many were new.
-func (h *hopLoop) add(l *loopKeys, param int, res *pgwire.ResultKeys, col string, after time.Time) int {
+func (h *hopLoop) add(l *loopKeys, param int, res *pgwire.ResultKeys, col string, after nanos) int {
 	c := slices.Index(res.Columns, col)
 	if param >= len(l.pos) || c < 0 || c >= len(res.Keys) {
 		return 0
@@ -218,19 +219,19 @@ func (h *hopLoop) add(l *loopKeys, param int, res *pgwire.ResultKeys, col string
 			continue
 		}
 		at, ok := l.firstUse(param, v)
-		if !ok || at.Before(after) {
+		if !ok || at < after {
 			continue
 		}
 		i, isNew := h.used.put(v)
 		if !isNew {
-			if u := &h.uses[*i]; at.Before(u.at) {
+			if u := &h.uses[*i]; at < u.at {
 				u.at = at
 			}
 			continue
 		}
 		*i = int32(len(h.uses))
 		h.uses = append(h.uses, hopUse{at, row})
-		if at.After(h.lastUse) {
+		if at > h.lastUse {
 			h.lastUse = at
 		}
 		added++
@@ -245,7 +246,7 @@ func (h *hopLoop) walked(threshold int) bool {
 		return false
 	}
 	uses := slices.Clone(h.uses)
-	slices.SortStableFunc(uses, func(a, b hopUse) int { return a.at.Compare(b.at) })
+	slices.SortStableFunc(uses, func(a, b hopUse) int { return cmp.Compare(a.at, b.at) })
 	rows := make([]int, len(uses))
 	for i, u := range uses {
 		rows[i] = u.row

@@ -75,7 +75,7 @@ type rmwConn struct {
 
 // keyedRead is one read of a row by key.
 type keyedRead struct {
-	end  time.Time
+	end  nanos
 	stmt *fingerprint.Statement
 	rows int64
 	keys [fingerprint.MaxKeyValues]colKey
@@ -121,7 +121,7 @@ func (d *Detector) rmwConnOf(c *pgwire.ConnInfo) *rmwConn {
 
 // noteLostUpdate follows one execution on its connection and counts, on
 // its shape in w, an UPDATE that wrote back what the connection read.
-func (d *Detector) noteLostUpdate(w *window, ev Event, start, end time.Time) {
+func (d *Detector) noteLostUpdate(w *window, ev Event, start, end nanos) {
 	x, st := ev.Exec, ev.Stmt
 	rc := d.rmwConnOf(x.Conn)
 	if x.InTransaction && !rc.txOpen {
@@ -148,7 +148,7 @@ func (d *Detector) noteLostUpdate(w *window, ev Event, start, end time.Time) {
 				if i, ok := w.byID[st.ID]; ok && w.shapes[i].judged {
 					l := w.shapes[i].lostFrom(r, cols)
 					l.count++
-					l.dur += max(end.Sub(start), 0)
+					l.dur += max(end.sub(start), 0)
 				}
 			}
 		}
@@ -173,7 +173,7 @@ func (s *shape) lostFrom(r keyedRead, cols []string) *lostStat {
 }
 
 // noteKeyedRead remembers a SELECT of one row by key (see the top).
-func (d *Detector) noteKeyedRead(rc *rmwConn, x *pgwire.Execution, st *fingerprint.Statement, end time.Time) {
+func (d *Detector) noteKeyedRead(rc *rmwConn, x *pgwire.Execution, st *fingerprint.Statement, end nanos) {
 	f := st.Facts
 	if x.Rows == 0 || x.Rows > 1 || f.KeyList || len(f.TablesRead) != 1 || len(f.KeyValues) == 0 || !d.judges(st) ||
 		!f.SelectStar && len(f.ReadColumns) == 0 && !f.Locking {
@@ -192,7 +192,7 @@ func (d *Detector) noteKeyedRead(rc *rmwConn, x *pgwire.Execution, st *fingerpri
 	if r.n == 0 {
 		return
 	}
-	rc.forget(end.Add(-d.cfg.LostUpdateWindow))
+	rc.forget(end.add(-d.cfg.LostUpdateWindow))
 	if rc.reads == nil {
 		rc.reads = make([]keyedRead, 0, maxKeyedReads)
 	}
@@ -206,9 +206,9 @@ func (d *Detector) noteKeyedRead(rc *rmwConn, x *pgwire.Execution, st *fingerpri
 }
 
 // forget drops the reads that ended before t.
-func (rc *rmwConn) forget(t time.Time) {
+func (rc *rmwConn) forget(t nanos) {
 	i := 0
-	for i < len(rc.reads) && rc.reads[i].end.Before(t) {
+	for i < len(rc.reads) && rc.reads[i].end < t {
 		i++
 	}
 	if i > 0 {
@@ -235,13 +235,13 @@ func valueOf(x *pgwire.Execution, st *fingerprint.Statement, kv fingerprint.KeyV
 // the latest: a locking read, or one in this REPEATABLE READ or
 // SERIALIZABLE block, ends the search (the code reads the row safely now);
 // one that returned none of the columns set is passed over.
-func (d *Detector) writesBack(rc *rmwConn, x *pgwire.Execution, st *fingerprint.Statement, start time.Time) (keyedRead, []string, bool) {
+func (d *Detector) writesBack(rc *rmwConn, x *pgwire.Execution, st *fingerprint.Statement, start nanos) (keyedRead, []string, bool) {
 	f := st.Facts
 	if len(rc.reads) == 0 || x.Rows == 0 || f.KeyList || len(f.TablesWritten) != 1 || len(f.SetValues) == 0 ||
 		len(f.KeyValues) == 0 || guarded(f) || !d.judges(st) {
 		return keyedRead{}, nil, false
 	}
-	rc.forget(start.Add(-d.cfg.LostUpdateWindow))
+	rc.forget(start.add(-d.cfg.LostUpdateWindow))
 	iso := rc.txIso
 	if iso == fingerprint.IsolationNone {
 		iso = rc.session

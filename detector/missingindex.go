@@ -120,12 +120,12 @@ type IndexAdvice struct {
 
 // hotShape is what the rule follows of one fingerprint.
 type hotShape struct {
-	minute  time.Time     // start of the current minute of event time
+	minute  nanos         // start of the current minute of event time
 	runs    int           // runs in it
 	dur     time.Duration // and their time
 	pending *pendingIndex
 	wild    *pendingWild // leading_wildcard occurrences waiting (patterns.go)
-	asked   time.Time    // event time of the last request; zero: none open
+	asked   nanos        // event time of the last request; noTime: none open
 }
 
 // pendingIndex is a hot occurrence waiting for its inspection.
@@ -154,7 +154,7 @@ type missingIndexState struct {
 
 // hotShapeOf returns what the rule follows of fingerprint id, made (from
 // the window start) when new; the rule's memory is made on first use.
-func (d *Detector) hotShapeOf(id uint64, start time.Time) *hotShape {
+func (d *Detector) hotShapeOf(id uint64, start nanos) *hotShape {
 	if d.mi == nil {
 		mi := &missingIndexState{}
 		mi.hot = lru.New[uint64, *hotShape](maxHotShapes, 0, mi.forget)
@@ -162,7 +162,7 @@ func (d *Detector) hotShapeOf(id uint64, start time.Time) *hotShape {
 	}
 	h, ok := d.mi.hot.Get(id)
 	if !ok {
-		h = &hotShape{minute: start}
+		h = &hotShape{minute: start, asked: noTime}
 		d.mi.hot.Add(id, h, 0)
 	}
 	return h
@@ -187,7 +187,7 @@ func (mi *missingIndexState) forget(id uint64, h *hotShape) {
 // ask appends a request for the inspection of s to what Wants returns,
 // unless one asked for less than reaskAfter before w ended is still open.
 func (d *Detector) ask(h *hotShape, w *window, s *shape) {
-	if !h.asked.IsZero() && w.end.Sub(h.asked) < reaskAfter {
+	if !h.asked.isZero() && w.end.sub(h.asked) < reaskAfter {
 		return
 	}
 	h.asked = w.end
@@ -205,7 +205,7 @@ func (d *Detector) noteMissingIndex(g *group, w *window, s *shape, nplus1 bool) 
 	}
 	id := s.stmt.ID
 	h := d.hotShapeOf(id, w.start)
-	if w.start.Sub(h.minute) >= time.Minute {
+	if w.start.sub(h.minute) >= time.Minute {
 		h.minute, h.runs, h.dur = w.start, 0, 0
 	}
 	h.runs += s.count
@@ -273,7 +273,7 @@ func (d *Detector) Inspected(ins Inspection) []Finding {
 		return nil
 	}
 	p, wild := h.pending, h.wild
-	h.pending, h.wild, h.asked = nil, nil, time.Time{}
+	h.pending, h.wild, h.asked = nil, nil, noTime
 	var out []Finding
 	if p != nil && ins.Err == "" {
 		out = d.judgeMissingIndex(out, p, ins.Scans)

@@ -222,7 +222,7 @@ func (d *Detector) wildcardScan(scans []ScanFacts, columns []string) (ScanFacts,
 // expireWildcards reports as "may" the leading_wildcard occurrences that
 // waited reaskAfter by now without an answer (the request was dropped, or
 // the connection is down), and those of shapes forgotten while waiting.
-func (d *Detector) expireWildcards(out []Finding, now time.Time) []Finding {
+func (d *Detector) expireWildcards(out []Finding, now nanos) []Finding {
 	if d.mi == nil {
 		return out
 	}
@@ -236,7 +236,7 @@ func (d *Detector) expireWildcards(out []Finding, now time.Time) []Finding {
 		}
 		occ := h.wild.occ
 		n := 0
-		for n < len(occ) && now.Sub(occ[n].c.finding.WindowEnd) >= reaskAfter {
+		for n < len(occ) && now.sub(nanosOf(occ[n].c.finding.WindowEnd)) >= reaskAfter {
 			out = d.report(out, occ[n].cool, occ[n].c)
 			n++
 		}

@@ -1,7 +1,5 @@
 package detector
 
-import "time"
-
 // The report side: a closed window's findings pass the safelist, then the
 // cooldown (select_star: its once-per-fingerprint memory) before they are
 // returned.
@@ -20,8 +18,8 @@ type cooldowns map[cooldownKey]*cooldownEntry
 const maxCooldownConns = 64
 
 type cooldownEntry struct {
-	reported   time.Time           // finding time of the last report
-	lastSeen   time.Time           // finding time of the last occurrence
+	reported   nanos               // finding time of the last report
+	lastSeen   nanos               // finding time of the last occurrence
 	suppressed int                 // occurrences since the last report
 	conns      map[uint64]struct{} // connections that showed it since the last report
 }
@@ -223,12 +221,12 @@ func (d *Detector) cooldownReport(cool *cooldowns, f *Finding, k cooldownKey) bo
 		f.Occurrences, f.Connections = 1, 1
 		return true
 	}
-	t := f.Time
+	t := nanosOf(f.Time)
 	e := (*cool)[k]
-	if e != nil && t.Sub(e.reported) < d.cfg.ReportCooldown {
+	if e != nil && t.sub(e.reported) < d.cfg.ReportCooldown {
 		e.suppressed++
 		e.sawConn(f.Connection.ID)
-		if t.After(e.lastSeen) {
+		if t > e.lastSeen {
 			e.lastSeen = t
 		}
 		return false
@@ -249,9 +247,9 @@ func (d *Detector) cooldownReport(cool *cooldowns, f *Finding, k cooldownKey) bo
 }
 
 // prune forgets cooldown entries not seen for a whole cooldown by now.
-func (d *Detector) prune(cool cooldowns, now time.Time) {
+func (d *Detector) prune(cool cooldowns, now nanos) {
 	for k, e := range cool {
-		if now.Sub(e.lastSeen) >= d.cfg.ReportCooldown {
+		if now.sub(e.lastSeen) >= d.cfg.ReportCooldown {
 			delete(cool, k)
 		}
 	}
@@ -259,12 +257,12 @@ func (d *Detector) prune(cool cooldowns, now time.Time) {
 
 // remembers reports whether g still has cooldown state worth keeping at now,
 // pruning what expired.
-func (d *Detector) remembers(out []Finding, g *group, now time.Time) ([]Finding, bool) {
+func (d *Detector) remembers(out []Finding, g *group, now nanos) ([]Finding, bool) {
 	if p := g.prev; p != nil {
 		switch {
-		case now.Sub(p.start) >= d.cfg.MaxWindow:
+		case now.sub(p.start) >= d.cfg.MaxWindow:
 			out = d.dropPrev(out, g)
-		case len(p.held) > 0 && now.Sub(p.end) >= 2*d.cfg.StallGap:
+		case len(p.held) > 0 && now.sub(p.end) >= 2*d.cfg.StallGap:
 			out = d.releaseHeld(out, g)
 		}
 	}

@@ -43,7 +43,7 @@ func (d *Detector) evaluate(g *group, w *window) []candidate {
 		// Independent requests over a pool: another connection of the same
 		// scope ran this shape since the window began. Only a trace id or
 		// the data flow can then tell a loop from a busy pool.
-		busy := g.traceID == "" && d.concurrent(s.conn, s.stmt.ID, w.start.Add(-d.cfg.IdleGap))
+		busy := g.traceID == "" && d.concurrent(s.conn, s.stmt.ID, w.start.add(-d.cfg.IdleGap))
 
 		reported := false
 		if s.count >= d.cfg.NPlusOneThreshold && s.params.len() >= d.cfg.NPlusOneThreshold && !s.paged() {
@@ -99,13 +99,13 @@ func (d *Detector) evaluate(g *group, w *window) []candidate {
 func (d *Detector) base(g *group, w *window, s *shape, kind Kind) Finding {
 	conn := connectionOf(s.conn)
 	return Finding{
-		Time:            w.end,
+		Time:            w.endAt,
 		Kind:            kind,
 		Fingerprint:     hexOf(s.stmt),
 		Query:           s.stmt.Normalized,
 		Tables:          tablesOf(s.stmt),
-		WindowStart:     w.start,
-		WindowEnd:       w.end,
+		WindowStart:     w.startAt,
+		WindowEnd:       w.endAt,
 		ApplicationName: conn.ApplicationName,
 		Connection:      conn,
 		TraceID:         g.traceID,
@@ -160,7 +160,7 @@ func (d *Detector) loopsOf(g *group, w *window) {
 			if s.loop || !s.judged || s.count < d.cfg.NPlusOneThreshold || s.params.len() < d.cfg.NPlusOneThreshold || s.paged() {
 				continue
 			}
-			busy := g.traceID == "" && d.concurrent(s.conn, s.stmt.ID, w.start.Add(-d.cfg.IdleGap))
+			busy := g.traceID == "" && d.concurrent(s.conn, s.stmt.ID, w.start.add(-d.cfg.IdleGap))
 			if d.search(w, s).ok || !busy {
 				s.loop, changed = true, true
 				w.loops++

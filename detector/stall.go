@@ -1,8 +1,6 @@
 package detector
 
 import (
-	"time"
-
 	"github.com/nplus1/nplus1/internal/valuekey"
 	"github.com/nplus1/nplus1/pgwire"
 )
@@ -27,8 +25,8 @@ import (
 
 // mayGoOn reports whether w, idle since w.end, is held open at now: a loop
 // was running when its statements stopped, and StallGap has not passed.
-func (d *Detector) mayGoOn(w *window, now time.Time) bool {
-	if d.cfg.StallGap <= d.cfg.IdleGap || now.Sub(w.end) >= d.cfg.StallGap || len(w.seq) == 0 {
+func (d *Detector) mayGoOn(w *window, now nanos) bool {
+	if d.cfg.StallGap <= d.cfg.IdleGap || now.sub(w.end) >= d.cfg.StallGap || len(w.seq) == 0 {
 		return false
 	}
 	s := w.shapes[w.seq[len(w.seq)-1].shape]
@@ -52,8 +50,8 @@ func looping(w *window, s *shape) bool {
 
 // loopGoesOn reports whether ev, starting at start after a pause longer than
 // the idle gap, continues a loop of w (see the comment above), and counts it.
-func (d *Detector) loopGoesOn(w *window, ev Event, start time.Time) bool {
-	if d.cfg.StallGap <= d.cfg.IdleGap || start.Sub(w.end) >= d.cfg.StallGap || !continuesLoop(w, ev) {
+func (d *Detector) loopGoesOn(w *window, ev Event, start nanos) bool {
+	if d.cfg.StallGap <= d.cfg.IdleGap || start.sub(w.end) >= d.cfg.StallGap || !continuesLoop(w, ev) {
 		return false
 	}
 	d.stats.StallsBridged++
@@ -79,9 +77,9 @@ func (d *Detector) keepsForReopen(w *window, reason string) bool {
 // reopens reports whether ev, the first statement of g since its window
 // closed, continues the loop of the kept window g.prev, and then counts it
 // and makes the window search the recent results again when it closes.
-func (d *Detector) reopens(g *group, ev Event, start time.Time) bool {
+func (d *Detector) reopens(g *group, ev Event, start nanos) bool {
 	w := g.prev
-	if start.Sub(w.start) >= d.cfg.MaxWindow || !continuesLoop(w, ev) {
+	if start.sub(w.start) >= d.cfg.MaxWindow || !continuesLoop(w, ev) {
 		return false
 	}
 	d.stats.StallsReopened++

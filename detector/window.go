@@ -14,8 +14,8 @@ import (
 type group struct {
 	traceID string
 
-	lastSeen time.Time // latest statement end observed
-	win      *window   // nil between windows
+	lastSeen nanos   // latest statement end observed
+	win      *window // nil between windows
 	// prev is the window that closed while a loop ran, kept in case the
 	// loop goes on after a long stall (see stall.go); nil otherwise.
 	prev *window
@@ -33,9 +33,12 @@ type group struct {
 
 // window is the statements of one group between two boundaries.
 type window struct {
-	start  time.Time // start of the first statement
-	end    time.Time // latest end of a statement
-	events int       // every execution added, judged or not
+	start  nanos // start of the first statement
+	end    nanos // latest end of a statement
+	events int   // every execution added, judged or not
+	// startAt and endAt are start and end as the events gave them, for the
+	// findings' times.
+	startAt, endAt time.Time
 
 	// seq is every successful, fingerprinted execution in order: the
 	// material for finding an N+1's source.
@@ -73,10 +76,10 @@ type shape struct {
 	count     int
 	dur       time.Duration
 	rowsTotal int64
-	start     time.Time // start of the first execution
-	firstEnd  time.Time // end of the first execution
-	last      int       // index in window.seq of the latest execution
-	lastStart time.Time // start of the latest execution
+	start     nanos // start of the first execution
+	firstEnd  nanos // end of the first execution
+	last      int   // index in window.seq of the latest execution
+	lastStart nanos // start of the latest execution
 
 	// Value evidence: the results of its executions (candidate sources of
 	// a later loop, while MaxEvidenceBytes allows) and, for judged shapes,
@@ -91,8 +94,8 @@ type shape struct {
 	loop   bool
 	search *loopSearch
 	// sawAt is when the shape's run was last recorded in its pool scope
-	// (sawShape), which is done at most every scopeSawEvery.
-	sawAt time.Time
+	// (sawShape), which is done at most every scopeSawEvery; noTime: never.
+	sawAt nanos
 
 	// The rest is kept only for shapes the rules judge.
 	judged     bool
@@ -127,16 +130,46 @@ type paramStat struct {
 	maxRun int32 // most executions with this set in a row, no other set of the shape between
 }
 
-func newWindow(start time.Time) *window {
-	return &window{start: start, end: start, byID: make(map[uint64]int32)}
+// newWindow opens a window at start; at is that instant as the event gave
+// it.
+func newWindow(start nanos, at time.Time) *window {
+	return &window{start: start, end: start, startAt: at, endAt: at, byID: make(map[uint64]int32)}
+}
+
+// instants are an execution's times, converted once as it enters
+// (Observe).
+type instants struct {
+	start nanos // its start, or its end when the start is unset or later
+	end   nanos
+	began nanos // x.Start itself, unset or not: when its keys were used
+}
+
+// instantsOf converts x's times.
+func instantsOf(x *pgwire.Execution) instants {
+	t := instants{start: nanosOf(x.Start), end: nanosOf(x.End)}
+	t.began = t.start
+	if t.start.isZero() || t.end < t.start {
+		t.start = t.end
+	}
+	return t
+}
+
+// startAt is the time.Time that t.start stands for: x.Start, or x.End
+// where the start was replaced by the end.
+func (t instants) startAt(x *pgwire.Execution) time.Time {
+	if t.began.isZero() || t.end < t.began {
+		return x.End
+	}
+	return x.Start
 }
 
 // add records one execution in w.
-func (d *Detector) add(g *group, ev Event, start, end time.Time) {
+func (d *Detector) add(g *group, ev Event, t instants) {
 	w := g.win
 	w.events++
-	if end.After(w.end) {
-		w.end = end
+	start, end := t.start, t.end
+	if end > w.end {
+		w.end, w.endAt = end, ev.Exec.End
 	}
 	x, st := ev.Exec, ev.Stmt
 	d.noteTx(w, ev)
@@ -152,13 +185,13 @@ func (d *Detector) add(g *group, ev Event, start, end time.Time) {
 	if !ok {
 		idx = int32(len(w.shapes))
 		w.byID[st.ID] = idx
-		s := &shape{stmt: st, conn: x.Conn, tags: ev.Tags, first: len(w.seq), start: start, firstEnd: end}
+		s := &shape{stmt: st, conn: x.Conn, tags: ev.Tags, first: len(w.seq), start: start, firstEnd: end, sawAt: noTime}
 		s.judged = d.judges(st)
 		w.shapes = append(w.shapes, s)
 	}
 	s := w.shapes[idx]
 	rows := max(x.Rows, 0)
-	dur := max(end.Sub(start), 0)
+	dur := max(end.sub(start), 0)
 	s.last, s.lastStart = len(w.seq), start
 	w.seq = append(w.seq, step{shape: idx, rows: rows})
 	if t := d.cfg.SlowThreshold; t > 0 && dur >= t {
@@ -169,7 +202,7 @@ func (d *Detector) add(g *group, ev Event, start, end time.Time) {
 		}
 	}
 
-	d.addEvidence(g, s, ev, end)
+	d.addEvidence(g, s, ev, t)
 
 	if s.judged {
 		key := paramsKey(x, st)
@@ -279,8 +312,8 @@ func paramsKey(x *pgwire.Execution, st *fingerprint.Statement) valuekey.Key {
 // its result as a candidate source (in the window, and among the recent
 // results of its pool scope when it has rows enough to drive a loop), its
 // keys when s is judged, and that its connection ran s (concurrency).
-func (d *Detector) addEvidence(g *group, s *shape, ev Event, end time.Time) {
-	w, x := g.win, ev.Exec
+func (d *Detector) addEvidence(g *group, s *shape, ev Event, t instants) {
+	w, x, end := g.win, ev.Exec, t.end
 	if r := x.Result; r != nil && r.Rows() > 0 {
 		if n := r.Size(); d.evBytes+n <= d.cfg.MaxEvidenceBytes {
 			if len(s.results) == 0 {
@@ -303,17 +336,17 @@ func (d *Detector) addEvidence(g *group, s *shape, ev Event, end time.Time) {
 	}
 	if keys := keysOf(x, ev.Stmt); len(keys) > 0 {
 		if s.keys == nil {
-			s.keys = &loopKeys{}
+			s.keys = newLoopKeys()
 		}
-		if s.keys.pos == nil && !d.sourceKnown(g, s, x) {
+		if s.keys.pos == nil && !d.sourceKnown(g, s, x, t.began) {
 			// No result its keys could come from yet, and a key used
 			// before its source was known never counts: only count it.
 			s.keys.skipped++
 		} else {
-			s.keys.add(keys, x.Start, d.cfg.MaxParamsPerShape)
+			s.keys.add(keys, t.began, d.cfg.MaxParamsPerShape)
 		}
 	}
-	if ev.TraceID == "" && (s.sawAt.IsZero() || end.Sub(s.sawAt) >= scopeSawEvery) {
+	if ev.TraceID == "" && (s.sawAt.isZero() || end.sub(s.sawAt) >= scopeSawEvery) {
 		s.sawAt = end
 		d.sawShape(g, x.Conn, s.stmt.ID, end)
 	}

@@ -179,7 +179,7 @@ func (d *Detector) nPlusOneWrite(g *group, w *window, s *shape) (candidate, bool
 		return candidate{}, false
 	}
 	oneTx := p.inTx == s.count && p.txs == 1
-	busy := g.traceID == "" && d.concurrent(s.conn, s.stmt.ID, w.start.Add(-d.cfg.IdleGap))
+	busy := g.traceID == "" && d.concurrent(s.conn, s.stmt.ID, w.start.add(-d.cfg.IdleGap))
 	ev, proven, provenRows, ok := d.evidenceOf(w, s)
 	if !ok && !oneTx && busy {
 		d.stats.Concurrent++
