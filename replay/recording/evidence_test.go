@@ -15,6 +15,17 @@ import (
 	"github.com/nplus1/nplus1/pgwire"
 )
 
+// evidenceRecording is evidenceExecutions as the Writer writes them.
+func evidenceRecording() []byte {
+	var buf bytes.Buffer
+	w := NewWriter(&buf, WriterOptions{Now: func() time.Time { return t0 }})
+	for _, e := range evidenceExecutions() {
+		w.Write(e)
+	}
+	w.Close()
+	return buf.Bytes()
+}
+
 // evidenceExecutions are sampleExecutions with value evidence as a tracker
 // attaches it: digests of parameters (None among them), results of one and
 // of several columns, one cut short, fewer digest lists than columns, and

@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nplus1/nplus1/pgwire"
 )
@@ -59,12 +58,7 @@ func sameReading(t testing.TB, in []byte) (int, int64) {
 // read must be what reading the head gives, whatever changes between the
 // items of a session, and whatever order or form the members take.
 func TestHeadTakenReadsTheSame(t *testing.T) {
-	var buf bytes.Buffer
-	w := NewWriter(&buf, WriterOptions{Now: func() time.Time { return t0 }})
-	for _, e := range evidenceExecutions() {
-		w.Write(e)
-	}
-	w.Close()
+	rec := evidenceRecording()
 	line := func(sess, head, rest string) string {
 		return `{"type":"Statement","item":{"timestamp":"2026-03-14T15:00:00.5Z","session_id":` + sess + head + rest + "}}\n"
 	}
@@ -91,7 +85,7 @@ func TestHeadTakenReadsTheSame(t *testing.T) {
 		line(`7`, a, q),
 		line(`"a.1"`, strings.Replace(a, `,"user"`, `, "user"`, 1), q), // blanks
 	}
-	in := append(buf.Bytes(), strings.Join(lines, "")...)
+	in := append(rec, strings.Join(lines, "")...)
 	if n, taken := sameReading(t, in); n < len(lines)-3 || taken < 5 {
 		t.Fatalf("read %d executions (want at least %d), %d heads taken (want at least 5)", n, len(lines)-3, taken)
 	}
