@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"encoding/binary"
+	"hash/maphash"
 	"slices"
 
 	"github.com/nplus1/nplus1/internal/valuekey"
@@ -32,14 +33,23 @@ type resultDesc struct {
 	names []string
 	oids  []uint32
 	count int // columns in the message; more than len(names) when cut
+	// sum and bin are the digest of the bytes read of the message it was
+	// built from and that message's binary columns: the same message again
+	// (a client that describes its portal before each Execute) is known by
+	// its digest alone.
+	sum uint64
+	bin uint64
 }
+
+// rdSeed keys the digests of RowDescriptions (resultDesc.sum).
+var rdSeed = maphash.MakeSeed()
 
 // size is what a resultDesc costs in a statement's byte budget.
 func (d *resultDesc) size() int {
 	if d == nil {
 		return 0
 	}
-	n := 64 + 20*len(d.names)
+	n := 80 + 20*len(d.names)
 	for _, s := range d.names {
 		n += len(s)
 	}
@@ -79,13 +89,22 @@ func rdCap(maxCols int) int { return 2 + maxCols*(maxNameBytes+1+18) }
 // description (a, b or t.lastDesc when it has the same columns, so that a
 // repeated statement allocates nothing) and the mask of the columns sent
 // in binary format. It returns nil for a RowDescription without columns.
+// The message a candidate was built from, met again, is known by its digest
+// without being parsed or compared field by field.
 func (t *Tracker) readDesc(a, b *resultDesc) (*resultDesc, uint64) {
 	if len(t.rd) < 2 {
 		return nil, 0
 	}
+	sum := maphash.Bytes(rdSeed, t.rd)
+	cands := [3]*resultDesc{a, b, t.lastDesc}
+	for _, c := range cands {
+		if c != nil && c.sum == sum {
+			t.lastDesc = c
+			return c, c.bin
+		}
+	}
 	count := int(binary.BigEndian.Uint16(t.rd))
 	want := min(count, t.maxCols)
-	cands := [3]*resultDesc{a, b, t.lastDesc}
 	var match [3]bool
 	for i, c := range cands {
 		match[i] = c != nil && c.count == count
@@ -115,7 +134,7 @@ func (t *Tracker) readDesc(a, b *resultDesc) (*resultDesc, uint64) {
 			return c, bin
 		}
 	}
-	d := &resultDesc{names: make([]string, n), oids: make([]uint32, n), count: count}
+	d := &resultDesc{names: make([]string, n), oids: make([]uint32, n), count: count, sum: sum, bin: bin}
 	it = rdIter{b: t.rd[2:]}
 	for i := range n {
 		name, oid, _, _ := it.next()

@@ -595,3 +595,35 @@ func TestTrackerEvidenceColumnsLimit(t *testing.T) {
 		t.Errorf("options %+v", o)
 	}
 }
+
+// A repeated RowDescription is known by its digest; one that differs in a
+// name, a type or a format code is read again, whichever came before it.
+func TestTrackerEvidenceDescriptionChanges(t *testing.T) {
+	descs := []*pgproto3.RowDescription{
+		rowDescOf(field("id", valuekey.OIDInt8, 0)),
+		rowDescOf(field("id", valuekey.OIDInt8, 1)),
+		rowDescOf(field("ref", valuekey.OIDInt8, 1)),
+		rowDescOf(field("ref", valuekey.OIDInt4, 1)),
+		rowDescOf(field("ref", valuekey.OIDInt4, 1)),
+		rowDescOf(field("id", valuekey.OIDInt8, 0)),
+	}
+	vals := [][]byte{s("10"), i8(10), i8(10), i4(10), i4(10), s("10")}
+	var script []trStep
+	for i, d := range descs {
+		rfmt := []int16{d.Fields[0].Format}
+		script = append(script,
+			fe(parse("", "select id from t where owner = $1"), bindF("", "", nil, rfmt, s("5")), describe('P', ""), execute("", 0), sync_),
+			be(parseComplete, bindComplete, d, row(vals[i]), cc("SELECT 1"), rfq('I')))
+	}
+	r := evRun(t, script, evOpts)
+	if len(r.got) != len(descs) {
+		t.Fatalf("got %d executions, want %d", len(r.got), len(descs))
+	}
+	for i, e := range r.got {
+		wantResult(t, fmt.Sprint("execution ", i), e.Result, []string{string(descs[i].Fields[0].Name)}, false,
+			[]valuekey.Key{tk("10")})
+	}
+	if a, b := r.got[3].Result, r.got[4].Result; &a.Columns[0] != &b.Columns[0] {
+		t.Errorf("a repeated description was not shared")
+	}
+}

@@ -2,6 +2,8 @@ package valuekey
 
 import (
 	"encoding/binary"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -104,5 +106,26 @@ func BenchmarkBinaryInt4(b *testing.B) {
 	v := be(4, 1234567)
 	for b.Loop() {
 		Binary(v, OIDInt4)
+	}
+}
+
+// canonInt agrees with strconv.ParseInt on the decimal integers int8in
+// accepts, at every length and around the limits of 64 bits.
+func TestCanonIntLimits(t *testing.T) {
+	var cases []string
+	for _, s := range []string{"9223372036854775807", "9223372036854775808", "-9223372036854775808",
+		"-9223372036854775809", "18446744073709551615", "18446744073709551616", "99999999999999999999",
+		"09223372036854775807", "00000000000000000001", "-0000000000000000001", "+1234", "0", "-0"} {
+		cases = append(cases, s, " "+s+" ")
+	}
+	for n := 1; n <= 21; n++ {
+		cases = append(cases, strings.Repeat("9", n), "1"+strings.Repeat("0", n-1), "-"+strings.Repeat("9", n))
+	}
+	for _, s := range cases {
+		want, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		got, ok := canonInt([]byte(s))
+		if ok != (err == nil) || ok && got != want {
+			t.Errorf("canonInt(%q) = %d, %v; strconv says %d, %v", s, got, ok, want, err)
+		}
 	}
 }
