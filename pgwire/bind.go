@@ -445,8 +445,8 @@ func (t *Tracker) bindKeysStart() {
 	k.out = &bindEvidence{}
 	switch {
 	case n == 0:
-	case n <= len(k.out.small):
-		k.out.keys = k.out.small[:n:n]
+	case n <= len(k.out.room):
+		k.out.keys, k.out.kroom = k.out.room[:n:n], uint8(n)
 	default:
 		k.out.keys = make([]valuekey.Key, min(n, maxParamKeys))
 	}

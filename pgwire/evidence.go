@@ -146,26 +146,27 @@ func (t *Tracker) readDesc(a, b *resultDesc) (*resultDesc, uint64) {
 
 // bindEvidence is what a Bind carries, through its request, to its
 // portal: its ParamKeys and result format codes, and later the answer to a
-// Describe of the portal. A Bind of up to 8 parameters takes one
-// allocation: its keys are in small.
+// Describe of the portal. It is one allocation of 512 bytes, the largest
+// Go allocates without a header and marks a span at a time, for a Bind of
+// up to 8 parameters, its first Execution and that execution's result
+// when it is a lookup's row: the keys and the result's digests share room.
 type bindEvidence struct {
 	keys      []valuekey.Key // ParamKeys; shared, read only, by the portal's executions
 	resFmt    uint64         // result columns the Bind asked in binary format
+	desc      *resultDesc    // the RowDescription that answered a Describe (nil: NoData)
+	descBin   uint64         // and its binary columns
+	cost      int32          // bytes counted in the portals' budget
 	described bool           // a Describe of the portal was answered
-	desc      *resultDesc    // with this RowDescription (nil: NoData)
-	descBin   uint64         // and these binary columns
-	cost      int            // bytes counted in the portals' budget
-	small     [8]valuekey.Key
-	// res is room for the digests of the first result of the portal's
-	// executions, when they are few (a lookup's row): one allocation for
-	// a Bind and its result. resUsed tells it is taken.
-	res     smallResult
+	// resUsed tells that rk, cols and room past the keys hold the digests
+	// of the first result of the portal's executions (see build).
 	resUsed bool
-	// exec is room for the first Execution of the portal, so that a Bind,
-	// its execution and its result take one allocation; execUsed tells it
-	// is taken.
-	exec     Execution
+	// execUsed tells that exec is taken: the portal's first Execution.
 	execUsed bool
+	kroom    uint8 // room[:kroom] holds keys
+	rk       ResultKeys
+	cols     [2][]valuekey.Key
+	room     [8]valuekey.Key
+	exec     Execution
 }
 
 // execution returns a new, zero Execution: the room in b when b is not
@@ -181,10 +182,11 @@ func (b *bindEvidence) execution() *Execution {
 // recost sets what the portal's evidence costs: its keys, and its
 // description when it is its own (its statement is unknown).
 func (b *bindEvidence) recost(ownDesc bool) {
-	b.cost = 8 * len(b.keys)
+	n := 8 * len(b.keys)
 	if ownDesc {
-		b.cost += b.desc.size()
+		n += b.desc.size()
 	}
+	b.cost = int32(n)
 }
 
 // resultState is the result being hashed: the rows of the request at the
@@ -480,22 +482,25 @@ func (t *Tracker) rowEnd() {
 }
 
 // build returns the digests hashed so far, column by column: a result of
-// a few digests (a lookup's row) in spare when it is not nil, else in one
-// allocation; others in three.
-func (r *resultState) build(spare *smallResult) *ResultKeys {
+// a few digests (a lookup's row) in the room of ev when it is not nil and
+// they fit there, else in one allocation; others in three.
+func (r *resultState) build(ev *bindEvidence) *ResultKeys {
 	rows := r.rows
+	n := r.ncols * rows
 	var rk *ResultKeys
 	var back []valuekey.Key
-	if r.ncols <= len(smallResult{}.cols) && r.ncols*rows <= len(smallResult{}.keys) {
-		sm := spare
-		if sm == nil {
-			sm = new(smallResult)
-		}
-		rk, back = &sm.rk, sm.keys[:r.ncols*rows]
+	switch {
+	case ev != nil && r.ncols <= len(ev.cols) && int(ev.kroom)+n <= len(ev.room):
+		ev.resUsed = true
+		rk, back = &ev.rk, ev.room[ev.kroom:int(ev.kroom)+n]
+		rk.Keys = ev.cols[:r.ncols]
+	case r.ncols <= len(smallResult{}.cols) && n <= len(smallResult{}.keys):
+		sm := new(smallResult)
+		rk, back = &sm.rk, sm.keys[:n]
 		rk.Keys = sm.cols[:r.ncols]
-	} else {
+	default:
 		rk = &ResultKeys{Keys: make([][]valuekey.Key, r.ncols)}
-		back = make([]valuekey.Key, r.ncols*rows)
+		back = make([]valuekey.Key, n)
 	}
 	rk.Columns, rk.Truncated = r.desc.names, r.trunc
 	for c := range r.ncols {
@@ -537,11 +542,11 @@ func (t *Tracker) attachEvidence(e *Execution, result bool) {
 		return
 	}
 	if rows > 0 {
-		var spare *smallResult
-		if ev := t.execEv; ev != nil && !ev.resUsed {
-			spare, ev.resUsed = &ev.res, true
+		ev := t.execEv
+		if ev != nil && ev.resUsed {
+			ev = nil
 		}
-		e.Result = r.build(spare)
+		e.Result = r.build(ev)
 	}
 }
 

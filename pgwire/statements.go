@@ -53,7 +53,7 @@ func (p *portal) size() int {
 		n += p.params.size
 	}
 	if p.ev != nil {
-		n += p.ev.cost
+		n += int(p.ev.cost)
 	}
 	return n
 }

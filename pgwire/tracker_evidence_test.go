@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -625,5 +626,63 @@ func TestTrackerEvidenceDescriptionChanges(t *testing.T) {
 	}
 	if a, b := r.got[3].Result, r.got[4].Result; &a.Columns[0] != &b.Columns[0] {
 		t.Errorf("a repeated description was not shared")
+	}
+}
+
+// A lookup's Bind, Execution and result take one allocation, in 512 bytes
+// (the largest Go allocates without a header): its parameters' keys and the
+// result's digests share the Bind's room, and neither overwrites the other
+// whether the result fits beside the keys or not.
+func TestTrackerEvidenceLookupRoom(t *testing.T) {
+	if n := unsafe.Sizeof(bindEvidence{}); n > 512 {
+		t.Errorf("bindEvidence is %d bytes, want at most 512", n)
+	}
+	for _, np := range []int{0, 1, 6, 7, 8, 9} {
+		t.Run(fmt.Sprint(np, " parameters"), func(t *testing.T) {
+			var params [][]byte
+			var want []valuekey.Key
+			sql := "select id, ref from t where true"
+			for i := range np {
+				v := fmt.Sprint(100 + i)
+				params, want = append(params, s(v)), append(want, tk(v))
+				sql += fmt.Sprintf(" and c%d = $%d", i, i+1)
+			}
+			desc := rowDescOf(field("id", valuekey.OIDInt8, 0), field("ref", oidText, 0))
+			var script []trStep
+			for range 2 {
+				script = append(script,
+					fe(parse("", sql), bindF("", "", nil, nil, params...), describe('P', ""), execute("", 0), sync_),
+					be(parseComplete, bindComplete, desc, row(s("7"), s("x")), cc("SELECT 1"), rfq('I')))
+			}
+			r := evRun(t, script, evOpts)
+			for i, e := range r.got {
+				if !slices.Equal(e.ParamKeys, want) {
+					t.Errorf("execution %d: ParamKeys %v, want %v", i, e.ParamKeys, want)
+				}
+				wantResult(t, fmt.Sprint("execution ", i), e.Result, []string{"id", "ref"}, false,
+					[]valuekey.Key{tk("7")}, []valuekey.Key{tk("x")})
+			}
+			enc := func(msgs ...pgproto3.Message) []byte { return trStep{msgs: msgs}.bytes(t) }
+			tr := NewTracker(&ConnInfo{ID: 1}, func(*Execution) {}, evOpts)
+			feb := enc(parse("", sql), bindF("", "", nil, nil, params...), describe('P', ""), execute("", 0), sync_)
+			beb := enc(parseComplete, bindComplete, desc, row(s("7"), s("x")), cc("SELECT 1"), rfq('I'))
+			allocs := testing.AllocsPerRun(100, func() {
+				if err := tr.Frontend(feb, trBase); err != nil {
+					t.Fatal(err)
+				}
+				if err := tr.Backend(beb, trBase); err != nil {
+					t.Fatal(err)
+				}
+			})
+			wantAllocs := 1.0
+			if np+2 > 8 {
+				// The result's digests do not fit beside 7 or 8 keys; 9
+				// keys do not fit in the room (and the digests do).
+				wantAllocs = 2
+			}
+			if allocs != wantAllocs {
+				t.Errorf("%v allocations per lookup, want %v", allocs, wantAllocs)
+			}
+		})
 	}
 }
