@@ -119,6 +119,21 @@ func Binary(b []byte, oid uint32) Key {
 // an optional sign, leading zeros or surrounding blanks (int8in accepts
 // those).
 func canonInt(b []byte) (int64, bool) {
+	if len(b) <= 18 { // the usual form, plain digits, that cannot overflow
+		var u uint64
+		for _, c := range b {
+			if c-'0' > 9 {
+				return canonIntForms(b)
+			}
+			u = u*10 + uint64(c-'0')
+		}
+		return int64(u), len(b) > 0
+	}
+	return canonIntForms(b)
+}
+
+// canonIntForms is canonInt for every form int8in accepts.
+func canonIntForms(b []byte) (int64, bool) {
 	i, j := 0, len(b)
 	for i < j && b[i] == ' ' {
 		i++
