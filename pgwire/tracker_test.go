@@ -1135,13 +1135,13 @@ func TestTrackerLargeMessagesStream(t *testing.T) {
 // one allocation; a simple Query's result takes one more, as do the digests
 // of a result too big for that room.
 //
-//	BenchmarkTracker/prepared-2             852 ns/op   288 B/op   1 allocs/op
-//	BenchmarkTracker/prepared-evidence-2   1422 ns/op   576 B/op   1 allocs/op
-//	BenchmarkTracker/simple-2               485 ns/op   288 B/op   1 allocs/op
-//	BenchmarkTracker/simple-evidence-2      834 ns/op   432 B/op   2 allocs/op
+//	BenchmarkTracker/prepared-2             363 ns/op   288 B/op   1 allocs/op
+//	BenchmarkTracker/prepared-evidence-2    670 ns/op   512 B/op   1 allocs/op
+//	BenchmarkTracker/simple-2               212 ns/op   288 B/op   1 allocs/op
+//	BenchmarkTracker/simple-evidence-2      355 ns/op   432 B/op   2 allocs/op
 //
-// (2 vCPU VM, go1.26, medians of three runs alternated with the previous
-// build; the same machine on a faster day ran prepared in 301 ns.)
+// (2 vCPU VM, go1.26, medians of three runs at d29399f; the
+// same machine runs these 2-3 times slower on a busy day.)
 func BenchmarkTracker(b *testing.B) {
 	enc := func(msgs ...pgproto3.Message) []byte { return trStep{msgs: msgs}.bytes(b) }
 	const sql = "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"
@@ -1239,8 +1239,10 @@ func BenchmarkTracker(b *testing.B) {
 //	BenchmarkTrackerCold/prepared-2                  1615-1965 ns/op   288 B/op   1 allocs/op
 //	BenchmarkTrackerCold/prepared-evidence-2         2149-2500 ns/op   576 B/op   1 allocs/op
 //
-// (2 vCPU VM, go1.26, seven runs; BenchmarkTracker/prepared ran in 372-398
-// ns, 665-724 with the evidence, in the same hour.)
+// (2 vCPU VM, go1.26, seven runs at 364e0c7; BenchmarkTracker/prepared ran
+// in 372-398 ns, 665-724 with the evidence, in the same hour. With the
+// Bind's block at 512 bytes, three runs at d29399f: 1703-1982 and
+// 2188-2424 ns.)
 func BenchmarkTrackerCold(b *testing.B) {
 	const sql = "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"
 	const conns, keys = 4, 64
