@@ -190,7 +190,8 @@ func (b *bindEvidence) recost(ownDesc bool) {
 }
 
 // resultState is the result being hashed: the rows of the request at the
-// head of the queue.
+// head of the queue. Past on, its fields mean something only while on is
+// set: endResult leaves them as they were.
 type resultState struct {
 	begun bool // the head request's description was looked up
 	on    bool // its rows are hashed
@@ -313,7 +314,8 @@ func (t *Tracker) beginResult(d *resultDesc, bin uint64) {
 func (t *Tracker) beginExecuteResult(h *request) {
 	var d *resultDesc
 	var bin uint64
-	if p, ok := t.lookupPortal(h.name); ok && p.ev != nil {
+	var tmp portal
+	if p := t.portalRef(h.name, &tmp); p != nil && p.ev != nil {
 		switch {
 		case p.ev.described:
 			d, bin = p.ev.desc, p.ev.descBin
@@ -324,15 +326,15 @@ func (t *Tracker) beginExecuteResult(h *request) {
 	t.beginResult(d, bin)
 }
 
-// endResult forgets the result being hashed.
+// endResult forgets the result being hashed (see resultState).
 //
 //go:noinline
 func (t *Tracker) endResult() {
-	keys := t.res.keys[:0]
-	if cap(keys) > keepKeysCap {
-		keys = nil
+	r := &t.res
+	r.begun, r.on, r.rows, r.keys = false, false, 0, r.keys[:0]
+	if cap(r.keys) > keepKeysCap {
+		r.keys = nil
 	}
-	t.res = resultState{keys: keys}
 	t.row.on = false
 }
 
@@ -370,6 +372,14 @@ func (t *Tracker) rowStart() {
 // rowBody hashes the values of the DataRow being read.
 func (t *Tracker) rowBody(p []byte) {
 	w := &t.row
+	if w.stage == rowCount && w.need == 2 && len(p) >= 2 { // the usual case: the count at once
+		if len(p) == t.be.left { // and the whole row
+			t.rowWhole(p)
+			return
+		}
+		w.n, w.need, p = int(binary.BigEndian.Uint16(p)), 0, p[2:]
+		w.nextCol(t.res.ncols)
+	}
 	for len(p) > 0 {
 		switch w.stage {
 		case rowCount, rowLen:
@@ -428,6 +438,28 @@ func (t *Tracker) rowBody(p []byte) {
 	}
 }
 
+// rowWhole is rowBody for a DataRow whose body p is whole in one chunk:
+// the same keys, without the steps that wait for more bytes.
+func (t *Tracker) rowWhole(p []byte) {
+	w := &t.row
+	n := min(int(binary.BigEndian.Uint16(p)), t.res.ncols)
+	p = p[2:]
+	w.stage = rowDone
+	for w.col = 0; w.col < n && len(p) >= 4; w.col++ {
+		l := int32(binary.BigEndian.Uint32(p))
+		p = p[4:]
+		switch {
+		case l > 0 && int(l) <= len(p):
+			if l <= valuekey.MaxValueBytes {
+				t.rowKey(p[:l])
+			}
+			p = p[l:]
+		case l > 0, l < -1: // cut short, or malformed: the server never sends it
+			return
+		}
+	}
+}
+
 func (w *rowState) nextCol(ncols int) {
 	if w.col >= w.n || w.col >= ncols {
 		w.stage = rowDone
@@ -445,9 +477,9 @@ func (t *Tracker) rowKey(v []byte) {
 	r.keys[t.row.base+c] = k
 }
 
-// evidenceStart is called when a server message other than the few the
-// tracker always reads begins: it decides whether a DataRow's values or a
-// RowDescription are read (evRead).
+// evidenceStart is called when a DataRow or a RowDescription begins: it
+// decides whether the DataRow's values or the RowDescription are read
+// (evRead).
 func (t *Tracker) evidenceStart() {
 	t.evRead = false
 	switch t.be.typ {
@@ -503,6 +535,13 @@ func (r *resultState) build(ev *bindEvidence) *ResultKeys {
 		back = make([]valuekey.Key, n)
 	}
 	rk.Columns, rk.Truncated = r.desc.names, r.trunc
+	if r.ncols == 1 || rows == 1 { // row by row is column by column
+		copy(back, r.keys[:n])
+		for c := range r.ncols {
+			rk.Keys[c] = back[c*rows : (c+1)*rows : (c+1)*rows]
+		}
+		return rk
+	}
 	for c := range r.ncols {
 		col := back[c*rows : (c+1)*rows : (c+1)*rows]
 		for i := range col {
@@ -559,8 +598,9 @@ func (t *Tracker) describeRows(h *request) {
 			t.setStmtDesc(st, d)
 		}
 	case targetPortal:
-		p, ok := t.lookupPortal(h.name)
-		if !ok || p.ev == nil {
+		var tmp portal
+		p := t.portalRef(h.name, &tmp)
+		if p == nil || p.ev == nil {
 			return
 		}
 		var cand *resultDesc
@@ -578,7 +618,11 @@ func (t *Tracker) describeRows(h *request) {
 
 // describePortal records the answer to a Describe of portal p: its
 // description is the statement's, or else counts in the portals' budget.
-func (t *Tracker) describePortal(p portal, d *resultDesc, bin uint64) {
+func (t *Tracker) describePortal(p *portal, d *resultDesc, bin uint64) {
+	if p.stmt != nil { // the statement's columns: they cost the portal nothing
+		p.ev.described, p.ev.desc, p.ev.descBin = true, d, bin
+		return
+	}
 	before := p.size()
 	p.ev.described, p.ev.desc, p.ev.descBin = true, d, bin
 	p.ev.recost(p.stmt == nil)
@@ -597,7 +641,8 @@ func (t *Tracker) describeNoData(h *request) {
 			t.setStmtDesc(st, nil)
 		}
 	case targetPortal:
-		if p, ok := t.lookupPortal(h.name); ok && p.ev != nil {
+		var tmp portal
+		if p := t.portalRef(h.name, &tmp); p != nil && p.ev != nil {
 			t.describePortal(p, nil, 0)
 		}
 	}

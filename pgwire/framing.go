@@ -126,7 +126,8 @@ func (t *Tracker) Backend(p []byte, now time.Time) error {
 			observe = t.emit != nil || f.typ == beReadyForQuery
 			if observe {
 				t.beStart()
-				if t.evidence {
+				t.evRead = false
+				if t.evidence && (f.typ == beDataRow || f.typ == beRowDescription) {
 					t.evidenceStart()
 				}
 			}

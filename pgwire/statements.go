@@ -203,7 +203,8 @@ func (t *Tracker) accountPortal(p *portal) {
 	if p.ev != nil {
 		p.ev.recost(p.stmt == nil)
 	}
-	if old, had := t.lookupPortal(p.name); had {
+	var tmp portal
+	if old := t.portalRef(p.name, &tmp); old != nil {
 		t.portalParams -= old.size()
 	}
 	if t.portalParams+p.size() > t.sqlBudget {
@@ -218,6 +219,23 @@ func (t *Tracker) accountPortal(p *portal) {
 		}
 	}
 	t.portalParams += p.size()
+}
+
+// portalRef returns the portal called name, nil when there is none: the
+// unnamed one in place, a named one copied into tmp (read only).
+func (t *Tracker) portalRef(name string, tmp *portal) *portal {
+	if name == "" {
+		if !t.hasUnnamed {
+			return nil
+		}
+		return &t.unnamedPortal
+	}
+	p, ok := t.portals[name]
+	if !ok {
+		return nil
+	}
+	*tmp = p
+	return tmp
 }
 
 func (t *Tracker) lookupPortal(name string) (portal, bool) {

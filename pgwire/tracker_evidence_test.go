@@ -686,3 +686,47 @@ func TestTrackerEvidenceLookupRoom(t *testing.T) {
 		})
 	}
 }
+
+// DataRows that do not match their RowDescription, or whose body does not
+// hold together (the server never sends those, a broken peer might): each
+// value read whole is a key, the rest is None, whether the row comes whole
+// in one chunk (read at once) or in pieces (read step by step).
+func TestTrackerEvidenceOddRows(t *testing.T) {
+	// rawRow is a DataRow of count columns and then body as it is.
+	rawRow := func(count uint16, body ...[]byte) []byte {
+		b := binary.BigEndian.AppendUint16(nil, count)
+		for _, p := range body {
+			b = append(b, p...)
+		}
+		return append(binary.BigEndian.AppendUint32([]byte{'D'}, uint32(4+len(b))), b...)
+	}
+	cut := append(i4(3), s("7")...)
+	malformed := append(append(i4(1), s("8")...), i4(-2)...)
+	tail := []byte{0, 0}
+	script := []trStep{
+		fe(query("select a, b, c from t")),
+		{backend: true, msgs: []pgproto3.Message{
+			rowDescOf(field("a", valuekey.OIDInt4, 0), field("b", oidText, 0), field("c", oidText, 0)),
+			row(s("1"), nil, longVal),          // NULL, too long
+			row(s("2")),                        // fewer values than columns
+			row(s("3"), s(""), s("x"), s("4")), // an empty value; more values than columns
+			row(),                              // none
+		}, raw: slices.Concat(
+			rawRow(2, cut),                          // a value longer than what is left of the row
+			rawRow(2, i4(10), i4(1), s("6")),        // the same, what is left looking like a value
+			rawRow(3, malformed),                    // a length below -1 ends the row
+			rawRow(2, i4(1), s("9"), tail),          // a length cut short
+			rawRow(1, i4(1), s("5"), i4(1), s("6")), // bytes past the count
+		)},
+		be(cc("SELECT 9"), rfq('I')),
+	}
+	r := evRun(t, script, evOpts)
+	if len(r.got) != 1 {
+		t.Fatalf("got %d executions", len(r.got))
+	}
+	n := valuekey.None
+	wantResult(t, "odd rows", r.got[0].Result, []string{"a", "b", "c"}, false,
+		[]valuekey.Key{tk("1"), tk("2"), tk("3"), n, n, n, tk("8"), tk("9"), tk("5")},
+		[]valuekey.Key{n, n, n, n, n, n, n, n, n},
+		[]valuekey.Key{n, n, tk("x"), n, n, n, n, n, n})
+}
