@@ -126,9 +126,11 @@ func (t *Tracker) Backend(p []byte, now time.Time) error {
 			observe = t.emit != nil || f.typ == beReadyForQuery
 			if observe {
 				t.beStart()
-				t.evRead = false
-				if t.evidence && (f.typ == beDataRow || f.typ == beRowDescription) {
-					t.evidenceStart()
+				if t.evidence {
+					t.evRead = false
+					if f.typ == beDataRow || f.typ == beRowDescription {
+						t.evidenceStart()
+					}
 				}
 			}
 		}
