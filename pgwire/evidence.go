@@ -488,10 +488,28 @@ func (t *Tracker) evidenceStart() {
 		t.evRead = t.row.on
 	case beRowDescription:
 		h := t.head()
-		t.rdOn = h != nil && (h.kind == reqDescribe || h.kind == reqQuery)
+		t.rdOn = h != nil && (h.kind == reqQuery || h.kind == reqDescribe && !t.knownColumns(h))
 		t.rd = t.rd[:0]
 		t.evRead = t.rdOn
 	}
+}
+
+// knownColumns tells whether the RowDescription that answers Describe h is
+// known before it is read: h describes a portal of a named statement whose
+// columns were read since its Parse. PostgreSQL never lets a prepared
+// statement's result columns change (a new plan with other columns fails
+// with "cached plan must not change result type"), and the formats are the
+// Bind's: the portal's Execute takes both from the statement and the Bind
+// (beginExecuteResult), as when the portal is not described. libpq
+// describes its portal before every Execute.
+func (t *Tracker) knownColumns(h *request) bool {
+	if h.sub != targetPortal {
+		return false
+	}
+	var tmp portal
+	p := t.portalRef(h.name, &tmp)
+	return p != nil && p.ev != nil && !p.ev.described && p.stmt != nil &&
+		p.stmt.name != "" && p.stmt.descRead && p.stmt.desc != nil
 }
 
 // evidenceBody reads the bytes p of the message evidenceStart chose.
@@ -650,6 +668,7 @@ func (t *Tracker) describeNoData(h *request) {
 
 // setStmtDesc remembers d as the columns of st, in its byte budget.
 func (t *Tracker) setStmtDesc(st *stmt, d *resultDesc) {
+	st.descRead = true
 	if st.desc == d {
 		return
 	}

@@ -246,7 +246,7 @@ func (t *Tracker) parseComplete(h *request) {
 	if cur == nil || cur.sql != h.sql || cur.trunc != h.trunc || cur.types != types || cur.strs != strs {
 		cur = &stmt{name: h.name, sql: h.sql, trunc: h.trunc, types: types, strs: strs}
 	}
-	cur.group = t.groupSeq
+	cur.group, cur.descRead = t.groupSeq, false
 	t.putStmt(cur)
 }
 

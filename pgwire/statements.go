@@ -26,6 +26,10 @@ type stmt struct {
 	// change result type"), so they hold for its later portals.
 	types *paramTypes
 	desc  *resultDesc
+	// descRead is set when desc was read from a RowDescription (or NoData)
+	// since the statement's latest Parse: a Parse of the same name and
+	// text after a Close reuses st, and the schema may have changed since.
+	descRead bool
 }
 
 // cost is what st counts against the statements' byte budget.

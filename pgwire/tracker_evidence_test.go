@@ -730,3 +730,48 @@ func TestTrackerEvidenceOddRows(t *testing.T) {
 		[]valuekey.Key{n, n, n, n, n, n, n, n, n},
 		[]valuekey.Key{n, n, tk("x"), n, n, n, n, n, n})
 }
+
+// A named statement's columns never change while it lives, so the answer to
+// a Describe of each of its portals (libpq's before every Execute) is not
+// read once they are known: the portal's results take the statement's
+// columns with its Bind's formats. After a Close and a Parse of the same name
+// and text, they are read again: the schema may have changed in between.
+func TestTrackerEvidenceNamedStatementColumns(t *testing.T) {
+	const sql = "select * from t where owner = $1"
+	id8 := rowDescOf(field("id", valuekey.OIDInt8, 0))
+	id8bin := rowDescOf(field("id", valuekey.OIDInt8, 1))
+	lookup := func(rfmt []int16, d *pgproto3.RowDescription, val []byte) []trStep {
+		return []trStep{
+			fe(bindF("", "s1", nil, rfmt, s("5")), describe('P', ""), execute("", 0), sync_),
+			be(bindComplete, d, row(val), cc("SELECT 1"), rfq('I')),
+		}
+	}
+	script := slices.Concat(
+		[]trStep{fe(parse("s1", sql), sync_), be(parseComplete, rfq('I'))},
+		lookup(nil, id8, s("10")),          // read: the statement's columns
+		lookup(nil, id8, s("10")),          // known
+		lookup([]int16{1}, id8bin, i8(10)), // known, the Bind's format binary
+		lookup([]int16{0}, id8, s("11")),   // and text again
+		[]trStep{
+			fe(closeMsg('S', "s1"), parse("s1", sql), sync_),
+			be(closeComplete, parseComplete, rfq('I')),
+		},
+		lookup(nil, rowDescOf(field("name", oidText, 0)), s("ann")), // the table changed
+		lookup(nil, rowDescOf(field("name", oidText, 0)), s("bob")),
+	)
+	r := evRun(t, script, evOpts)
+	if len(r.got) != 6 {
+		t.Fatalf("got %d executions", len(r.got))
+	}
+	want := []struct {
+		col string
+		key valuekey.Key
+	}{{"id", tk("10")}, {"id", tk("10")}, {"id", tk("10")}, {"id", tk("11")}, {"name", tk("ann")}, {"name", tk("bob")}}
+	for i, w := range want {
+		wantResult(t, fmt.Sprint("execution ", i), r.got[i].Result, []string{w.col}, false, []valuekey.Key{w.key})
+	}
+	// The known answers were not read: one description for the statement.
+	if a, b := r.got[0].Result, r.got[3].Result; &a.Columns[0] != &b.Columns[0] {
+		t.Errorf("the statement's description was not shared by its portals")
+	}
+}
