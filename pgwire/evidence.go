@@ -264,6 +264,9 @@ func (t *Tracker) evBind() {
 //
 //go:noinline
 func (t *Tracker) evDescribeName(sub byte) string {
+	if len(t.feSmall) > 1 && t.feSmall[1] == 0 { // the unnamed one
+		return ""
+	}
 	name := nameOf(t.feSmall[1:])
 	if sub == targetPortal {
 		return t.portalName(name)
