@@ -318,7 +318,7 @@ func (t *Tracker) beginExecuteResult(h *request) {
 	var d *resultDesc
 	var bin uint64
 	var tmp portal
-	if p := t.portalRef(h.name, &tmp); p != nil && p.ev != nil {
+	if p := t.lookupPortal(h.name, &tmp); p != nil && p.ev != nil {
 		switch {
 		case p.ev.described:
 			d, bin = p.ev.desc, p.ev.descBin
@@ -375,13 +375,9 @@ func (t *Tracker) rowStart() {
 // rowBody hashes the values of the DataRow being read.
 func (t *Tracker) rowBody(p []byte) {
 	w := &t.row
-	if w.stage == rowCount && w.need == 2 && len(p) >= 2 { // the usual case: the count at once
-		if len(p) == t.be.left { // and the whole row
-			t.rowWhole(p)
-			return
-		}
-		w.n, w.need, p = int(binary.BigEndian.Uint16(p)), 0, p[2:]
-		w.nextCol(t.res.ncols)
+	if w.stage == rowCount && w.need == 2 && len(p) >= 2 && len(p) == t.be.left {
+		t.rowWhole(p) // the usual case: the whole row in one chunk
+		return
 	}
 	for len(p) > 0 {
 		switch w.stage {
@@ -510,7 +506,7 @@ func (t *Tracker) knownColumns(h *request) bool {
 		return false
 	}
 	var tmp portal
-	p := t.portalRef(h.name, &tmp)
+	p := t.lookupPortal(h.name, &tmp)
 	return p != nil && p.ev != nil && !p.ev.described && p.stmt != nil &&
 		p.stmt.name != "" && p.stmt.descRead && p.stmt.desc != nil
 }
@@ -620,7 +616,7 @@ func (t *Tracker) describeRows(h *request) {
 		}
 	case targetPortal:
 		var tmp portal
-		p := t.portalRef(h.name, &tmp)
+		p := t.lookupPortal(h.name, &tmp)
 		if p == nil || p.ev == nil {
 			return
 		}
@@ -663,7 +659,7 @@ func (t *Tracker) describeNoData(h *request) {
 		}
 	case targetPortal:
 		var tmp portal
-		if p := t.portalRef(h.name, &tmp); p != nil && p.ev != nil {
+		if p := t.lookupPortal(h.name, &tmp); p != nil && p.ev != nil {
 			t.describePortal(p, nil, 0)
 		}
 	}

@@ -421,15 +421,15 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 	t.lastEnd = now
 	// The Bind's evidence, when there is one, has room for the Execution.
 	var ev *bindEvidence
-	var p portal
-	var havePortal bool
+	var tmp portal
+	var p *portal
 	switch h.kind {
 	case reqBind:
 		if t.evidence {
 			ev = t.evq.front().ev
 		}
 	case reqExecute:
-		if p, havePortal = t.lookupPortal(h.name); havePortal {
+		if p = t.lookupPortal(h.name, &tmp); p != nil {
 			ev = p.ev
 		}
 	}
@@ -456,7 +456,7 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 		}
 	case reqExecute:
 		t.groupExecuted = true
-		if havePortal {
+		if p != nil {
 			if p.stmt != nil {
 				e.SQL, e.Truncated, e.StandardStrings = p.stmt.sql, p.stmt.trunc, p.stmt.strs
 			}

@@ -27,8 +27,9 @@ type stmt struct {
 	types *paramTypes
 	desc  *resultDesc
 	// descRead is set when desc was read from a RowDescription (or NoData)
-	// since the statement's latest Parse: a Parse of the same name and
-	// text after a Close reuses st, and the schema may have changed since.
+	// since the statement's latest Parse. A Parse that the server accepts
+	// for a name and text the tracker still holds (its Close went unseen)
+	// reuses st, and the schema may have changed since.
 	descRead bool
 }
 
@@ -208,7 +209,7 @@ func (t *Tracker) accountPortal(p *portal) {
 		p.ev.recost(p.stmt == nil)
 	}
 	var tmp portal
-	if old := t.portalRef(p.name, &tmp); old != nil {
+	if old := t.lookupPortal(p.name, &tmp); old != nil {
 		t.portalParams -= old.size()
 	}
 	if t.portalParams+p.size() > t.sqlBudget {
@@ -225,9 +226,10 @@ func (t *Tracker) accountPortal(p *portal) {
 	t.portalParams += p.size()
 }
 
-// portalRef returns the portal called name, nil when there is none: the
-// unnamed one in place, a named one copied into tmp (read only).
-func (t *Tracker) portalRef(name string, tmp *portal) *portal {
+// lookupPortal returns the portal called name, nil when there is none: the
+// unnamed one in place, a named one copied into tmp (read only: changes to
+// the copy are lost, except through its pointers).
+func (t *Tracker) lookupPortal(name string, tmp *portal) *portal {
 	if name == "" {
 		if !t.hasUnnamed {
 			return nil
@@ -242,14 +244,6 @@ func (t *Tracker) portalRef(name string, tmp *portal) *portal {
 	return tmp
 }
 
-func (t *Tracker) lookupPortal(name string) (portal, bool) {
-	if name == "" {
-		return t.unnamedPortal, t.hasUnnamed
-	}
-	p, ok := t.portals[name]
-	return p, ok
-}
-
 func (t *Tracker) dropPortal(name string) {
 	if name == "" && !t.hasUnnamed { // every simple Query: nothing to drop
 		return
@@ -258,7 +252,8 @@ func (t *Tracker) dropPortal(name string) {
 }
 
 func (t *Tracker) removePortal(name string) {
-	if p, ok := t.lookupPortal(name); ok {
+	var tmp portal
+	if p := t.lookupPortal(name, &tmp); p != nil {
 		t.portalParams -= p.size()
 	}
 	if name == "" {
