@@ -1,6 +1,7 @@
 package pgwire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math"
 
@@ -166,6 +167,9 @@ func (b *bindState) complete() bool {
 
 func (t *Tracker) bindBody(p []byte) {
 	b, k := &t.bind, &t.bk
+	if b.stage == bindPortal && len(p) == t.fe.left && !t.keepParams && t.bindWhole(p) {
+		return // the usual case: the whole message in one chunk
+	}
 	for len(p) > 0 {
 		switch b.stage {
 		case bindPortal:
@@ -284,6 +288,98 @@ func (t *Tracker) bindBody(p []byte) {
 			return
 		}
 	}
+}
+
+// bindWhole is bindBody for a Bind whose body p is whole in one chunk: it
+// leaves what bindBody leaves, read in one pass without the steps that wait
+// for more bytes. It reads nothing and returns false for a message that is
+// not well formed (a count or a length past its end, a negative length):
+// bindBody then reads it as it reads every message.
+func (t *Tracker) bindWhole(p []byte) bool {
+	b, k := &t.bind, &t.bk
+	// Find the fields, and check that they are within the message.
+	i := bytes.IndexByte(p, 0)
+	if i < 0 {
+		return false
+	}
+	j := bytes.IndexByte(p[i+1:], 0) + i + 1
+	if j <= i || len(p)-(j+1) < 2 {
+		return false
+	}
+	q := p[j+1:]
+	nfmt := int(binary.BigEndian.Uint16(q))
+	if len(q) < 2+2*nfmt+2 {
+		return false
+	}
+	fmts := q[2 : 2+2*nfmt]
+	q = q[2+2*nfmt:]
+	nparams := int(binary.BigEndian.Uint16(q))
+	params := q[2:]
+	rest := params
+	for range nparams {
+		if len(rest) < 4 {
+			return false
+		}
+		l := int32(binary.BigEndian.Uint32(rest))
+		if l < -1 || int64(l) > int64(len(rest)-4) {
+			return false
+		}
+		rest = rest[4+max(l, 0):]
+	}
+	var res []byte
+	if b.ev {
+		if len(rest) < 2 || len(rest)-2 < 2*int(binary.BigEndian.Uint16(rest)) {
+			return false
+		}
+		res = rest[2 : 2+2*int(binary.BigEndian.Uint16(rest))]
+	}
+
+	// Read them.
+	t.name.feed(p[:i+1], maxNameBytes)
+	t.name2.feed(p[i+1:j+1], maxNameBytes)
+	b.nfmt, b.nparams, b.stage = nfmt, nparams, bindRest
+	b.bin = codeMask(fmts, 0)
+	h := fnv1a.Add(b.h, fmts)
+	if b.ev {
+		k.oids = t.bindOIDs(t.name2.buf)
+		k.nfmt, k.bin = nfmt, b.bin
+		t.bindKeysStart()
+	}
+	binAll := b.nfmt == 1 && b.bin&1 != 0
+	rest = params
+	for idx := range nparams {
+		l := int32(binary.BigEndian.Uint32(rest))
+		h = fnv1a.Add(h, rest[:4])
+		rest = rest[4:]
+		if l <= 0 { // NULL or empty: no bits, not a key
+			continue
+		}
+		v := rest[:l]
+		rest = rest[l:]
+		h = fnv1a.Add(h, v)
+		if idx < 64 {
+			bit := uint64(1) << idx
+			wild, large := valueBits(v, b.bin&bit != 0 || binAll)
+			if wild {
+				b.bits.wild |= bit
+			}
+			if large {
+				b.bits.large |= bit
+			}
+		}
+		if b.ev && idx < len(k.out.keys) && l <= valuekey.MaxValueBytes {
+			k.idx = idx
+			k.out.keys[idx] = k.paramKey(v)
+		}
+	}
+	b.h = h
+	if b.ev {
+		k.out.resFmt = codeMask(res, 0)
+		if len(res) == 2 && k.out.resFmt&1 != 0 {
+			k.out.resFmt = ^uint64(0) // one code for all
+		}
+	}
+	return true
 }
 
 // scanValue reads the bytes p of the value being read for its parameter

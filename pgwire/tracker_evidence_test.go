@@ -82,6 +82,10 @@ func diffEvidence(a, b []*Execution) string {
 		return fmt.Sprintf("%d executions, then %d", len(a), len(b))
 	}
 	for i := range a {
+		if a[i].ParamsHash != b[i].ParamsHash || a[i].ParamWildcard != b[i].ParamWildcard || a[i].ParamLarge != b[i].ParamLarge {
+			return fmt.Sprintf("#%d ParamsHash, ParamWildcard, ParamLarge %x %b %b, then %x %b %b", i,
+				a[i].ParamsHash, a[i].ParamWildcard, a[i].ParamLarge, b[i].ParamsHash, b[i].ParamWildcard, b[i].ParamLarge)
+		}
 		if !slices.Equal(a[i].ParamKeys, b[i].ParamKeys) || (a[i].ParamKeys == nil) != (b[i].ParamKeys == nil) {
 			return fmt.Sprintf("#%d ParamKeys %v, then %v", i, a[i].ParamKeys, b[i].ParamKeys)
 		}

@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"bytes"
+	"strconv"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -94,4 +95,55 @@ func equalParams(a, b [][]byte) bool {
 		}
 	}
 	return true
+}
+
+// A Bind read whole in one chunk (bindWhole) leaves what the same Bind read
+// in pieces leaves: its ParamsHash, parameter bits and keys, for every mix
+// of format codes, NULL and empty values, long values, many parameters and
+// result format codes, with and without the evidence.
+func TestTrackerBindWhole(t *testing.T) {
+	many := make([][]byte, 70)
+	for i := range many {
+		many[i] = []byte(strconv.Itoa(1000 * i))
+	}
+	many[3], many[66] = []byte("%x"), nil
+	long := bytes.Repeat([]byte("9"), 80)
+	binds := []*pgproto3.Bind{
+		bindF("", "s", nil, nil, s("12345")),
+		bindF("", "s", []int16{1}, []int16{1}, i4(4711), i8(1<<40), i2(-3)),
+		bindF("p", "s", []int16{0, 1, 0}, []int16{0, 1}, s("_ab"), i4(999), nil),
+		bindF("", "", []int16{0, 0}, nil, s(""), long, s("0001000")),
+		bindF("", "s", nil, []int16{1, 0, 1}, many...),
+		bindF("", "s", nil, nil),
+		bindF("", "s", []int16{1}, nil, uuidBin),
+	}
+	for _, ev := range []bool{false, true} {
+		var msgs []pgproto3.Message
+		for _, b := range binds {
+			msgs = append(msgs, parse(b.PreparedStatement, "select 1"), b, execute(b.DestinationPortal, 0))
+		}
+		script := []trStep{fe(append(msgs, sync_)...)}
+		var replies []pgproto3.Message
+		for range binds {
+			replies = append(replies, parseComplete, bindComplete, cc("SELECT 1"))
+		}
+		script = append(script, be(append(replies, rfq('I'))...))
+		opts := TrackerOptions{Evidence: ev}
+		r := evRun(t, script, opts)
+		if len(r.got) != len(binds) {
+			t.Fatalf("evidence %v: %d executions, want %d", ev, len(r.got), len(binds))
+		}
+		for i, e := range r.got {
+			b := binds[i]
+			wild, large := ParamBits(b.ParameterFormatCodes, b.Parameters)
+			if h := HashParams(b.ParameterFormatCodes, b.Parameters); e.ParamsHash != h || e.NumParams != len(b.Parameters) ||
+				e.ParamWildcard != wild || e.ParamLarge != large {
+				t.Errorf("evidence %v, bind %d: hash %x, %d params, bits %b %b; want %x, %d, %b %b", ev, i,
+					e.ParamsHash, e.NumParams, e.ParamWildcard, e.ParamLarge, h, len(b.Parameters), wild, large)
+			}
+			if ev && len(e.ParamKeys) != min(len(b.Parameters), maxParamKeys) {
+				t.Errorf("bind %d: %d keys for %d parameters", i, len(e.ParamKeys), len(b.Parameters))
+			}
+		}
+	}
 }

@@ -2,6 +2,8 @@ package valuekey
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -128,4 +130,47 @@ func TestCanonIntLimits(t *testing.T) {
 			t.Errorf("canonInt(%q) = %d, %v; strconv says %d, %v", s, got, ok, want, err)
 		}
 	}
+}
+
+// The short way canonInt reads plain digits agrees with its reading of
+// every form (canonIntForms) on digits of every length up to 20, and on the
+// same with any one byte replaced by any other.
+func TestCanonIntFastPath(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	check := func(b []byte) {
+		t.Helper()
+		got, ok := canonInt(b)
+		want, wok := canonIntForms(b)
+		if ok != wok || got != want {
+			t.Fatalf("canonInt(%q) = %d, %v; every form %d, %v", b, got, ok, want, wok)
+		}
+	}
+	for n := 1; n <= 20; n++ {
+		for range 50 {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = '0' + byte(r.IntN(10))
+			}
+			check(b)
+			i := r.IntN(n)
+			for c := range 256 {
+				b2 := slices.Clone(b)
+				b2[i] = byte(c)
+				check(b2)
+			}
+		}
+	}
+}
+
+func FuzzCanonInt(f *testing.F) {
+	for _, s := range []string{"0", "12345", "00000000", "123456789", "9999999999999999", " 12", "-7", "1_000", "12a4"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := canonInt(b)
+		want, wok := canonIntForms(b)
+		if ok != wok || got != want {
+			t.Fatalf("canonInt(%q) = %d, %v; every form %d, %v", b, got, ok, want, wok)
+		}
+	})
 }
