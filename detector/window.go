@@ -314,17 +314,19 @@ func paramsKey(x *pgwire.Execution, st *fingerprint.Statement) valuekey.Key {
 // keys when s is judged, and that its connection ran s (concurrency).
 func (d *Detector) addEvidence(g *group, s *shape, ev Event, t instants) {
 	w, x, end := g.win, ev.Exec, t.end
-	if r := x.Result; r != nil && r.Rows() > 0 {
-		if n := r.Size(); d.evBytes+n <= d.cfg.MaxEvidenceBytes {
+	// The execution's ResultRows and ResultSize, not the result's: the
+	// digests' memory is read only when a loop is looked for.
+	if r, rows := x.Result, x.ResultRows(); r != nil && rows > 0 {
+		if n := x.ResultSize(); d.evBytes+n <= d.cfg.MaxEvidenceBytes {
 			if len(s.results) == 0 {
 				w.sources++
 			}
 			s.results = append(s.results, r)
 			d.evBytes += n
 			w.evBytes += n
-			if r.Rows() >= d.cfg.NPlusOneThreshold {
+			if rows >= d.cfg.NPlusOneThreshold {
 				d.recent.add(recentSource{scope: scopeOf(x.Conn), conn: connID(x.Conn), end: end,
-					stmt: s.stmt, rows: max(x.Rows, int64(r.Rows())), res: r})
+					stmt: s.stmt, rows: max(x.Rows, int64(rows)), res: r})
 				d.scopeFor(g, x.Conn).lastSource = end
 			}
 		} else {

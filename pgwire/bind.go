@@ -542,7 +542,9 @@ func (t *Tracker) bindKeysStart() {
 	switch {
 	case n == 0:
 	case n <= len(k.out.room):
-		k.out.keys, k.out.kroom = k.out.room[:n:n], uint8(n)
+		// At the end of the room: a few keys share a cache line with the
+		// start of the Execution (see bindEvidence).
+		k.out.keys, k.out.kroom = k.out.room[len(k.out.room)-n:], uint8(n)
 	default:
 		k.out.keys = make([]valuekey.Key, min(n, maxParamKeys))
 	}

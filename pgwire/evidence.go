@@ -3,6 +3,7 @@ package pgwire
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"math"
 	"slices"
 
 	"github.com/nplus1/nplus1/internal/valuekey"
@@ -150,6 +151,14 @@ func (t *Tracker) readDesc(a, b *resultDesc) (*resultDesc, uint64) {
 // Go allocates without a header and marks a span at a time, for a Bind of
 // up to 8 parameters, its first Execution and that execution's result
 // when it is a lookup's row: the keys and the result's digests share room.
+//
+// The layout is for the consumer, which reads the Execution on another core
+// some milliseconds later: the keys fill the room from its end, so that up
+// to four share the cache line of the Execution's first fields (a block of
+// 512 bytes starts on a 512-byte boundary), and the Execution carries the
+// result's size and rows (Execution.ResultSize, ResultRows), so that
+// recording a result without looking at it reads none of the lines the
+// digests take.
 type bindEvidence struct {
 	keys      []valuekey.Key // ParamKeys; shared, read only, by the portal's executions
 	resFmt    uint64         // result columns the Bind asked in binary format
@@ -162,7 +171,7 @@ type bindEvidence struct {
 	resUsed bool
 	// execUsed tells that exec is taken: the portal's first Execution.
 	execUsed bool
-	kroom    uint8 // room[:kroom] holds keys
+	kroom    uint8 // the last kroom of room hold keys
 	rk       ResultKeys
 	cols     [2][]valuekey.Key
 	room     [8]valuekey.Key
@@ -541,7 +550,7 @@ func (r *resultState) build(ev *bindEvidence) *ResultKeys {
 	switch {
 	case ev != nil && r.ncols <= len(ev.cols) && int(ev.kroom)+n <= len(ev.room):
 		ev.resUsed = true
-		rk, back = &ev.rk, ev.room[ev.kroom:int(ev.kroom)+n]
+		rk, back = &ev.rk, ev.room[:n]
 		rk.Keys = ev.cols[:r.ncols]
 	case r.ncols <= len(smallResult{}.cols) && n <= len(smallResult{}.keys):
 		sm := new(smallResult)
@@ -603,6 +612,9 @@ func (t *Tracker) attachEvidence(e *Execution, result bool) {
 			ev = nil
 		}
 		e.Result = r.build(ev)
+		if rs := size - 8*len(e.ParamKeys); rs <= math.MaxInt32 {
+			e.resSize, e.resRows = int32(rs), int32(rows)
+		}
 	}
 }
 

@@ -75,6 +75,12 @@ type Execution struct {
 	// decides where its string constants end; StandardStringsUnknown when
 	// the reader cannot tell. See Tracker for how the tracker knows.
 	StandardStrings StandardStrings
+	// resSize and resRows (below) are Result.Size() and Result.Rows() when
+	// the tracker attached Result: its consumers learn them from the
+	// execution they read anyway, without reading the digests' memory
+	// (written by another goroutine, on another core). 0: not known. They
+	// sit in what would be padding.
+	resSize int32
 
 	// Protocol is "simple" or "extended".
 	Protocol string
@@ -106,6 +112,7 @@ type Execution struct {
 	Params          [][]byte
 	ParamFormats    []int16
 	ParamsTruncated bool
+	resRows         int32
 
 	// ParamKeys and Result are the value evidence (see internal/valuekey):
 	// keyed digests of each bound parameter, in order (valuekey.None for a
@@ -158,7 +165,23 @@ func (e *Execution) Duration() time.Duration { return e.End.Sub(e.Start) }
 // ParamKeys is counted once per execution even when a portal's executions
 // share it.
 func (e *Execution) EvidenceSize() int {
-	return e.Result.Size() + 8*len(e.ParamKeys)
+	return e.ResultSize() + 8*len(e.ParamKeys)
+}
+
+// ResultSize is e.Result.Size().
+func (e *Execution) ResultSize() int {
+	if e.resSize > 0 {
+		return int(e.resSize)
+	}
+	return e.Result.Size()
+}
+
+// ResultRows is e.Result.Rows().
+func (e *Execution) ResultRows() int {
+	if e.resSize > 0 {
+		return int(e.resRows)
+	}
+	return e.Result.Rows()
 }
 
 // ResultKeys are the digests of the values of a statement's result, column

@@ -641,6 +641,15 @@ func TestTrackerEvidenceLookupRoom(t *testing.T) {
 	if n := unsafe.Sizeof(bindEvidence{}); n > 512 {
 		t.Errorf("bindEvidence is %d bytes, want at most 512", n)
 	}
+	// The last four keys of the room share a 64-byte line with the start
+	// of the Execution, and the Execution did not grow for its cached sizes.
+	var b bindEvidence
+	if end, exec := unsafe.Offsetof(b.room)+unsafe.Sizeof(b.room), unsafe.Offsetof(b.exec); end != exec || (exec-32)/64 != exec/64 {
+		t.Errorf("room ends at %d, the Execution starts at %d: not on one cache line", end, exec)
+	}
+	if n := unsafe.Sizeof(Execution{}); n != 288 {
+		t.Errorf("Execution is %d bytes, want 288", n)
+	}
 	for _, np := range []int{0, 1, 6, 7, 8, 9} {
 		t.Run(fmt.Sprint(np, " parameters"), func(t *testing.T) {
 			var params [][]byte

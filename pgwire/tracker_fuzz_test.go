@@ -294,6 +294,9 @@ func trCheckEvidence(t *testing.T, e *Execution, opts TrackerOptions) {
 		t.Fatalf("%d ParamKeys for %d parameters", len(e.ParamKeys), e.NumParams)
 	}
 	r := e.Result
+	if e.ResultSize() != r.Size() || e.ResultRows() != r.Rows() {
+		t.Fatalf("ResultSize %d, ResultRows %d; the result's %d, %d", e.ResultSize(), e.ResultRows(), r.Size(), r.Rows())
+	}
 	if r == nil {
 		return
 	}
@@ -306,9 +309,9 @@ func trCheckEvidence(t *testing.T, e *Execution, opts TrackerOptions) {
 			t.Fatalf("result column of %d keys (cap %d), %d rows", len(k), cap(k), r.Rows())
 		}
 	}
-	if e.Rows >= 0 && int64(r.Rows()) > e.Rows && e.Command != "" {
-		t.Fatalf("result of %d rows for a statement of %d", r.Rows(), e.Rows)
-	}
+	// Result's rows are the DataRows read and e.Rows is the tag's count: the
+	// fuzzer's server may send a tag that disagrees (a DataRow, then "SELECT
+	// 0"), so they are not compared here; the scripted tests check both.
 }
 
 // trCheckParamKeys asserts that the keys are those of the kept values, as
