@@ -8,9 +8,14 @@ import "sync/atomic"
 // trackers of a process (TrackerOptions.EvidenceBudget) and by the
 // consumer of their executions.
 //
-// A tracker Takes Execution.EvidenceSize bytes before it attaches evidence
+// A tracker takes Execution.EvidenceSize bytes before it attaches evidence
 // to an execution, and attaches none when the budget refuses (counted in
-// TrackerStats.EvidenceDropped). Whoever ends up with the execution Gives
+// TrackerStats.EvidenceDropped). It takes them from a credit of 4 KiB it
+// takes from the budget at a time (or, for a larger size or when the budget
+// has no 4 KiB to spare, from the budget itself), so that the trackers of
+// a busy process do not all write this one counter for every execution;
+// Used counts that credit too until the tracker is closed or its
+// connection fails. Whoever ends up with the execution Gives
 // the same size back when done with its evidence, including when it drops
 // the execution unread (a full queue). Evidence never given back stays
 // counted: a consumer that forgets to Give ends with no evidence, never
@@ -35,10 +40,19 @@ func (b *EvidenceBudget) Take(n int) bool {
 	if b == nil || n <= 0 {
 		return true
 	}
+	if !b.take(n) {
+		b.refused.Add(1)
+		return false
+	}
+	return true
+}
+
+// take is Take without counting a refusal: a tracker's attempt to take
+// credit ahead (see Tracker.takeEvidence).
+func (b *EvidenceBudget) take(n int) bool {
 	for {
 		u := b.used.Load()
 		if u+int64(n) > b.max {
-			b.refused.Add(1)
 			return false
 		}
 		if b.used.CompareAndSwap(u, u+int64(n)) {

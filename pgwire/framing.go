@@ -73,6 +73,7 @@ func (t *Tracker) Frontend(p []byte, now time.Time) error {
 			p, ok, err = f.header(p, t.maxMsg, true)
 			if err != nil {
 				t.err = err
+				t.releaseCredit() // nothing more is attached
 				return err
 			}
 			if !ok {
@@ -117,6 +118,7 @@ func (t *Tracker) Backend(p []byte, now time.Time) error {
 			p, ok, err = f.header(p, t.maxMsg, false)
 			if err != nil {
 				t.err = err
+				t.releaseCredit() // nothing more is attached
 				return err
 			}
 			if !ok {

@@ -335,6 +335,7 @@ type Tracker struct {
 	maxRows  int // MaxEvidenceRows
 	maxCols  int // MaxEvidenceColumns
 	budget   *EvidenceBudget
+	credit   int         // bytes taken from budget and not yet attached (takeEvidence)
 	evRead   bool        // the current server message is read for evidence
 	rdOn     bool        // the RowDescription being read answers a Describe or a Query
 	rd       []byte      // that RowDescription: its first maxCols columns
@@ -423,6 +424,7 @@ func (t *Tracker) Close() {
 		t.endGroupStrings()
 		t.flushHeld(t.txStatus, false)
 	}
+	t.releaseCredit()
 }
 
 // Stats returns the tracker's counters.

@@ -788,3 +788,71 @@ func TestTrackerEvidenceNamedStatementColumns(t *testing.T) {
 		t.Errorf("the statement's description was not shared by its portals")
 	}
 }
+
+// A tracker takes the budget 4 KiB at a time and attaches evidence from
+// that credit: the budget counts the credit while the tracker lives and
+// gets it back at Close, or as soon as the connection fails; taking credit
+// ahead is never counted as a refusal.
+func TestTrackerEvidenceCredit(t *testing.T) {
+	lookups := func(n int) []trStep {
+		var script []trStep
+		for i := range n {
+			script = append(script,
+				fe(bindF("", "s", nil, nil, s(fmt.Sprint(i))), execute("", 0), sync_),
+				be(bindComplete, row(s(fmt.Sprint(i))), cc("SELECT 1"), rfq('I')))
+		}
+		return script
+	}
+	setup := []trStep{
+		fe(parse("s", "select a from t where id = $1"), describe('S', "s"), sync_),
+		be(parseComplete, &pgproto3.ParameterDescription{ParameterOIDs: []uint32{oidText}}, rowDescOf(field("a", oidText, 0)), rfq('I')),
+	}
+	for _, tc := range []struct {
+		name string
+		end  func(r *trRun)
+	}{
+		{"close", func(r *trRun) { r.tr.Close() }},
+		{"protocol error", func(r *trRun) {
+			if err := r.tr.Frontend([]byte{'X', 0, 0, 0, 1}, trAt(0)); err == nil {
+				t.Fatal("a message of length 1 was accepted")
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := NewEvidenceBudget(1 << 20)
+			r := runScript(t, append(setup, lookups(100)...), TrackerOptions{Evidence: true, EvidenceBudget: b}, whole)
+			if r.err != nil || len(r.got) != 100 {
+				t.Fatalf("got %d executions, %v", len(r.got), r.err)
+			}
+			size := 0
+			for _, e := range r.got {
+				if e.Result == nil || e.ParamKeys == nil {
+					t.Fatalf("no evidence on %+v", e)
+				}
+				size += e.EvidenceSize()
+			}
+			if credit := b.Used() - int64(size); credit < 0 || credit >= evidenceCredit {
+				t.Errorf("budget used %d for %d attached: credit %d, want [0, %d)", b.Used(), size, credit, evidenceCredit)
+			}
+			tc.end(r)
+			if b.Used() != int64(size) || b.Refused() != 0 {
+				t.Errorf("after the end: budget used %d, refused %d; want %d, 0", b.Used(), b.Refused(), size)
+			}
+		})
+	}
+
+	// A budget with less than the credit left: each execution takes its
+	// own size from it, and the refusals are the executions'.
+	first := resultSize(1, 1) + 8
+	b := NewEvidenceBudget(int64(evidenceCredit + 2*first))
+	if !b.Take(evidenceCredit) {
+		t.Fatal("the budget refused its own size")
+	}
+	r := runScript(t, append(setup, lookups(3)...), TrackerOptions{Evidence: true, EvidenceBudget: b}, whole)
+	r.tr.Close()
+	if r.got[0].Result == nil || r.got[1].Result == nil || r.got[2].Result != nil || b.Refused() != 1 ||
+		b.Used() != int64(evidenceCredit+2*first) {
+		t.Errorf("near the bound: results %v %v %v, used %d, refused %d", r.got[0].Result != nil, r.got[1].Result != nil,
+			r.got[2].Result != nil, b.Used(), b.Refused())
+	}
+}
