@@ -8,15 +8,19 @@
 # of their CPU per transaction is steady to a few percent where bench/run.sh's is not. The two
 # proxies swap their listening ports every round. With --aa, B runs A's flags too: the spread of
 # that ratio around 1.00 is what the method can resolve on this machine. With --pgbouncer, B is
-# PgBouncer in session mode (as in bench/run.sh) instead of a second nplus1.
+# PgBouncer in session mode (as in bench/run.sh) instead of a second nplus1. With --perf, perf
+# samples both proxies during every round and the run ends with where their CPU went: the kernel's
+# and user space's shares of each, and the functions whose share differs most (A less B), averaged
+# over the rounds: what a ratio of a few percent is made of.
 #
 # Usage: bench/ab.sh [--a FLAGS] [--b FLAGS] [--aa] [--pgbouncer] [--mode simple|prepared]
 #                    [--clients N] [--duration SECONDS] [--rounds N] [--scale S] [--bin FILE]
-#                    [--bin-b FILE]
+#                    [--bin-b FILE] [--perf]
 # Defaults: A "" (nplus1's defaults), B "--evidence=false" (with --bin-b: ""), prepared, 4 clients,
 # 20 s, 5 rounds. --bin-b compares two builds: B runs that binary.
 # Needs: go (unless --bin), PostgreSQL server binaries and pgbench (Debian package postgresql),
-# and for --pgbouncer, pgbouncer (Debian package pgbouncer).
+# for --pgbouncer, pgbouncer (Debian package pgbouncer), and for --perf, perf (Debian package
+# linux-perf) and python3.
 
 set -euo pipefail
 
@@ -31,10 +35,11 @@ BIN=""
 BIN_B=""
 B_SET=0
 PGB=0
+PERF=0
 
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 say() { printf 'bench: %s\n' "$*" >&2; }
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
 	case $1 in
@@ -42,6 +47,7 @@ while (($#)); do
 	--b) B_FLAGS=$2; B_SET=1; shift 2 ;;
 	--aa) AA=1; shift ;;
 	--pgbouncer) PGB=1; shift ;;
+	--perf) PERF=1; shift ;;
 	--mode) MODE=$2; shift 2 ;;
 	--clients) CLIENTS=$2; shift 2 ;;
 	--duration) DURATION=$2; shift 2 ;;
@@ -68,6 +74,10 @@ REPO=$(cd -- "$(dirname -- "$0")/.." && pwd)
 INITDB=$(pg_tool initdb) || die "initdb not found: install the PostgreSQL server (Debian package postgresql)"
 PG_CTL=$(pg_tool pg_ctl) || die "pg_ctl not found: install the PostgreSQL server (Debian package postgresql)"
 PGBENCH=$(pg_tool pgbench) || die "pgbench not found (Debian package postgresql-contrib or postgresql)"
+if ((PERF)); then
+	command -v perf >/dev/null || die "--perf: perf not found (Debian package linux-perf)"
+	command -v python3 >/dev/null || die "--perf: python3 not found"
+fi
 PGBOUNCER=""
 if ((PGB)); then PGBOUNCER=$(find_pgbouncer) || die "--pgbouncer: pgbouncer not found (Debian package pgbouncer)"; fi
 
@@ -156,8 +166,21 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	ja=$!
 	"$PGBENCH" -h 127.0.0.1 -p "$pb" -U bench -n -S -M "$MODE" -c "$CLIENTS" -j 1 -T "$DURATION" postgres >"$TMP/b.out" 2>&1 &
 	jb=$!
+	if ((PERF)) && ((DURATION > 3)); then
+		perf record -F 4999 -o "$TMP/perf-a-$r.data" -p "$A" -- sleep $((DURATION - 3)) >/dev/null 2>&1 &
+		pa_perf=$!
+		perf record -F 4999 -o "$TMP/perf-b-$r.data" -p "$B" -- sleep $((DURATION - 3)) >/dev/null 2>&1 &
+		pb_perf=$!
+	fi
 	wait "$ja" || { show_log "$TMP/a.out"; die "pgbench through A failed"; }
 	wait "$jb" || { show_log "$TMP/b.out"; die "pgbench through B failed"; }
+	if ((PERF)) && ((DURATION > 3)); then
+		wait "$pa_perf" "$pb_perf" || true
+		for x in a b; do
+			perf report -i "$TMP/perf-$x-$r.data" --no-children --sort sym --stdio 2>/dev/null |
+				grep '%' | grep -v '^#' >"$TMP/perf-$x-$r.txt" || true
+		done
+	fi
 	a1=$(ticks "$A") b1=$(ticks "$B")
 	stop_pid "$A" nplus1; stop_pid "$B" "${B_NAME%% *}"
 	PIDS=()
@@ -171,3 +194,29 @@ done
 printf '%s\n' "${RATIOS[@]}" | sort -n | awk '{ v[NR] = $1 } END {
 	m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
 	printf "A/B CPU per transaction: median %.3f, rounds %.3f-%.3f\n", m, v[1], v[NR] }'
+if ((PERF)); then
+	python3 - "$TMP" "$ROUNDS" <<'PY'
+import collections, glob, re, sys
+tmp, rounds = sys.argv[1], int(sys.argv[2])
+def load(x):
+    acc, n = collections.Counter(), 0
+    for f in sorted(glob.glob(f"{tmp}/perf-{x}-*.txt")):
+        n += 1
+        for line in open(f):
+            m = re.match(r"\s*([\d.]+)%\s+(\[[.k]\])\s+(.*)", line)
+            if m:
+                acc[(m.group(2), re.sub(r"go\.shape\.struct \{[^}]*\}", "...", m.group(3).strip()))] += float(m.group(1))
+    return {k: v / max(n, 1) for k, v in acc.items()}, n
+a, na = load("a")
+b, nb = load("b")
+if not na or not nb:
+    print("perf: no samples (perf record needs perf_event_paranoid <= 1, or root)")
+    sys.exit(0)
+share = lambda d, k: sum(v for s, v in d.items() if (s[0] == "[k]") == k)
+print(f"perf, mean over {na} round(s), % of each proxy's samples: kernel A {share(a, True):.2f} B {share(b, True):.2f}; user space A {share(a, False):.2f} B {share(b, False):.2f}")
+rows = sorted(((a.get(k, 0) - b.get(k, 0), k) for k in set(a) | set(b) if k[0] == "[.]"), reverse=True)
+print("user-space functions whose share differs most, A - B (A, B):")
+for d, k in rows[:20] + [r for r in rows[-5:] if r[0] < 0]:
+    print(f"  {d:+6.2f}  ({a.get(k, 0):.2f}, {b.get(k, 0):.2f})  {k[1][:120]}")
+PY
+fi
