@@ -326,12 +326,16 @@ func (t *Tracker) bindWhole(p []byte) bool {
 		}
 		rest = rest[4+max(l, 0):]
 	}
-	var res []byte
+	var res []byte // result format codes: read only for the evidence
 	if b.ev {
-		if len(rest) < 2 || len(rest)-2 < 2*int(binary.BigEndian.Uint16(rest)) {
+		if len(rest) < 2 {
 			return false
 		}
-		res = rest[2 : 2+2*int(binary.BigEndian.Uint16(rest))]
+		n := 2 * int(binary.BigEndian.Uint16(rest))
+		if len(rest)-2 < n {
+			return false
+		}
+		res = rest[2 : 2+n]
 	}
 
 	// Read them.
@@ -345,7 +349,6 @@ func (t *Tracker) bindWhole(p []byte) bool {
 		k.nfmt, k.bin = nfmt, b.bin
 		t.bindKeysStart()
 	}
-	binAll := b.nfmt == 1 && b.bin&1 != 0
 	rest = params
 	for idx := range nparams {
 		l := int32(binary.BigEndian.Uint32(rest))
@@ -359,7 +362,7 @@ func (t *Tracker) bindWhole(p []byte) bool {
 		h = fnv1a.Add(h, v)
 		if idx < 64 {
 			bit := uint64(1) << idx
-			wild, large := valueBits(v, b.bin&bit != 0 || binAll)
+			wild, large := valueBits(v, b.binaryParam(bit))
 			if wild {
 				b.bits.wild |= bit
 			}
@@ -382,12 +385,18 @@ func (t *Tracker) bindWhole(p []byte) bool {
 	return true
 }
 
+// binaryParam reports whether the parameter of bit (among the first 64) is
+// in binary format: its own code, or the one code given for all.
+func (b *bindState) binaryParam(bit uint64) bool {
+	return b.bin&bit != 0 || b.nfmt == 1 && b.bin&1 != 0
+}
+
 // scanValue reads the bytes p of the value being read for its parameter
 // bits, and sets them once the value is whole.
 func (b *bindState) scanValue(p []byte) {
 	v := &b.val
 	bit := uint64(1) << v.idx
-	binary := b.bin&bit != 0 || b.nfmt == 1 && b.bin&1 != 0
+	binary := b.binaryParam(bit)
 	if v.pos == 0 && len(p) == v.n { // the whole value in one chunk: the common case
 		wild, large := valueBits(p, binary)
 		if wild {
