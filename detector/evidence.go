@@ -95,7 +95,7 @@ func newLoopKeys() *loopKeys {
 // lookup after another with no list anywhere, keeps none.
 func (d *Detector) sourceKnown(g *group, s *shape, x *pgwire.Execution, at nanos) bool {
 	w := g.win
-	if w.sources > 1 || w.sources == 1 && len(s.results) == 0 {
+	if w.sources > 1 || w.sources == 1 && s.results.len() == 0 {
 		return true
 	}
 	last := d.scopeFor(g, x.Conn).lastSource
@@ -186,7 +186,7 @@ func (l *loopKeys) positionUses(p int) iter.Seq[keyUse] {
 type keySource struct {
 	fingerprint uint64
 	conn        uint64
-	results     []*pgwire.ResultKeys
+	results     resultSet
 	// after is when the source's values were first known: a key used
 	// before it cannot have been read from it. within, when set, is how soon
 	// after that the loop's first matched key must be used: a loop reads
@@ -203,12 +203,10 @@ type keySource struct {
 // srcVals (the distinct values of that column). sc is its working memory.
 func (l *loopKeys) match(src *keySource, reject func(col string) bool, sc *matchScratch) (col string, param, matched, of, srcVals int) {
 	order := sc.cols[:0] // the source's columns, in order of first appearance
-	for _, r := range src.results {
-		if r == nil {
-			continue
-		}
-		for c, name := range r.Columns {
-			if c < len(r.Keys) && !slices.Contains(order, name) {
+	set := src.results
+	for i := range set.len() {
+		for _, name := range set.columns(i) {
+			if !slices.Contains(order, name) {
 				order = append(order, name)
 			}
 		}
@@ -223,15 +221,10 @@ func (l *loopKeys) match(src *keySource, reject func(col string) bool, sc *match
 			continue
 		}
 		vals = vals[:0]
-		for _, r := range src.results {
-			if r == nil {
-				continue
-			}
-			if c := slices.Index(r.Columns, name); c >= 0 && c < len(r.Keys) {
-				for _, v := range r.Keys[c] {
-					if v != valuekey.None {
-						vals = append(vals, v)
-					}
+		for i := range set.len() {
+			for _, v := range set.column(i, slices.Index(set.columns(i), name)) {
+				if v != valuekey.None {
+					vals = append(vals, v)
 				}
 			}
 		}
@@ -639,7 +632,7 @@ func (d *Detector) loopEvidence(w *window, a *shape) (ev Evidence, src *fingerpr
 		return false
 	}
 	for _, s := range w.shapes {
-		if s == a || s.first >= a.last || len(s.results) == 0 {
+		if s == a || s.first >= a.last || s.results.len() == 0 {
 			continue
 		}
 		if s.count > 1 && !s.loop {
@@ -648,7 +641,7 @@ func (d *Detector) loopEvidence(w *window, a *shape) (ev Evidence, src *fingerpr
 		if catalogOnly(s.stmt) {
 			continue
 		}
-		ks := keySource{fingerprint: s.stmt.ID, results: s.results, after: s.firstEnd}
+		ks := keySource{fingerprint: s.stmt.ID, results: resultSet{log: &s.results}, after: s.firstEnd}
 		srcStmt = s.stmt
 		col, param, matched, of, srcVals := a.keys.match(&ks, reject, &d.scratch)
 		if param >= 0 && !strongMatch(matched, of) && !a.keys.inRowOrder(param, ks.results, col, ks.after, d.cfg.NPlusOneThreshold) {
@@ -696,7 +689,7 @@ func (d *Detector) loopEvidence(w *window, a *shape) (ev Evidence, src *fingerpr
 			// gap. (Not the stall gap: half a second after another
 			// request's list, independent lookups of some of its ids are
 			// too common to be taken for its loop.)
-			ks := keySource{fingerprint: r.stmt.ID, conn: r.conn, results: []*pgwire.ResultKeys{r.res}, after: r.end, within: d.cfg.IdleGap}
+			ks := keySource{fingerprint: r.stmt.ID, conn: r.conn, results: resultSet{one: r.res}, after: r.end, within: d.cfg.IdleGap}
 			srcStmt = r.stmt
 			col, param, matched, of, srcVals := a.keys.match(&ks, reject, &d.scratch)
 			if param >= 0 && (r.conn != conn || !strongMatch(matched, of)) && !a.keys.inRowOrder(param, ks.results, col, r.end, d.cfg.NPlusOneThreshold) {
@@ -836,24 +829,19 @@ func strongMatch(matched, of int) bool { return 10*matched >= 9*of }
 // at least minRowOrder of them, and at least threshold (so a short loop must
 // be in order throughout: one random order in 120 puts 5 keys in order, one
 // in 7 puts 4 of them).
-func (l *loopKeys) inRowOrder(param int, results []*pgwire.ResultKeys, col string, after nanos, threshold int) bool {
+func (l *loopKeys) inRowOrder(param int, results resultSet, col string, after nanos, threshold int) bool {
 	if param >= len(l.pos) {
 		return false
 	}
 	rowOf := make(map[valuekey.Key]int)
 	base := 0
-	for _, res := range results {
-		if res == nil {
-			continue
-		}
-		if c := slices.Index(res.Columns, col); c >= 0 && c < len(res.Keys) {
-			for row, v := range res.Keys[c] {
-				if _, dup := rowOf[v]; !dup && v != valuekey.None {
-					rowOf[v] = base + row
-				}
+	for i := range results.len() {
+		for row, v := range results.column(i, slices.Index(results.columns(i), col)) {
+			if _, dup := rowOf[v]; !dup && v != valuekey.None {
+				rowOf[v] = base + row
 			}
 		}
-		base += res.Rows()
+		base += results.rows(i)
 	}
 	type use struct {
 		at  nanos

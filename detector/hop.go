@@ -117,7 +117,7 @@ func (d *Detector) hop(g *group, w *window, s *shape, reported bool) {
 			continue
 		}
 		srcStmt = r.stmt
-		ks := keySource{fingerprint: r.stmt.ID, conn: r.conn, results: []*pgwire.ResultKeys{r.res}, after: r.end}
+		ks := keySource{fingerprint: r.stmt.ID, conn: r.conn, results: resultSet{one: r.res}, after: r.end}
 		col, param, matched, _, srcVals := s.keys.match(&ks, reject, &d.scratch)
 		if param < 0 || matched == 0 || srcVals < 2*threshold {
 			continue

@@ -2,7 +2,6 @@ package detector
 
 import (
 	"github.com/nplus1/nplus1/internal/valuekey"
-	"github.com/nplus1/nplus1/pgwire"
 )
 
 // Stalls: a loop paused for longer than the idle gap, because the client,
@@ -41,7 +40,7 @@ func looping(w *window, s *shape) bool {
 		return false
 	}
 	for _, src := range w.shapes {
-		if src != s && src.first < s.first && len(src.results) > 0 {
+		if src != s && src.first < s.first && src.results.len() > 0 {
 			return true
 		}
 	}
@@ -150,7 +149,7 @@ func continuesLoop(w *window, ev Event) bool {
 	}
 	loop := looping(w, s)
 	last := w.shapes[w.seq[len(w.seq)-1].shape]
-	inner := last != s && last.count >= 2 && len(last.results) > 0
+	inner := last != s && last.count >= 2 && last.results.len() > 0
 	if !loop && !inner {
 		return false
 	}
@@ -160,7 +159,7 @@ func continuesLoop(w *window, ev Event) bool {
 		}
 		// The inner loop may look up a key again (the same product in two
 		// orders): the outer loop's latest result holding it is enough.
-		if inner && resultHas(last.results[len(last.results)-1], k) {
+		if inner && last.results.has(last.results.len()-1, k) {
 			return true
 		}
 		if !loop || s.keys.has(k) {
@@ -170,10 +169,8 @@ func continuesLoop(w *window, ev Event) bool {
 			if src == s || src.first >= s.last {
 				continue
 			}
-			for _, r := range src.results {
-				if resultHas(r, k) {
-					return true
-				}
+			if src.results.hasAny(k) {
+				return true
 			}
 		}
 	}
@@ -185,21 +182,6 @@ func (l *loopKeys) has(k valuekey.Key) bool {
 	for i := range l.pos {
 		if l.pos[i].get(k) != nil {
 			return true
-		}
-	}
-	return false
-}
-
-// resultHas reports whether any value of r is k.
-func resultHas(r *pgwire.ResultKeys, k valuekey.Key) bool {
-	if r == nil {
-		return false
-	}
-	for _, col := range r.Keys {
-		for _, v := range col {
-			if v == k {
-				return true
-			}
 		}
 	}
 	return false

@@ -84,7 +84,7 @@ type shape struct {
 	// Value evidence: the results of its executions (candidate sources of
 	// a later loop, while MaxEvidenceBytes allows) and, for judged shapes,
 	// the distinct keys per parameter position.
-	results []*pgwire.ResultKeys
+	results resultLog
 	keys    *loopKeys
 	// ring is the outcome of its search of the recent results, once done.
 	ring *ringResult
@@ -317,11 +317,10 @@ func (d *Detector) addEvidence(g *group, s *shape, ev Event, t instants) {
 	// The execution's ResultRows and ResultSize, not the result's: the
 	// digests' memory is read only when a loop is looked for.
 	if r, rows := x.Result, x.ResultRows(); r != nil && rows > 0 {
-		if n := x.ResultSize(); d.evBytes+n <= d.cfg.MaxEvidenceBytes {
-			if len(s.results) == 0 {
+		if n := x.ResultSize(); d.evBytes+n <= d.cfg.MaxEvidenceBytes && s.results.add(r) {
+			if s.results.len() == 1 {
 				w.sources++
 			}
-			s.results = append(s.results, r)
 			d.evBytes += n
 			w.evBytes += n
 			if rows >= d.cfg.NPlusOneThreshold {

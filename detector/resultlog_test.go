@@ -1,0 +1,119 @@
+package detector
+
+import (
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+	"weak"
+
+	"github.com/nplus1/nplus1/internal/valuekey"
+	"github.com/nplus1/nplus1/pgwire"
+)
+
+func TestResultLog(t *testing.T) {
+	var l resultLog
+	cols := []string{"id", "user_id"}
+	if !l.add(result(cols, []int{1, 10}, []int{2, 20}, []int{3, 30})) {
+		t.Fatal("first result not kept")
+	}
+	// The same names in another list: one column list for both.
+	if !l.add(result(slices.Clone(cols), []int{4, 40})) {
+		t.Fatal("second result not kept")
+	}
+	// More names than digested columns, and a column shorter than the first.
+	odd := &pgwire.ResultKeys{Columns: []string{"a", "b", "c"}, Keys: [][]valuekey.Key{
+		{valuekey.Int(7), valuekey.Int(8)}, {valuekey.Int(9)},
+	}}
+	if !l.add(odd) {
+		t.Fatal("third result not kept")
+	}
+	if l.len() != 3 || len(l.cols) != 2 {
+		t.Fatalf("%d results, %d column lists; want 3 and 2", l.len(), len(l.cols))
+	}
+	ints := func(vs ...int) []valuekey.Key {
+		var ks []valuekey.Key
+		for _, v := range vs {
+			ks = append(ks, valuekey.Int(int64(v)))
+		}
+		return ks
+	}
+	for _, c := range []struct {
+		i, c int
+		want []valuekey.Key
+	}{
+		{0, 0, ints(1, 2, 3)}, {0, 1, ints(10, 20, 30)}, {1, 0, ints(4)}, {1, 1, ints(40)},
+		{2, 0, ints(7, 8)}, {2, 1, append(ints(9), valuekey.None)},
+		{0, 2, nil}, {2, 2, nil}, {1, -1, nil},
+	} {
+		if got := l.column(c.i, c.c); !slices.Equal(got, c.want) {
+			t.Errorf("column(%d, %d) = %v, want %v", c.i, c.c, got, c.want)
+		}
+	}
+	if got := l.columns(2); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("columns(2) = %q, want the two digested", got)
+	}
+	if l.rows(0) != 3 || l.rows(1) != 1 || l.rows(2) != 2 {
+		t.Errorf("rows %d %d %d, want 3 1 2", l.rows(0), l.rows(1), l.rows(2))
+	}
+	if !l.has(1, valuekey.Int(40)) || l.has(1, valuekey.Int(30)) || !l.hasAny(valuekey.Int(30)) || l.hasAny(valuekey.Int(5)) {
+		t.Error("has/hasAny wrong")
+	}
+	// A column sliced out of a larger array keeps only its own rows.
+	big := ints(1, 2, 3, 4)
+	if !l.add(&pgwire.ResultKeys{Columns: []string{"x"}, Keys: [][]valuekey.Key{big[:2]}}) || !slices.Equal(l.column(3, 0), ints(1, 2)) {
+		t.Errorf("column of a sliced result = %v", l.column(3, 0))
+	}
+	// Past maxLogColumnLists distinct lists, results are not kept.
+	for i := len(l.cols); i < maxLogColumnLists; i++ {
+		if !l.add(result([]string{string(rune('k' + i))}, []int{i})) {
+			t.Fatalf("list %d refused", i)
+		}
+	}
+	if l.add(result([]string{"one_too_many"}, []int{1})) {
+		t.Error("a result with one column list too many was kept")
+	}
+}
+
+// resultBlock is a result in the same allocation as its execution, as the
+// tracker builds a lookup's.
+type resultBlock struct {
+	rk   pgwire.ResultKeys
+	cols [1][]valuekey.Key
+	keys [1]valuekey.Key
+	x    pgwire.Execution
+}
+
+// An open window keeps a result's digests, not the execution they came
+// with: the tracker's block (and what the execution points to) is garbage
+// once the detector has seen it.
+func TestWindowKeepsNoExecution(t *testing.T) {
+	d := New(Config{})
+	tl := newTimeline()
+	var held weak.Pointer[resultBlock]
+	func() {
+		b := new(resultBlock)
+		b.keys[0] = valuekey.Int(4711)
+		b.cols[0] = b.keys[:]
+		b.rk = pgwire.ResultKeys{Columns: []string{"id"}, Keys: b.cols[:]}
+		x := tl.q(qOrders, 1, 1)
+		b.x = *x
+		b.x.Result = &b.rk
+		held = weak.Make(b)
+		d.Observe(Event{Exec: &b.x, Stmt: qOrders})
+	}()
+	tl.wait(time.Millisecond)
+	runtime.GC()
+	runtime.GC()
+	if held.Value() != nil {
+		t.Error("the detector keeps the execution's memory alive")
+	}
+	g, ok := d.groups.Peek(groupID{conn: 1})
+	if !ok || g.win == nil {
+		t.Fatal("no open window for connection 1")
+	}
+	s := g.win.shapes[g.win.byID[qOrders.ID]]
+	if s.results.len() != 1 || !s.results.hasAny(valuekey.Int(4711)) {
+		t.Errorf("the window kept %d results, want the one with its digest", s.results.len())
+	}
+}
