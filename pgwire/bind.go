@@ -181,9 +181,6 @@ func (t *Tracker) bindBody(p []byte) {
 			p = p[t.name2.feed(p, maxNameBytes):]
 			if t.name2.done {
 				b.stage, b.need, b.num = bindNFmt, 2, 0
-				if b.ev {
-					k.oids = t.bindOIDs(t.name2.buf)
-				}
 			}
 		case bindNFmt, bindNParams, bindParamLen, bindNRes:
 			for b.need > 0 && len(p) > 0 {
@@ -345,7 +342,6 @@ func (t *Tracker) bindWhole(p []byte) bool {
 	b.bin = codeMask(fmts, 0)
 	h := fnv1a.Add(b.h, fmts)
 	if b.ev {
-		k.oids = t.bindOIDs(t.name2.buf)
 		k.nfmt, k.bin = nfmt, b.bin
 		t.bindKeysStart()
 	}
@@ -541,11 +537,17 @@ func ParamBits(formats []int16, values [][]byte) (wild, large uint64) {
 }
 
 // bindKeysStart is called when the parameter count of a Bind is read: the
-// format codes are known, the keys can be filled.
+// format codes and the statement's name are known, the keys can be filled.
 func (t *Tracker) bindKeysStart() {
 	k, n := &t.bk, t.bind.nparams
 	if k.nfmt == 1 && k.bin&1 != 0 {
 		k.bin = ^uint64(0) // one code for all
+	}
+	if k.bin != 0 {
+		// Only a binary value's digest depends on its type: with text
+		// values (libpq's and node-postgres' way) the statement is looked
+		// up once, at the end of the message, as without evidence.
+		k.oids = t.bindOIDs(t.name2.buf)
 	}
 	k.out = &bindEvidence{}
 	switch {
