@@ -99,8 +99,9 @@ type Config struct {
 	// MaxSelectStar bounds the fingerprints remembered for select_star's
 	// once-per-fingerprint rule; the oldest is forgotten first.
 	MaxSelectStar int
-	// MaxEvidenceBytes bounds the result digests (pgwire.ResultKeys) that
-	// open windows keep as candidate sources; past it results are not kept
+	// MaxEvidenceBytes bounds the result digests that open windows keep as
+	// candidate sources (copied out of the executions' pgwire.ResultKeys: 8
+	// bytes a digest, 16 a result); past it results are not kept
 	// (Stats.EvidenceDropped) and loops over them fall back to repetition.
 	MaxEvidenceBytes int
 	// MaxRecentSources bounds the recent results, over all connections,

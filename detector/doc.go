@@ -373,8 +373,11 @@
 // judged first), MaxWindowEvents (window closed early), MaxParamsPerShape
 // (further parameter sets counted, not kept; distinct_params is then a lower
 // bound) and MaxSelectStar. The value evidence is bounded too: the result
-// digests open windows keep (MaxEvidenceBytes, 64 MB; past it results are not
-// kept, Stats.EvidenceDropped, and their loops fall back to repetition), the
+// digests open windows keep (MaxEvidenceBytes, 64 MB at 8 bytes a digest and
+// 16 a result; past it results are not kept, Stats.EvidenceDropped, and their
+// loops fall back to repetition), copied out of the executions so that a
+// window never keeps an execution's memory alive (pgwire builds a lookup's
+// result in its execution's allocation), the
 // recent results kept for loops through a pool (MaxRecentSources, 1024
 // results with at least NPlusOneThreshold rows, each at most the tracker's
 // MaxEvidenceRows × MaxEvidenceColumns digests, with an index from each value

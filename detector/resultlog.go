@@ -34,6 +34,11 @@ type logItem struct {
 	width uint16 // columns hashed
 }
 
+// logCost is what r takes in a resultLog, counted in MaxEvidenceBytes: its
+// digests and its entry (a log's slices may hold up to twice what they
+// use as they grow).
+func logCost(r *pgwire.ResultKeys) int { return 8*len(r.Keys)*r.Rows() + 16 }
+
 // maxLogColumnLists bounds the distinct column lists a log tells apart; a
 // result with yet another list is not kept (a shape's results all have the
 // same columns but after a schema change).

@@ -117,3 +117,28 @@ func TestWindowKeepsNoExecution(t *testing.T) {
 		t.Errorf("the window kept %d results, want the one with its digest", s.results.len())
 	}
 }
+
+// MaxEvidenceBytes counts what the log keeps: 8 bytes a digest, 16 a result.
+func TestEvidenceBytesCountTheLog(t *testing.T) {
+	tl := newTimeline()
+	for k := range 5 {
+		tl.lookup(qUser, k+1) // one row, one column: 24 bytes
+	}
+	d := New(Config{MaxEvidenceBytes: 3 * 24})
+	for _, ev := range tl.events {
+		d.Observe(ev)
+	}
+	g, ok := d.groups.Peek(groupID{conn: 1})
+	if !ok || g.win == nil {
+		t.Fatal("no open window for connection 1")
+	}
+	s := g.win.shapes[g.win.byID[qUser.ID]]
+	if s.results.len() != 3 || d.evBytes != 3*24 || d.Stats().EvidenceDropped != 2 {
+		t.Errorf("%d results kept in %d bytes, %d dropped; want 3 in 72, 2 dropped",
+			s.results.len(), d.evBytes, d.Stats().EvidenceDropped)
+	}
+	d.Flush()
+	if d.evBytes != 0 {
+		t.Errorf("evBytes = %d after every window closed", d.evBytes)
+	}
+}

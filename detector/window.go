@@ -314,10 +314,8 @@ func paramsKey(x *pgwire.Execution, st *fingerprint.Statement) valuekey.Key {
 // keys when s is judged, and that its connection ran s (concurrency).
 func (d *Detector) addEvidence(g *group, s *shape, ev Event, t instants) {
 	w, x, end := g.win, ev.Exec, t.end
-	// The execution's ResultRows and ResultSize, not the result's: the
-	// digests' memory is read only when a loop is looked for.
 	if r, rows := x.Result, x.ResultRows(); r != nil && rows > 0 {
-		if n := x.ResultSize(); d.evBytes+n <= d.cfg.MaxEvidenceBytes && s.results.add(r) {
+		if n := logCost(r); d.evBytes+n <= d.cfg.MaxEvidenceBytes && s.results.add(r) {
 			if s.results.len() == 1 {
 				w.sources++
 			}
