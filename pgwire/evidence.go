@@ -243,20 +243,23 @@ func (t *Tracker) evParseStart() { t.po = oidState{need: 2, oids: t.po.oids[:0]}
 //go:noinline
 func (t *Tracker) evBindStart() { t.bk = bindKeys{} }
 
-// evParse queues the evidence of the Parse just read.
+// evParse returns the evidence of the Parse just read, about to be queued:
+// its parameter types.
 //
 //go:noinline
-func (t *Tracker) evParse(name string, cur *stmt) {
+func (t *Tracker) evParse(name string, cur *stmt) *paramTypes {
 	types := t.parseTypes(cur)
-	seq := t.evq.push(evEntry{types: types})
-	t.lastParse = parseSlot{seq: seq, name: name, types: types}
+	t.lastParse = parseSlot{seq: t.q.popped + uint64(t.q.n) + 1, name: name, types: types}
 	t.pendingSQL += 4 * len(types.get())
+	return types
 }
 
-// evBind queues the evidence of the Bind just read.
+// evBind returns the evidence of the Bind just read, about to be queued:
+// what it carries to its portal. (t.bk is left as it is: evBindStart
+// clears it for the next Bind.)
 //
 //go:noinline
-func (t *Tracker) evBind() {
+func (t *Tracker) evBind() *bindEvidence {
 	ev := t.bk.out
 	if ev == nil { // the message ended early: the server rejects it
 		ev = &bindEvidence{}
@@ -264,9 +267,8 @@ func (t *Tracker) evBind() {
 	if !t.bind.complete() || t.pendingSQL+8*len(ev.keys) > t.sqlBudget {
 		ev.keys = nil
 	}
-	t.evq.push(evEntry{ev: ev})
 	t.pendingSQL += 8 * len(ev.keys)
-	t.bk = bindKeys{}
+	return ev
 }
 
 // evDescribeName returns the name a Describe (of target sub) names.
@@ -281,14 +283,6 @@ func (t *Tracker) evDescribeName(sub byte) string {
 		return t.portalName(name)
 	}
 	return t.stmtName(name, t.stmtByName(name))
-}
-
-// evPop drops the evidence of the Parse or Bind leaving the queue.
-//
-//go:noinline
-func (t *Tracker) evPop() {
-	t.pendingSQL -= t.evq.front().size()
-	t.evq.pop()
 }
 
 // evComplete attaches the evidence of e, a statement that completed
@@ -779,8 +773,8 @@ func (p *paramTypes) get() []uint32 {
 	return p.oids
 }
 
-// parseSlot is the latest Parse queued, while it awaits its reply (its
-// entry seq is still in evq): a Bind sent in the same pipeline uses its
+// parseSlot is the latest Parse queued, while it awaits its reply (request
+// number seq is still queued): a Bind sent in the same pipeline uses its
 // parameter types before the server has confirmed the statement.
 type parseSlot struct {
 	seq   uint64
@@ -792,68 +786,7 @@ type parseSlot struct {
 // its reply.
 func (t *Tracker) pendingParse() (parseSlot, bool) {
 	s := t.lastParse
-	return s, s.seq > t.evq.popped
-}
-
-// evEntry is the value evidence of a queued Parse or Bind: the request
-// queue stays as it is without evidence, and evq holds one entry per Parse
-// and Bind in it, in the same order.
-type evEntry struct {
-	types *paramTypes   // Parse: the parameter types it named
-	ev    *bindEvidence // Bind: what it carries to its portal
-}
-
-// size is what e holds against the budget for pending requests.
-func (e *evEntry) size() int {
-	n := 4 * len(e.types.get())
-	if e.ev != nil {
-		n += 8 * len(e.ev.keys)
-	}
-	return n
-}
-
-// evQueue is a FIFO ring of evEntry; its size is a power of two.
-type evQueue struct {
-	buf    []evEntry
-	head   int
-	n      int
-	popped uint64 // entries popped or cleared so far
-}
-
-// push appends e and returns its sequence number (from 1).
-func (q *evQueue) push(e evEntry) uint64 {
-	if q.n == len(q.buf) {
-		nb := make([]evEntry, max(16, 2*len(q.buf)))
-		for i := 0; i < q.n; i++ {
-			nb[i] = q.buf[(q.head+i)&(len(q.buf)-1)]
-		}
-		q.buf, q.head = nb, 0
-	}
-	q.buf[(q.head+q.n)&(len(q.buf)-1)] = e
-	q.n++
-	return q.popped + uint64(q.n)
-}
-
-// front returns the oldest entry; it is never called on an empty queue.
-func (q *evQueue) front() *evEntry { return &q.buf[q.head] }
-
-func (q *evQueue) pop() {
-	q.buf[q.head] = evEntry{}
-	q.head = (q.head + 1) & (len(q.buf) - 1)
-	q.n--
-	q.popped++
-	if q.n == 0 {
-		q.head = 0
-		if len(q.buf) > 1024 {
-			q.buf = nil
-		}
-	}
-}
-
-func (q *evQueue) clear() {
-	for q.n > 0 {
-		q.pop()
-	}
+	return s, s.seq > t.q.popped
 }
 
 // parseTypes returns the parameter types of the Parse just read, sharing

@@ -165,9 +165,7 @@ func (t *Tracker) reply(typ byte, now time.Time) {
 		if h.kind == reqBind {
 			st := t.useStmt(h.name)
 			p := portal{name: h.portal, stmtName: h.name, stmt: st, hash: h.hash, nparams: h.nparam, bits: h.bits, params: h.params}
-			if t.evidence {
-				p.ev = t.evq.front().ev
-			}
+			p.ev = h.ev
 			t.putPortal(p)
 			t.pop()
 			return
@@ -238,10 +236,7 @@ func (t *Tracker) reply(typ byte, now time.Time) {
 
 func (t *Tracker) parseComplete(h *request) {
 	cur := t.lookupStmt(h.name)
-	var types *paramTypes
-	if t.evidence {
-		types = t.evq.front().types
-	}
+	types := h.types
 	strs := t.parseStrings()
 	if cur == nil || cur.sql != h.sql || cur.trunc != h.trunc || cur.types != types || cur.strs != strs {
 		cur = &stmt{name: h.name, sql: h.sql, trunc: h.trunc, types: types, strs: strs}
@@ -403,7 +398,6 @@ func (t *Tracker) desync() {
 	t.q.clear()
 	t.pendingSQL = 0
 	if t.evidence {
-		t.evq.clear()
 		t.endResult()
 	}
 }
@@ -425,9 +419,7 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 	var p *portal
 	switch h.kind {
 	case reqBind:
-		if t.evidence {
-			ev = t.evq.front().ev
-		}
+		ev = h.ev
 	case reqExecute:
 		if p = t.lookupPortal(h.name, &tmp); p != nil {
 			ev = p.ev

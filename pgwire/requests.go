@@ -157,14 +157,28 @@ type request struct {
 	nparam int          // Bind
 	bits   paramBits    // Bind
 	params *boundParams // Bind, with keepParams
-	// With evidence, each Parse and Bind has its entry in Tracker.evq.
+	// With evidence: the parameter types a Parse named, and what a Bind
+	// carries to its portal (never nil for a queued Bind).
+	types *paramTypes
+	ev    *bindEvidence
+}
+
+// evSize is what r's evidence holds against the budget for pending
+// requests.
+func (r *request) evSize() int {
+	n := 4 * len(r.types.get())
+	if r.ev != nil {
+		n += 8 * len(r.ev.keys)
+	}
+	return n
 }
 
 // requestQueue is a FIFO ring of requests; its size is a power of two.
 type requestQueue struct {
-	buf  []request
-	head int
-	n    int
+	buf    []request
+	head   int
+	n      int
+	popped uint64 // requests popped or cleared so far: the next one pushed is number popped+n+1
 }
 
 func (q *requestQueue) at(i int) *request { return &q.buf[(q.head+i)&(len(q.buf)-1)] }
@@ -185,6 +199,7 @@ func (q *requestQueue) pop() {
 	*q.at(0) = request{}
 	q.head = (q.head + 1) & (len(q.buf) - 1)
 	q.n--
+	q.popped++
 	if q.n == 0 {
 		q.head = 0
 		if len(q.buf) > 1024 {
@@ -197,6 +212,7 @@ func (q *requestQueue) clear() {
 	for i := 0; i < q.n; i++ {
 		*q.at(i) = request{}
 	}
+	q.popped += uint64(q.n)
 	q.head, q.n = 0, 0
 	if len(q.buf) > 1024 {
 		q.buf = nil
@@ -211,7 +227,7 @@ func (t *Tracker) pop() {
 		t.pendingSQL -= r.params.size
 	}
 	if t.evidence && (r.kind == reqParse || r.kind == reqBind) {
-		t.evPop()
+		t.pendingSQL -= r.evSize()
 	}
 	t.q.pop()
 }
@@ -274,7 +290,7 @@ func (t *Tracker) feEnd(now time.Time) {
 		r.sql, r.trunc = t.sqlText(cur), t.sql.trunc
 		t.pendingSQL += len(r.sql)
 		if t.evidence {
-			t.evParse(r.name, cur)
+			r.types = t.evParse(r.name, cur)
 		}
 	case reqBind:
 		r.portal = t.portalName(t.name.buf)
@@ -294,7 +310,7 @@ func (t *Tracker) feEnd(now time.Time) {
 			t.pendingSQL += r.params.size
 		}
 		if t.evidence {
-			t.evBind()
+			r.ev = t.evBind()
 		}
 	case reqExecute:
 		r.name = t.portalName(nameOf(t.feSmall))

@@ -347,7 +347,6 @@ type Tracker struct {
 	row       rowState
 	bk        bindKeys                     // the Bind being read
 	po        oidState                     // the Parse being read: its parameter types
-	evq       evQueue                      // the evidence of the queued Parse and Bind requests
 	lastParse parseSlot                    // the latest Parse queued
 	bindVal   [valuekey.MaxValueBytes]byte // a Bind value split across chunks
 	rowVal    [valuekey.MaxValueBytes]byte // a DataRow value split across chunks

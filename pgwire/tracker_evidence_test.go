@@ -856,3 +856,25 @@ func TestTrackerEvidenceCredit(t *testing.T) {
 			r.got[2].Result != nil, b.Used(), b.Refused())
 	}
 }
+
+// A Parse whose reply never came (the tracker lost step and dropped its
+// queue) gives its types to no later Bind.
+func TestTrackerEvidenceParseLostInDesync(t *testing.T) {
+	f := i8(0x4020000000000000) // 8.0 as a float8
+	script := []trStep{
+		fe(parseT("", "select $1", oidFloat8), sync_),
+		be(cc("SELECT 1"), rfq('I')), // not the Parse's reply: desync
+		fe(bindF("", "", []int16{1}, nil, f), execute("", 0), sync_),
+		be(bindComplete, cc("SELECT 0"), rfq('I')),
+	}
+	r := evRun(t, script, evOpts)
+	if d := r.tr.Stats().Desyncs; d != 1 {
+		t.Fatalf("got %d desyncs, want 1", d)
+	}
+	if len(r.got) != 1 {
+		t.Fatalf("got %d executions, want the Bind's", len(r.got))
+	}
+	if got, want := r.got[0].ParamKeys, []valuekey.Key{valuekey.Binary(f, 0)}; !slices.Equal(got, want) {
+		t.Errorf("ParamKeys %v, want %v (types unknown)", got, want)
+	}
+}

@@ -385,15 +385,10 @@ func trCheckBounds(t *testing.T, tr *Tracker, opts TrackerOptions) {
 	case tr.portalParams < 0 || tr.portalParams > tr.sqlBudget:
 		t.Fatalf("portal bytes out of bounds: %d", tr.portalParams)
 	}
-	if tr.evidence {
-		n := 0
-		for i := 0; i < tr.q.n; i++ {
-			if k := tr.q.at(i).kind; k == reqParse || k == reqBind {
-				n++
-			}
-		}
-		if n != tr.evq.n {
-			t.Fatalf("%d Parse and Bind queued, %d evidence entries", n, tr.evq.n)
+	for i := 0; i < tr.q.n; i++ {
+		r := tr.q.at(i)
+		if (r.ev != nil) != (tr.evidence && r.kind == reqBind) || r.types != nil && !(tr.evidence && r.kind == reqParse) {
+			t.Fatalf("queued %v request with evidence %p, types %p (evidence %v)", r.kind, r.ev, r.types, tr.evidence)
 		}
 	}
 }
