@@ -154,18 +154,29 @@ B_NAME="$BIN_B ${B_FLAGS:-(defaults)}"
 if ((PGB)); then B_NAME="$("$PGBOUNCER" --version 2>/dev/null | head -n1) (session mode)"; fi
 say "A: $BIN ${A_FLAGS:-(defaults)}   B: $B_NAME   pgbench -S -M $MODE -c $CLIENTS, ${DURATION}s x $ROUNDS rounds, at the same time"
 printf '%-6s %12s %12s %10s %10s %8s\n' ROUND A_US/TXN B_US/TXN A_TPS B_TPS A/B
-RATIOS=()
-for ((r = 1; r <= ROUNDS; r++)); do
-	# Swap the ports every round; restart both so neither keeps an advantage.
-	pa=${PORTS[$((r % 2))]} pb=${PORTS[$(((r + 1) % 2))]}
-	start "$pa" "$A_FLAGS" "$BIN"; A=$STARTED
+# The two proxies of a round (on ports pa and pb) and their pgbench runs.
+start_a() { start "$pa" "$A_FLAGS" "$BIN"; A=$STARTED; }
+start_b() {
 	if ((PGB)); then start_pgbouncer "$pb"; else start "$pb" "$B_FLAGS" "$BIN_B"; fi
 	B=$STARTED
-	a0=$(ticks "$A") b0=$(ticks "$B")
+}
+bench_a() {
 	"$PGBENCH" -h 127.0.0.1 -p "$pa" -U bench -n -S -M "$MODE" -c "$CLIENTS" -j 1 -T "$DURATION" postgres >"$TMP/a.out" 2>&1 &
 	ja=$!
+}
+bench_b() {
 	"$PGBENCH" -h 127.0.0.1 -p "$pb" -U bench -n -S -M "$MODE" -c "$CLIENTS" -j 1 -T "$DURATION" postgres >"$TMP/b.out" 2>&1 &
 	jb=$!
+}
+RATIOS=()
+for ((r = 1; r <= ROUNDS; r++)); do
+	# Swap the ports every round, and which of the two is started first (the
+	# proxy and its pgbench): with A always first, A against itself (--aa)
+	# read 1.01-1.03. Restart both so neither keeps an advantage.
+	pa=${PORTS[$((r % 2))]} pb=${PORTS[$(((r + 1) % 2))]}
+	if ((r % 2)); then start_a; start_b; else start_b; start_a; fi
+	a0=$(ticks "$A") b0=$(ticks "$B")
+	if ((r % 2)); then bench_a; bench_b; else bench_b; bench_a; fi
 	if ((PERF)) && ((DURATION > 3)); then
 		perf record -F 4999 -o "$TMP/perf-a-$r.data" -p "$A" -- sleep $((DURATION - 3)) >/dev/null 2>&1 &
 		pa_perf=$!
