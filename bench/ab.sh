@@ -6,7 +6,7 @@
 # for the same time, with the same clients. Both see the same machine in the same seconds, so the
 # drift that makes sequential runs on a shared machine disagree by ±10% hits them alike: the ratio
 # of their CPU per transaction is steady to a few percent where bench/run.sh's is not. The two
-# proxies swap their listening ports every round. With --aa, B runs A's flags too: the spread of
+# proxies swap their listening ports every round, and which of them (proxy and pgbench) starts first. With --aa, B runs A's flags too: the spread of
 # that ratio around 1.00 is what the method can resolve on this machine. With --pgbouncer, B is
 # PgBouncer in session mode (as in bench/run.sh) instead of a second nplus1. With --perf, perf
 # samples both proxies during every round and the run ends with where their CPU went: the kernel's
