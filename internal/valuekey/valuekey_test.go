@@ -98,7 +98,7 @@ func TestNoAllocations(t *testing.T) {
 }
 
 func BenchmarkText(b *testing.B) {
-	v := []byte("1234567")
+	v := append(make([]byte, 0, 64), "1234567"...) // in a buffer, as on the wire
 	for b.Loop() {
 		Text(v)
 	}
@@ -139,11 +139,7 @@ func TestCanonIntFastPath(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	check := func(b []byte) {
 		t.Helper()
-		got, ok := canonInt(b)
-		want, wok := canonIntForms(b)
-		if ok != wok || got != want {
-			t.Fatalf("canonInt(%q) = %d, %v; every form %d, %v", b, got, ok, want, wok)
-		}
+		checkCanonInt(t, b)
 	}
 	for n := 1; n <= 20; n++ {
 		for range 50 {
@@ -167,10 +163,59 @@ func FuzzCanonInt(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, ok := canonInt(b)
-		want, wok := canonIntForms(b)
-		if ok != wok || got != want {
-			t.Fatalf("canonInt(%q) = %d, %v; every form %d, %v", b, got, ok, want, wok)
-		}
+		checkCanonInt(t, b)
 	})
+}
+
+// checkCanonInt checks canonInt against canonIntForms on b, as is and
+// followed, within its capacity, by bytes that canonInt must not read: its
+// short way for up to 8 bytes loads a whole word. Text, which has the same
+// short way, gives the same Key either way.
+func checkCanonInt(t *testing.T, b []byte) {
+	t.Helper()
+	want, wok := canonIntForms(b)
+	key := Text(slices.Clip(b))
+	for _, tail := range []string{"", "0", "9999999", "\x00\x00\x00\x00\x00\x00\x00", "\xff\xff\xff\xff\xff\xff\xff", "-+ /:a\x80"} {
+		v := append(slices.Clip(b), tail...)[:len(b)]
+		if got, ok := canonInt(v); ok != wok || got != want {
+			t.Fatalf("canonInt(%q, followed by %q) = %d, %v; every form %d, %v", b, tail, got, ok, want, wok)
+		}
+		if k := Text(v); k != key {
+			t.Fatalf("Text(%q, followed by %q) = %x; alone %x", b, tail, k, key)
+		}
+	}
+}
+
+// Every value of up to 8 bytes that the word-at-a-time way reads: each
+// byte from the digits, their neighbours and the bytes whose carries or
+// borrows could hide a non-digit, at every length.
+func TestCanonIntWord(t *testing.T) {
+	alphabet := []byte("0123456789/:\x00 +-\x7f\x80\xaf\xb0\xb9\xba\xc6\xff")
+	r := rand.New(rand.NewPCG(3, 4))
+	for n := 1; n <= 8; n++ {
+		for range 20000 {
+			b := make([]byte, n, 16)
+			for i := range b {
+				if r.IntN(4) == 0 {
+					b[i] = alphabet[r.IntN(len(alphabet))]
+				} else {
+					b[i] = '0' + byte(r.IntN(10))
+				}
+			}
+			checkCanonInt(t, b)
+		}
+	}
+	for _, s := range []string{"0", "00000000", "99999999", "12345678", "10000000", "1", "9"} {
+		b := make([]byte, len(s), 8)
+		copy(b, s)
+		want, _ := strconv.ParseInt(s, 10, 64)
+		if got, ok := canonInt(b); !ok || got != want {
+			t.Errorf("canonInt(%q) = %d, %v", s, got, ok)
+		}
+		// The word at a time way itself reads them (canonInt would give the
+		// same without it).
+		if got, ok := digits8(binary.LittleEndian.Uint64(b[:8]), len(s)); !ok || int64(got) != want {
+			t.Errorf("digits8(%q) = %d, %v", s, got, ok)
+		}
+	}
 }
