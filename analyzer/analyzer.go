@@ -60,8 +60,12 @@ type Analyzer struct {
 	cfg Config
 	fp  *fingerprint.Cache
 
-	mu  sync.Mutex // guards det; held while sinks run
+	mu  sync.Mutex // guards det and owed; held while sinks run
 	det *detector.Detector
+	// owed is the evidence of the executions processed since the last
+	// giveBack: given back to cfg.EvidenceBudget evidenceGiveBack bytes
+	// at a time (see giveEvidence).
+	owed int
 
 	// flushes carries FlushWhere's requests to Run's goroutine; stopped is
 	// closed when Run returns.
@@ -160,15 +164,38 @@ func (a *Analyzer) processEvent(e *pgwire.Execution, ev detector.Event) []detect
 	a.deliver(fs)
 	fs = append(fs, a.ask()...)
 	if e != nil {
-		a.cfg.EvidenceBudget.Give(e.EvidenceSize())
+		a.giveEvidence(e.EvidenceSize())
 	}
 	return fs
+}
+
+// evidenceGiveBack is how much evidence the analyzer holds before it gives
+// it back to the budget. The budget is one counter that the trackers take
+// from on the relay's cores; giving back every execution's few bytes moved
+// its cache line to the analyzer's core and back once per execution. Held
+// back, it is at most this much (of a budget of 64 MiB by default), until
+// the next Advance (every Tick under Run) or Flush gives it back.
+const evidenceGiveBack = 4 << 10
+
+// giveEvidence counts n bytes of evidence done with, and gives back what
+// it owes once that reaches evidenceGiveBack. a.mu is held.
+func (a *Analyzer) giveEvidence(n int) {
+	if a.owed += n; a.owed >= evidenceGiveBack {
+		a.giveBack()
+	}
+}
+
+// giveBack gives back all the evidence owed. a.mu is held.
+func (a *Analyzer) giveBack() {
+	a.cfg.EvidenceBudget.Give(a.owed)
+	a.owed = 0
 }
 
 // Advance closes the windows that ended by now (event time).
 func (a *Analyzer) Advance(now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.giveBack()
 	a.deliver(a.det.Advance(now))
 	a.ask()
 }
@@ -179,6 +206,7 @@ func (a *Analyzer) Advance(now time.Time) {
 func (a *Analyzer) Flush() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.giveBack()
 	a.deliver(a.det.Flush())
 	a.ask()
 	a.deliver(a.det.Unanswered())

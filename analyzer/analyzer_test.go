@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nplus1/nplus1/detector"
+	"github.com/nplus1/nplus1/internal/valuekey"
 	"github.com/nplus1/nplus1/pgwire"
 )
 
@@ -188,5 +189,39 @@ func TestObserveSeesEveryFingerprintedExecutionBeforeItsFindings(t *testing.T) {
 	lookup := log[len(execs)-1][len("exec "):]
 	if want := "finding " + lookup; log[len(execs)] != want {
 		t.Errorf("got %q after the observations, want %q", log[len(execs)], want)
+	}
+}
+
+// The analyzer gives the executions' evidence back to the budget a few KiB
+// at a time, never holding more than evidenceGiveBack (and one execution's)
+// for long, and all of it at the next Advance or Flush.
+func TestEvidenceGivenBack(t *testing.T) {
+	budget := pgwire.NewEvidenceBudget(1 << 20)
+	a := New(Config{EvidenceBudget: budget})
+	conn := &pgwire.ConnInfo{ID: 1}
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	process := func(n int) {
+		t.Helper()
+		for i := range n {
+			e := &pgwire.Execution{Conn: conn, Start: start, End: start.Add(time.Millisecond), Protocol: "extended",
+				SQL: "SELECT name FROM users WHERE id = $1", Command: "SELECT", Rows: 1, ParamKeys: []valuekey.Key{valuekey.Int(int64(i))}}
+			if !budget.Take(e.EvidenceSize()) {
+				t.Fatal("the budget refused")
+			}
+			a.Process(e)
+			if held := budget.Used(); held < 0 || held > evidenceGiveBack+int64(e.EvidenceSize()) {
+				t.Fatalf("after %d executions the budget counts %d bytes, more than the analyzer may hold", i+1, held)
+			}
+		}
+	}
+	process(1000) // 8 bytes each: given back in 4 KiB at a time
+	a.Advance(start)
+	if held := budget.Used(); held != 0 {
+		t.Errorf("after Advance the budget still counts %d bytes", held)
+	}
+	process(10)
+	a.Flush()
+	if held := budget.Used(); held != 0 {
+		t.Errorf("after Flush the budget still counts %d bytes", held)
 	}
 }
