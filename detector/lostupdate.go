@@ -73,23 +73,25 @@ type rmwConn struct {
 	reads   []keyedRead // oldest first
 }
 
-// keyedRead is one read of a row by key.
+// keyedRead is one read of a row by key. Every lookup by key of a busy
+// connection is one (pgbench -S: every transaction), so it is small and
+// holds one pointer: a key's column is its index in the statement's
+// Facts.KeyValues, not the name.
 type keyedRead struct {
 	end  nanos
 	stmt *fingerprint.Statement
 	rows int64
-	keys [fingerprint.MaxKeyValues]colKey
-	n    int
-	tx   uint64 // the transaction block it ran in, 0 outside one
+	keys [fingerprint.MaxKeyValues]valuekey.Key
+	cols [fingerprint.MaxKeyValues]uint8 // keys[i] is of stmt.Facts.KeyValues[cols[i]]
+	n    uint8
 	// locked: FOR UPDATE, FOR SHARE and the like; it ends the race of
 	// the reads before it, and starts none.
 	locked bool
+	tx     uint64 // the transaction block it ran in, 0 outside one
 }
 
-type colKey struct {
-	col string
-	key valuekey.Key
-}
+// column is the column of key i.
+func (r *keyedRead) column(i int) string { return r.stmt.Facts.KeyValues[r.cols[i]].Column }
 
 // lostStat is what a judged UPDATE shape counts of lost_update in a
 // window, per shape of the read it wrote back.
@@ -183,9 +185,9 @@ func (d *Detector) noteKeyedRead(rc *rmwConn, x *pgwire.Execution, st *fingerpri
 	if rc.txOpen {
 		r.tx = rc.txSeq
 	}
-	for _, kv := range f.KeyValues {
-		if k := valueOf(x, st, kv); k != valuekey.None && r.n < len(r.keys) {
-			r.keys[r.n] = colKey{col: kv.Column, key: k}
+	for i, kv := range f.KeyValues { // at most MaxKeyValues
+		if k := valueOf(x, st, kv); k != valuekey.None && int(r.n) < len(r.keys) {
+			r.keys[r.n], r.cols[r.n] = k, uint8(i)
 			r.n++
 		}
 	}
@@ -272,8 +274,8 @@ func sameKey(r keyedRead, x *pgwire.Execution, st *fingerprint.Statement) bool {
 		if k == valuekey.None {
 			continue
 		}
-		for _, rk := range r.keys[:r.n] {
-			if rk.key == k && strings.EqualFold(rk.col, kv.Column) {
+		for i, rk := range r.keys[:r.n] {
+			if rk == k && strings.EqualFold(r.column(i), kv.Column) {
 				return true
 			}
 		}

@@ -19,6 +19,7 @@ const (
 	luReadLocked  = "SELECT id, stock FROM products WHERE id = $1 FOR UPDATE"
 	luReadShare   = "SELECT id, stock FROM products WHERE id = $1 FOR NO KEY UPDATE"
 	luReadMany    = "SELECT id, stock FROM products WHERE id = ANY($1)"
+	luReadTenant  = "SELECT id, stock FROM products WHERE tenant_id = $1 AND id = $2"
 	luReadUser    = "SELECT id, stock FROM users WHERE id = $1"
 	luReadLogin   = "SELECT id, email FROM users WHERE id = $1"
 	luUpdate      = "UPDATE products SET stock = $1 WHERE id = $2"
@@ -115,6 +116,24 @@ func TestLostUpdate(t *testing.T) {
 			name:  "read then write back, autocommit",
 			build: func(tl *sqlTimeline) { tl.rmw(luRead, luUpdate) },
 			want:  flagged(luUpdate, luRead, 1),
+		},
+		{
+			// The read's keys are told apart by their column: 7 is the
+			// read's id, its second key.
+			name: "read by two keys, written back by the second",
+			build: func(tl *sqlTimeline) {
+				tl.keyed(luReadTenant, 1, 3, 7)
+				tl.keyed(luUpdate, 1, 4, 7)
+			},
+			want: flagged(luUpdate, luReadTenant, 1),
+		},
+		{
+			// 7 is the tenant the read named, not the row's id.
+			name: "read by two keys, a write of another row with the same value",
+			build: func(tl *sqlTimeline) {
+				tl.keyed(luReadTenant, 1, 7, 3)
+				tl.keyed(luUpdate, 1, 4, 7)
+			},
 		},
 		{
 			name:  "SELECT * then write back",
