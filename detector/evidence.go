@@ -521,11 +521,7 @@ func resultKeyCount(res *pgwire.ResultKeys) int {
 	if res == nil {
 		return 0
 	}
-	n := 0
-	for _, col := range res.Keys {
-		n += len(col)
-	}
-	return n
+	return len(res.Digests())
 }
 
 // runValues yields the values of res that the index holds: each column's
@@ -533,9 +529,9 @@ func resultKeyCount(res *pgwire.ResultKeys) int {
 // tenant) once. indexResult and evict walk the same ones.
 func runValues(res *pgwire.ResultKeys) iter.Seq[valuekey.Key] {
 	return func(yield func(valuekey.Key) bool) {
-		for _, col := range res.Keys {
+		for c := range res.Width() {
 			prev := valuekey.None
-			for _, v := range col {
+			for _, v := range res.Column(c) {
 				if v == valuekey.None || v == prev {
 					continue
 				}
@@ -740,12 +736,10 @@ func (l *loopKeys) usedIn(res *pgwire.ResultKeys, from, to nanos) bool {
 	if n == 0 || res == nil {
 		return false
 	}
-	for _, col := range res.Keys {
-		for _, v := range col {
-			for _, k := range near[:n] {
-				if v == k {
-					return true
-				}
+	for _, v := range res.Digests() {
+		for _, k := range near[:n] {
+			if v == k {
+				return true
 			}
 		}
 	}

@@ -14,13 +14,13 @@ import (
 
 // result builds the ResultKeys of rows of integer columns.
 func result(cols []string, rows ...[]int) *pgwire.ResultKeys {
-	r := &pgwire.ResultKeys{Columns: cols, Keys: make([][]valuekey.Key, len(cols))}
+	keys := make([][]valuekey.Key, len(cols))
 	for _, row := range rows {
 		for c, v := range row {
-			r.Keys[c] = append(r.Keys[c], valuekey.String(strconv.Itoa(v)))
+			keys[c] = append(keys[c], valuekey.String(strconv.Itoa(v)))
 		}
 	}
-	return r
+	return pgwire.NewResultKeys(cols, keys, false)
 }
 
 func key(v int) []valuekey.Key { return []valuekey.Key{valuekey.String(strconv.Itoa(v))} }
@@ -518,9 +518,7 @@ func scanRing(r *recentSources, v int) []uint64 {
 			break
 		}
 		hit := !s.indexed
-		for _, col := range s.res.Keys {
-			hit = hit || slices.Contains(col, k)
-		}
+		hit = hit || slices.Contains(s.res.Digests(), k)
 		if hit {
 			out = append(out, s.seq)
 		}

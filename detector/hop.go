@@ -210,11 +210,11 @@ func (h *hopLoop) markReported() {
 // it returns how many were new.
 func (h *hopLoop) add(l *loopKeys, param int, res *pgwire.ResultKeys, col string, after nanos) int {
 	c := slices.Index(res.Columns, col)
-	if param >= len(l.pos) || c < 0 || c >= len(res.Keys) {
+	if param >= len(l.pos) || c < 0 || c >= res.Width() {
 		return 0
 	}
 	added := 0
-	for row, v := range res.Keys[c] {
+	for row, v := range res.Column(c) {
 		if v == valuekey.None {
 			continue
 		}

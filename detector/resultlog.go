@@ -11,7 +11,7 @@ import (
 // resultLog holds the digests of a shape's results in a window, the
 // candidate sources of a later loop, copied out of the executions as they
 // arrive. An execution's result lives in memory the tracker allocated with
-// the execution (pgwire's Bind block, 512 bytes for a lookup's row):
+// the execution (pgwire's Bind block, 480 bytes for a lookup's row):
 // keeping a pointer to it kept the whole block, with the execution's own
 // pointers, alive and scanned by every collection for as long as the window
 // stayed open, and a busy connection's window keeps thousands. The log
@@ -37,7 +37,7 @@ type logItem struct {
 // logCost is what r takes in a resultLog, counted in MaxEvidenceBytes: its
 // digests and its entry (a log's slices may hold up to twice what they
 // use as they grow).
-func logCost(r *pgwire.ResultKeys) int { return 8*len(r.Keys)*r.Rows() + 16 }
+func logCost(r *pgwire.ResultKeys) int { return 8*len(r.Digests()) + 16 }
 
 // maxLogColumnLists bounds the distinct column lists a log tells apart; a
 // result with yet another list is not kept (a shape's results all have the
@@ -46,20 +46,14 @@ const maxLogColumnLists = 8
 
 // add copies the digests of r (not nil) and reports whether it was kept.
 func (l *resultLog) add(r *pgwire.ResultKeys) bool {
-	width, rows := len(r.Keys), r.Rows()
+	width, rows := r.Width(), r.Rows()
 	names := r.Columns[:min(len(r.Columns), width)]
 	ci := l.columnList(names)
 	if ci < 0 || width > math.MaxUint16 || len(l.keys)+width*rows > math.MaxInt32 {
 		return false
 	}
 	off := len(l.keys)
-	for _, col := range r.Keys {
-		col = col[:min(len(col), rows)]
-		l.keys = append(l.keys, col...)
-		for range rows - len(col) { // a column shorter than the first: None
-			l.keys = append(l.keys, valuekey.None)
-		}
-	}
+	l.keys = append(l.keys, r.Digests()...) // column after column, as the log keeps them
 	l.items = append(l.items, logItem{off: int32(off), rows: int32(rows), cols: uint16(ci), width: uint16(width)})
 	return true
 }
@@ -140,7 +134,7 @@ func (s resultSet) columns(i int) []string {
 	if s.log != nil {
 		return s.log.columns(i)
 	}
-	return s.one.Columns[:min(len(s.one.Columns), len(s.one.Keys))]
+	return s.one.Columns[:min(len(s.one.Columns), s.one.Width())]
 }
 
 // column returns the digests of column c of result i; nil past its columns.
@@ -148,10 +142,7 @@ func (s resultSet) column(i, c int) []valuekey.Key {
 	if s.log != nil {
 		return s.log.column(i, c)
 	}
-	if c < 0 || c >= len(s.one.Keys) {
-		return nil
-	}
-	return s.one.Keys[c]
+	return s.one.Column(c)
 }
 
 // rows is the number of rows of result i.

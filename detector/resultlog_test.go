@@ -22,9 +22,9 @@ func TestResultLog(t *testing.T) {
 		t.Fatal("second result not kept")
 	}
 	// More names than digested columns, and a column shorter than the first.
-	odd := &pgwire.ResultKeys{Columns: []string{"a", "b", "c"}, Keys: [][]valuekey.Key{
+	odd := pgwire.NewResultKeys([]string{"a", "b", "c"}, [][]valuekey.Key{
 		{valuekey.Int(7), valuekey.Int(8)}, {valuekey.Int(9)},
-	}}
+	}, false)
 	if !l.add(odd) {
 		t.Fatal("third result not kept")
 	}
@@ -61,7 +61,7 @@ func TestResultLog(t *testing.T) {
 	}
 	// A column sliced out of a larger array keeps only its own rows.
 	big := ints(1, 2, 3, 4)
-	if !l.add(&pgwire.ResultKeys{Columns: []string{"x"}, Keys: [][]valuekey.Key{big[:2]}}) || !slices.Equal(l.column(3, 0), ints(1, 2)) {
+	if !l.add(pgwire.ResultKeysOf([]string{"x"}, 2, big[:2], false)) || !slices.Equal(l.column(3, 0), ints(1, 2)) {
 		t.Errorf("column of a sliced result = %v", l.column(3, 0))
 	}
 	// Past maxLogColumnLists distinct lists, results are not kept.
@@ -79,7 +79,6 @@ func TestResultLog(t *testing.T) {
 // tracker builds a lookup's.
 type resultBlock struct {
 	rk   pgwire.ResultKeys
-	cols [1][]valuekey.Key
 	keys [1]valuekey.Key
 	x    pgwire.Execution
 }
@@ -94,8 +93,7 @@ func TestWindowKeepsNoExecution(t *testing.T) {
 	func() {
 		b := new(resultBlock)
 		b.keys[0] = valuekey.Int(4711)
-		b.cols[0] = b.keys[:]
-		b.rk = pgwire.ResultKeys{Columns: []string{"id"}, Keys: b.cols[:]}
+		b.rk = *pgwire.ResultKeysOf([]string{"id"}, 1, b.keys[:], false)
 		x := tl.q(qOrders, 1, 1)
 		b.x = *x
 		b.x.Result = &b.rk

@@ -1,6 +1,7 @@
 package pgwire
 
 import (
+	"math"
 	"time"
 
 	"github.com/nplus1/nplus1/internal/valuekey"
@@ -186,23 +187,88 @@ func (e *Execution) ResultRows() int {
 
 // ResultKeys are the digests of the values of a statement's result, column
 // by column, for the first rows (TrackerOptions.MaxEvidenceRows) and columns
-// (MaxEvidenceColumns).
+// (MaxEvidenceColumns): Column(c)[r] is the digest of column c in row r,
+// valuekey.None for a NULL or a value longer than valuekey.MaxValueBytes.
+// The digests lie in one slice, column after column, so that a result is
+// one header and its digests: for a lookup's row the tracker puts both in
+// the Bind's block beside the Execution (see bindEvidence), and a reader
+// on another core reads them in two or three cache lines. Read only.
 type ResultKeys struct {
-	// Columns are the column names from the RowDescription.
+	// Columns are the column names from the RowDescription, one per column
+	// hashed.
 	Columns []string
-	// Keys[c][r] is the digest of column c in row r; valuekey.None for a
-	// NULL or a value longer than valuekey.MaxValueBytes.
-	Keys [][]valuekey.Key
+	keys    []valuekey.Key // column after column, rows each
+	rows    int32
 	// Truncated is set when rows or columns past the bounds were not hashed.
 	Truncated bool
 }
 
+// NewResultKeys returns the ResultKeys of the digests cols, column by
+// column (cols[c][r]: column c, row r), in one slice of its own. Every
+// column has the rows of the first: a shorter one is filled with
+// valuekey.None, a longer one cut.
+func NewResultKeys(columns []string, cols [][]valuekey.Key, truncated bool) *ResultKeys {
+	rows := 0
+	if len(cols) > 0 {
+		rows = len(cols[0])
+	}
+	keys := make([]valuekey.Key, len(cols)*rows)
+	for c, col := range cols {
+		copy(keys[c*rows:(c+1)*rows], col)
+	}
+	return ResultKeysOf(columns, rows, keys, truncated)
+}
+
+// ResultKeysOf returns the ResultKeys whose digests are keys, column after
+// column, rows each (len(keys) is a multiple of rows); it keeps keys, which
+// the caller must not change after.
+func ResultKeysOf(columns []string, rows int, keys []valuekey.Key, truncated bool) *ResultKeys {
+	r := &ResultKeys{Truncated: truncated}
+	r.set(columns, rows, keys)
+	return r
+}
+
+// set fills r with keys, column after column, rows each.
+func (r *ResultKeys) set(columns []string, rows int, keys []valuekey.Key) {
+	if rows <= 0 || rows > math.MaxInt32 || len(keys)%rows != 0 {
+		rows, keys = 0, nil
+	}
+	r.Columns, r.rows, r.keys = columns, int32(rows), keys[:len(keys):len(keys)]
+}
+
 // Rows is the number of rows hashed.
 func (r *ResultKeys) Rows() int {
-	if r == nil || len(r.Keys) == 0 {
+	if r == nil {
 		return 0
 	}
-	return len(r.Keys[0])
+	return int(r.rows)
+}
+
+// Width is the number of columns hashed.
+func (r *ResultKeys) Width() int {
+	if r == nil || r.rows == 0 {
+		return 0
+	}
+	return len(r.keys) / int(r.rows)
+}
+
+// Column returns the digests of column c, row by row; nil past the
+// columns hashed.
+func (r *ResultKeys) Column(c int) []valuekey.Key {
+	if c < 0 || c >= r.Width() {
+		return nil
+	}
+	lo, hi := c*int(r.rows), (c+1)*int(r.rows)
+	return r.keys[lo:hi:hi]
+}
+
+// Digests returns every digest, column after column (Column(0), then
+// Column(1), ...).
+func (r *ResultKeys) Digests() []valuekey.Key {
+	if r == nil {
+		return nil
+	}
+	return r.keys
 }
 
 // Size is the memory the digests take, in bytes, for the budgets.
@@ -210,15 +276,11 @@ func (r *ResultKeys) Size() int {
 	if r == nil {
 		return 0
 	}
-	n := 64 + 16*len(r.Columns)
-	for _, k := range r.Keys {
-		n += 24 + 8*cap(k)
-	}
-	return n
+	return 64 + 16*len(r.Columns) + 8*cap(r.keys)
 }
 
 // resultSize is the Size of the ResultKeys the tracker builds for cols
-// columns of rows rows (each column's keys exactly rows long).
+// columns of rows rows.
 func resultSize(cols, rows int) int {
-	return 64 + 16*cols + cols*(24+8*rows)
+	return 64 + 16*cols + 8*cols*rows
 }

@@ -45,8 +45,9 @@ const (
 	// maxParamKeys is how many parameters of a Bind get a key in
 	// Execution.ParamKeys; the rest of a wider Bind (a multi-row INSERT) is
 	// not keyed, and ParamKeys is shorter than NumParams. A loop's key is one
-	// of the first parameters; the bound keeps the cost of a wide Bind at
-	// 512 bytes, and the parameters' format codes in one 64-bit mask.
+	// of the first parameters; the bound keeps the cost of a wide Bind to
+	// its block and 512 bytes of keys, and the parameters' format codes in
+	// one 64-bit mask.
 	maxParamKeys = 64
 	// maxParamOIDs is how many parameter type OIDs of a Parse are kept on
 	// its statement (those of the keyed parameters).

@@ -103,12 +103,12 @@ func diffResult(a, b *ResultKeys) string {
 	if a == nil {
 		return ""
 	}
-	if !slices.Equal(a.Columns, b.Columns) || a.Truncated != b.Truncated || len(a.Keys) != len(b.Keys) {
+	if !slices.Equal(a.Columns, b.Columns) || a.Truncated != b.Truncated || a.Width() != b.Width() || a.Rows() != b.Rows() {
 		return fmt.Sprintf("Result %+v, then %+v", a, b)
 	}
-	for c := range a.Keys {
-		if !slices.Equal(a.Keys[c], b.Keys[c]) {
-			return fmt.Sprintf("column %d: %v, then %v", c, a.Keys[c], b.Keys[c])
+	for c := range a.Width() {
+		if !slices.Equal(a.Column(c), b.Column(c)) {
+			return fmt.Sprintf("column %d: %v, then %v", c, a.Column(c), b.Column(c))
 		}
 	}
 	return ""
@@ -116,7 +116,7 @@ func diffResult(a, b *ResultKeys) string {
 
 func wantResult(t *testing.T, what string, got *ResultKeys, cols []string, trunc bool, keys ...[]valuekey.Key) {
 	t.Helper()
-	want := &ResultKeys{Columns: cols, Keys: keys, Truncated: trunc}
+	want := NewResultKeys(cols, keys, trunc)
 	if keys == nil {
 		want = nil
 	}
@@ -124,11 +124,7 @@ func wantResult(t *testing.T, what string, got *ResultKeys, cols []string, trunc
 		t.Errorf("%s: got %s", what, d)
 	}
 	if got != nil {
-		for _, k := range got.Keys {
-			if len(k) != cap(k) || len(k) != got.Rows() {
-				t.Errorf("%s: column of %d keys, cap %d, %d rows", what, len(k), cap(k), got.Rows())
-			}
-		}
+		checkResultShape(t, what, got)
 	}
 }
 
@@ -633,13 +629,18 @@ func TestTrackerEvidenceDescriptionChanges(t *testing.T) {
 	}
 }
 
-// A lookup's Bind, Execution and result take one allocation, in 512 bytes
-// (the largest Go allocates without a header): its parameters' keys and the
+// A lookup's Bind, Execution and result take one allocation, in Go's size
+// class of 480 bytes (without a header): its parameters' keys and the
 // result's digests share the Bind's room, and neither overwrites the other
 // whether the result fits beside the keys or not.
 func TestTrackerEvidenceLookupRoom(t *testing.T) {
-	if n := unsafe.Sizeof(bindEvidence{}); n > 512 {
-		t.Errorf("bindEvidence is %d bytes, want at most 512", n)
+	if n := unsafe.Sizeof(bindEvidence{}); n > 480 {
+		t.Errorf("bindEvidence is %d bytes, want at most 480", n)
+	}
+	// The result's header and its digests are read together, on another
+	// core: one after the other.
+	if b := (bindEvidence{}); unsafe.Offsetof(b.room) != unsafe.Offsetof(b.rk)+unsafe.Sizeof(b.rk) {
+		t.Errorf("the result's header ends at %d, the room starts at %d", unsafe.Offsetof(b.rk)+unsafe.Sizeof(b.rk), unsafe.Offsetof(b.room))
 	}
 	// The last four keys of the room share a 64-byte line with the start
 	// of the Execution, and the Execution did not grow for its cached sizes.
@@ -876,5 +877,23 @@ func TestTrackerEvidenceParseLostInDesync(t *testing.T) {
 	}
 	if got, want := r.got[0].ParamKeys, []valuekey.Key{valuekey.Binary(f, 0)}; !slices.Equal(got, want) {
 		t.Errorf("ParamKeys %v, want %v (types unknown)", got, want)
+	}
+}
+
+// checkResultShape checks r's columns: one name per column hashed, each
+// column its rows long and no longer (a reader that appends to one cannot
+// write over the next).
+func checkResultShape(t *testing.T, what string, r *ResultKeys) {
+	t.Helper()
+	if len(r.Columns) != r.Width() {
+		t.Errorf("%s: %d names for %d columns", what, len(r.Columns), r.Width())
+	}
+	for c := range r.Width() {
+		if k := r.Column(c); len(k) != cap(k) || len(k) != r.Rows() {
+			t.Errorf("%s: column of %d keys, cap %d, %d rows", what, len(k), cap(k), r.Rows())
+		}
+	}
+	if r.Column(r.Width()) != nil || r.Column(-1) != nil {
+		t.Errorf("%s: a column past the %d hashed", what, r.Width())
 	}
 }

@@ -300,12 +300,12 @@ func trCheckEvidence(t *testing.T, e *Execution, opts TrackerOptions) {
 	if r == nil {
 		return
 	}
-	if len(r.Columns) != len(r.Keys) || len(r.Keys) == 0 || len(r.Keys) > opts.MaxEvidenceColumns ||
+	if len(r.Columns) != r.Width() || r.Width() == 0 || r.Width() > opts.MaxEvidenceColumns ||
 		r.Rows() == 0 || r.Rows() > opts.MaxEvidenceRows {
-		t.Fatalf("result of %d columns (%d names), %d rows", len(r.Keys), len(r.Columns), r.Rows())
+		t.Fatalf("result of %d columns (%d names), %d rows", r.Width(), len(r.Columns), r.Rows())
 	}
-	for _, k := range r.Keys {
-		if len(k) != r.Rows() || cap(k) != len(k) {
+	for c := range r.Width() {
+		if k := r.Column(c); len(k) != r.Rows() || cap(k) != len(k) {
 			t.Fatalf("result column of %d keys (cap %d), %d rows", len(k), cap(k), r.Rows())
 		}
 	}

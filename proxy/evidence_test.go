@@ -109,8 +109,8 @@ func TestEvidenceExecModes(t *testing.T) {
 				if r == nil || !slices.Equal(r.Columns, []string{"id", "user_id", "ref", "code"}) || r.Rows() != 3 || r.Truncated {
 					t.Fatalf("source result %+v", r)
 				}
-				if r.Keys[2][2] != valuekey.None || r.Keys[0][0] == valuekey.None {
-					t.Errorf("source keys %v: want a key for id 1 and none for the NULL ref", r.Keys)
+				if r.Column(2)[2] != valuekey.None || r.Column(0)[0] == valuekey.None {
+					t.Errorf("source keys %v: want a key for id 1 and none for the NULL ref", r.Digests())
 				}
 				if e.ParamKeys != nil {
 					t.Errorf("source ParamKeys %v", e.ParamKeys)
@@ -150,8 +150,8 @@ func TestEvidenceExecModes(t *testing.T) {
 						}
 						continue
 					}
-					if len(e.ParamKeys) != 1 || !slices.Contains(src.Keys[l.col], e.ParamKeys[0]) {
-						t.Errorf("%s: ParamKeys %v not among the source's column %q %v", l.sql, e.ParamKeys, src.Columns[l.col], src.Keys[l.col])
+					if len(e.ParamKeys) != 1 || !slices.Contains(src.Column(l.col), e.ParamKeys[0]) {
+						t.Errorf("%s: ParamKeys %v not among the source's column %q %v", l.sql, e.ParamKeys, src.Columns[l.col], src.Column(l.col))
 					}
 				}
 			}

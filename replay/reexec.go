@@ -435,25 +435,26 @@ func resultKeys(fields []pgconn.FieldDescription, rows [][][]byte) *pgwire.Resul
 	if len(fields) == 0 || len(rows) == 0 {
 		return nil
 	}
-	r := &pgwire.ResultKeys{Truncated: len(fields) > reexecEvidenceColumns || len(rows) > reexecEvidenceRows}
+	truncated := len(fields) > reexecEvidenceColumns || len(rows) > reexecEvidenceRows
 	fields = fields[:min(len(fields), reexecEvidenceColumns)]
 	rows = rows[:min(len(rows), reexecEvidenceRows)]
-	r.Keys = make([][]valuekey.Key, len(fields))
+	names := make([]string, len(fields))
+	keys := make([]valuekey.Key, len(fields)*len(rows)) // column after column
 	for c, fd := range fields {
-		r.Columns = append(r.Columns, fd.Name)
-		r.Keys[c] = make([]valuekey.Key, len(rows))
+		names[c] = fd.Name
+		col := keys[c*len(rows) : (c+1)*len(rows)]
 		for i, row := range rows {
 			if c >= len(row) || row[c] == nil {
 				continue
 			}
 			if fd.Format == 1 {
-				r.Keys[c][i] = valuekey.Binary(row[c], fd.DataTypeOID)
+				col[i] = valuekey.Binary(row[c], fd.DataTypeOID)
 			} else {
-				r.Keys[c][i] = valuekey.Text(row[c])
+				col[i] = valuekey.Text(row[c])
 			}
 		}
 	}
-	return r
+	return pgwire.ResultKeysOf(names, len(rows), keys, truncated)
 }
 
 // simple runs a simple-protocol text and reports each of its statements.

@@ -92,7 +92,7 @@ func listKeys(orders []order) *pgwire.ResultKeys {
 		keys[1][i] = valuekey.Text(fmt.Append(nil, o.userID))
 		keys[2][i] = valuekey.Text([]byte("open"))
 	}
-	return &pgwire.ResultKeys{Columns: []string{"id", "user_id", "status"}, Keys: keys}
+	return pgwire.NewResultKeys([]string{"id", "user_id", "status"}, keys, false)
 }
 
 func generate(n, nconns int, dir string) error {
@@ -109,7 +109,7 @@ func generate(n, nconns int, dir string) error {
 	pbw := bufio.NewWriterSize(pf, 1<<20)
 	g := &gen{rec: recording.NewWriter(rf, recording.WriterOptions{}), pw: pcapgo.NewWriterNanos(pbw), buf: gopacket.NewSerializeBuffer(),
 		at:           time.Date(2026, 3, 14, 15, 0, 0, 0, time.UTC),
-		lookupResult: &pgwire.ResultKeys{Columns: []string{"name"}, Keys: [][]valuekey.Key{{valuekey.Text([]byte("user name"))}}}}
+		lookupResult: pgwire.NewResultKeys([]string{"name"}, [][]valuekey.Key{{valuekey.Text([]byte("user name"))}}, false)}
 	if err := g.pw.WriteFileHeader(262144, layers.LinkTypeEthernet); err != nil {
 		return err
 	}

@@ -274,7 +274,7 @@ func TestEvidence(t *testing.T) {
 		if len(e.ParamKeys) != 1 || e.Result == nil || e.Result.Rows() != 1 {
 			t.Fatalf("lookup: keys %v, result %+v", e.ParamKeys, e.Result)
 		}
-		if slices.Contains(src.Keys[0], e.ParamKeys[0]) {
+		if slices.Contains(src.Column(0), e.ParamKeys[0]) {
 			found++
 		}
 	}

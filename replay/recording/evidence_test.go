@@ -34,15 +34,15 @@ func evidenceExecutions() []*pgwire.Execution {
 	es := sampleExecutions()
 	k := valuekey.Text
 	es[0].ParamKeys = []valuekey.Key{k([]byte("open")), k([]byte("20"))}
-	es[0].Result = &pgwire.ResultKeys{Columns: []string{"id", "user_id"}, Keys: [][]valuekey.Key{
+	es[0].Result = pgwire.NewResultKeys([]string{"id", "user_id"}, [][]valuekey.Key{
 		{k([]byte("1")), k([]byte("2")), k([]byte("3"))},
 		{k([]byte("7")), valuekey.None, k([]byte("7"))},
-	}}
+	}, false)
 	es[1].ParamKeys = []valuekey.Key{k([]byte("open")), valuekey.Binary([]byte{0, 0, 0, 0, 0, 0, 0, 7}, valuekey.OIDInt8), valuekey.None, valuekey.None, k([]byte("caf\xe9")), k([]byte("x"))}
-	es[1].Result = &pgwire.ResultKeys{Columns: []string{"text", "int8", "text", "text", "bytea", "text"},
-		Keys: [][]valuekey.Key{{k([]byte("open"))}, {k([]byte("7"))}}, Truncated: true}
+	es[1].Result = pgwire.NewResultKeys([]string{"text", "int8", "text", "text", "bytea", "text"},
+		[][]valuekey.Key{{k([]byte("open"))}, {k([]byte("7"))}}, true)
 	// es[2] (BEGIN) has none; es[3] a result without parameters.
-	es[3].Result = &pgwire.ResultKeys{Columns: []string{"?column?"}, Keys: [][]valuekey.Key{{k([]byte("1"))}}}
+	es[3].Result = pgwire.NewResultKeys([]string{"?column?"}, [][]valuekey.Key{{k([]byte("1"))}}, false)
 	// es[6]: parameters without a result (its values were not kept).
 	es[6].ParamKeys = []valuekey.Key{valuekey.None}
 	return es
@@ -138,12 +138,12 @@ func TestEvidenceFormat(t *testing.T) {
 	c := &pgwire.ConnInfo{ID: 1, User: "u", Database: "d"}
 	e := &pgwire.Execution{Conn: c, Start: t0, End: t0, SQL: "SELECT $1", Protocol: "extended", Rows: 1, Command: "SELECT",
 		ParamKeys: []valuekey.Key{0x0807060504030201, valuekey.None},
-		Result:    &pgwire.ResultKeys{Columns: []string{"a", "b\"c"}, Keys: [][]valuekey.Key{{1}, {}}, Truncated: true}}
+		Result:    pgwire.NewResultKeys([]string{"a", "b\"c"}, [][]valuekey.Key{{1}, {valuekey.None}}, true)}
 	data := writeAll(t, []*pgwire.Execution{e})
 	line := string(data)
 	for _, want := range []string{
 		`,"param_keys":"AQIDBAUGBwgAAAAAAAAAAA=="`,
-		`,"result_columns":["a","b\"c"],"result_keys":["AQAAAAAAAAA=",""],"result_truncated":true}}`,
+		`,"result_columns":["a","b\"c"],"result_keys":["AQAAAAAAAAA=","AAAAAAAAAAA="],"result_truncated":true}}`,
 	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("line lacks %s:\n%s", want, line)
@@ -157,10 +157,16 @@ func TestEvidenceFormat(t *testing.T) {
 			t.Fatalf("not JSON: %v\n%s", err, l)
 		}
 	}
-	// Without padding, as other writers may produce it, it reads the same.
+	// Without padding, as other writers may produce it, it reads the same;
+	// and so does a list shorter than the first (not what a Writer writes):
+	// filled with None.
 	raw := strings.Replace(line, `"AQIDBAUGBwgAAAAAAAAAAA=="`, `"AQIDBAUGBwgAAAAAAAAAAA"`, 1)
 	raw = strings.Replace(raw, `"AQAAAAAAAAA="`, `"AQAAAAAAAAA"`, 1)
-	for _, in := range []string{line, raw} {
+	short := strings.Replace(line, `"AAAAAAAAAAA="]`, `""]`, 1)
+	if short == line {
+		t.Fatal("no second list to shorten")
+	}
+	for _, in := range []string{line, raw, short} {
 		got, r := readAll(t, []byte(in), ReaderOptions{Evidence: true})
 		if len(got) != 1 || r.Stats().Skipped != 0 {
 			t.Fatalf("%d executions (%s)", len(got), r.FirstProblem())
@@ -265,12 +271,12 @@ func BenchmarkReadEvidence(b *testing.B) {
 		ids[i] = valuekey.Text(fmt.Appendf(nil, "%d", i+1))
 	}
 	es := []*pgwire.Execution{{Conn: c, Start: t0, End: t0, SQL: "SELECT id FROM orders LIMIT 10", Protocol: "simple", Command: "SELECT", Rows: 10,
-		Result: &pgwire.ResultKeys{Columns: []string{"id"}, Keys: [][]valuekey.Key{ids}}}}
+		Result: pgwire.NewResultKeys([]string{"id"}, [][]valuekey.Key{ids}, false)}}
 	for i := range 10 {
 		p := [][]byte{fmt.Appendf(nil, "%d", i+1)}
 		es = append(es, &pgwire.Execution{Conn: c, Start: t0, End: t0, SQL: "SELECT name FROM users WHERE id = $1", Protocol: "extended",
 			Params: p, ParamsHash: pgwire.HashParams(nil, p), NumParams: 1, Command: "SELECT", Rows: 1, ParamKeys: ids[i : i+1],
-			Result: &pgwire.ResultKeys{Columns: []string{"name"}, Keys: [][]valuekey.Key{{valuekey.Text([]byte("user name"))}}}})
+			Result: pgwire.NewResultKeys([]string{"name"}, [][]valuekey.Key{{valuekey.Text([]byte("user name"))}}, false)})
 	}
 	var loop []*pgwire.Execution
 	for range 500 {

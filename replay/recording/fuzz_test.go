@@ -41,7 +41,7 @@ func FuzzReader(f *testing.F) {
 			if e.Conn == nil || e.End.Before(e.Start) || len(e.Params) != e.NumParams && e.Params != nil {
 				t.Fatalf("bad execution %+v", e)
 			}
-			if res := e.Result; res != nil && len(res.Keys) > len(res.Columns) {
+			if res := e.Result; res != nil && res.Width() > len(res.Columns) {
 				t.Fatalf("more digest lists than columns: %+v", res)
 			}
 			taken += e.EvidenceSize()

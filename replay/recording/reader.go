@@ -573,11 +573,20 @@ func (r *Reader) evidence(e *pgwire.Execution) bool {
 			if raw, ok = decodeDigests(raw, k); !ok {
 				return false
 			}
-			n := (len(raw) - n0) / 8
-			r.colLens = append(r.colLens, n)
-			size += 24 + 8*n
+			r.colLens = append(r.colLens, (len(raw)-n0)/8)
 		}
 	}
+	// A result's columns have the rows of the first, as a Writer writes
+	// them; a shorter one is filled with None, a longer one cut
+	// (pgwire.NewResultKeys).
+	rows, even := 0, true
+	for c, n := range r.colLens {
+		if c == 0 {
+			rows = n
+		}
+		even = even && n == rows
+	}
+	size += 8 * rows * len(r.colLens)
 	r.raw = raw[:0]
 	if cap(r.raw) > 4<<20 {
 		r.raw = nil
@@ -590,15 +599,14 @@ func (r *Reader) evidence(e *pgwire.Execution) bool {
 	r.stats.Evidence++
 	var keys []valuekey.Key
 	var res *pgwire.ResultKeys
-	if it.hasResult && len(raw) <= 8*smallKeys && len(r.colLens) <= smallColumns {
+	if it.hasResult && len(raw) <= 8*smallKeys {
 		// A lookup's evidence, most of a recording's: one allocation.
 		sm := new(smallEvidence)
 		keys, res = sm.keys[:len(raw)/8], &sm.res
-		res.Keys = sm.cols[:len(r.colLens)]
 	} else {
 		keys = make([]valuekey.Key, len(raw)/8)
 		if it.hasResult {
-			res = &pgwire.ResultKeys{Keys: make([][]valuekey.Key, len(r.colLens))}
+			res = new(pgwire.ResultKeys)
 		}
 	}
 	for i := range keys {
@@ -610,30 +618,28 @@ func (r *Reader) evidence(e *pgwire.Execution) bool {
 	if !it.hasResult {
 		return true
 	}
-	res.Columns, res.Truncated = r.columns(), it.resultTruncated
-	if len(r.colLens) == 0 {
-		res.Keys = nil
+	if !even {
+		cols := make([][]valuekey.Key, len(r.colLens))
+		at := nParams
+		for c, n := range r.colLens {
+			cols[c] = keys[at : at+n]
+			at += n
+		}
+		e.Result = pgwire.NewResultKeys(r.columns(), cols, it.resultTruncated)
+		return true
 	}
-	at := nParams
-	for c, n := range r.colLens {
-		res.Keys[c] = keys[at : at+n : at+n]
-		at += n
-	}
+	*res = *pgwire.ResultKeysOf(r.columns(), rows, keys[nParams:], it.resultTruncated)
 	e.Result = res
 	return true
 }
 
-// Bounds of a smallEvidence.
-const (
-	smallKeys    = 4
-	smallColumns = 2
-)
+// smallKeys bounds the digests of a smallEvidence.
+const smallKeys = 5
 
 // smallEvidence holds the evidence of an execution with few digests (a
 // lookup by one key that reads one row) in one allocation.
 type smallEvidence struct {
 	res  pgwire.ResultKeys
-	cols [smallColumns][]valuekey.Key
 	keys [smallKeys]valuekey.Key
 }
 

@@ -340,11 +340,11 @@ func (w *Writer) appendEvidence(b []byte, e *pgwire.Execution) []byte {
 	b = append(b, ']')
 	b = appendKey(b, "result_keys")
 	b = append(b, '[')
-	for i, col := range r.Keys {
-		if i > 0 {
+	for c := range r.Width() {
+		if c > 0 {
 			b = append(b, ',')
 		}
-		b = w.appendDigests(b, col)
+		b = w.appendDigests(b, r.Column(c))
 	}
 	b = append(b, ']')
 	if r.Truncated {
