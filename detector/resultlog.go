@@ -15,12 +15,18 @@ import (
 // keeping a pointer to it kept the whole block, with the execution's own
 // pointers, alive and scanned by every collection for as long as the window
 // stayed open, and a busy connection's window keeps thousands. The log
-// keeps 8 bytes a digest and 12 a result, in memory without pointers (the
-// collector never scans it), and the execution is garbage as soon as the
-// detector is done with it.
+// keeps 8 bytes a digest and 12 a result (none while the results are all
+// alike, as a lookup's are), in memory without pointers (the collector
+// never scans it), and the execution is garbage as soon as the detector is
+// done with it.
 type resultLog struct {
-	keys  []valuekey.Key // result after result, column after column
+	keys []valuekey.Key // result after result, column after column
+	// items are the results, when they are not all alike; while they are
+	// (a lookup's shape: one row of the same columns each time), they are
+	// n copies of like, and result i starts at i*rows*width.
 	items []logItem
+	like  logItem
+	n     int
 	// cols are the column lists of the results: the shape's, nearly always
 	// one (the tracker shares it between the results of a statement).
 	cols [][]string
@@ -52,10 +58,33 @@ func (l *resultLog) add(r *pgwire.ResultKeys) bool {
 	if ci < 0 || width > math.MaxUint16 || len(l.keys)+width*rows > math.MaxInt32 {
 		return false
 	}
-	off := len(l.keys)
+	it := logItem{off: int32(len(l.keys)), rows: int32(rows), cols: uint16(ci), width: uint16(width)}
 	l.keys = append(l.keys, r.Digests()...) // column after column, as the log keeps them
-	l.items = append(l.items, logItem{off: int32(off), rows: int32(rows), cols: uint16(ci), width: uint16(width)})
+	switch {
+	case l.items == nil && (l.n == 0 || it.rows == l.like.rows && it.cols == l.like.cols && it.width == l.like.width):
+		l.like = it
+		l.n++
+	default:
+		if l.items == nil { // the first result unlike the others
+			items := make([]logItem, l.n, 2*l.n+1)
+			for i := range items {
+				items[i] = l.item(i)
+			}
+			l.items = items
+		}
+		l.items = append(l.items, it)
+	}
 	return true
+}
+
+// item returns result i.
+func (l *resultLog) item(i int) logItem {
+	if l.items != nil {
+		return l.items[i]
+	}
+	it := l.like
+	it.off = int32(i * int(it.rows) * int(it.width))
+	return it
 }
 
 // columnList returns the index of names in l.cols, adding it when new;
@@ -83,15 +112,20 @@ func sameNames(a, b []string) bool {
 }
 
 // len is the number of results kept.
-func (l *resultLog) len() int { return len(l.items) }
+func (l *resultLog) len() int {
+	if l.items != nil {
+		return len(l.items)
+	}
+	return l.n
+}
 
 // columns are the names of result i's columns.
-func (l *resultLog) columns(i int) []string { return l.cols[l.items[i].cols] }
+func (l *resultLog) columns(i int) []string { return l.cols[l.item(i).cols] }
 
 // column returns the digests of column c of result i, row by row; nil past
 // its columns.
 func (l *resultLog) column(i, c int) []valuekey.Key {
-	it := l.items[i]
+	it := l.item(i)
 	if c < 0 || c >= int(it.width) {
 		return nil
 	}
@@ -100,11 +134,11 @@ func (l *resultLog) column(i, c int) []valuekey.Key {
 }
 
 // rows is the number of rows of result i.
-func (l *resultLog) rows(i int) int { return int(l.items[i].rows) }
+func (l *resultLog) rows(i int) int { return int(l.item(i).rows) }
 
 // has reports whether any value of result i is k.
 func (l *resultLog) has(i int, k valuekey.Key) bool {
-	it := l.items[i]
+	it := l.item(i)
 	end := int(it.off) + int(it.width)*int(it.rows)
 	return slices.Contains(l.keys[it.off:end], k)
 }

@@ -140,3 +140,46 @@ func TestEvidenceBytesCountTheLog(t *testing.T) {
 		t.Errorf("evBytes = %d after every window closed", d.evBytes)
 	}
 }
+
+// A lookup's results are all alike (one row of the same columns): the log
+// keeps no entry per result until one is unlike them, and reads the same
+// before and after.
+func TestResultLogAlike(t *testing.T) {
+	var l resultLog
+	cols := []string{"id", "name"}
+	check := func(n int) {
+		t.Helper()
+		if l.len() != n {
+			t.Fatalf("%d results, want %d", l.len(), n)
+		}
+		for i := range min(n, 6) {
+			want := result(cols, []int{i, 100 + i})
+			if l.rows(i) != 1 || !slices.Equal(l.columns(i), cols) || !slices.Equal(l.column(i, 0), want.Column(0)) ||
+				!slices.Equal(l.column(i, 1), want.Column(1)) || !l.has(i, want.Column(1)[0]) || l.has(i, key(100+i+1)[0]) {
+				t.Fatalf("result %d: rows %d, columns %q, %v %v", i, l.rows(i), l.columns(i), l.column(i, 0), l.column(i, 1))
+			}
+		}
+	}
+	for i := range 6 {
+		if !l.add(result(cols, []int{i, 100 + i})) {
+			t.Fatalf("result %d not kept", i)
+		}
+	}
+	if l.items != nil {
+		t.Errorf("alike results took %d entries", len(l.items))
+	}
+	check(6)
+	if !l.add(result(cols, []int{6, 106}, []int{7, 107})) { // two rows: unlike the others
+		t.Fatal("the unlike result was not kept")
+	}
+	check(7)
+	if l.rows(6) != 2 || !slices.Equal(l.column(6, 1), result(cols, []int{6, 106}, []int{7, 107}).Column(1)) {
+		t.Errorf("the unlike result: rows %d, %v", l.rows(6), l.column(6, 1))
+	}
+	if !l.add(result(cols, []int{8, 108})) {
+		t.Fatal("a result after it was not kept")
+	}
+	if l.len() != 8 || !l.has(7, key(108)[0]) {
+		t.Errorf("after it: %d results", l.len())
+	}
+}
