@@ -155,7 +155,7 @@ func TestResultLogAlike(t *testing.T) {
 		for i := range min(n, 6) {
 			want := result(cols, []int{i, 100 + i})
 			if l.rows(i) != 1 || !slices.Equal(l.columns(i), cols) || !slices.Equal(l.column(i, 0), want.Column(0)) ||
-				!slices.Equal(l.column(i, 1), want.Column(1)) || !l.has(i, want.Column(1)[0]) || l.has(i, key(100+i+1)[0]) {
+				!slices.Equal(l.column(i, 1), want.Column(1)) || !l.has(i, want.Column(1)[0]) || l.has(i, key(100 + i + 1)[0]) {
 				t.Fatalf("result %d: rows %d, columns %q, %v %v", i, l.rows(i), l.columns(i), l.column(i, 0), l.column(i, 1))
 			}
 		}
