@@ -194,8 +194,9 @@ func (e *Execution) ResultRows() int {
 // the Bind's block beside the Execution (see bindEvidence), and a reader
 // on another core reads them in two or three cache lines. Read only.
 type ResultKeys struct {
-	// Columns are the column names from the RowDescription, one per column
-	// hashed.
+	// Columns are the column names from the RowDescription: the first
+	// Width() name the columns hashed (the tracker gives exactly those; a
+	// recording may name more).
 	Columns []string
 	keys    []valuekey.Key // column after column, rows each
 	rows    int32

@@ -73,22 +73,22 @@ func Int(v int64) Key {
 func Text(b []byte) Key {
 	if n := len(b); uint(n-1) < 8 && cap(b) >= 8 {
 		// An id of up to 8 digits in a buffer that goes on past it (a
-		// DataRow's, a Bind's): canonInt's short way, in line.
+		// DataRow's, a Bind's): read as one word, the bytes past b up to
+		// its capacity shifted out unread (digits8).
 		if v, ok := digits8(binary.LittleEndian.Uint64(b[:8]), n); ok {
 			return Int(int64(v))
 		}
-	}
-	if len(b) == 0 || len(b) > MaxValueBytes {
+	} else if n == 0 || n > MaxValueBytes {
 		return None
 	}
-	return textForms(b)
-}
-
-// textForms is Text for a value of 1 to MaxValueBytes bytes.
-func textForms(b []byte) Key {
 	if v, ok := canonInt(b); ok {
 		return Int(v)
 	}
+	return textOther(b)
+}
+
+// textOther is Text for a value that is not an integer.
+func textOther(b []byte) Key {
 	var buf [40]byte
 	if c, ok := canonUUIDText(b, buf[:0]); ok {
 		return sum(c)
@@ -131,15 +131,6 @@ func Binary(b []byte, oid uint32) Key {
 // an optional sign, leading zeros or surrounding blanks (int8in accepts
 // those).
 func canonInt(b []byte) (int64, bool) {
-	if n := len(b); uint(n-1) < 8 && cap(b) >= 8 {
-		// Up to 8 bytes, read as one word (the bytes past b, up to its
-		// capacity, are shifted out unread): an id from a DataRow or a
-		// Bind, whose buffer goes on past it.
-		if v, ok := digits8(binary.LittleEndian.Uint64(b[:8]), n); ok {
-			return int64(v), true
-		}
-		return canonIntForms(b)
-	}
 	if len(b) <= 18 { // the usual form, plain digits, that cannot overflow
 		var u uint64
 		for _, c := range b {

@@ -168,9 +168,9 @@ func FuzzCanonInt(f *testing.F) {
 }
 
 // checkCanonInt checks canonInt against canonIntForms on b, as is and
-// followed, within its capacity, by bytes that canonInt must not read: its
-// short way for up to 8 bytes loads a whole word. Text, which has the same
-// short way, gives the same Key either way.
+// followed, within its capacity, by bytes that must not be read; and that
+// Text, which reads up to 8 bytes as a whole word when its buffer has room
+// (digits8), gives b the same Key as without that room.
 func checkCanonInt(t *testing.T, b []byte) {
 	t.Helper()
 	want, wok := canonIntForms(b)
@@ -186,7 +186,7 @@ func checkCanonInt(t *testing.T, b []byte) {
 	}
 }
 
-// Every value of up to 8 bytes that the word-at-a-time way reads: each
+// Every value of up to 8 bytes that Text reads a word at a time: each
 // byte from the digits, their neighbours and the bytes whose carries or
 // borrows could hide a non-digit, at every length.
 func TestCanonIntWord(t *testing.T) {
@@ -212,7 +212,7 @@ func TestCanonIntWord(t *testing.T) {
 		if got, ok := canonInt(b); !ok || got != want {
 			t.Errorf("canonInt(%q) = %d, %v", s, got, ok)
 		}
-		// The word at a time way itself reads them (canonInt would give the
+		// The word at a time way itself reads them (Text would give the
 		// same without it).
 		if got, ok := digits8(binary.LittleEndian.Uint64(b[:8]), len(s)); !ok || int64(got) != want {
 			t.Errorf("digits8(%q) = %d, %v", s, got, ok)

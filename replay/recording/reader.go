@@ -599,15 +599,15 @@ func (r *Reader) evidence(e *pgwire.Execution) bool {
 	r.stats.Evidence++
 	var keys []valuekey.Key
 	var res *pgwire.ResultKeys
-	if it.hasResult && len(raw) <= 8*smallKeys {
+	switch {
+	case it.hasResult && even && len(raw) <= 8*smallKeys:
 		// A lookup's evidence, most of a recording's: one allocation.
 		sm := new(smallEvidence)
 		keys, res = sm.keys[:len(raw)/8], &sm.res
-	} else {
+	case it.hasResult && even:
+		keys, res = make([]valuekey.Key, len(raw)/8), new(pgwire.ResultKeys)
+	default:
 		keys = make([]valuekey.Key, len(raw)/8)
-		if it.hasResult {
-			res = new(pgwire.ResultKeys)
-		}
 	}
 	for i := range keys {
 		keys[i] = valuekey.Key(binary.LittleEndian.Uint64(raw[8*i:]))
