@@ -119,14 +119,14 @@ const largeDigits = 4
 
 // bindKeys is the value evidence of the Bind being read (Tracker.evidence).
 type bindKeys struct {
-	out  *bindEvidence // what the Bind carries to its portal
-	nfmt int           // parameter format codes
-	fpos int           // format code bytes read
-	bin  uint64        // parameters in binary format (the first maxParamKeys)
-	idx  int           // parameter being read
-	vlen int           // its length
-	nv   int           // its bytes in Tracker.bindVal
-	oids []uint32      // the statement's parameter types, when known
+	out  bindEvidence // what the Bind carries to its portal
+	nfmt int          // parameter format codes
+	fpos int          // format code bytes read
+	bin  uint64       // parameters in binary format (the first maxParamKeys)
+	idx  int          // parameter being read
+	vlen int          // its length
+	nv   int          // its bytes in Tracker.bindVal
+	oids []uint32     // the statement's parameter types, when known
 	// st is the statement the Bind names, when looked is set: bindOIDs
 	// looked it up, and feEnd need not again.
 	st     *stmt
@@ -549,15 +549,8 @@ func (t *Tracker) bindKeysStart() {
 		// up once, at the end of the message, as without evidence.
 		k.oids = t.bindOIDs(t.name2.buf)
 	}
-	k.out = &bindEvidence{}
-	switch {
-	case n == 0:
-	case n <= len(k.out.room):
-		// At the end of the room: a few keys share a cache line with the
-		// start of the Execution (see bindEvidence).
-		k.out.keys, k.out.kroom = k.out.room[len(k.out.room)-n:], uint8(n)
-	default:
-		k.out.keys = make([]valuekey.Key, min(n, maxParamKeys))
+	if n > 0 {
+		k.out.keys = t.allocKeys(min(n, maxParamKeys))
 	}
 }
 

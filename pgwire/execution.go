@@ -190,9 +190,10 @@ func (e *Execution) ResultRows() int {
 // (MaxEvidenceColumns): Column(c)[r] is the digest of column c in row r,
 // valuekey.None for a NULL or a value longer than valuekey.MaxValueBytes.
 // The digests lie in one slice, column after column, so that a result is
-// one header and its digests: for a lookup's row the tracker puts both in
-// the Bind's block beside the Execution (see bindEvidence), and a reader
-// on another core reads them in two or three cache lines. Read only.
+// one header and its digests: for a lookup's row the tracker takes both
+// from its arena, next to those of the connection's previous lookups (see
+// allocKeys), and a reader on another core reads them in a cache line or
+// two. Read only.
 type ResultKeys struct {
 	// Columns are the column names from the RowDescription: the first
 	// Width() name the columns hashed (the tracker gives exactly those; a

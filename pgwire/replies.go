@@ -404,7 +404,6 @@ func (t *Tracker) desync() {
 
 // newExecution starts an Execution for the request h completing now.
 func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
-	t.execEv = nil
 	start := h.seen
 	if t.lastEnd.After(start) {
 		start = t.lastEnd
@@ -413,19 +412,12 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 		start = now
 	}
 	t.lastEnd = now
-	// The Bind's evidence, when there is one, has room for the Execution.
-	var ev *bindEvidence
 	var tmp portal
 	var p *portal
-	switch h.kind {
-	case reqBind:
-		ev = h.ev
-	case reqExecute:
-		if p = t.lookupPortal(h.name, &tmp); p != nil {
-			ev = p.ev
-		}
+	if h.kind == reqExecute {
+		p = t.lookupPortal(h.name, &tmp)
 	}
-	e := ev.execution()
+	e := new(Execution)
 	*e = Execution{Conn: t.conn, Start: start, End: now, Rows: -1, Protocol: protocolExtended, InTransaction: t.groupBegan}
 	switch h.kind {
 	case reqQuery:
@@ -442,10 +434,7 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 		e.Prepared, e.ParamsHash, e.NumParams = h.name, h.hash, h.nparam
 		e.ParamWildcard, e.ParamLarge = h.bits.wild, h.bits.large
 		e.setParams(h.params)
-		if ev != nil {
-			t.execEv = ev
-			e.ParamKeys = ev.keys
-		}
+		e.ParamKeys = h.ev.keys
 	case reqExecute:
 		t.groupExecuted = true
 		if p != nil {
@@ -455,10 +444,7 @@ func (t *Tracker) newExecution(h *request, now time.Time) *Execution {
 			e.Prepared, e.ParamsHash, e.NumParams = p.stmtName, p.hash, p.nparams
 			e.ParamWildcard, e.ParamLarge = p.bits.wild, p.bits.large
 			e.setParams(p.params)
-			if ev != nil {
-				t.execEv = ev
-				e.ParamKeys = ev.keys
-			}
+			e.ParamKeys = p.ev.keys
 		}
 	}
 	return e

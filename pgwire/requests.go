@@ -158,19 +158,15 @@ type request struct {
 	bits   paramBits    // Bind
 	params *boundParams // Bind, with keepParams
 	// With evidence: the parameter types a Parse named, and what a Bind
-	// carries to its portal (never nil for a queued Bind).
+	// carries to its portal (ev.on for a queued Bind).
 	types *paramTypes
-	ev    *bindEvidence
+	ev    bindEvidence
 }
 
 // evSize is what r's evidence holds against the budget for pending
 // requests.
 func (r *request) evSize() int {
-	n := 4 * len(r.types.get())
-	if r.ev != nil {
-		n += 8 * len(r.ev.keys)
-	}
-	return n
+	return 4*len(r.types.get()) + 8*len(r.ev.keys)
 }
 
 // requestQueue is a FIFO ring of requests; its size is a power of two.

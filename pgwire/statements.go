@@ -47,7 +47,7 @@ type portal struct {
 	bits     paramBits
 	params   *boundParams // only with keepParams; shared, read only
 
-	ev *bindEvidence // only with evidence; the portal's own
+	ev bindEvidence // with evidence (ev.on)
 }
 
 // size is what p counts against the portals' byte budget: its kept values
@@ -57,10 +57,7 @@ func (p *portal) size() int {
 	if p.params != nil {
 		n += p.params.size
 	}
-	if p.ev != nil {
-		n += int(p.ev.cost)
-	}
-	return n
+	return n + int(p.ev.cost)
 }
 
 // nameOf returns the name at the start of p, cut as maxNameBytes says.
@@ -181,7 +178,7 @@ func (t *Tracker) clearStmts() {
 }
 
 func (t *Tracker) putPortal(p portal) {
-	if p.params != nil || p.ev != nil {
+	if p.params != nil || p.ev.on {
 		t.accountPortal(&p)
 	}
 	if p.name == "" {
@@ -205,7 +202,7 @@ func (t *Tracker) putPortal(p portal) {
 // portals' byte budget, in place of the portal of the same name, and drops
 // it from p when it does not fit.
 func (t *Tracker) accountPortal(p *portal) {
-	if p.ev != nil {
+	if p.ev.on {
 		p.ev.recost(p.stmt == nil)
 	}
 	var tmp portal
@@ -218,7 +215,7 @@ func (t *Tracker) accountPortal(p *portal) {
 		if p.params != nil {
 			p.params = &boundParams{formats: p.params.formats, truncated: true}
 		}
-		if p.ev != nil {
+		if p.ev.on {
 			p.ev.keys, p.ev.desc = nil, nil
 			p.ev.recost(p.stmt == nil)
 		}
@@ -227,8 +224,8 @@ func (t *Tracker) accountPortal(p *portal) {
 }
 
 // lookupPortal returns the portal called name, nil when there is none: the
-// unnamed one in place, a named one copied into tmp (read only: changes to
-// the copy are lost, except through its pointers).
+// unnamed one in place, a named one copied into tmp (changes to the copy
+// are kept by storePortal).
 func (t *Tracker) lookupPortal(name string, tmp *portal) *portal {
 	if name == "" {
 		if !t.hasUnnamed {
@@ -242,6 +239,14 @@ func (t *Tracker) lookupPortal(name string, tmp *portal) *portal {
 	}
 	*tmp = p
 	return tmp
+}
+
+// storePortal keeps the changes made to p, which lookupPortal returned
+// given tmp: a named portal's copy goes back in its place.
+func (t *Tracker) storePortal(p, tmp *portal) {
+	if p == tmp {
+		t.portals[p.name] = *p
+	}
 }
 
 func (t *Tracker) dropPortal(name string) {

@@ -340,16 +340,17 @@ type Tracker struct {
 	rdOn     bool        // the RowDescription being read answers a Describe or a Query
 	rd       []byte      // that RowDescription: its first maxCols columns
 	lastDesc *resultDesc // the last description read, reused when it repeats
-	// execEv is the Bind evidence of the execution newExecution just built
-	// (nil for a simple Query): its first result's digests go in its room.
-	execEv    *bindEvidence
-	res       resultState
-	row       rowState
-	bk        bindKeys                     // the Bind being read
-	po        oidState                     // the Parse being read: its parameter types
-	lastParse parseSlot                    // the latest Parse queued
-	bindVal   [valuekey.MaxValueBytes]byte // a Bind value split across chunks
-	rowVal    [valuekey.MaxValueBytes]byte // a DataRow value split across chunks
+	// The arena's chunks in use: the digests and ResultKeys not yet
+	// handed out (see allocKeys).
+	arenaKeys    []valuekey.Key
+	arenaResults []ResultKeys
+	res          resultState
+	row          rowState
+	bk           bindKeys                     // the Bind being read
+	po           oidState                     // the Parse being read: its parameter types
+	lastParse    parseSlot                    // the latest Parse queued
+	bindVal      [valuekey.MaxValueBytes]byte // a Bind value split across chunks
+	rowVal       [valuekey.MaxValueBytes]byte // a DataRow value split across chunks
 }
 
 // NewTracker returns a Tracker for a connection whose startup and

@@ -629,75 +629,82 @@ func TestTrackerEvidenceDescriptionChanges(t *testing.T) {
 	}
 }
 
-// A lookup's Bind, Execution and result take one allocation, in Go's size
-// class of 480 bytes (without a header): its parameters' keys and the
-// result's digests share the Bind's room, and neither overwrites the other
-// whether the result fits beside the keys or not.
-func TestTrackerEvidenceLookupRoom(t *testing.T) {
-	if n := unsafe.Sizeof(bindEvidence{}); n > 480 {
-		t.Errorf("bindEvidence is %d bytes, want at most 480", n)
-	}
-	// The result's header and its digests are read together, on another
-	// core: one after the other.
-	if b := (bindEvidence{}); unsafe.Offsetof(b.room) != unsafe.Offsetof(b.rk)+unsafe.Sizeof(b.rk) {
-		t.Errorf("the result's header ends at %d, the room starts at %d", unsafe.Offsetof(b.rk)+unsafe.Sizeof(b.rk), unsafe.Offsetof(b.room))
-	}
-	// The last four keys of the room share a 64-byte line with the start
-	// of the Execution, and the Execution did not grow for its cached sizes.
-	var b bindEvidence
-	if end, exec := unsafe.Offsetof(b.room)+unsafe.Sizeof(b.room), unsafe.Offsetof(b.exec); end != exec || (exec-32)/64 != exec/64 {
-		t.Errorf("room ends at %d, the Execution starts at %d: not on one cache line", end, exec)
-	}
+// A lookup's evidence allocates nothing of its own: its parameters' keys,
+// its row's digests and their ResultKeys come from the tracker's arena, a
+// chunk at a time, and the Execution is the 288 bytes it is without
+// evidence. Keys and digests never overlap, in one chunk or across two.
+func TestTrackerEvidenceLookupArena(t *testing.T) {
 	if n := unsafe.Sizeof(Execution{}); n != 288 {
 		t.Errorf("Execution is %d bytes, want 288", n)
 	}
-	for _, nc := range []int{2, 5} {
-		for _, np := range []int{0, 1, 3, 4, 6, 7, 8, 9} {
+	if DefaultMaxEvidenceColumns > arenaMaxKeys {
+		t.Errorf("a lookup's row of %d columns would not fit the arena's %d", DefaultMaxEvidenceColumns, arenaMaxKeys)
+	}
+	for _, nc := range []int{1, 5, DefaultMaxEvidenceColumns} {
+		for _, np := range []int{0, 1, 3, 8, arenaMaxKeys, arenaMaxKeys + 1} {
 			t.Run(fmt.Sprint(np, " parameters, ", nc, " columns"), func(t *testing.T) {
-				lookupRoom(t, np, nc)
+				lookupArena(t, np, nc)
 			})
 		}
 	}
 }
 
-// lookupRoom runs a Bind of np parameters whose Execution returns one row
-// of nc columns, and checks its keys, its result and its allocations.
-func lookupRoom(t *testing.T, np, nc int) {
-	var params [][]byte
-	var want []valuekey.Key
+// lookupArena runs Binds of np parameters whose Executions return one row
+// of nc columns, and checks their keys, their results and the allocations
+// of one.
+func lookupArena(t *testing.T, np, nc int) {
 	sql := "select * from t where true"
 	for i := range np {
-		v := fmt.Sprint(100 + i)
-		params, want = append(params, s(v)), append(want, tk(v))
 		sql += fmt.Sprintf(" and c%d = $%d", i, i+1)
 	}
 	fields := []pgproto3.FieldDescription{field("id", valuekey.OIDInt8, 0)}
-	vals := [][]byte{s("7")}
 	names := []string{"id"}
-	cols := [][]valuekey.Key{{tk("7")}}
 	for c := 1; c < nc; c++ {
-		name, v := fmt.Sprint("ref", c), fmt.Sprint("x", c)
-		fields, vals, names = append(fields, field(name, oidText, 0)), append(vals, s(v)), append(names, name)
-		cols = append(cols, []valuekey.Key{tk(v)})
+		name := fmt.Sprint("ref", c)
+		fields, names = append(fields, field(name, oidText, 0)), append(names, name)
 	}
 	desc := rowDescOf(fields...)
+	// lookup i: parameters 1000*i+j, values "7" + i and "x" + c + "-" + i.
+	lookup := func(i int) (front, back trStep, want []valuekey.Key, cols [][]valuekey.Key) {
+		var params [][]byte
+		for j := range np {
+			v := fmt.Sprint(1000*i + j)
+			params, want = append(params, s(v)), append(want, tk(v))
+		}
+		vals := [][]byte{s(fmt.Sprint(7, i))}
+		cols = [][]valuekey.Key{{tk(fmt.Sprint(7, i))}}
+		for c := 1; c < nc; c++ {
+			v := fmt.Sprint("x", c, "-", i)
+			vals, cols = append(vals, s(v)), append(cols, []valuekey.Key{tk(v)})
+		}
+		return fe(parse("", sql), bindF("", "", nil, nil, params...), describe('P', ""), execute("", 0), sync_),
+			be(parseComplete, bindComplete, desc, row(vals...), cc("SELECT 1"), rfq('I')), want, cols
+	}
+	// Enough lookups to go through several chunks of both kinds.
+	const n = 3*arenaKeys + 1
 	var script []trStep
-	for range 2 {
-		script = append(script,
-			fe(parse("", sql), bindF("", "", nil, nil, params...), describe('P', ""), execute("", 0), sync_),
-			be(parseComplete, bindComplete, desc, row(vals...), cc("SELECT 1"), rfq('I')))
+	for i := range n {
+		f, b, _, _ := lookup(i)
+		script = append(script, f, b)
 	}
 	r := evRun(t, script, evOpts)
+	if len(r.got) != n {
+		t.Fatalf("got %d executions, want %d", len(r.got), n)
+	}
 	for i, e := range r.got {
+		_, _, want, cols := lookup(i)
 		if !slices.Equal(e.ParamKeys, want) {
-			t.Errorf("execution %d: ParamKeys %v, want %v", i, e.ParamKeys, want)
+			t.Fatalf("execution %d: ParamKeys %v, want %v", i, e.ParamKeys, want)
+		}
+		if cap(e.ParamKeys) != len(e.ParamKeys) {
+			t.Errorf("execution %d: ParamKeys of cap %d: an append would write the arena", i, cap(e.ParamKeys))
 		}
 		wantResult(t, fmt.Sprint("execution ", i), e.Result, names, false, cols...)
 	}
 	enc := func(msgs ...pgproto3.Message) []byte { return trStep{msgs: msgs}.bytes(t) }
 	tr := NewTracker(&ConnInfo{ID: 1}, func(*Execution) {}, evOpts)
-	feb := enc(parse("", sql), bindF("", "", nil, nil, params...), describe('P', ""), execute("", 0), sync_)
-	beb := enc(parseComplete, bindComplete, desc, row(vals...), cc("SELECT 1"), rfq('I'))
+	f, b, _, _ := lookup(1)
+	feb, beb := enc(f.msgs...), enc(b.msgs...)
 	allocs := testing.AllocsPerRun(100, func() {
 		if err := tr.Frontend(feb, trBase); err != nil {
 			t.Fatal(err)
@@ -706,12 +713,9 @@ func lookupRoom(t *testing.T, np, nc int) {
 			t.Fatal(err)
 		}
 	})
-	wantAllocs := 1.0
-	if np <= 8 && np+nc > 8 || np > 8 {
-		// The result's digests do not fit beside the keys (they take a
-		// small allocation of their own); 9 keys do not fit in the room
-		// (they take one, and the digests have the room).
-		wantAllocs = 2
+	wantAllocs := 1.0 // the Execution; the arena's chunks, one in 8 or more, round down
+	if np > arenaMaxKeys {
+		wantAllocs++ // the keys
 	}
 	if allocs != wantAllocs {
 		t.Errorf("%v allocations per lookup, want %v", allocs, wantAllocs)
@@ -804,6 +808,42 @@ func TestTrackerEvidenceNamedStatementColumns(t *testing.T) {
 	// The known answers were not read: one description for the statement.
 	if a, b := r.got[0].Result, r.got[3].Result; &a.Columns[0] != &b.Columns[0] {
 		t.Errorf("the statement's description was not shared by its portals")
+	}
+}
+
+// A named portal keeps the answer to its Describe (held in a copy while it
+// is read): a portal of a statement the tracker no longer knows has no
+// other columns, and each of its Executes hashes its rows by them.
+func TestTrackerEvidenceNamedPortalDescribed(t *testing.T) {
+	opts := evOpts
+	opts.MaxStatements = 1
+	desc := rowDescOf(field("id", valuekey.OIDInt8, 0))
+	script := []trStep{
+		fe(parse("s1", "select id from t where owner = $1"), parse("s2", "select 2"), sync_),
+		be(parseComplete, parseComplete, rfq('I')),
+		// s1 is forgotten (one statement kept): the portal's columns are
+		// its Describe's alone.
+		fe(query("BEGIN")), be(cc("BEGIN"), rfq('T')),
+		fe(bindF("c1", "s1", nil, nil, s("5")), describe('P', "c1"), execute("c1", 1), sync_),
+		be(bindComplete, desc, row(s("10")), suspended, rfq('T')),
+		fe(execute("c1", 1), sync_),
+		be(row(s("11")), suspended, rfq('T')),
+	}
+	r := evRun(t, script, opts)
+	var got []*Execution
+	for _, e := range r.got {
+		if e.Prepared == "s1" {
+			got = append(got, e)
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("got %d executions of s1, want 2: %+v", len(got), r.got)
+	}
+	for i, v := range []string{"10", "11"} {
+		wantResult(t, fmt.Sprint("execute ", i), got[i].Result, []string{"id"}, false, []valuekey.Key{tk(v)})
+		if !slices.Equal(got[i].ParamKeys, []valuekey.Key{tk("5")}) {
+			t.Errorf("execute %d: ParamKeys %v", i, got[i].ParamKeys)
+		}
 	}
 }
 

@@ -387,8 +387,8 @@ func trCheckBounds(t *testing.T, tr *Tracker, opts TrackerOptions) {
 	}
 	for i := 0; i < tr.q.n; i++ {
 		r := tr.q.at(i)
-		if (r.ev != nil) != (tr.evidence && r.kind == reqBind) || r.types != nil && !(tr.evidence && r.kind == reqParse) {
-			t.Fatalf("queued %v request with evidence %p, types %p (evidence %v)", r.kind, r.ev, r.types, tr.evidence)
+		if r.ev.on != (tr.evidence && r.kind == reqBind) || r.types != nil && !(tr.evidence && r.kind == reqParse) {
+			t.Fatalf("queued %v request with evidence %v, types %p (evidence %v)", r.kind, r.ev.on, r.types, tr.evidence)
 		}
 	}
 }

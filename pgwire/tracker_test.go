@@ -1193,6 +1193,20 @@ func BenchmarkTracker(b *testing.B) {
 		}})
 	}
 	rows50 = append(rows50, cc("SELECT 50"), rfq('I'))
+	// An ORM's lookup by id: one row of 10 columns, binary where pgx asks for it.
+	const sql10 = "SELECT id, org_id, name, email, role, active, score, created, updated, note FROM users WHERE id = $1"
+	desc10 := &pgproto3.RowDescription{}
+	row10 := &pgproto3.DataRow{}
+	var fmt10 []int16
+	for i := range 10 {
+		f := pgproto3.FieldDescription{Name: []byte(fmt.Sprint("c", i)), DataTypeOID: 25, DataTypeSize: -1}
+		v := []byte(fmt.Sprintf("value %d", i))
+		if i%3 == 0 {
+			f.DataTypeOID, f.DataTypeSize, f.Format = 20, 8, 1
+			v = binary.BigEndian.AppendUint64(nil, uint64(1000+i))
+		}
+		desc10.Fields, row10.Values, fmt10 = append(desc10.Fields, f), append(row10.Values, v), append(fmt10, f.Format)
+	}
 	for _, ev := range []bool{false, true} {
 		suffix := ""
 		if ev {
@@ -1211,6 +1225,14 @@ func BenchmarkTracker(b *testing.B) {
 		})
 		b.Run("simple"+suffix, func(b *testing.B) {
 			bench(b, opts, 1, nil, nil, enc(query("SELECT abalance FROM pgbench_accounts WHERE aid = 12345;")), replies)
+		})
+		b.Run("cached-lookup-10"+suffix, func(b *testing.B) {
+			bench(b, opts, 1, enc(parse("stmtcache_2", sql10), describe('S', "stmtcache_2"), sync_),
+				enc(parseComplete, paramDesc, desc10, rfq('I')),
+				enc(&pgproto3.Bind{PreparedStatement: "stmtcache_2", ParameterFormatCodes: []int16{1},
+					Parameters: [][]byte{binary.BigEndian.AppendUint64(nil, 42)}, ResultFormatCodes: fmt10},
+					execute("", 0), sync_),
+				enc(bindComplete, row10, cc("SELECT 1"), rfq('I')))
 		})
 		b.Run("cached-50x5"+suffix, func(b *testing.B) {
 			bench(b, opts, 50, enc(parse("stmtcache_1", sql50), describe('S', "stmtcache_1"), sync_),
