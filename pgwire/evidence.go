@@ -255,13 +255,16 @@ const (
 	rowDone
 )
 
-// The evidence steps of the hot paths, out of line: without evidence they
-// cost one test of t.evidence each.
+// The evidence steps of the hot paths, out of line but for the smallest:
+// without evidence they cost one test of t.evidence each. With it, each
+// step is one call, one function entered: in the proxy, whose kernel work
+// evicts the code of a transaction ago, entering a function costs more
+// than most of what it runs, and a lookup's steps are a few functions
+// (evBind, bindKeysStart, evidenceStart, evidenceBody, rowWhole,
+// evComplete), not a call chain per step.
 
-//go:noinline
 func (t *Tracker) evParseStart() { t.po = oidState{need: 2, oids: t.po.oids[:0]} }
 
-//go:noinline
 func (t *Tracker) evBindStart() { t.bk = bindKeys{} }
 
 // evParse returns the evidence of the Parse just read, about to be queued:
@@ -278,8 +281,6 @@ func (t *Tracker) evParse(name string, cur *stmt) *paramTypes {
 // evBind returns the evidence of the Bind just read, about to be queued:
 // what it carries to its portal. (t.bk is left as it is: evBindStart
 // clears it for the next Bind.)
-//
-//go:noinline
 func (t *Tracker) evBind() bindEvidence {
 	ev := t.bk.out // zero when the message ended early: the server rejects it
 	ev.on = true
@@ -309,8 +310,39 @@ func (t *Tracker) evDescribeName(sub byte) string {
 //
 //go:noinline
 func (t *Tracker) evComplete(e *Execution, result bool) {
-	t.attachEvidence(e, result)
-	t.endResult()
+	// e's ParamKeys (newExecution set them), and the digests of the result
+	// just completed when result is set, within the budget.
+	r := &t.res
+	rows := 0
+	if result && r.on && r.rows > 0 {
+		rows = r.rows
+		if r.trunc {
+			t.stats.EvidenceTruncated++
+		}
+	}
+	size := 8 * len(e.ParamKeys)
+	if rows > 0 {
+		size += resultSize(r.ncols, rows)
+	}
+	switch {
+	case size > 0 && !t.takeEvidence(size):
+		t.stats.EvidenceDropped++
+		e.ParamKeys = nil
+	case rows > 0:
+		if n := r.ncols; rows == 1 && n <= arenaMaxKeys { // a lookup's row, from the arena
+			rk, back := t.allocResult(), t.allocKeys(n)
+			copy(back, r.keys[:n])
+			rk.Truncated = r.trunc
+			rk.set(r.desc.names, 1, back)
+			e.Result = rk
+		} else {
+			e.Result = r.build()
+		}
+		if rs := size - 8*len(e.ParamKeys); rs <= math.MaxInt32 {
+			e.resSize, e.resRows = int32(rs), int32(rows)
+		}
+	}
+	t.resetResult()
 }
 
 // head returns the request the next reply answers, nil when none is queued.
@@ -334,26 +366,13 @@ func (t *Tracker) beginResult(d *resultDesc, bin uint64) {
 	r.trunc = d.count > len(d.names)
 }
 
-// beginExecuteResult looks up the description of the rows of an Execute.
-func (t *Tracker) beginExecuteResult(h *request) {
-	var d *resultDesc
-	var bin uint64
-	var tmp portal
-	if p := t.lookupPortal(h.name, &tmp); p != nil && p.ev.on {
-		switch {
-		case p.ev.described:
-			d, bin = p.ev.desc, p.ev.descBin
-		case p.stmt != nil:
-			d, bin = p.stmt.desc, p.ev.resFmt
-		}
-	}
-	t.beginResult(d, bin)
-}
-
 // endResult forgets the result being hashed (see resultState).
 //
 //go:noinline
-func (t *Tracker) endResult() {
+func (t *Tracker) endResult() { t.resetResult() }
+
+// resetResult is endResult, inlined where the result ends every time.
+func (t *Tracker) resetResult() {
 	r := &t.res
 	r.begun, r.on, r.rows, r.keys = false, false, 0, r.keys[:0]
 	if cap(r.keys) > keepKeysCap {
@@ -362,44 +381,9 @@ func (t *Tracker) endResult() {
 	t.row.on = false
 }
 
-// rowStart is called when a DataRow begins: it decides whether its values
-// are hashed.
-func (t *Tracker) rowStart() {
-	t.row.on = false
-	h := t.head()
-	if h == nil {
-		return
-	}
-	switch h.kind {
-	case reqExecute:
-		if !t.res.begun {
-			t.beginExecuteResult(h)
-		}
-	case reqQuery:
-	default:
-		return
-	}
-	r := &t.res
-	if !r.on {
-		return
-	}
-	if r.rows >= t.maxRows {
-		r.trunc = true // counted, not read
-		return
-	}
-	base := len(r.keys)
-	r.keys = slices.Grow(r.keys, r.ncols)[:base+r.ncols]
-	clear(r.keys[base:])
-	t.row = rowState{on: true, need: 2, base: base}
-}
-
 // rowBody hashes the values of the DataRow being read.
 func (t *Tracker) rowBody(p []byte) {
 	w := &t.row
-	if w.stage == rowCount && w.need == 2 && len(p) >= 2 && len(p) == t.be.left {
-		t.rowWhole(p) // the usual case: the whole row in one chunk
-		return
-	}
 	for len(p) > 0 {
 		switch w.stage {
 		case rowCount, rowLen:
@@ -499,13 +483,50 @@ func (t *Tracker) rowKey(v []byte) {
 
 // evidenceStart is called when a DataRow or a RowDescription begins: it
 // decides whether the DataRow's values or the RowDescription are read
-// (evRead).
+// (evRead). A result's first DataRow looks up its description (a Query's
+// came in its RowDescription), and each row takes its room in res.keys.
 func (t *Tracker) evidenceStart() {
 	t.evRead = false
 	switch t.be.typ {
 	case beDataRow:
-		t.rowStart()
-		t.evRead = t.row.on
+		t.row.on = false
+		h := t.head()
+		if h == nil {
+			return
+		}
+		r := &t.res
+		switch h.kind {
+		case reqExecute:
+			if !r.begun { // the result's first row: look up its description
+				var d *resultDesc
+				var bin uint64
+				var tmp portal
+				if p := t.lookupPortal(h.name, &tmp); p != nil && p.ev.on {
+					switch {
+					case p.ev.described:
+						d, bin = p.ev.desc, p.ev.descBin
+					case p.stmt != nil:
+						d, bin = p.stmt.desc, p.ev.resFmt
+					}
+				}
+				t.beginResult(d, bin)
+			}
+		case reqQuery:
+		default:
+			return
+		}
+		if !r.on {
+			return
+		}
+		if r.rows >= t.maxRows {
+			r.trunc = true // counted, not read
+			return
+		}
+		base := len(r.keys)
+		r.keys = slices.Grow(r.keys, r.ncols)[:base+r.ncols]
+		clear(r.keys[base:])
+		t.row = rowState{on: true, need: 2, base: base}
+		t.evRead = true
 	case beRowDescription:
 		h := t.head()
 		t.rdOn = h != nil && (h.kind == reqQuery || h.kind == reqDescribe && !t.knownColumns(h))
@@ -520,7 +541,7 @@ func (t *Tracker) evidenceStart() {
 // statement's result columns change (a new plan with other columns fails
 // with "cached plan must not change result type"), and the formats are the
 // Bind's: the portal's Execute takes both from the statement and the Bind
-// (beginExecuteResult), as when the portal is not described. libpq
+// (evidenceStart), as when the portal is not described. libpq
 // describes its portal before every Execute.
 func (t *Tracker) knownColumns(h *request) bool {
 	if h.sub != targetPortal {
@@ -536,6 +557,10 @@ func (t *Tracker) knownColumns(h *request) bool {
 func (t *Tracker) evidenceBody(p []byte) {
 	switch t.be.typ {
 	case beDataRow:
+		if w := &t.row; w.stage == rowCount && w.need == 2 && len(p) >= 2 && len(p) == t.be.left {
+			t.rowWhole(p) // the usual case: the whole row in one chunk
+			return
+		}
 		t.rowBody(p)
 	case beRowDescription:
 		if room := rdCap(t.maxCols) - len(t.rd); room > 0 {
@@ -551,17 +576,16 @@ func (t *Tracker) rowEnd() {
 	t.res.rows++
 }
 
-// build returns the digests hashed so far, column by column: a lookup's
-// row from t's arena, the digests of a few rows in one allocation, more
-// in two.
-func (r *resultState) build(t *Tracker) *ResultKeys {
+// build returns the digests hashed so far, column by column, of a result
+// of several rows (or of one row wider than the arena serves; evComplete
+// takes a lookup's row from the arena): a few digests in one allocation,
+// more in two.
+func (r *resultState) build() *ResultKeys {
 	rows := r.rows
 	n := r.ncols * rows
 	var rk *ResultKeys
 	var back []valuekey.Key
 	switch {
-	case rows == 1 && n <= arenaMaxKeys:
-		rk, back = t.allocResult(), t.allocKeys(n)
 	case n <= len(smallResult{}.keys):
 		sm := new(smallResult)
 		rk, back = &sm.rk, sm.keys[:n]
@@ -590,34 +614,6 @@ type smallResult struct {
 	keys [5]valuekey.Key
 }
 
-// attachEvidence gives e (whose ParamKeys newExecution set) the digests of
-// the result just completed when result is set, within the budget.
-func (t *Tracker) attachEvidence(e *Execution, result bool) {
-	r := &t.res
-	rows := 0
-	if result && r.on && r.rows > 0 {
-		rows = r.rows
-		if r.trunc {
-			t.stats.EvidenceTruncated++
-		}
-	}
-	size := 8 * len(e.ParamKeys)
-	if rows > 0 {
-		size += resultSize(r.ncols, rows)
-	}
-	if size > 0 && !t.takeEvidence(size) {
-		t.stats.EvidenceDropped++
-		e.ParamKeys = nil
-		return
-	}
-	if rows > 0 {
-		e.Result = r.build(t)
-		if rs := size - 8*len(e.ParamKeys); rs <= math.MaxInt32 {
-			e.resSize, e.resRows = int32(rs), int32(rows)
-		}
-	}
-}
-
 // evidenceCredit is how much of the EvidenceBudget a tracker takes at a
 // time, to attach evidence from: the budget is one counter shared by every
 // tracker and the consumer, each on its own core, and taking from it for
@@ -634,6 +630,11 @@ func (t *Tracker) takeEvidence(n int) bool {
 		t.credit -= n
 		return true
 	}
+	return t.takeEvidenceSlow(n)
+}
+
+// takeEvidenceSlow is takeEvidence when the credit is short.
+func (t *Tracker) takeEvidenceSlow(n int) bool {
 	if t.budget == nil {
 		return true
 	}
