@@ -165,12 +165,12 @@ type bindEvidence struct {
 // ResultKeys. Allocated on their own they were a few dozen bytes of fresh
 // memory each, written on the relay's core and read on the analyzer's,
 // and the GC's work; in the Bind's block beside the Execution they made
-// every lookup's one allocation 480 bytes instead of the Execution's 288.
-// Measured, each 100 bytes of fresh memory per transaction cost about half
-// a percent of the proxy's CPU under pgbench. From the arena, consecutive
+// every lookup's one allocation 480 bytes instead of the Execution's 288
+// (a larger block, measured alone, cost about half a percent of the
+// proxy's CPU under pgbench per 100 bytes). From the arena, consecutive
 // executions' digests and headers lie next to each other in memory taken
 // a chunk at a time, and the Execution is the same 288 bytes as without
-// evidence.
+// evidence: a pgbench lookup's evidence is 72 bytes instead of 192.
 //
 // The arena only hands out: nothing in it is ever reused, so a slice of it
 // stays valid as long as anything refers to it, and the GC frees a chunk
