@@ -567,3 +567,21 @@ func BenchmarkObserveBusyScope(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
 }
+
+// A recent source keeps a one-row result (possible with a threshold of 1)
+// as a copy of its own, and a result of several rows as it is.
+func TestKeepableRecentSource(t *testing.T) {
+	one := result([]string{"id", "user_id"}, []int{7, 42})
+	got := keepable(one)
+	if got == one || &got.Digests()[0] == &one.Digests()[0] {
+		t.Errorf("a one-row result was kept as it is, not copied")
+	}
+	if !slices.Equal(got.Digests(), one.Digests()) || !slices.Equal(got.Columns, one.Columns) ||
+		got.Rows() != 1 || got.Truncated != one.Truncated {
+		t.Errorf("copy %+v differs from %+v", got, one)
+	}
+	two := result([]string{"id"}, []int{7}, []int{8})
+	if keepable(two) != two {
+		t.Errorf("a result of two rows was copied")
+	}
+}

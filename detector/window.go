@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -323,7 +324,7 @@ func (d *Detector) addEvidence(g *group, s *shape, ev Event, t instants) {
 			w.evBytes += n
 			if rows >= d.cfg.NPlusOneThreshold {
 				d.recent.add(recentSource{scope: scopeOf(x.Conn), conn: connID(x.Conn), end: end,
-					stmt: s.stmt, rows: max(x.Rows, int64(rows)), res: r})
+					stmt: s.stmt, rows: max(x.Rows, int64(rows)), res: keepable(r)})
 				d.scopeFor(g, x.Conn).lastSource = end
 			}
 		} else {
@@ -349,6 +350,17 @@ func (d *Detector) addEvidence(g *group, s *shape, ev Event, t instants) {
 		s.sawAt = end
 		d.sawShape(g, x.Conn, s.stmt.ID, end)
 	}
+}
+
+// keepable returns r, or a copy of it when it is one row: the tracker
+// takes a lookup's row from memory it shares with the connection's other
+// lookups (pgwire's arena), which a recent source would keep alive. Only a
+// threshold of 1 makes a one-row result a recent source.
+func keepable(r *pgwire.ResultKeys) *pgwire.ResultKeys {
+	if r.Rows() != 1 {
+		return r
+	}
+	return pgwire.ResultKeysOf(r.Columns, 1, slices.Clone(r.Digests()), r.Truncated)
 }
 
 // keysOf is the execution's keys: its bound parameters, or the literals of
