@@ -3,11 +3,23 @@
 // digests, so that the detector can prove that a loop's keys were read from
 // an earlier result without keeping a single value.
 //
-// The digest is hash/maphash under a seed drawn at random when the process
-// starts. The seed is never exported, logged or written anywhere, so a
-// digest that leaked could not be tested against likely values offline, and
-// digests of two processes never compare equal: they are for matching within
-// one process only, and never leave it.
+// The digest is keyed by secrets drawn at random when the process starts:
+// hash/maphash under a random seed for bytes, and for integers (the usual
+// key, hashed on every lookup's parameter and row) a multiply-and-fold mix
+// of the integer with three random words, the construction of wyhash and of
+// Go's own hash of 8-byte keys where the CPU has no AES: a few instructions
+// inlined, where maphash.Comparable is a generic call through the map
+// type's hasher whose cold lines cost more than the hash in the proxy. The
+// secrets are never exported, logged or written anywhere, and digests of two
+// processes never compare equal: they are for matching within one process.
+//
+// Such a mix could be undone from a few digests of known integers, so a
+// digest never leaves the process as it is: what writes digests out (a
+// recording) writes Seal(k), maphash's runtime AES hash of the digest under
+// a seed of its own. Sealing keeps equality (equal digests seal equal,
+// distinct ones distinct but by chance), so sealed digests of one process
+// compare with each other as the digests did, and a digest that leaked
+// could not be tested against likely values offline.
 //
 // The same key reaches the wire in several forms, and each form is brought to
 // one canonical form before it is hashed:
@@ -25,8 +37,10 @@
 package valuekey
 
 import (
+	crand "crypto/rand"
 	"encoding/binary"
 	"hash/maphash"
+	"math/bits"
 )
 
 // Key is a keyed digest of one value; None is no key.
@@ -47,9 +61,30 @@ const (
 	OIDUUID = 2950
 )
 
-// The seeds of text and of integers: a text's digest and an integer's
-// never meet but by chance.
-var seed, intSeed = maphash.MakeSeed(), maphash.MakeSeed()
+// The secrets of text (a maphash seed) and of integers (intKey): a text's
+// digest and an integer's never meet but by chance. sealSeed keys Seal.
+var (
+	seed     = maphash.MakeSeed()
+	intKey   = newIntKey()
+	sealSeed = maphash.MakeSeed()
+)
+
+// newIntKey draws the integers' secret.
+func newIntKey() (k [3]uint64) {
+	var b [24]byte
+	crand.Read(b[:]) // never fails (crypto/rand says so)
+	for i := range k {
+		k[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+	k[2] |= 1 // a multiplier that keeps every bit of what it folds
+	return k
+}
+
+// mix is the 128-bit product of a and b folded to 64 bits.
+func mix(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
 
 func sum(b []byte) Key {
 	k := Key(maphash.Bytes(seed, b))
@@ -62,7 +97,8 @@ func sum(b []byte) Key {
 // Int is the Key of an integer, whichever form it came in: Text and Binary
 // give it for the integers they read.
 func Int(v int64) Key {
-	k := Key(maphash.Comparable(intSeed, v))
+	x := uint64(v)
+	k := Key(mix(mix(x^intKey[0], x^intKey[1]), intKey[2]))
 	if k == None {
 		k = 1
 	}
@@ -94,6 +130,19 @@ func textOther(b []byte) Key {
 		return sum(c)
 	}
 	return sum(b)
+}
+
+// Seal returns the form of k that may leave the process (see the package
+// doc): a keyed hash of it that keeps equality; None stays None.
+func Seal(k Key) Key {
+	if k == None {
+		return None
+	}
+	s := Key(maphash.Comparable(sealSeed, uint64(k)))
+	if s == None {
+		s = 1
+	}
+	return s
 }
 
 // String is Text for a string: a literal's value after unquoting.

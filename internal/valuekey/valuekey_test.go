@@ -72,6 +72,64 @@ func TestDifferentValuesDiffer(t *testing.T) {
 	}
 }
 
+// The integers' mix gives distinct digests to the integers keys are made
+// of (runs of ids, their negatives, ids spaced by powers of two, the
+// extremes), and each output bit is set about half the time.
+func TestIntDigestsDistinct(t *testing.T) {
+	seen := make(map[Key]int64, 1<<21)
+	var ones [64]int
+	n := 0
+	add := func(v int64) {
+		k := Int(v)
+		if k == None {
+			t.Fatalf("Int(%d) is None", v)
+		}
+		if o, dup := seen[k]; dup && o != v {
+			t.Fatalf("Int(%d) == Int(%d)", v, o)
+		}
+		seen[k] = v
+		for b := range ones {
+			ones[b] += int(k >> b & 1)
+		}
+		n++
+	}
+	for v := range int64(1 << 20) {
+		add(v)
+		add(-v)
+	}
+	for s := range 63 {
+		for i := range int64(1000) {
+			add(i << s)
+		}
+	}
+	add(-1 << 63)
+	add(1<<63 - 1)
+	for b, c := range ones {
+		if f := float64(c) / float64(n); f < 0.49 || f > 0.51 {
+			t.Errorf("bit %d is set in %.3f of the digests", b, f)
+		}
+	}
+}
+
+// Seal keeps equality and None, and changes every digest.
+func TestSeal(t *testing.T) {
+	if Seal(None) != None {
+		t.Error("None sealed")
+	}
+	seen := map[Key]Key{}
+	for v := range int64(1 << 16) {
+		k := Int(v)
+		s := Seal(k)
+		if s == k || s == None || s != Seal(k) {
+			t.Fatalf("Seal(Int(%d)) = %v (digest %v)", v, s, k)
+		}
+		if o, dup := seen[s]; dup {
+			t.Fatalf("Int(%d) and %v seal alike", v, o)
+		}
+		seen[s] = k
+	}
+}
+
 func TestNotKeys(t *testing.T) {
 	long := make([]byte, MaxValueBytes+1)
 	for i := range long {
@@ -103,6 +161,16 @@ func BenchmarkText(b *testing.B) {
 		Text(v)
 	}
 }
+
+func BenchmarkInt(b *testing.B) {
+	var k Key
+	for i := range int64(b.N) {
+		k ^= Int(i)
+	}
+	sink = k
+}
+
+var sink Key
 
 func BenchmarkBinaryInt4(b *testing.B) {
 	v := be(4, 1234567)

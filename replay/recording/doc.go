@@ -51,8 +51,10 @@
 // JSON array take 19, and one decode per list.
 //
 // The digests are keyed by the recording proxy's random per-process key,
-// which is never written: all the digests of one proxy run are comparable
-// with each other, and digests of different runs never match, so the
+// which is never written, and written sealed (valuekey.Seal: a keyed hash
+// of the digest, so that known values cannot be tested against them): all
+// the digests of one proxy run are comparable with each other, and digests
+// of different runs never match, so the
 // detector's data-flow proof spans one run (the session_id prefix, the
 // Writer's start, tells runs apart). For the same reason a recording's
 // result digests never match the digests of SQL literals, which the

@@ -2,6 +2,8 @@ package recording
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -79,9 +81,34 @@ func readAll(t testing.TB, data []byte, opts ReaderOptions) ([]*pgwire.Execution
 	}
 }
 
+// sealed returns e with its digests as a Writer writes them (valuekey.Seal).
+func sealed(e *pgwire.Execution) *pgwire.Execution {
+	c := *e
+	if e.ParamKeys != nil {
+		c.ParamKeys = make([]valuekey.Key, len(e.ParamKeys))
+		for i, k := range e.ParamKeys {
+			c.ParamKeys[i] = valuekey.Seal(k)
+		}
+	}
+	if r := e.Result; r != nil {
+		cols := make([][]valuekey.Key, r.Width())
+		for i := range cols {
+			for _, k := range r.Column(i) {
+				cols[i] = append(cols[i], valuekey.Seal(k))
+			}
+		}
+		c.Result = pgwire.NewResultKeys(r.Columns, cols, r.Truncated)
+	}
+	return &c
+}
+
 func TestEvidenceRoundTrip(t *testing.T) {
-	want := evidenceExecutions()
-	data := writeAll(t, want)
+	in := evidenceExecutions()
+	data := writeAll(t, in)
+	want := make([]*pgwire.Execution, len(in))
+	for i, e := range in {
+		want[i] = sealed(e)
+	}
 
 	budget := pgwire.NewEvidenceBudget(1 << 20)
 	got, r := readAll(t, data, ReaderOptions{Evidence: true, EvidenceBudget: budget})
@@ -132,7 +159,7 @@ func TestEvidenceRoundTrip(t *testing.T) {
 	}
 }
 
-// The format, pinned: base64 (standard, padded) of the digests as
+// The format, pinned: base64 (standard, padded) of the sealed digests as
 // little-endian uint64s; None is eight zero bytes.
 func TestEvidenceFormat(t *testing.T) {
 	c := &pgwire.ConnInfo{ID: 1, User: "u", Database: "d"}
@@ -141,9 +168,17 @@ func TestEvidenceFormat(t *testing.T) {
 		Result:    pgwire.NewResultKeys([]string{"a", "b\"c"}, [][]valuekey.Key{{1}, {valuekey.None}}, true)}
 	data := writeAll(t, []*pgwire.Execution{e})
 	line := string(data)
+	b64 := func(keys ...valuekey.Key) string {
+		var raw []byte
+		for _, k := range keys {
+			raw = binary.LittleEndian.AppendUint64(raw, uint64(valuekey.Seal(k)))
+		}
+		return base64.StdEncoding.EncodeToString(raw)
+	}
+	params, first := b64(0x0807060504030201, valuekey.None), b64(1)
 	for _, want := range []string{
-		`,"param_keys":"AQIDBAUGBwgAAAAAAAAAAA=="`,
-		`,"result_columns":["a","b\"c"],"result_keys":["AQAAAAAAAAA=","AAAAAAAAAAA="],"result_truncated":true}}`,
+		`,"param_keys":"` + params + `"`,
+		`,"result_columns":["a","b\"c"],"result_keys":["` + first + `","AAAAAAAAAAA="],"result_truncated":true}}`,
 	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("line lacks %s:\n%s", want, line)
@@ -160,20 +195,57 @@ func TestEvidenceFormat(t *testing.T) {
 	// Without padding, as other writers may produce it, it reads the same;
 	// and so does a list shorter than the first (not what a Writer writes):
 	// filled with None.
-	raw := strings.Replace(line, `"AQIDBAUGBwgAAAAAAAAAAA=="`, `"AQIDBAUGBwgAAAAAAAAAAA"`, 1)
-	raw = strings.Replace(raw, `"AQAAAAAAAAA="`, `"AQAAAAAAAAA"`, 1)
+	raw := strings.Replace(line, `"`+params+`"`, `"`+strings.TrimRight(params, "=")+`"`, 1)
+	raw = strings.Replace(raw, `"`+first+`"`, `"`+strings.TrimRight(first, "=")+`"`, 1)
+	if raw == line {
+		t.Fatal("no padding to drop")
+	}
 	short := strings.Replace(line, `"AAAAAAAAAAA="]`, `""]`, 1)
 	if short == line {
 		t.Fatal("no second list to shorten")
 	}
+	want := sealed(e)
 	for _, in := range []string{line, raw, short} {
 		got, r := readAll(t, []byte(in), ReaderOptions{Evidence: true})
 		if len(got) != 1 || r.Stats().Skipped != 0 {
 			t.Fatalf("%d executions (%s)", len(got), r.FirstProblem())
 		}
-		if !slices.Equal(got[0].ParamKeys, e.ParamKeys) || !reflect.DeepEqual(got[0].Result, e.Result) {
-			t.Errorf("got %v %+v, want %v %+v", got[0].ParamKeys, got[0].Result, e.ParamKeys, e.Result)
+		if !slices.Equal(got[0].ParamKeys, want.ParamKeys) || !reflect.DeepEqual(got[0].Result, want.Result) {
+			t.Errorf("got %v %+v, want %v %+v", got[0].ParamKeys, got[0].Result, want.ParamKeys, want.Result)
 		}
+	}
+}
+
+// A digest leaves the process only sealed: none written is one the
+// process computed, and equal digests still read equal, distinct ones
+// distinct, None as None.
+func TestEvidenceSealed(t *testing.T) {
+	c := &pgwire.ConnInfo{ID: 1, User: "u", Database: "d"}
+	seven, eight := valuekey.Text([]byte("7")), valuekey.Int(8)
+	e := &pgwire.Execution{Conn: c, Start: t0, End: t0, SQL: "SELECT $1", Protocol: "extended", Rows: 1, Command: "SELECT",
+		ParamKeys: []valuekey.Key{seven, valuekey.None, eight},
+		Result:    pgwire.NewResultKeys([]string{"a"}, [][]valuekey.Key{{valuekey.Int(7)}}, false)}
+	data := writeAll(t, []*pgwire.Execution{e})
+	for _, k := range []valuekey.Key{seven, eight} {
+		le := base64.StdEncoding.EncodeToString(binary.LittleEndian.AppendUint64(nil, uint64(k)))
+		if bytes.Contains(data, []byte(le[:10])) {
+			t.Errorf("the recording holds a digest as the process computed it:\n%s", data)
+		}
+	}
+	got, r := readAll(t, data, ReaderOptions{Evidence: true})
+	if len(got) != 1 || got[0].Result == nil || len(got[0].ParamKeys) != 3 {
+		t.Fatalf("%d executions (%s)", len(got), r.FirstProblem())
+	}
+	p, col := got[0].ParamKeys, got[0].Result.Column(0)
+	switch {
+	case p[0] == seven || p[2] == eight:
+		t.Errorf("param keys %v not sealed", p)
+	case p[0] != col[0]:
+		t.Errorf("7 as text (%v) and 7 as an integer (%v) no longer match", p[0], col[0])
+	case p[0] == p[2]:
+		t.Error("7 and 8 match")
+	case p[1] != valuekey.None:
+		t.Errorf("None sealed to %v", p[1])
 	}
 }
 

@@ -353,12 +353,13 @@ func (w *Writer) appendEvidence(b []byte, e *pgwire.Execution) []byte {
 	return b
 }
 
-// appendDigests appends keys as a JSON string: base64 of their
-// little-endian bytes.
+// appendDigests appends keys, sealed (valuekey.Seal: a digest leaves the
+// process only sealed), as a JSON string: base64 of their little-endian
+// bytes.
 func (w *Writer) appendDigests(b []byte, keys []valuekey.Key) []byte {
 	raw := w.raw[:0]
 	for _, k := range keys {
-		raw = binary.LittleEndian.AppendUint64(raw, uint64(k))
+		raw = binary.LittleEndian.AppendUint64(raw, uint64(valuekey.Seal(k)))
 	}
 	w.raw = raw[:0]
 	b = append(b, '"')
