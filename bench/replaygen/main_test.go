@@ -47,11 +47,8 @@ func TestRecordingMatchesPcap(t *testing.T) {
 // sealAll replaces e's digests with their sealed forms (valuekey.Seal).
 func sealAll(e *pgwire.Execution) {
 	seal := func(keys []valuekey.Key) []valuekey.Key {
-		if keys == nil {
-			return nil
-		}
-		out := make([]valuekey.Key, len(keys))
-		for i, k := range keys {
+		out := slices.Clone(keys) // nil stays nil
+		for i, k := range out {
 			out[i] = valuekey.Seal(k)
 		}
 		return out

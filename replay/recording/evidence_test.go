@@ -84,11 +84,9 @@ func readAll(t testing.TB, data []byte, opts ReaderOptions) ([]*pgwire.Execution
 // sealed returns e with its digests as a Writer writes them (valuekey.Seal).
 func sealed(e *pgwire.Execution) *pgwire.Execution {
 	c := *e
-	if e.ParamKeys != nil {
-		c.ParamKeys = make([]valuekey.Key, len(e.ParamKeys))
-		for i, k := range e.ParamKeys {
-			c.ParamKeys[i] = valuekey.Seal(k)
-		}
+	c.ParamKeys = slices.Clone(e.ParamKeys) // nil stays nil
+	for i, k := range c.ParamKeys {
+		c.ParamKeys[i] = valuekey.Seal(k)
 	}
 	if r := e.Result; r != nil {
 		cols := make([][]valuekey.Key, r.Width())
