@@ -86,23 +86,22 @@ func mix(a, b uint64) uint64 {
 	return hi ^ lo
 }
 
-func sum(b []byte) Key {
-	k := Key(maphash.Bytes(seed, b))
-	if k == None {
-		k = 1
+func sum(b []byte) Key { return keyOf(maphash.Bytes(seed, b)) }
+
+// keyOf is the Key of a hash h: None is kept for what is not a key, so a
+// hash of 0 becomes 1.
+func keyOf(h uint64) Key {
+	if h == 0 {
+		return 1
 	}
-	return k
+	return Key(h)
 }
 
 // Int is the Key of an integer, whichever form it came in: Text and Binary
 // give it for the integers they read.
 func Int(v int64) Key {
 	x := uint64(v)
-	k := Key(mix(mix(x^intKey[0], x^intKey[1]), intKey[2]))
-	if k == None {
-		k = 1
-	}
-	return k
+	return keyOf(mix(mix(x^intKey[0], x^intKey[1]), intKey[2]))
 }
 
 // Text is the Key of a value in text format (a NULL is nil and gives None).
@@ -138,11 +137,7 @@ func Seal(k Key) Key {
 	if k == None {
 		return None
 	}
-	s := Key(maphash.Comparable(sealSeed, uint64(k)))
-	if s == None {
-		s = 1
-	}
-	return s
+	return keyOf(maphash.Comparable(sealSeed, uint64(k)))
 }
 
 // String is Text for a string: a literal's value after unquoting.
